@@ -1,0 +1,53 @@
+//! The library's error type.
+//!
+//! Every fallible public function returns [`Result`]. Errors carry a message meant for a person:
+//! they name the offending key, file, tensor or step, so that the command-line front end can print
+//! them as they are.
+
+use std::fmt;
+
+/// What went wrong, grouped by who has to act on it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// The input given by the user (a spec, a flag, a shape) is invalid. The message names the key.
+    Invalid(String),
+    /// A file could not be read or written, or its contents are malformed.
+    Io(String),
+    /// Training diverged: a loss or parameter became non-finite at `step`.
+    Diverged {
+        /// The step (0-based count of updates already applied) at which divergence was detected.
+        step: u64,
+        /// What was found to be non-finite.
+        what: String,
+    },
+    /// A numerical routine failed (e.g. a factorisation of a matrix that is not positive definite).
+    Numerical(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Invalid(m) => write!(f, "invalid input: {m}"),
+            Error::Io(m) => write!(f, "{m}"),
+            Error::Diverged { step, what } => write!(f, "training diverged at step {step}: {what}"),
+            Error::Numerical(m) => write!(f, "numerical failure: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Shorthand for `std::result::Result<T, nequil::Error>`.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Builds an [`Error::Invalid`] from a format string.
+#[macro_export]
+macro_rules! invalid {
+    ($($arg:tt)*) => { $crate::error::Error::Invalid(format!($($arg)*)) };
+}
+
+/// Builds an [`Error::Io`] from a format string.
+#[macro_export]
+macro_rules! io_err {
+    ($($arg:tt)*) => { $crate::error::Error::Io(format!($($arg)*)) };
+}
