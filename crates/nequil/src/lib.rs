@@ -15,5 +15,9 @@ pub mod models;
 pub mod params;
 pub mod rng;
 pub mod stats;
+pub mod train;
+pub mod curvature;
+pub mod symmetry;
+pub mod equilibrium;
 
 pub use error::{Error, Result};

@@ -296,7 +296,7 @@ pub fn cholesky(a: &Dense) -> Result<Dense> {
         for k in 0..j {
             d -= l.at(j, k) * l.at(j, k);
         }
-        if !(d > 0.0) || !d.is_finite() {
+        if d.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || !d.is_finite() {
             return Err(Error::Numerical(format!(
                 "matrix is not positive definite (pivot {j} is {d})"
             )));

@@ -1,0 +1,1 @@
+//! Curvature instruments: exact Hessian-vector products, dense Hessian, trace, top eigenvalues.

@@ -1,0 +1,1 @@
+//! Exponential symmetries: generators, Noether charges, the catalog, discovery, the law of motion.

@@ -1,0 +1,413 @@
+//! Training: learning-rate schedules, the allocation-free SGD/GD step, the trainer loop and its
+//! probes.
+//!
+//! An update is `θ ← (1 − 2ηγ) θ − η ĝ`, where `ĝ` is the mean gradient of the per-sample loss
+//! `‖f(x) − y‖²` over the batch (the gradient of `L + γ‖θ‖²` is `∇L + 2γθ`). SGD draws a batch of
+//! `S` samples per step; GD uses the whole fixed dataset every step. Continuous time is
+//! `t = Σ_k η_k` (`= η · steps` at a constant rate).
+
+pub mod probe;
+pub use probe::{Probe, ProbeCtx, Schedule};
+
+use crate::data::{Batcher, Source};
+use crate::models::{Model, Workspace};
+use crate::rng::Rng;
+use crate::{invalid, Error, Result};
+
+/// Learning-rate schedule η(step).
+#[derive(Clone, Debug, PartialEq)]
+pub enum LrSchedule {
+    /// η constant.
+    Constant(f64),
+    /// η rises linearly, `η · min(1, (step + 1)/warmup_steps)`, then stays at `η`.
+    LinearWarmup {
+        /// Length of the ramp.
+        warmup_steps: u64,
+        /// Final learning rate.
+        lr: f64,
+    },
+    /// `values[i]` for `boundaries[i−1] ≤ step < boundaries[i]`; `values.len() = boundaries.len() + 1`.
+    /// The paper's warmup (Fig. 4) is `boundaries = [5000]`, `values = [0.001, 0.008]`.
+    Piecewise {
+        /// Steps at which the rate changes, increasing.
+        boundaries: Vec<u64>,
+        /// The rates, one more than the boundaries.
+        values: Vec<f64>,
+    },
+}
+
+impl LrSchedule {
+    /// η at update number `step` (0-based).
+    #[inline]
+    pub fn lr(&self, step: u64) -> f64 {
+        match self {
+            LrSchedule::Constant(l) => *l,
+            LrSchedule::LinearWarmup { warmup_steps, lr } => {
+                lr * (((step + 1) as f64) / (*warmup_steps).max(1) as f64).min(1.0)
+            }
+            LrSchedule::Piecewise { boundaries, values } => {
+                let i = boundaries.partition_point(|&b| b <= step);
+                values[i]
+            }
+        }
+    }
+
+    /// Checks the schedule; errors name the spec keys.
+    pub fn validate(&self) -> Result<()> {
+        let ok = |v: f64| v.is_finite() && v > 0.0;
+        match self {
+            LrSchedule::Constant(l) | LrSchedule::LinearWarmup { lr: l, .. } if !ok(*l) => {
+                Err(invalid!("train.lr: learning rate must be finite and > 0, got {l}"))
+            }
+            LrSchedule::LinearWarmup { warmup_steps: 0, .. } => Err(invalid!("train.warmup_steps: must be ≥ 1")),
+            LrSchedule::Piecewise { boundaries, values } => {
+                if values.len() != boundaries.len() + 1 {
+                    return Err(invalid!(
+                        "train.values: piecewise schedule needs one more value than boundaries ({} boundaries, {} values)",
+                        boundaries.len(),
+                        values.len()
+                    ));
+                }
+                if boundaries.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(invalid!("train.boundaries: must be strictly increasing"));
+                }
+                if let Some(v) = values.iter().find(|v| !ok(**v)) {
+                    return Err(invalid!("train.values: learning rates must be finite and > 0, got {v}"));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Batch selection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batching {
+    /// SGD with batch size S.
+    Sgd(usize),
+    /// Full-batch GD on a fixed dataset.
+    Full,
+}
+
+/// Everything that defines a training run apart from the model and the data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Number of updates.
+    pub steps: u64,
+    /// SGD batch size or full batch.
+    pub batching: Batching,
+    /// Learning-rate schedule.
+    pub lr: LrSchedule,
+    /// Weight decay γ (the loss carries `γ‖θ‖²`).
+    pub weight_decay: f64,
+    /// When the core columns and probes are recorded.
+    pub schedule: Schedule,
+    /// Size of the fixed-seed population sample used as evaluation set for online data.
+    pub eval_samples: usize,
+    /// Seed of the data stream (batches) and of the evaluation sample.
+    pub seed: u64,
+}
+
+/// A run's log: named columns, one row per recorded step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Log {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows of values, each as long as `columns`.
+    pub rows: Vec<Vec<f64>>,
+}
+
+impl Log {
+    /// The values of one column, if present.
+    pub fn column(&self, name: &str) -> Option<Vec<f64>> {
+        let j = self.columns.iter().position(|c| c == name)?;
+        Some(self.rows.iter().map(|r| r[j]).collect())
+    }
+    /// The last value of a column, if present.
+    pub fn last(&self, name: &str) -> Option<f64> {
+        let j = self.columns.iter().position(|c| c == name)?;
+        self.rows.last().map(|r| r[j])
+    }
+    /// CSV text with a header line; values use Rust's shortest round-trip formatting, so reading
+    /// them back gives the same `f64` bits. Non-finite values are written as `nan`, `inf`, `-inf`.
+    pub fn to_csv(&self) -> String {
+        let mut s = self.columns.join(",");
+        s.push('\n');
+        for r in &self.rows {
+            let line: Vec<String> = r.iter().map(|v| fmt_value(*v)).collect();
+            s.push_str(&line.join(","));
+            s.push('\n');
+        }
+        s
+    }
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf".into() } else { "-inf".into() }
+    } else if v == v.trunc() && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:?}")
+    }
+}
+
+/// The allocation-free inner loop: batch buffers, workspace, gradient and data stream.
+pub struct Stepper {
+    ws: Workspace,
+    grad: Vec<f64>,
+    xb: Vec<f64>,
+    yb: Vec<f64>,
+    batcher: Batcher,
+    rng: Rng,
+    batching: Batching,
+    weight_decay: f64,
+}
+
+impl Stepper {
+    /// Buffers for `model` trained on `source`; the data stream is seeded by `seed`.
+    pub fn new(model: &Model, source: &Source, batching: Batching, weight_decay: f64, seed: u64) -> Result<Self> {
+        let b = match (batching, source) {
+            (Batching::Sgd(0), _) => return Err(invalid!("train.batch_size: must be ≥ 1")),
+            (Batching::Sgd(s), Source::Fixed { data, .. }) if s > data.n => {
+                return Err(invalid!("train.batch_size: {s} is larger than the fixed dataset ({} samples)", data.n))
+            }
+            (Batching::Sgd(s), _) => s,
+            (Batching::Full, Source::Fixed { data, .. }) => data.n,
+            (Batching::Full, Source::Online(_)) => {
+                return Err(invalid!("train.optimizer: full-batch GD needs a fixed dataset (data.mode = \"fixed\")"))
+            }
+        };
+        if model.d_in() != source.d_x() || model.d_out() != source.d_y() {
+            return Err(invalid!(
+                "model.widths: the model maps {} → {}, the data are {} → {}",
+                model.d_in(),
+                model.d_out(),
+                source.d_x(),
+                source.d_y()
+            ));
+        }
+        if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+            return Err(invalid!("train.weight_decay: must be finite and ≥ 0, got {weight_decay}"));
+        }
+        let mut rng = Rng::derive(seed, "batches");
+        let batcher = Batcher::new(source, &mut rng);
+        let full = batching == Batching::Full;
+        Ok(Stepper {
+            ws: model.workspace(b),
+            grad: vec![0.0; model.n_params()],
+            xb: if full { Vec::new() } else { vec![0.0; b * model.d_in()] },
+            yb: if full { Vec::new() } else { vec![0.0; b * model.d_out()] },
+            batcher,
+            rng,
+            batching,
+            weight_decay,
+        })
+    }
+
+    /// The gradient `ĝ` of the last step's batch (without the weight-decay term).
+    pub fn last_grad(&self) -> &[f64] {
+        &self.grad
+    }
+
+    /// One update `θ ← (1 − 2ηγ)θ − η ĝ` with learning rate `lr`. Returns the batch loss (before
+    /// the update). `step` is only used to name the step in a divergence error. Allocates nothing.
+    pub fn step(&mut self, model: &Model, source: &mut Source, theta: &mut [f64], lr: f64, step: u64) -> Result<f64> {
+        let loss = match (self.batching, &*source) {
+            (Batching::Full, Source::Fixed { data, .. }) => {
+                model.loss_grad(theta, &data.x, &data.y, data.n, &mut self.grad, &mut self.ws)
+            }
+            (Batching::Sgd(b), _) => {
+                self.batcher.next(source, &mut self.rng, &mut self.xb, &mut self.yb, b);
+                model.loss_grad(theta, &self.xb, &self.yb, b, &mut self.grad, &mut self.ws)
+            }
+            _ => unreachable!("checked in Stepper::new"),
+        };
+        if !loss.is_finite() {
+            return Err(Error::Diverged { step, what: format!("batch loss is {loss}") });
+        }
+        let decay = 1.0 - 2.0 * lr * self.weight_decay;
+        let mut finite = true;
+        for (t, g) in theta.iter_mut().zip(&self.grad) {
+            *t = decay * *t - lr * g;
+            finite &= t.is_finite();
+        }
+        if !finite {
+            return Err(Error::Diverged { step: step + 1, what: "a parameter became non-finite".into() });
+        }
+        Ok(loss)
+    }
+}
+
+/// The outcome of a run: final θ, the log, and the error that stopped it, if any.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// θ after the last completed update.
+    pub theta: Vec<f64>,
+    /// The log up to the last recorded step.
+    pub log: Log,
+    /// Updates completed.
+    pub steps_done: u64,
+    /// `Some` if the run stopped early (e.g. [`Error::Diverged`]).
+    pub error: Option<Error>,
+    /// Size of the evaluation set used by the `loss` column.
+    pub eval_n: usize,
+}
+
+/// The evaluation set: the training set for fixed data, a fixed-seed population sample otherwise.
+pub fn eval_set(source: &Source, n_online: usize, seed: u64) -> (Vec<f64>, Vec<f64>, usize) {
+    match source {
+        Source::Fixed { data, .. } => (data.x.clone(), data.y.clone(), data.n),
+        Source::Online(g) => {
+            let mut g = g.clone();
+            let mut rng = Rng::derive(seed, "eval");
+            let ds = g.dataset(&mut rng, n_online);
+            (ds.x, ds.y, ds.n)
+        }
+    }
+}
+
+/// Trains `theta` in place and returns the log. Core columns, recorded at every scheduled step:
+/// `step`, `t` (= Σ η), `lr`, `batch_loss` (mean batch loss of the updates since the previous row;
+/// `nan` at step 0), `loss` (mean loss on the evaluation set, without the weight-decay term), and
+/// `norm2.<block>` (squared norm of each parameter block). Probes add their columns after these.
+/// `progress(done)` is called about every 1% of the steps.
+pub fn train(
+    model: &Model,
+    source: &mut Source,
+    theta: Vec<f64>,
+    cfg: &TrainConfig,
+    probes: &mut [Box<dyn Probe>],
+    progress: &mut dyn FnMut(u64),
+) -> Result<RunOutcome> {
+    cfg.lr.validate()?;
+    if theta.len() != model.n_params() {
+        return Err(invalid!("theta has {} entries, the model has {} parameters", theta.len(), model.n_params()));
+    }
+    let mut theta = theta;
+    let mut stepper = Stepper::new(model, source, cfg.batching, cfg.weight_decay, cfg.seed)?;
+    let (ex, ey, en) = eval_set(source, cfg.eval_samples.max(1), cfg.seed);
+    let mut eval_ws = model.workspace(en.clamp(1, 1024));
+    let batch_size = match cfg.batching {
+        Batching::Sgd(s) => s,
+        Batching::Full => en,
+    };
+
+    let mut columns: Vec<String> = ["step", "t", "lr", "batch_loss", "loss"].iter().map(|s| s.to_string()).collect();
+    for b in model.layout().blocks() {
+        columns.push(format!("norm2.{}", b.name));
+    }
+    let mut probe_steps = Vec::new();
+    for p in probes.iter() {
+        columns.extend(p.columns());
+        probe_steps.push(p.schedule().map(|s| s.steps(cfg.steps)));
+    }
+    let mut rows_at = cfg.schedule.steps(cfg.steps);
+    for s in probe_steps.iter().flatten() {
+        rows_at.extend(s);
+    }
+    rows_at.sort_unstable();
+    rows_at.dedup();
+
+    let mut log = Log { columns, rows: Vec::with_capacity(rows_at.len()) };
+    let mut t = 0.0;
+    let mut loss_acc = 0.0;
+    let mut loss_cnt = 0u64;
+    let tick = (cfg.steps / 100).max(1);
+    let mut next_row = 0usize;
+    let mut step = 0u64;
+    let mut error = None;
+    loop {
+        if next_row < rows_at.len() && rows_at[next_row] == step {
+            let mut row = Vec::with_capacity(log.columns.len());
+            let lr = cfg.lr.lr(step);
+            row.extend([step as f64, t, lr]);
+            row.push(if loss_cnt > 0 { loss_acc / loss_cnt as f64 } else { f64::NAN });
+            row.push(model.loss_chunked(&theta, &ex, &ey, en, &mut eval_ws));
+            row.extend(model.layout().block_norms2(&theta));
+            let ctx = ProbeCtx {
+                step,
+                t,
+                lr,
+                batch_size,
+                weight_decay: cfg.weight_decay,
+                model,
+                theta: &theta,
+                eval_x: &ex,
+                eval_y: &ey,
+                eval_n: en,
+                source,
+            };
+            for (p, own) in probes.iter_mut().zip(&probe_steps) {
+                let n = p.columns().len();
+                let due = own.as_ref().is_none_or(|s| s.binary_search(&step).is_ok());
+                if due {
+                    let before = row.len();
+                    p.record(&ctx, &mut row)?;
+                    if row.len() != before + n {
+                        return Err(Error::Numerical(format!("probe wrote {} values for {n} columns", row.len() - before)));
+                    }
+                } else {
+                    row.extend(std::iter::repeat_n(f64::NAN, n));
+                }
+            }
+            log.rows.push(row);
+            loss_acc = 0.0;
+            loss_cnt = 0;
+            next_row += 1;
+        }
+        if step == cfg.steps {
+            break;
+        }
+        let lr = cfg.lr.lr(step);
+        match stepper.step(model, source, &mut theta, lr, step) {
+            Ok(l) => {
+                loss_acc += l;
+                loss_cnt += 1;
+            }
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+        t += lr;
+        step += 1;
+        if step.is_multiple_of(tick) {
+            progress(step);
+        }
+    }
+    Ok(RunOutcome { theta, log, steps_done: step, error, eval_n: en })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules() {
+        let p = LrSchedule::Piecewise { boundaries: vec![5000], values: vec![0.001, 0.008] };
+        assert_eq!(p.lr(0), 0.001);
+        assert_eq!(p.lr(4999), 0.001);
+        assert_eq!(p.lr(5000), 0.008);
+        let w = LrSchedule::LinearWarmup { warmup_steps: 10, lr: 1.0 };
+        assert_eq!(w.lr(0), 0.1);
+        assert_eq!(w.lr(9), 1.0);
+        assert_eq!(w.lr(100), 1.0);
+        assert!(LrSchedule::Piecewise { boundaries: vec![5], values: vec![1.0] }.validate().is_err());
+        assert!(LrSchedule::Constant(-1.0).validate().is_err());
+    }
+
+    #[test]
+    fn csv_round_trips() {
+        let log = Log { columns: vec!["a".into(), "b".into()], rows: vec![vec![1.0, 0.1 + 0.2], vec![f64::NAN, -3.5e-300]] };
+        let csv = log.to_csv();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "a,b");
+        let v: f64 = lines[1].split(',').nth(1).unwrap().parse().unwrap();
+        assert_eq!(v.to_bits(), (0.1f64 + 0.2).to_bits());
+        assert!(lines[2].starts_with("nan,"));
+    }
+}

@@ -1,0 +1,97 @@
+//! Instruments: probes that run on a schedule and add named columns to a run's log.
+//!
+//! A [`Probe`] declares its column names once and, at each scheduled step, appends one value per
+//! column. Probes see the model, θ, the step and time, and an *evaluation set*: the full training
+//! set for fixed data, or a fixed-seed sample of the population for online data (its size is
+//! stated in the run's summary). Expensive probes should be given a sparse [`Schedule`].
+
+use crate::data::Source;
+use crate::models::Model;
+use crate::Result;
+
+/// What a probe can look at.
+pub struct ProbeCtx<'a> {
+    /// Number of SGD updates applied so far.
+    pub step: u64,
+    /// Continuous time `t = Σ_k η_k` (= η·step for a constant learning rate).
+    pub t: f64,
+    /// The learning rate η of the next update.
+    pub lr: f64,
+    /// The batch size S (the dataset size N for full-batch GD).
+    pub batch_size: usize,
+    /// Weight decay γ (the loss carries `γ‖θ‖²`).
+    pub weight_decay: f64,
+    /// The model.
+    pub model: &'a Model,
+    /// Current parameters θ.
+    pub theta: &'a [f64],
+    /// Evaluation inputs, `eval_n × d_in`.
+    pub eval_x: &'a [f64],
+    /// Evaluation targets, `eval_n × d_out`.
+    pub eval_y: &'a [f64],
+    /// Number of evaluation samples.
+    pub eval_n: usize,
+    /// Where the training data come from (exact second moments, if known).
+    pub source: &'a Source,
+}
+
+/// An instrument that adds named columns to the log.
+pub trait Probe: Send {
+    /// Column names, fixed for the run.
+    fn columns(&self) -> Vec<String>;
+    /// Appends exactly `columns().len()` values to `out`.
+    fn record(&mut self, ctx: &ProbeCtx<'_>, out: &mut Vec<f64>) -> Result<()>;
+    /// Which steps this probe runs at; `None` means every row of the log (the run's schedule).
+    fn schedule(&self) -> Option<&Schedule> {
+        None
+    }
+}
+
+/// When to record: every `k` steps, or at about `n` log-spaced steps. Step 0 and the last step
+/// are always included.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Schedule {
+    /// Every `k` steps (k ≥ 1).
+    Every(u64),
+    /// About `n` steps spaced evenly in log(1 + step).
+    LogSpaced(usize),
+}
+
+impl Schedule {
+    /// The sorted, de-duplicated steps in `0..=total` at which to record.
+    pub fn steps(&self, total: u64) -> Vec<u64> {
+        let mut s = match *self {
+            Schedule::Every(k) => {
+                let k = k.max(1);
+                (0..=total / k).map(|i| i * k).collect::<Vec<_>>()
+            }
+            Schedule::LogSpaced(n) => {
+                let n = n.max(2);
+                let lt = ((total + 1) as f64).ln();
+                (0..n)
+                    .map(|i| (((i as f64) / (n - 1) as f64 * lt).exp() - 1.0).round() as u64)
+                    .collect()
+            }
+        };
+        s.push(0);
+        s.push(total);
+        s.retain(|&v| v <= total);
+        s.sort_unstable();
+        s.dedup();
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn schedules_include_ends() {
+        assert_eq!(Schedule::Every(3).steps(10), vec![0, 3, 6, 9, 10]);
+        let l = Schedule::LogSpaced(20).steps(100_000);
+        assert_eq!(l[0], 0);
+        assert_eq!(*l.last().unwrap(), 100_000);
+        assert!(l.len() >= 15 && l.len() <= 20, "{l:?}");
+        assert!(l.windows(2).all(|w| w[0] < w[1]));
+    }
+}
