@@ -1,1 +1,46 @@
-fn main() {}
+//! The `nequil` command. See `nequil --help` and the README.
+
+mod cli_run;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// nequil: parameter symmetry and the noise equilibrium of SGD.
+///
+/// Trains the paper's model families with instruments, asks the theory about a model's
+/// symmetries and noise equilibrium, and reproduces the paper's figures.
+#[derive(Parser)]
+#[command(name = "nequil", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model as a TOML spec says; write spec.toml, metrics.csv, final.safetensors and
+    /// summary.json into the output directory.
+    Run(cli_run::RunArgs),
+}
+
+/// Exit status 2 for bad input (spec, flags, files), 1 for a run that failed (e.g. diverged).
+pub(crate) fn exit_for(e: &nequil::Error) -> ExitCode {
+    match e {
+        nequil::Error::Invalid(_) | nequil::Error::Io(_) => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => cli_run::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("nequil: error: {e}");
+            exit_for(&e)
+        }
+    }
+}

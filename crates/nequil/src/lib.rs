@@ -14,6 +14,8 @@ pub mod linalg;
 pub mod models;
 pub mod params;
 pub mod rng;
+pub mod runner;
+pub mod spec;
 pub mod stats;
 pub mod train;
 pub mod curvature;

@@ -1,0 +1,83 @@
+//! Executing a spec and writing a run directory (`nequil run`).
+//!
+//! A run directory holds `spec.toml` (resolved, defaults filled in), `metrics.csv` (the log),
+//! `final.safetensors` (final θ with PyTorch names and shapes, `f64`) and `summary.json`. Every
+//! file is written atomically (temporary name, then rename). Outputs are a deterministic function
+//! of the spec: no wall-clock times are written, so the same spec and seed give bit-identical files.
+
+use crate::io::{write_atomic, write_safetensors};
+use crate::models::Model;
+use crate::spec::Spec;
+use crate::train::{train, Probe, RunOutcome};
+use crate::{Error, Result};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Runs a spec: builds it (all validation happens here, before anything is written), then trains.
+/// `base` resolves relative data paths. `progress(done, total)` is called about every 1%.
+pub fn run_spec(spec: &Spec, base: &Path, probes: &mut [Box<dyn Probe>], progress: &mut dyn FnMut(u64, u64)) -> Result<(Model, RunOutcome)> {
+    let built = spec.build(base)?;
+    let mut source = built.source;
+    let total = built.config.steps;
+    let out = train(&built.model, &mut source, built.theta0, &built.config, probes, &mut |d| progress(d, total))?;
+    Ok((built.model, out))
+}
+
+/// The tensors of θ as `(name, shape, values)` in layout order.
+pub fn named_tensors<'a>(model: &Model, theta: &'a [f64]) -> Vec<(String, Vec<usize>, &'a [f64])> {
+    model.layout().blocks().iter().map(|b| (b.name.clone(), b.shape.clone(), &theta[b.range()])).collect()
+}
+
+/// Writes θ as safetensors (`f64`, PyTorch names and `[out, in]` shapes; metadata `format = pt`).
+pub fn save_weights(path: &Path, model: &Model, theta: &[f64]) -> Result<()> {
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    meta.insert("nequil.model".to_string(), model.describe());
+    write_safetensors(path, &named_tensors(model, theta), Some(meta))
+}
+
+/// Writes a run directory for a finished (or stopped) run. On divergence the log up to the
+/// failing step and a summary with `status = "diverged"` are written, but no final weights.
+pub fn write_run_dir(dir: &Path, spec: &Spec, model: &Model, out: &RunOutcome) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("cannot create {}: {e}", dir.display())))?;
+    write_atomic(&dir.join("spec.toml"), spec.resolved_toml().as_bytes())?;
+    write_atomic(&dir.join("metrics.csv"), out.log.to_csv().as_bytes())?;
+    let final_row: serde_json::Map<String, serde_json::Value> = match out.log.rows.last() {
+        Some(r) => out.log.columns.iter().zip(r).map(|(c, v)| (c.clone(), json_num(*v))).collect(),
+        None => Default::default(),
+    };
+    let (status, error) = match &out.error {
+        None => ("ok", serde_json::Value::Null),
+        Some(Error::Diverged { step, what }) => ("diverged", json!({ "step": step, "what": what })),
+        Some(e) => ("failed", json!(e.to_string())),
+    };
+    let blocks: Vec<_> = model.layout().blocks().iter().map(|b| json!({ "name": b.name, "shape": b.shape })).collect();
+    let summary = json!({
+        "status": status,
+        "error": error,
+        "steps_done": out.steps_done,
+        "model": model.describe(),
+        "n_params": model.n_params(),
+        "parameters": blocks,
+        "eval_samples": out.eval_n,
+        "final": final_row,
+        "conventions": "per-sample loss ||f(x)-y||^2 (no 1/2), batch mean; weight decay gamma*||theta||^2 in the loss; t = sum of learning rates",
+    });
+    if out.error.is_none() {
+        save_weights(&dir.join("final.safetensors"), model, &out.theta)?;
+    } else {
+        let _ = std::fs::remove_file(dir.join("final.safetensors"));
+    }
+    write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&summary).expect("json").as_bytes())?;
+    Ok(())
+}
+
+/// A JSON number, or a string for non-finite values (JSON has no NaN).
+pub fn json_num(v: f64) -> serde_json::Value {
+    if v.is_finite() {
+        json!(v)
+    } else {
+        json!(format!("{v}"))
+    }
+}

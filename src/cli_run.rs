@@ -1,0 +1,67 @@
+//! `nequil run SPEC.toml --out DIR`.
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use nequil::runner::{run_spec, write_run_dir};
+use nequil::spec::Spec;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Arguments of `nequil run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The run specification (TOML; schema in the README).
+    spec: PathBuf,
+    /// Output directory (created if missing; existing run files in it are replaced).
+    #[arg(long, short)]
+    out: PathBuf,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// A progress bar with elapsed time and ETA on stderr (hidden when `quiet` or not a terminal).
+pub fn progress_bar(total: u64, label: &str, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(label.to_string());
+    pb
+}
+
+pub fn run(a: RunArgs) -> nequil::Result<ExitCode> {
+    let spec = Spec::from_file(&a.spec)?;
+    let base = a.spec.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let pb = progress_bar(spec.train.steps, "training", a.quiet);
+    let start = Instant::now();
+    let (model, out) = run_spec(&spec, &base, &mut [], &mut |d, _| pb.set_position(d))?;
+    pb.finish_and_clear();
+    write_run_dir(&a.out, &spec, &model, &out)?;
+    let secs = start.elapsed().as_secs_f64();
+    match &out.error {
+        None => {
+            if !a.quiet {
+                eprintln!(
+                    "nequil: {} steps in {:.2} s ({:.2} µs/step); final loss {:.6}; wrote {}",
+                    out.steps_done,
+                    secs,
+                    1e6 * secs / out.steps_done.max(1) as f64,
+                    out.log.last("loss").unwrap_or(f64::NAN),
+                    a.out.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(e) => {
+            eprintln!("nequil: error: {e}; the log up to that step is in {}", a.out.join("metrics.csv").display());
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! End-to-end tests of `nequil run`: outputs, determinism, clear errors with exit status 2 and
+//! nothing written, divergence with exit status 1 and the log kept, data from `.npy` files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nequil"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nequil-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+const SPEC: &str = r#"
+seed = 3
+[model]
+kind = "linear"
+widths = [4, 6, 4]
+[data]
+x_cov = { phi = 0.5 }
+noise_cov = { scalar = 1.0 }
+[train]
+lr = 0.01
+steps = 2000
+[probes]
+every = 500
+"#;
+
+fn run(dir: &Path, spec: &str, out: &str) -> std::process::Output {
+    let p = dir.join("spec.in.toml");
+    std::fs::write(&p, spec).unwrap();
+    bin().args(["run", p.to_str().unwrap(), "--out", dir.join(out).to_str().unwrap(), "--quiet"]).output().unwrap()
+}
+
+#[test]
+fn run_writes_all_outputs_deterministically() {
+    let d = tmp("ok");
+    let a = run(&d, SPEC, "a");
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    let b = run(&d, SPEC, "b");
+    assert!(b.status.success());
+    for f in ["spec.toml", "metrics.csv", "final.safetensors", "summary.json"] {
+        let x = std::fs::read(d.join("a").join(f)).unwrap();
+        let y = std::fs::read(d.join("b").join(f)).unwrap();
+        assert_eq!(x, y, "{f} differs between two runs of the same spec");
+    }
+    let csv = std::fs::read_to_string(d.join("a/metrics.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert_eq!(header, "step,t,lr,batch_loss,loss,norm2.layers.0.weight,norm2.layers.1.weight");
+    assert_eq!(csv.lines().count(), 1 + 5, "rows at 0, 500, 1000, 1500, 2000");
+    // The resolved spec has defaults filled in and parses again.
+    let resolved = std::fs::read_to_string(d.join("a/spec.toml")).unwrap();
+    assert!(resolved.contains("optimizer = \"sgd\"") && resolved.contains("batch_size = 1"), "{resolved}");
+    let again = run(&d, &resolved, "c");
+    assert!(again.status.success());
+    assert_eq!(std::fs::read(d.join("a/final.safetensors")).unwrap(), std::fs::read(d.join("c/final.safetensors")).unwrap());
+    // Weights: the documented names and shapes.
+    let t = nequil::io::read_safetensors(&d.join("a/final.safetensors")).unwrap();
+    assert_eq!(t["layers.0.weight"].0, vec![6, 4]);
+    assert_eq!(t["layers.1.weight"].0, vec![4, 6]);
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("a/summary.json")).unwrap()).unwrap();
+    assert_eq!(s["status"], "ok");
+    assert_eq!(s["steps_done"], 2000);
+}
+
+#[test]
+fn bad_specs_exit_2_name_the_key_and_write_nothing() {
+    let d = tmp("bad");
+    let cases = [
+        (SPEC.replace("lr = 0.01", "lr = 0.01\nlearning_rate = 3"), "learning_rate"),
+        (SPEC.replace("steps = 2000", "steps = \"many\""), "steps"),
+        (SPEC.replace("widths = [4, 6, 4]", "widths = [4, 0, 4]"), "model.widths[1]"),
+        (SPEC.replace("widths = [4, 6, 4]", "widths = [4, -6, 4]"), "widths"),
+        (SPEC.replace("[data]", "[data]\nmode = \"fixed\"\nn = 10").replace("lr = 0.01", "lr = 0.01\nbatch_size = 11"), "train.batch_size"),
+        (SPEC.replace("lr = 0.01", "lr = -0.01"), "train.lr"),
+        (SPEC.replace("kind = \"linear\"", "kind = \"transformer\""), "model.kind"),
+        (SPEC.replace("x_cov = { phi = 0.5 }", "x_cov = { diag = [1.0, 2.0] }"), "data.x_cov"),
+        (SPEC.replace("[train]", "[train]\noptimizer = \"gd\""), "train.optimizer"),
+    ];
+    for (i, (spec, key)) in cases.iter().enumerate() {
+        let out = format!("out{i}");
+        let o = run(&d, spec, &out);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "case {i}: {err}");
+        assert!(err.contains(key), "case {i}: message does not name `{key}`: {err}");
+        assert!(!d.join(&out).exists(), "case {i}: output directory was created");
+    }
+    let o = bin().args(["run", d.join("missing.toml").to_str().unwrap(), "--out", d.join("x").to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing.toml"));
+}
+
+#[test]
+fn divergence_names_the_step_and_keeps_the_log() {
+    let d = tmp("div");
+    let spec = SPEC.replace("lr = 0.01", "lr = 3.0").replace("every = 500", "every = 1");
+    let o = run(&d, &spec, "r");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("diverged at step"), "{err}");
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("r/summary.json")).unwrap()).unwrap();
+    assert_eq!(s["status"], "diverged");
+    let step = s["error"]["step"].as_u64().unwrap();
+    assert!(step > 0 && step < 2000);
+    let csv = std::fs::read_to_string(d.join("r/metrics.csv")).unwrap();
+    assert!(csv.lines().count() > 2);
+    assert!(!d.join("r/final.safetensors").exists());
+}
+
+#[test]
+fn trains_on_npy_arrays_and_rejects_nan() {
+    use nequil::io::{write_npy, NdArray};
+    let d = tmp("npy");
+    let n = 64;
+    let mut rng = nequil::rng::Rng::new(1);
+    let x: Vec<f64> = (0..n * 3).map(|_| rng.normal()).collect();
+    let y: Vec<f64> = (0..n).map(|i| x[i * 3] - 0.5 * x[i * 3 + 2]).collect();
+    write_npy(&d.join("x.npy"), &NdArray::new(vec![n, 3], x.clone()).unwrap()).unwrap();
+    write_npy(&d.join("y.npy"), &NdArray::new(vec![n], y).unwrap()).unwrap();
+    let spec = r#"
+[model]
+kind = "mlp"
+widths = [3, 8, 1]
+activation = "relu"
+bias = true
+[data]
+source = "npy"
+mode = "fixed"
+x_path = "x.npy"
+y_path = "y.npy"
+[train]
+batch_size = 8
+lr = 0.05
+steps = 400
+"#;
+    let o = run(&d, spec, "r");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("r/summary.json")).unwrap()).unwrap();
+    let l0: f64 = std::fs::read_to_string(d.join("r/metrics.csv")).unwrap().lines().nth(1).unwrap().split(',').nth(4).unwrap().parse().unwrap();
+    assert!(s["final"]["loss"].as_f64().unwrap() < 0.5 * l0, "training on the arrays reduced the loss");
+    let mut xb = x;
+    xb[7] = f64::NAN;
+    write_npy(&d.join("x.npy"), &NdArray::new(vec![n, 3], xb).unwrap()).unwrap();
+    let o = run(&d, spec, "bad");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("non-finite"));
+    assert!(!d.join("bad").exists());
+}
