@@ -60,7 +60,10 @@ pub fn run(a: RunArgs) -> nequil::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(e) => {
-            eprintln!("nequil: error: {e}; the log up to that step is in {}", a.out.join("metrics.csv").display());
+            eprintln!(
+                "nequil: error: {e}; the log up to that step is in {}",
+                a.out.join("metrics.csv").display()
+            );
             Ok(ExitCode::from(1))
         }
     }

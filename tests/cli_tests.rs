@@ -33,7 +33,16 @@ every = 500
 fn run(dir: &Path, spec: &str, out: &str) -> std::process::Output {
     let p = dir.join("spec.in.toml");
     std::fs::write(&p, spec).unwrap();
-    bin().args(["run", p.to_str().unwrap(), "--out", dir.join(out).to_str().unwrap(), "--quiet"]).output().unwrap()
+    bin()
+        .args([
+            "run",
+            p.to_str().unwrap(),
+            "--out",
+            dir.join(out).to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -50,19 +59,29 @@ fn run_writes_all_outputs_deterministically() {
     }
     let csv = std::fs::read_to_string(d.join("a/metrics.csv")).unwrap();
     let header = csv.lines().next().unwrap();
-    assert_eq!(header, "step,t,lr,batch_loss,loss,norm2.layers.0.weight,norm2.layers.1.weight");
+    assert_eq!(
+        header,
+        "step,t,lr,batch_loss,loss,norm2.layers.0.weight,norm2.layers.1.weight"
+    );
     assert_eq!(csv.lines().count(), 1 + 5, "rows at 0, 500, 1000, 1500, 2000");
     // The resolved spec has defaults filled in and parses again.
     let resolved = std::fs::read_to_string(d.join("a/spec.toml")).unwrap();
-    assert!(resolved.contains("optimizer = \"sgd\"") && resolved.contains("batch_size = 1"), "{resolved}");
+    assert!(
+        resolved.contains("optimizer = \"sgd\"") && resolved.contains("batch_size = 1"),
+        "{resolved}"
+    );
     let again = run(&d, &resolved, "c");
     assert!(again.status.success());
-    assert_eq!(std::fs::read(d.join("a/final.safetensors")).unwrap(), std::fs::read(d.join("c/final.safetensors")).unwrap());
+    assert_eq!(
+        std::fs::read(d.join("a/final.safetensors")).unwrap(),
+        std::fs::read(d.join("c/final.safetensors")).unwrap()
+    );
     // Weights: the documented names and shapes.
     let t = nequil::io::read_safetensors(&d.join("a/final.safetensors")).unwrap();
     assert_eq!(t["layers.0.weight"].0, vec![6, 4]);
     assert_eq!(t["layers.1.weight"].0, vec![4, 6]);
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("a/summary.json")).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("a/summary.json")).unwrap()).unwrap();
     assert_eq!(s["status"], "ok");
     assert_eq!(s["steps_done"], 2000);
 }
@@ -71,15 +90,34 @@ fn run_writes_all_outputs_deterministically() {
 fn bad_specs_exit_2_name_the_key_and_write_nothing() {
     let d = tmp("bad");
     let cases = [
-        (SPEC.replace("lr = 0.01", "lr = 0.01\nlearning_rate = 3"), "learning_rate"),
+        (
+            SPEC.replace("lr = 0.01", "lr = 0.01\nlearning_rate = 3"),
+            "learning_rate",
+        ),
         (SPEC.replace("steps = 2000", "steps = \"many\""), "steps"),
-        (SPEC.replace("widths = [4, 6, 4]", "widths = [4, 0, 4]"), "model.widths[1]"),
+        (
+            SPEC.replace("widths = [4, 6, 4]", "widths = [4, 0, 4]"),
+            "model.widths[1]",
+        ),
         (SPEC.replace("widths = [4, 6, 4]", "widths = [4, -6, 4]"), "widths"),
-        (SPEC.replace("[data]", "[data]\nmode = \"fixed\"\nn = 10").replace("lr = 0.01", "lr = 0.01\nbatch_size = 11"), "train.batch_size"),
+        (
+            SPEC.replace("[data]", "[data]\nmode = \"fixed\"\nn = 10")
+                .replace("lr = 0.01", "lr = 0.01\nbatch_size = 11"),
+            "train.batch_size",
+        ),
         (SPEC.replace("lr = 0.01", "lr = -0.01"), "train.lr"),
-        (SPEC.replace("kind = \"linear\"", "kind = \"transformer\""), "model.kind"),
-        (SPEC.replace("x_cov = { phi = 0.5 }", "x_cov = { diag = [1.0, 2.0] }"), "data.x_cov"),
-        (SPEC.replace("[train]", "[train]\noptimizer = \"gd\""), "train.optimizer"),
+        (
+            SPEC.replace("kind = \"linear\"", "kind = \"transformer\""),
+            "model.kind",
+        ),
+        (
+            SPEC.replace("x_cov = { phi = 0.5 }", "x_cov = { diag = [1.0, 2.0] }"),
+            "data.x_cov",
+        ),
+        (
+            SPEC.replace("[train]", "[train]\noptimizer = \"gd\""),
+            "train.optimizer",
+        ),
     ];
     for (i, (spec, key)) in cases.iter().enumerate() {
         let out = format!("out{i}");
@@ -89,7 +127,15 @@ fn bad_specs_exit_2_name_the_key_and_write_nothing() {
         assert!(err.contains(key), "case {i}: message does not name `{key}`: {err}");
         assert!(!d.join(&out).exists(), "case {i}: output directory was created");
     }
-    let o = bin().args(["run", d.join("missing.toml").to_str().unwrap(), "--out", d.join("x").to_str().unwrap()]).output().unwrap();
+    let o = bin()
+        .args([
+            "run",
+            d.join("missing.toml").to_str().unwrap(),
+            "--out",
+            d.join("x").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing.toml"));
 }
@@ -97,12 +143,15 @@ fn bad_specs_exit_2_name_the_key_and_write_nothing() {
 #[test]
 fn divergence_names_the_step_and_keeps_the_log() {
     let d = tmp("div");
-    let spec = SPEC.replace("lr = 0.01", "lr = 3.0").replace("every = 500", "every = 1");
+    let spec = SPEC
+        .replace("lr = 0.01", "lr = 3.0")
+        .replace("every = 500", "every = 1");
     let o = run(&d, &spec, "r");
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("diverged at step"), "{err}");
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("r/summary.json")).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("r/summary.json")).unwrap()).unwrap();
     assert_eq!(s["status"], "diverged");
     let step = s["error"]["step"].as_u64().unwrap();
     assert!(step > 0 && step < 2000);
@@ -139,9 +188,22 @@ steps = 400
 "#;
     let o = run(&d, spec, "r");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("r/summary.json")).unwrap()).unwrap();
-    let l0: f64 = std::fs::read_to_string(d.join("r/metrics.csv")).unwrap().lines().nth(1).unwrap().split(',').nth(4).unwrap().parse().unwrap();
-    assert!(s["final"]["loss"].as_f64().unwrap() < 0.5 * l0, "training on the arrays reduced the loss");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("r/summary.json")).unwrap()).unwrap();
+    let l0: f64 = std::fs::read_to_string(d.join("r/metrics.csv"))
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .nth(4)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        s["final"]["loss"].as_f64().unwrap() < 0.5 * l0,
+        "training on the arrays reduced the loss"
+    );
     let mut xb = x;
     xb[7] = f64::NAN;
     write_npy(&d.join("x.npy"), &NdArray::new(vec![n, 3], xb).unwrap()).unwrap();

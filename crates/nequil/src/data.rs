@@ -38,13 +38,19 @@ impl Cov {
         match self {
             Cov::Scalar(s) if bad(*s) => Err(invalid!("{what}: variance must be finite and ≥ 0, got {s}")),
             Cov::Diag(v) if v.len() != d => Err(invalid!("{what}: diagonal has {} entries, dimension is {d}", v.len())),
-            Cov::Diag(v) if v.iter().any(|x| bad(*x)) => Err(invalid!("{what}: diagonal entries must be finite and ≥ 0")),
+            Cov::Diag(v) if v.iter().any(|x| bad(*x)) => {
+                Err(invalid!("{what}: diagonal entries must be finite and ≥ 0"))
+            }
             Cov::Blocks(b) if b.iter().map(|x| x.0).sum::<usize>() != d => Err(invalid!(
                 "{what}: block sizes sum to {}, dimension is {d}",
                 b.iter().map(|x| x.0).sum::<usize>()
             )),
-            Cov::Blocks(b) if b.iter().any(|x| bad(x.1)) => Err(invalid!("{what}: block variances must be finite and ≥ 0")),
-            Cov::Full(m) if m.rows != d || m.cols != d => Err(invalid!("{what}: matrix is {}×{}, dimension is {d}", m.rows, m.cols)),
+            Cov::Blocks(b) if b.iter().any(|x| bad(x.1)) => {
+                Err(invalid!("{what}: block variances must be finite and ≥ 0"))
+            }
+            Cov::Full(m) if m.rows != d || m.cols != d => {
+                Err(invalid!("{what}: matrix is {}×{}, dimension is {d}", m.rows, m.cols))
+            }
             Cov::Full(m) => {
                 for i in 0..d {
                     for j in 0..i {
@@ -159,7 +165,11 @@ impl Target {
             Target::Identity => y.copy_from_slice(x),
             Target::Linear(v) => {
                 for (i, yi) in y.iter_mut().enumerate() {
-                    *yi = v.data[i * v.cols..(i + 1) * v.cols].iter().zip(x).map(|(a, b)| a * b).sum();
+                    *yi = v.data[i * v.cols..(i + 1) * v.cols]
+                        .iter()
+                        .zip(x)
+                        .map(|(a, b)| a * b)
+                        .sum();
                 }
             }
             Target::Tanh { w1, w2 } => {
@@ -172,7 +182,11 @@ impl Target {
                         .tanh();
                 }
                 for (i, yi) in y.iter_mut().enumerate() {
-                    *yi = w2.data[i * w2.cols..(i + 1) * w2.cols].iter().zip(h.iter()).map(|(a, b)| a * b).sum();
+                    *yi = w2.data[i * w2.cols..(i + 1) * w2.cols]
+                        .iter()
+                        .zip(h.iter())
+                        .map(|(a, b)| a * b)
+                        .sum();
                 }
             }
         }
@@ -212,10 +226,16 @@ impl Gaussian {
         }
         match &target {
             Target::Identity if d_x != d_y => {
-                return Err(invalid!("data.target: identity target needs d_y = d_x (got {d_y} and {d_x})"))
+                return Err(invalid!(
+                    "data.target: identity target needs d_y = d_x (got {d_y} and {d_x})"
+                ))
             }
             Target::Linear(v) if v.rows != d_y || v.cols != d_x => {
-                return Err(invalid!("data.teacher: shape {}×{}, expected {d_y}×{d_x}", v.rows, v.cols))
+                return Err(invalid!(
+                    "data.teacher: shape {}×{}, expected {d_y}×{d_x}",
+                    v.rows,
+                    v.cols
+                ))
             }
             Target::Tanh { w1, w2 } if w1.cols != d_x || w2.rows != d_y || w2.cols != w1.rows => {
                 return Err(invalid!("data.teacher: tanh teacher shapes do not chain {d_x} → {d_y}"))
@@ -229,7 +249,17 @@ impl Gaussian {
         };
         let scratch = vec![0.0; d_x.max(d_y).max(target.hidden())];
         let noise_scratch = vec![0.0; 2 * d_y];
-        Ok(Gaussian { d_x, d_y, x_cov, noise_cov: noise, target, x_factor, noise_factor, scratch, noise_scratch })
+        Ok(Gaussian {
+            d_x,
+            d_y,
+            x_cov,
+            noise_cov: noise,
+            target,
+            x_factor,
+            noise_factor,
+            scratch,
+            noise_scratch,
+        })
     }
 
     /// Input dimension `d_x`.
@@ -287,7 +317,13 @@ impl Gaussian {
         let mut x = vec![0.0; n * self.d_x];
         let mut y = vec![0.0; n * self.d_y];
         self.sample(rng, &mut x, &mut y, n);
-        Dataset { n, d_x: self.d_x, d_y: self.d_y, x, y }
+        Dataset {
+            n,
+            d_x: self.d_x,
+            d_y: self.d_y,
+            x,
+            y,
+        }
     }
 }
 
@@ -328,7 +364,16 @@ impl Dataset {
     /// The empirical input second moment `(1/N) Σ x xᵀ`.
     pub fn x_second_moment(&self) -> Dense {
         let mut m = Dense::zeros(self.d_x, self.d_x);
-        crate::linalg::gemm_tn(&mut m.data, &self.x, &self.x, self.d_x, self.d_x, self.n, 1.0 / self.n as f64, false);
+        crate::linalg::gemm_tn(
+            &mut m.data,
+            &self.x,
+            &self.x,
+            self.d_x,
+            self.d_x,
+            self.n,
+            1.0 / self.n as f64,
+            false,
+        );
         m
     }
 }
@@ -384,7 +429,11 @@ impl Batcher {
     /// A batcher for `source`.
     pub fn new(source: &Source, rng: &mut Rng) -> Self {
         let perm = match source {
-            Source::Fixed { data, replacement: false, .. } => {
+            Source::Fixed {
+                data,
+                replacement: false,
+                ..
+            } => {
                 let mut p: Vec<usize> = (0..data.n).collect();
                 rng.shuffle(&mut p);
                 p
@@ -426,7 +475,14 @@ mod tests {
     #[test]
     fn second_moments_match_samples() {
         let full = Dense::from_slice(2, 2, &[2.0, 0.6, 0.6, 1.0]);
-        let mut g = Gaussian::new(2, 2, Cov::Full(full.clone()), Target::Identity, Some(Cov::Diag(vec![0.5, 3.0]))).unwrap();
+        let mut g = Gaussian::new(
+            2,
+            2,
+            Cov::Full(full.clone()),
+            Target::Identity,
+            Some(Cov::Diag(vec![0.5, 3.0])),
+        )
+        .unwrap();
         let mut rng = Rng::new(1);
         let n = 100_000;
         let ds = g.dataset(&mut rng, n);
@@ -452,8 +508,14 @@ mod tests {
         assert!(e.to_string().contains("data.x_cov"));
         let e = Gaussian::new(3, 2, Cov::Scalar(1.0), Target::Identity, None).unwrap_err();
         assert!(e.to_string().contains("identity"));
-        let e = Gaussian::new(2, 2, Cov::Full(Dense::from_slice(2, 2, &[1.0, 2.0, 2.0, 1.0])), Target::Identity, None)
-            .unwrap_err();
+        let e = Gaussian::new(
+            2,
+            2,
+            Cov::Full(Dense::from_slice(2, 2, &[1.0, 2.0, 2.0, 1.0])),
+            Target::Identity,
+            None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("positive definite"));
     }
 
@@ -461,7 +523,11 @@ mod tests {
     fn without_replacement_visits_each_sample_once_per_pass() {
         let n = 10;
         let data = Dataset::new(n, 1, 1, (0..n).map(|i| i as f64).collect(), vec![0.0; n]).unwrap();
-        let mut src = Source::Fixed { data, replacement: false, dist: None };
+        let mut src = Source::Fixed {
+            data,
+            replacement: false,
+            dist: None,
+        };
         let mut rng = Rng::new(4);
         let mut b = Batcher::new(&src, &mut rng);
         let mut x = vec![0.0; 5];

@@ -7,8 +7,10 @@
 
 #![warn(missing_docs)]
 
-pub mod error;
+pub mod curvature;
 pub mod data;
+pub mod equilibrium;
+pub mod error;
 pub mod io;
 pub mod linalg;
 pub mod models;
@@ -17,9 +19,7 @@ pub mod rng;
 pub mod runner;
 pub mod spec;
 pub mod stats;
-pub mod train;
-pub mod curvature;
 pub mod symmetry;
-pub mod equilibrium;
+pub mod train;
 
 pub use error::{Error, Result};

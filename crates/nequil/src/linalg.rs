@@ -76,16 +76,7 @@ pub fn gemm_nn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize
 
 /// `C (m×n) [+]= α · Aᵀ · B` where `A` is `k×m` and `B` is `k×n`. All row-major.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_tn(
-    c: &mut [f64],
-    a: &[f64],
-    b: &[f64],
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f64,
-    acc: bool,
-) {
+pub fn gemm_tn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, alpha: f64, acc: bool) {
     debug_assert!(c.len() >= m * n && a.len() >= k * m && b.len() >= k * n);
     if m * n * k < SMALL {
         if !acc {
@@ -194,12 +185,7 @@ impl Dense {
     /// `self + s · other`.
     pub fn add_scaled(&self, s: f64, other: &Dense) -> Dense {
         assert_eq!((self.rows, self.cols), (other.rows, other.cols));
-        let data = self
-            .data
-            .iter()
-            .zip(&other.data)
-            .map(|(a, b)| a + s * b)
-            .collect();
+        let data = self.data.iter().zip(&other.data).map(|(a, b)| a + s * b).collect();
         Dense {
             rows: self.rows,
             cols: self.cols,

@@ -53,11 +53,7 @@ impl Layout {
         let name = name.into();
         debug_assert!(self.find(&name).is_none(), "duplicate block {name}");
         let offset = self.len;
-        let block = Block {
-            name,
-            shape,
-            offset,
-        };
+        let block = Block { name, shape, offset };
         self.len += block.len();
         self.blocks.push(block);
         offset

@@ -16,17 +16,34 @@ use std::path::Path;
 
 /// Runs a spec: builds it (all validation happens here, before anything is written), then trains.
 /// `base` resolves relative data paths. `progress(done, total)` is called about every 1%.
-pub fn run_spec(spec: &Spec, base: &Path, probes: &mut [Box<dyn Probe>], progress: &mut dyn FnMut(u64, u64)) -> Result<(Model, RunOutcome)> {
+pub fn run_spec(
+    spec: &Spec,
+    base: &Path,
+    probes: &mut [Box<dyn Probe>],
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(Model, RunOutcome)> {
     let built = spec.build(base)?;
     let mut source = built.source;
     let total = built.config.steps;
-    let out = train(&built.model, &mut source, built.theta0, &built.config, probes, &mut |d| progress(d, total))?;
+    let out = train(
+        &built.model,
+        &mut source,
+        built.theta0,
+        &built.config,
+        probes,
+        &mut |d| progress(d, total),
+    )?;
     Ok((built.model, out))
 }
 
 /// The tensors of θ as `(name, shape, values)` in layout order.
 pub fn named_tensors<'a>(model: &Model, theta: &'a [f64]) -> Vec<(String, Vec<usize>, &'a [f64])> {
-    model.layout().blocks().iter().map(|b| (b.name.clone(), b.shape.clone(), &theta[b.range()])).collect()
+    model
+        .layout()
+        .blocks()
+        .iter()
+        .map(|b| (b.name.clone(), b.shape.clone(), &theta[b.range()]))
+        .collect()
 }
 
 /// Writes θ as safetensors (`f64`, PyTorch names and `[out, in]` shapes; metadata `format = pt`).
@@ -44,7 +61,13 @@ pub fn write_run_dir(dir: &Path, spec: &Spec, model: &Model, out: &RunOutcome) -
     write_atomic(&dir.join("spec.toml"), spec.resolved_toml().as_bytes())?;
     write_atomic(&dir.join("metrics.csv"), out.log.to_csv().as_bytes())?;
     let final_row: serde_json::Map<String, serde_json::Value> = match out.log.rows.last() {
-        Some(r) => out.log.columns.iter().zip(r).map(|(c, v)| (c.clone(), json_num(*v))).collect(),
+        Some(r) => out
+            .log
+            .columns
+            .iter()
+            .zip(r)
+            .map(|(c, v)| (c.clone(), json_num(*v)))
+            .collect(),
         None => Default::default(),
     };
     let (status, error) = match &out.error {
@@ -52,7 +75,12 @@ pub fn write_run_dir(dir: &Path, spec: &Spec, model: &Model, out: &RunOutcome) -
         Some(Error::Diverged { step, what }) => ("diverged", json!({ "step": step, "what": what })),
         Some(e) => ("failed", json!(e.to_string())),
     };
-    let blocks: Vec<_> = model.layout().blocks().iter().map(|b| json!({ "name": b.name, "shape": b.shape })).collect();
+    let blocks: Vec<_> = model
+        .layout()
+        .blocks()
+        .iter()
+        .map(|b| json!({ "name": b.name, "shape": b.shape }))
+        .collect();
     let summary = json!({
         "status": status,
         "error": error,
@@ -69,7 +97,10 @@ pub fn write_run_dir(dir: &Path, spec: &Spec, model: &Model, out: &RunOutcome) -
     } else {
         let _ = std::fs::remove_file(dir.join("final.safetensors"));
     }
-    write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&summary).expect("json").as_bytes())?;
+    write_atomic(
+        &dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary).expect("json").as_bytes(),
+    )?;
     Ok(())
 }
 

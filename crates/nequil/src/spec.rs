@@ -230,7 +230,11 @@ fn default_eval() -> usize {
 
 impl Default for ProbeSpec {
     fn default() -> Self {
-        ProbeSpec { every: None, log_points: None, eval_samples: default_eval() }
+        ProbeSpec {
+            every: None,
+            log_points: None,
+            eval_samples: default_eval(),
+        }
     }
 }
 
@@ -251,7 +255,10 @@ fn one_of(key: &str, v: &str, allowed: &[&str]) -> Result<()> {
     if allowed.contains(&v) {
         Ok(())
     } else {
-        Err(invalid!("{key}: unknown value \"{v}\", expected one of {}", allowed.join(", ")))
+        Err(invalid!(
+            "{key}: unknown value \"{v}\", expected one of {}",
+            allowed.join(", ")
+        ))
     }
 }
 
@@ -263,7 +270,8 @@ impl Spec {
 
     /// Reads and parses a spec file.
     pub fn from_file(path: &Path) -> Result<Spec> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io(format!("cannot read spec {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Io(format!("cannot read spec {}: {e}", path.display())))?;
         Self::from_toml(&text)
     }
 
@@ -293,13 +301,19 @@ impl Spec {
         let model = match m.kind.as_str() {
             "linear" => {
                 if m.bias || m.activation.as_deref().is_some_and(|a| a != "identity") {
-                    return Err(invalid!("model.kind: \"linear\" has no activation and no biases (use kind = \"mlp\")"));
+                    return Err(invalid!(
+                        "model.kind: \"linear\" has no activation and no biases (use kind = \"mlp\")"
+                    ));
                 }
                 Model::Mlp(Mlp::new(&m.widths, Activation::Identity, false)?)
             }
             "mlp" => {
                 let a = m.activation.as_deref().unwrap_or("relu");
-                one_of("model.activation", a, &["identity", "tanh", "relu", "leaky-relu", "swish"])?;
+                one_of(
+                    "model.activation",
+                    a,
+                    &["identity", "tanh", "relu", "leaky-relu", "swish"],
+                )?;
                 let act = match a {
                     "identity" => Activation::Identity,
                     "tanh" => Activation::Tanh,
@@ -308,13 +322,18 @@ impl Spec {
                     _ => Activation::Swish,
                 };
                 if m.leaky_slope.is_some() && a != "leaky-relu" {
-                    return Err(invalid!("model.leaky_slope: only meaningful with activation = \"leaky-relu\""));
+                    return Err(invalid!(
+                        "model.leaky_slope: only meaningful with activation = \"leaky-relu\""
+                    ));
                 }
                 Model::Mlp(Mlp::new(&m.widths, act, m.bias)?)
             }
             k => {
                 if m.widths.len() != 3 {
-                    return Err(invalid!("model.widths: {k} needs exactly [d_in, hidden, d_out], got {:?}", m.widths));
+                    return Err(invalid!(
+                        "model.widths: {k} needs exactly [d_in, hidden, d_out], got {:?}",
+                        m.widths
+                    ));
                 }
                 if m.bias || m.activation.is_some() {
                     return Err(invalid!("model: {k} has a fixed tanh activation and no biases"));
@@ -327,7 +346,11 @@ impl Spec {
         let init = match m.init.as_str() {
             "kaiming" => Init::Kaiming,
             "xavier" => Init::Xavier,
-            _ => Init::Std(m.init_std.clone().ok_or_else(|| invalid!("model.init_std: required with init = \"std\""))?),
+            _ => Init::Std(
+                m.init_std
+                    .clone()
+                    .ok_or_else(|| invalid!("model.init_std: required with init = \"std\""))?,
+            ),
         };
         if m.init != "std" && m.init_std.is_some() {
             return Err(invalid!("model.init_std: only meaningful with init = \"std\""));
@@ -335,51 +358,88 @@ impl Spec {
         let theta0 = model.init(&init, &mut Rng::derive(self.seed, "init"))?;
         let source = self.data.build(model.d_in(), model.d_out(), self.seed, base)?;
         let config = self.train_config(&source)?;
-        Ok(Built { model, source, theta0, config })
+        Ok(Built {
+            model,
+            source,
+            theta0,
+            config,
+        })
     }
 
     fn train_config(&self, source: &Source) -> Result<TrainConfig> {
         let t = &self.train;
         one_of("train.optimizer", &t.optimizer, &["sgd", "gd"])?;
-        one_of("train.schedule", &t.schedule, &["constant", "linear-warmup", "piecewise"])?;
-        let batching = if t.optimizer == "gd" { Batching::Full } else { Batching::Sgd(t.batch_size) };
+        one_of(
+            "train.schedule",
+            &t.schedule,
+            &["constant", "linear-warmup", "piecewise"],
+        )?;
+        let batching = if t.optimizer == "gd" {
+            Batching::Full
+        } else {
+            Batching::Sgd(t.batch_size)
+        };
         if t.batch_size == 0 {
             return Err(invalid!("train.batch_size: must be ≥ 1"));
         }
         if let (Batching::Sgd(s), Source::Fixed { data, .. }) = (batching, source) {
             if s > data.n {
-                return Err(invalid!("train.batch_size: {s} is larger than the fixed dataset (data.n = {})", data.n));
+                return Err(invalid!(
+                    "train.batch_size: {s} is larger than the fixed dataset (data.n = {})",
+                    data.n
+                ));
             }
         }
         if t.optimizer == "gd" && matches!(source, Source::Online(_)) {
-            return Err(invalid!("train.optimizer: \"gd\" needs a fixed dataset (data.mode = \"fixed\")"));
+            return Err(invalid!(
+                "train.optimizer: \"gd\" needs a fixed dataset (data.mode = \"fixed\")"
+            ));
         }
-        let need_lr = || t.lr.ok_or_else(|| invalid!("train.lr: required with schedule = \"{}\"", t.schedule));
+        let need_lr = || {
+            t.lr.ok_or_else(|| invalid!("train.lr: required with schedule = \"{}\"", t.schedule))
+        };
         let lr = match t.schedule.as_str() {
             "constant" => LrSchedule::Constant(need_lr()?),
             "linear-warmup" => LrSchedule::LinearWarmup {
-                warmup_steps: t.warmup_steps.ok_or_else(|| invalid!("train.warmup_steps: required with schedule = \"linear-warmup\""))?,
+                warmup_steps: t
+                    .warmup_steps
+                    .ok_or_else(|| invalid!("train.warmup_steps: required with schedule = \"linear-warmup\""))?,
                 lr: need_lr()?,
             },
             _ => {
                 if t.lr.is_some() {
-                    return Err(invalid!("train.lr: not used with schedule = \"piecewise\" (give train.values)"));
+                    return Err(invalid!(
+                        "train.lr: not used with schedule = \"piecewise\" (give train.values)"
+                    ));
                 }
                 LrSchedule::Piecewise {
-                    boundaries: t.boundaries.clone().ok_or_else(|| invalid!("train.boundaries: required with schedule = \"piecewise\""))?,
-                    values: t.values.clone().ok_or_else(|| invalid!("train.values: required with schedule = \"piecewise\""))?,
+                    boundaries: t
+                        .boundaries
+                        .clone()
+                        .ok_or_else(|| invalid!("train.boundaries: required with schedule = \"piecewise\""))?,
+                    values: t
+                        .values
+                        .clone()
+                        .ok_or_else(|| invalid!("train.values: required with schedule = \"piecewise\""))?,
                 }
             }
         };
         if t.schedule != "linear-warmup" && t.warmup_steps.is_some() {
-            return Err(invalid!("train.warmup_steps: only meaningful with schedule = \"linear-warmup\""));
+            return Err(invalid!(
+                "train.warmup_steps: only meaningful with schedule = \"linear-warmup\""
+            ));
         }
         if t.schedule != "piecewise" && (t.boundaries.is_some() || t.values.is_some()) {
-            return Err(invalid!("train.boundaries/values: only meaningful with schedule = \"piecewise\""));
+            return Err(invalid!(
+                "train.boundaries/values: only meaningful with schedule = \"piecewise\""
+            ));
         }
         lr.validate()?;
         if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
-            return Err(invalid!("train.weight_decay: must be finite and ≥ 0, got {}", t.weight_decay));
+            return Err(invalid!(
+                "train.weight_decay: must be finite and ≥ 0, got {}",
+                t.weight_decay
+            ));
         }
         let p = &self.probes;
         let schedule = match (p.every, p.log_points) {
@@ -412,13 +472,21 @@ impl DataSpec {
         if self.source == "npy" {
             return self.build_npy(d_x, d_y, base);
         }
-        for (k, present) in [("x_path", self.x_path.is_some()), ("y_path", self.y_path.is_some()), ("npz_path", self.npz_path.is_some())] {
+        for (k, present) in [
+            ("x_path", self.x_path.is_some()),
+            ("y_path", self.y_path.is_some()),
+            ("npz_path", self.npz_path.is_some()),
+        ] {
             if present {
                 return Err(invalid!("data.{k}: only meaningful with source = \"npy\""));
             }
         }
         one_of("data.target", &self.target, &["identity", "linear", "tanh-teacher"])?;
-        let x_cov = self.x_cov.clone().unwrap_or(CovSpec::Scalar(1.0)).build(d_x, "data.x_cov")?;
+        let x_cov = self
+            .x_cov
+            .clone()
+            .unwrap_or(CovSpec::Scalar(1.0))
+            .build(d_x, "data.x_cov")?;
         let noise = match &self.noise_cov {
             Some(c) => Some(c.build(d_y, "data.noise_cov")?),
             None => None,
@@ -450,19 +518,27 @@ impl DataSpec {
                 Ok(Source::Online(g))
             }
             _ => {
-                let n = self.n.ok_or_else(|| invalid!("data.n: required with mode = \"fixed\""))?;
+                let n = self
+                    .n
+                    .ok_or_else(|| invalid!("data.n: required with mode = \"fixed\""))?;
                 if n == 0 {
                     return Err(invalid!("data.n: must be ≥ 1"));
                 }
                 let data = g.dataset(&mut Rng::derive(seed, "dataset"), n);
-                Ok(Source::Fixed { data, replacement: self.replacement, dist: Some(g) })
+                Ok(Source::Fixed {
+                    data,
+                    replacement: self.replacement,
+                    dist: Some(g),
+                })
             }
         }
     }
 
     fn build_npy(&self, d_x: usize, d_y: usize, base: &Path) -> Result<Source> {
         if self.mode != "fixed" {
-            return Err(invalid!("data.mode: arrays from files are a fixed dataset (set mode = \"fixed\")"));
+            return Err(invalid!(
+                "data.mode: arrays from files are a fixed dataset (set mode = \"fixed\")"
+            ));
         }
         let (x, y) = match (&self.npz_path, &self.x_path, &self.y_path) {
             (Some(p), None, None) => {
@@ -474,10 +550,17 @@ impl DataSpec {
                         .map(|(_, a)| a.clone())
                         .ok_or_else(|| invalid!("data.npz_path: archive {} has no array `{k}`", p.display()))
                 };
-                (get(self.x_key.as_deref().unwrap_or("x"))?, get(self.y_key.as_deref().unwrap_or("y"))?)
+                (
+                    get(self.x_key.as_deref().unwrap_or("x"))?,
+                    get(self.y_key.as_deref().unwrap_or("y"))?,
+                )
             }
             (None, Some(xp), Some(yp)) => (read_npy(&base.join(xp))?, read_npy(&base.join(yp))?),
-            _ => return Err(invalid!("data: with source = \"npy\" give either npz_path, or both x_path and y_path")),
+            _ => {
+                return Err(invalid!(
+                    "data: with source = \"npy\" give either npz_path, or both x_path and y_path"
+                ))
+            }
         };
         let data = dataset_from_arrays(&x, &y, d_x, d_y)?;
         if let Some(n) = self.n {
@@ -485,28 +568,50 @@ impl DataSpec {
                 return Err(invalid!("data.n: {n} given, the arrays hold {} samples", data.n));
             }
         }
-        Ok(Source::Fixed { data, replacement: self.replacement, dist: None })
+        Ok(Source::Fixed {
+            data,
+            replacement: self.replacement,
+            dist: None,
+        })
     }
 }
 
 /// A dataset from arrays `x` (`n × d_x`, or `n × …` flattened) and `y` (`n × d_y`, or a vector of
 /// `n` values when `d_y = 1`), with clear errors for shape mismatches and non-finite values.
 pub fn dataset_from_arrays(x: &NdArray, y: &NdArray, d_x: usize, d_y: usize) -> Result<Dataset> {
-    let n = *x.shape.first().ok_or_else(|| invalid!("data: the input array is 0-dimensional"))?;
+    let n = *x
+        .shape
+        .first()
+        .ok_or_else(|| invalid!("data: the input array is 0-dimensional"))?;
     let fx: usize = x.shape[1..].iter().product();
     if fx != d_x {
-        return Err(invalid!("data: inputs have shape {:?}, the model expects {d_x} features per sample", x.shape));
+        return Err(invalid!(
+            "data: inputs have shape {:?}, the model expects {d_x} features per sample",
+            x.shape
+        ));
     }
-    let ny = *y.shape.first().ok_or_else(|| invalid!("data: the target array is 0-dimensional"))?;
+    let ny = *y
+        .shape
+        .first()
+        .ok_or_else(|| invalid!("data: the target array is 0-dimensional"))?;
     let fy: usize = y.shape[1..].iter().product();
     if ny != n || fy != d_y {
-        return Err(invalid!("data: targets have shape {:?}, expected [{n}, {d_y}]", y.shape));
+        return Err(invalid!(
+            "data: targets have shape {:?}, expected [{n}, {d_y}]",
+            y.shape
+        ));
     }
     if let Some(i) = crate::io::has_non_finite(x) {
-        return Err(invalid!("data: input array has a non-finite value at sample {}", i / d_x.max(1)));
+        return Err(invalid!(
+            "data: input array has a non-finite value at sample {}",
+            i / d_x.max(1)
+        ));
     }
     if let Some(i) = crate::io::has_non_finite(y) {
-        return Err(invalid!("data: target array has a non-finite value at sample {}", i / d_y.max(1)));
+        return Err(invalid!(
+            "data: target array has a non-finite value at sample {}",
+            i / d_y.max(1)
+        ));
     }
     Dataset::new(n, d_x, d_y, x.data.clone(), y.data.clone())
 }

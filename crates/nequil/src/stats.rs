@@ -33,11 +33,20 @@ pub struct GradStats {
 impl GradStats {
     /// Per-parameter variance `diag Σ = E[g_p²] − (E g_p)²`.
     pub fn variance(&self) -> Vec<f64> {
-        self.second_moment.iter().zip(&self.mean).map(|(s, m)| s - m * m).collect()
+        self.second_moment
+            .iter()
+            .zip(&self.mean)
+            .map(|(s, m)| s - m * m)
+            .collect()
     }
     /// `Tr[D Σ] = Σ_p D_p Var(g_p)` for a diagonal `D`.
     pub fn trace_diag_cov(&self, d: &[f64]) -> f64 {
-        self.second_moment.iter().zip(&self.mean).zip(d).map(|((s, m), dp)| dp * (s - m * m)).sum()
+        self.second_moment
+            .iter()
+            .zip(&self.mean)
+            .zip(d)
+            .map(|((s, m), dp)| dp * (s - m * m))
+            .sum()
     }
 }
 
@@ -101,7 +110,14 @@ pub fn grad_stats(model: &Model, theta: &[f64], x: &[f64], y: &[f64], n: usize, 
         Model::Scale(_) => {
             let mut ws1 = model.workspace(1);
             for i in 0..n {
-                loss += sample_grad(model, theta, &x[i * dx..(i + 1) * dx], &y[i * dy..(i + 1) * dy], &mut g, &mut ws1);
+                loss += sample_grad(
+                    model,
+                    theta,
+                    &x[i * dx..(i + 1) * dx],
+                    &y[i * dy..(i + 1) * dy],
+                    &mut g,
+                    &mut ws1,
+                );
                 for ((mv, sv), gv) in mean.iter_mut().zip(sm.iter_mut()).zip(&g) {
                     *mv += gv;
                     *sv += gv * gv;
@@ -112,12 +128,26 @@ pub fn grad_stats(model: &Model, theta: &[f64], x: &[f64], y: &[f64], n: usize, 
     let inv = 1.0 / n as f64;
     mean.iter_mut().for_each(|v| *v *= inv);
     sm.iter_mut().for_each(|v| *v *= inv);
-    GradStats { n, loss: loss * inv, mean, second_moment: sm }
+    GradStats {
+        n,
+        loss: loss * inv,
+        mean,
+        second_moment: sm,
+    }
 }
 
 /// Per-sample quadratic forms `q_i = g_iᵀ D g_i` for a diagonal `D` (given as its diagonal,
 /// length P), written into `out` (length n).
-pub fn quad_forms(model: &Model, theta: &[f64], x: &[f64], y: &[f64], n: usize, diag: &[f64], out: &mut [f64], ws: &mut Workspace) {
+pub fn quad_forms(
+    model: &Model,
+    theta: &[f64],
+    x: &[f64],
+    y: &[f64],
+    n: usize,
+    diag: &[f64],
+    out: &mut [f64],
+    ws: &mut Workspace,
+) {
     let p = model.n_params();
     assert_eq!(diag.len(), p, "quad_forms: diagonal has the wrong length");
     let (dx, dy) = (model.d_in(), model.d_out());
@@ -156,7 +186,14 @@ pub fn quad_forms(model: &Model, theta: &[f64], x: &[f64], y: &[f64], n: usize, 
         Model::Scale(_) => {
             let mut ws1 = model.workspace(1);
             for (i, qi) in out.iter_mut().enumerate().take(n) {
-                sample_grad(model, theta, &x[i * dx..(i + 1) * dx], &y[i * dy..(i + 1) * dy], &mut g, &mut ws1);
+                sample_grad(
+                    model,
+                    theta,
+                    &x[i * dx..(i + 1) * dx],
+                    &y[i * dy..(i + 1) * dy],
+                    &mut g,
+                    &mut ws1,
+                );
                 *qi = g.iter().zip(diag).map(|(a, d)| a * a * d).sum();
             }
         }
@@ -170,7 +207,14 @@ pub fn per_sample_grads(model: &Model, theta: &[f64], x: &[f64], y: &[f64], n: u
     let mut out = Dense::zeros(n, p);
     let mut ws1 = model.workspace(1);
     for i in 0..n {
-        sample_grad(model, theta, &x[i * dx..(i + 1) * dx], &y[i * dy..(i + 1) * dy], &mut out.data[i * p..(i + 1) * p], &mut ws1);
+        sample_grad(
+            model,
+            theta,
+            &x[i * dx..(i + 1) * dx],
+            &y[i * dy..(i + 1) * dy],
+            &mut out.data[i * p..(i + 1) * p],
+            &mut ws1,
+        );
     }
     out
 }

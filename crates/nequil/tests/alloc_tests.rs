@@ -50,14 +50,30 @@ fn step_loop_allocates_nothing() {
         m
     });
     for model in &models {
-        for (mode, batching) in [("online", Batching::Sgd(4)), ("fixed", Batching::Sgd(4)), ("fixed-noreplace", Batching::Sgd(3)), ("gd", Batching::Full)] {
-            let g = Gaussian::new(6, 6, Cov::Full(full.clone()), Target::Identity, Some(Cov::Full(full.clone()))).unwrap();
+        for (mode, batching) in [
+            ("online", Batching::Sgd(4)),
+            ("fixed", Batching::Sgd(4)),
+            ("fixed-noreplace", Batching::Sgd(3)),
+            ("gd", Batching::Full),
+        ] {
+            let g = Gaussian::new(
+                6,
+                6,
+                Cov::Full(full.clone()),
+                Target::Identity,
+                Some(Cov::Full(full.clone())),
+            )
+            .unwrap();
             let mut source = match mode {
                 "online" => Source::Online(g),
                 _ => {
                     let mut g2 = g.clone();
                     let data = g2.dataset(&mut Rng::new(1), 200);
-                    Source::Fixed { data, replacement: mode == "fixed", dist: Some(g) }
+                    Source::Fixed {
+                        data,
+                        replacement: mode == "fixed",
+                        dist: Some(g),
+                    }
                 }
             };
             let mut theta = model.init(&Init::Kaiming, &mut Rng::new(2)).unwrap();
@@ -68,7 +84,13 @@ fn step_loop_allocates_nothing() {
                 st.step(model, &mut source, &mut theta, 1e-3, k).unwrap();
             }
             let after = ALLOCS.load(Ordering::SeqCst);
-            assert_eq!(after - before, 0, "{} ({mode}) allocated {} times in 199 steps", model.describe(), after - before);
+            assert_eq!(
+                after - before,
+                0,
+                "{} ({mode}) allocated {} times in 199 steps",
+                model.describe(),
+                after - before
+            );
         }
     }
 }

@@ -113,10 +113,7 @@ fn npy_round_trip_is_exact() {
 #[test]
 fn npy_hand_built_dtypes() {
     // f4 big-endian
-    let body: Vec<u8> = [1.5f32, -2.0, 3.25]
-        .iter()
-        .flat_map(|x| x.to_be_bytes())
-        .collect();
+    let body: Vec<u8> = [1.5f32, -2.0, 3.25].iter().flat_map(|x| x.to_be_bytes()).collect();
     let a = io::parse_npy(&npy(1, &dict(">f4", false, "(3,)"), &body)).unwrap();
     assert_eq!(
         (a.shape.as_slice(), a.data.as_slice()),
@@ -139,27 +136,13 @@ fn npy_hand_built_dtypes() {
     // i1, big-endian i2 and i8, u2, u8, f2
     let a = io::parse_npy(&npy(1, &dict("|i1", false, "(2,)"), &[0xff, 0x7f])).unwrap();
     assert_eq!(a.data, vec![-1.0, 127.0]);
-    let a = io::parse_npy(&npy(
-        1,
-        &dict(">i2", false, "(1,)"),
-        &(-300i16).to_be_bytes(),
-    ))
-    .unwrap();
+    let a = io::parse_npy(&npy(1, &dict(">i2", false, "(1,)"), &(-300i16).to_be_bytes())).unwrap();
     assert_eq!(a.data, vec![-300.0]);
     let a = io::parse_npy(&npy(1, &dict(">i8", false, "(1,)"), &(-5i64).to_be_bytes())).unwrap();
     assert_eq!(a.data, vec![-5.0]);
-    let a = io::parse_npy(&npy(
-        1,
-        &dict("<u2", false, "(1,)"),
-        &65535u16.to_le_bytes(),
-    ))
-    .unwrap();
+    let a = io::parse_npy(&npy(1, &dict("<u2", false, "(1,)"), &65535u16.to_le_bytes())).unwrap();
     assert_eq!(a.data, vec![65535.0]);
-    let a = io::parse_npy(&npy(
-        1,
-        &dict(">u8", false, "(1,)"),
-        &(1u64 << 40).to_be_bytes(),
-    ));
+    let a = io::parse_npy(&npy(1, &dict(">u8", false, "(1,)"), &(1u64 << 40).to_be_bytes()));
     assert_eq!(a.unwrap().data, vec![(1u64 << 40) as f64]);
     let body = [0x00, 0x3c, 0x00, 0xc0]; // 1.0, -2.0 as little-endian binary16
     let a = io::parse_npy(&npy(1, &dict("<f2", false, "(2,)"), &body)).unwrap();
@@ -229,11 +212,7 @@ fn npy_errors_are_clear() {
     assert!(m.contains("truncated"), "{m}");
 
     for descr in ["<c16", "|O", "<U5", "<M8[ns]", "|S3"] {
-        let m = io_msg(io::parse_npy(&npy(
-            1,
-            &dict(descr, false, "(1,)"),
-            &[0u8; 16],
-        )));
+        let m = io_msg(io::parse_npy(&npy(1, &dict(descr, false, "(1,)"), &[0u8; 16])));
         assert!(m.contains("unsupported dtype") && m.contains(descr), "{m}");
     }
     let h = "{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (1,), }";
@@ -253,10 +232,7 @@ fn npy_errors_are_clear() {
     assert!(m.contains("missing.npy"), "{m}");
 
     // Invalid arguments are `Error::Invalid`.
-    assert!(matches!(
-        NdArray::new(vec![2, 2], vec![1.0]),
-        Err(Error::Invalid(_))
-    ));
+    assert!(matches!(NdArray::new(vec![2, 2], vec![1.0]), Err(Error::Invalid(_))));
     let bad = NdArray {
         shape: vec![3],
         data: vec![1.0],
@@ -305,13 +281,11 @@ fn npz_deflated_members_are_read() {
     let ints: Vec<u8> = (0..6i64).flat_map(|x| x.to_le_bytes()).collect();
     let p = dir.path("c.npz");
     let mut zip = zip::ZipWriter::new(std::fs::File::create(&p).unwrap());
-    let deflate = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
+    let deflate = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     zip.start_file("a.npy", deflate).unwrap();
     zip.write_all(&io::npy_bytes(&a).unwrap()).unwrap();
     zip.start_file("sub/ints.npy", deflate).unwrap();
-    zip.write_all(&npy(1, &dict("<i8", false, "(2, 3)"), &ints))
-        .unwrap();
+    zip.write_all(&npy(1, &dict("<i8", false, "(2, 3)"), &ints)).unwrap();
     zip.finish().unwrap();
 
     let back = io::read_npz(&p).unwrap();
@@ -375,10 +349,7 @@ fn idx_raw_and_gzip() {
     b.extend_from_slice(&(-7i32).to_be_bytes());
     b.extend_from_slice(&70000i32.to_be_bytes());
     std::fs::write(dir.path("i"), &b).unwrap();
-    assert_eq!(
-        io::read_idx(&dir.path("i")).unwrap().data,
-        vec![-7.0, 70000.0]
-    );
+    assert_eq!(io::read_idx(&dir.path("i")).unwrap().data, vec![-7.0, 70000.0]);
     let mut b = vec![0, 0, 0x0E, 1, 0, 0, 0, 1];
     b.extend_from_slice(&0.1f64.to_be_bytes());
     std::fs::write(dir.path("f"), &b).unwrap();
@@ -445,12 +416,7 @@ fn mnist_loads_from_standard_names() {
     );
 
     // Mismatched counts.
-    io::write_idx_u8(
-        &dir.path("t10k-images-idx3-ubyte"),
-        &[2, 28, 28],
-        &pixels[..2 * 784],
-    )
-    .unwrap();
+    io::write_idx_u8(&dir.path("t10k-images-idx3-ubyte"), &[2, 28, 28], &pixels[..2 * 784]).unwrap();
     io::write_idx_u8(&dir.path("t10k-labels-idx1-ubyte"), &[3], &[1, 2, 3]).unwrap();
     assert!(io_msg(io::load_mnist(&dir.0, false, None)).contains("disagree"));
 }
@@ -462,14 +428,7 @@ fn mnist_loads_from_standard_names() {
 #[test]
 fn safetensors_round_trip_is_bit_exact() {
     let dir = TempDir::new("st");
-    let w: Vec<f64> = vec![
-        0.1,
-        -0.0,
-        f64::MIN_POSITIVE / 3.0,
-        f64::MAX,
-        f64::NAN,
-        1e-300,
-    ];
+    let w: Vec<f64> = vec![0.1, -0.0, f64::MIN_POSITIVE / 3.0, f64::MAX, f64::NAN, 1e-300];
     let b: Vec<f64> = vec![1.0 / 3.0, -7.25];
     let s: Vec<f64> = vec![2.5];
     let tensors = vec![
@@ -493,10 +452,7 @@ fn safetensors_round_trip_is_bit_exact() {
         assert_eq!(bits(d2), bits(data), "{name}");
     }
     let again = io::read_safetensors(&p).unwrap();
-    assert_eq!(
-        again.keys().collect::<Vec<_>>(),
-        back.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(again.keys().collect::<Vec<_>>(), back.keys().collect::<Vec<_>>());
     assert_eq!(bits(&again["layers.0.weight"].1), bits(&w));
 
     let e = io::write_safetensors(&p, &[("x".into(), vec![3], &b[..])], None);
@@ -514,10 +470,7 @@ fn safetensors_reads_f32_f16_bf16() {
     let f16s = [0x00u8, 0x3c, 0x00, 0xc0]; // 1.0, -2.0
     let bf16s = [0x80u8, 0x3f, 0x40, 0xc0]; // 1.0, -3.0
     let views = vec![
-        (
-            "fc.weight",
-            TensorView::new(Dtype::F32, vec![2, 2], &f32s).unwrap(),
-        ),
+        ("fc.weight", TensorView::new(Dtype::F32, vec![2, 2], &f32s).unwrap()),
         ("h", TensorView::new(Dtype::F16, vec![2], &f16s).unwrap()),
         ("b", TensorView::new(Dtype::BF16, vec![2], &bf16s).unwrap()),
     ];
@@ -525,10 +478,7 @@ fn safetensors_reads_f32_f16_bf16() {
     std::fs::write(&p, safetensors::serialize(views, None).unwrap()).unwrap();
     let t = io::read_safetensors(&p).unwrap();
     assert_eq!(t["fc.weight"].0, vec![2, 2]);
-    assert_eq!(
-        t["fc.weight"].1,
-        vec![1.5, -0.1f32 as f64, 3.0e10f32 as f64, 0.0]
-    );
+    assert_eq!(t["fc.weight"].1, vec![1.5, -0.1f32 as f64, 3.0e10f32 as f64, 0.0]);
     assert_eq!(t["h"].1, vec![1.0, -2.0]);
     assert_eq!(t["b"].1, vec![1.0, -3.0]);
     assert!(io::read_safetensors_with_metadata(&p).unwrap().1.is_empty());
@@ -540,10 +490,7 @@ fn safetensors_errors_are_clear() {
     let dir = TempDir::new("st-err");
     let ints: Vec<u8> = [1i32, 2].iter().flat_map(|x| x.to_le_bytes()).collect();
     let p = dir.path("int.safetensors");
-    let views = vec![(
-        "steps",
-        TensorView::new(Dtype::I32, vec![2], &ints).unwrap(),
-    )];
+    let views = vec![("steps", TensorView::new(Dtype::I32, vec![2], &ints).unwrap())];
     std::fs::write(&p, safetensors::serialize(views, None).unwrap()).unwrap();
     let m = io_msg(io::read_safetensors(&p));
     assert!(
@@ -632,29 +579,14 @@ np.save(d + "/c.npy", np.array([1 + 2j]))
         .unwrap();
     assert!(st.success(), "numpy script failed");
     let be = io::read_npy(&dir.path("be.npy")).unwrap();
-    assert_eq!(
-        (be.shape, be.data),
-        (vec![2, 3, 4], (0..24).map(f64::from).collect())
-    );
+    assert_eq!((be.shape, be.data), (vec![2, 3, 4], (0..24).map(f64::from).collect()));
     let f = io::read_npy(&dir.path("fort.npy")).unwrap();
-    assert_eq!(
-        (f.shape, f.data),
-        (vec![3, 4], (0..12).map(f64::from).collect())
-    );
-    assert_eq!(
-        io::read_npy(&dir.path("bool.npy")).unwrap().data,
-        vec![1.0, 0.0, 1.0]
-    );
-    assert_eq!(
-        io::read_npy(&dir.path("f16.npy")).unwrap().data,
-        vec![0.5, -1.0]
-    );
+    assert_eq!((f.shape, f.data), (vec![3, 4], (0..12).map(f64::from).collect()));
+    assert_eq!(io::read_npy(&dir.path("bool.npy")).unwrap().data, vec![1.0, 0.0, 1.0]);
+    assert_eq!(io::read_npy(&dir.path("f16.npy")).unwrap().data, vec![0.5, -1.0]);
     let c = io::read_npz(&dir.path("comp.npz")).unwrap();
     assert_eq!(c[0].0, "first");
-    assert_eq!(
-        c[0].1.data,
-        vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    );
+    assert_eq!(c[0].1.data, vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
     assert_eq!(
         (c[1].0.as_str(), c[1].1.data.as_slice()),
         ("second", &[0.0, 1.0, 2.0, 3.0, 4.0][..])

@@ -177,10 +177,7 @@ pub fn load_mnist(dir: &Path, train: bool, limit: Option<usize>) -> Result<(NdAr
     }
     let n = limit.map_or(img.shape[0], |l| l.min(img.shape[0]));
     let pixels = img.shape[1] * img.shape[2];
-    let data = img.body[..n * pixels]
-        .iter()
-        .map(|&p| p as f64 / 255.0)
-        .collect();
+    let data = img.body[..n * pixels].iter().map(|&p| p as f64 / 255.0).collect();
     let mut labels = lbl.body;
     labels.truncate(n);
     Ok((

@@ -19,12 +19,8 @@ pub mod npy;
 pub mod safetensors;
 
 pub use self::idx::{load_mnist, read_idx, write_idx_u8};
-pub use self::npy::{
-    has_non_finite, npy_bytes, parse_npy, read_npy, read_npz, write_npy, write_npz, NdArray,
-};
-pub use self::safetensors::{
-    read_safetensors, read_safetensors_with_metadata, write_safetensors, Tensors,
-};
+pub use self::npy::{has_non_finite, npy_bytes, parse_npy, read_npy, read_npz, write_npy, write_npz, NdArray};
+pub use self::safetensors::{read_safetensors, read_safetensors_with_metadata, write_safetensors, Tensors};
 
 use std::io::Write;
 use std::path::Path;

@@ -116,11 +116,7 @@ impl Dtype {
             _ => false,
         };
         if ok {
-            Ok(Dtype {
-                kind,
-                size,
-                big_endian,
-            })
+            Ok(Dtype { kind, size, big_endian })
         } else {
             Err(unsupported())
         }
@@ -206,10 +202,7 @@ impl Lit<'_> {
             self.i += 1;
             Ok(())
         } else {
-            Err(format!(
-                "malformed header: expected '{c}' at character {}",
-                self.i
-            ))
+            Err(format!("malformed header: expected '{c}' at character {}", self.i))
         }
     }
 
@@ -265,18 +258,11 @@ impl Lit<'_> {
             Some(open @ ('(' | '[')) => {
                 self.i += 1;
                 let close = if open == '(' { ')' } else { ']' };
-                Ok(Py::Seq(
-                    self.items(close, false)?
-                        .into_iter()
-                        .map(|(k, _)| k)
-                        .collect(),
-                ))
+                Ok(Py::Seq(self.items(close, false)?.into_iter().map(|(k, _)| k).collect()))
             }
             Some(c) if c.is_ascii_alphanumeric() || c == '-' => {
                 let start = self.i;
-                while self.i < self.s.len()
-                    && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == '-')
-                {
+                while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == '-') {
                     self.i += 1;
                 }
                 let word: String = self.s[start..self.i].iter().collect();
@@ -390,10 +376,7 @@ fn parse(bytes: &[u8]) -> std::result::Result<NdArray, String> {
     } else {
         values
     };
-    Ok(NdArray {
-        shape: h.shape,
-        data,
-    })
+    Ok(NdArray { shape: h.shape, data })
 }
 
 /// Reorders column-major `values` of the given shape into row-major order.
@@ -438,20 +421,15 @@ pub fn read_npy(path: &Path) -> Result<NdArray> {
 pub fn read_npz(path: &Path) -> Result<Vec<(String, NdArray)>> {
     let ctx = |m: String| io_err!("{}: {m}", path.display());
     let file = File::open(path).map_err(|e| io_err!("cannot read {}: {e}", path.display()))?;
-    let mut zip = zip::ZipArchive::new(BufReader::new(file))
-        .map_err(|e| ctx(format!("not a valid .npz (zip) archive: {e}")))?;
+    let mut zip =
+        zip::ZipArchive::new(BufReader::new(file)).map_err(|e| ctx(format!("not a valid .npz (zip) archive: {e}")))?;
     let mut out = Vec::with_capacity(zip.len());
     for i in 0..zip.len() {
-        let mut member = zip
-            .by_index(i)
-            .map_err(|e| ctx(format!("member {i}: {e}")))?;
+        let mut member = zip.by_index(i).map_err(|e| ctx(format!("member {i}: {e}")))?;
         if member.is_dir() {
             continue;
         }
-        let name = member
-            .name()
-            .map_err(|e| ctx(format!("member {i}: {e}")))?
-            .into_owned();
+        let name = member.name().map_err(|e| ctx(format!("member {i}: {e}")))?.into_owned();
         let mut bytes = Vec::with_capacity(usize::try_from(member.size()).unwrap_or(0));
         member
             .read_to_end(&mut bytes)
@@ -528,8 +506,7 @@ pub fn write_npz(path: &Path, arrays: &[(&str, &NdArray)]) -> Result<()> {
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Stored)
             .large_file(bytes.len() as u64 >= u32::MAX as u64);
-        zip.start_file(format!("{key}.npy"), options)
-            .map_err(zerr)?;
+        zip.start_file(format!("{key}.npy"), options).map_err(zerr)?;
         zip.write_all(&bytes)
             .map_err(|e| io_err!("writing {}: {e}", path.display()))?;
     }

@@ -27,10 +27,7 @@ pub fn write_safetensors(
     let mut buffers = Vec::with_capacity(tensors.len());
     for (name, shape, data) in tensors {
         if !seen.insert(name.as_str()) {
-            return Err(invalid!(
-                "duplicate tensor name '{name}' for {}",
-                path.display()
-            ));
+            return Err(invalid!("duplicate tensor name '{name}' for {}", path.display()));
         }
         if element_count(shape) != Some(data.len()) {
             return Err(invalid!(
@@ -38,11 +35,7 @@ pub fn write_safetensors(
                 data.len()
             ));
         }
-        buffers.push(
-            data.iter()
-                .flat_map(|x| x.to_le_bytes())
-                .collect::<Vec<u8>>(),
-        );
+        buffers.push(data.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
     }
     let views = tensors
         .iter()
@@ -54,8 +47,8 @@ pub fn write_safetensors(
         })
         .collect::<Result<Vec<_>>>()?;
     let metadata: Option<HashMap<String, String>> = metadata.map(|m| m.into_iter().collect());
-    let bytes = ::safetensors::serialize(views, metadata)
-        .map_err(|e| io_err!("cannot encode {}: {e}", path.display()))?;
+    let bytes =
+        ::safetensors::serialize(views, metadata).map_err(|e| io_err!("cannot encode {}: {e}", path.display()))?;
     super::write_atomic(path, &bytes)
 }
 
@@ -67,16 +60,9 @@ pub fn read_safetensors(path: &Path) -> Result<Tensors> {
 /// Like [`read_safetensors`], also returning the header's `__metadata__` (empty if absent).
 pub fn read_safetensors_with_metadata(path: &Path) -> Result<(Tensors, BTreeMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|e| io_err!("cannot read {}: {e}", path.display()))?;
-    let bad = |e: ::safetensors::SafeTensorError| {
-        io_err!("{}: not a valid safetensors file: {e}", path.display())
-    };
+    let bad = |e: ::safetensors::SafeTensorError| io_err!("{}: not a valid safetensors file: {e}", path.display());
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(bad)?;
-    let metadata = header
-        .metadata()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
     let st = SafeTensors::deserialize(&bytes).map_err(bad)?;
     let mut out = BTreeMap::new();
     for (name, view) in st.iter() {

@@ -99,7 +99,9 @@ impl Mlp {
     /// biases. A deep linear chain is `Mlp::new(widths, Activation::Identity, false)`.
     pub fn new(widths: &[usize], act: Activation, bias: bool) -> Result<Self> {
         if widths.len() < 2 {
-            return Err(invalid!("model.widths: need at least an input and an output width, got {widths:?}"));
+            return Err(invalid!(
+                "model.widths: need at least an input and an output width, got {widths:?}"
+            ));
         }
         if let Some(i) = widths.iter().position(|&w| w == 0) {
             return Err(invalid!("model.widths[{i}]: widths must be positive"));
@@ -116,7 +118,14 @@ impl Mlp {
             w_off.push(layout.push(format!("layers.{l}.weight"), vec![widths[l + 1], widths[l]]));
             b_off.push(bias.then(|| layout.push(format!("layers.{l}.bias"), vec![widths[l + 1]])));
         }
-        Ok(Mlp { widths: widths.to_vec(), act, bias, layout, w_off, b_off })
+        Ok(Mlp {
+            widths: widths.to_vec(),
+            act,
+            bias,
+            layout,
+            w_off,
+            b_off,
+        })
     }
 
     /// Parameter layout.
@@ -215,7 +224,11 @@ impl Mlp {
                 gemm_nn(dprev, &hi[0], w, b, din, dout, false);
                 if self.act != Activation::Identity {
                     let act = self.act;
-                    for ((dv, zv), av) in dprev[..b * din].iter_mut().zip(&ws.z[l - 1][..b * din]).zip(&ws.a[l - 1][..b * din]) {
+                    for ((dv, zv), av) in dprev[..b * din]
+                        .iter_mut()
+                        .zip(&ws.z[l - 1][..b * din])
+                        .zip(&ws.a[l - 1][..b * din])
+                    {
                         *dv *= act.deriv(*zv, *av);
                     }
                 }
@@ -223,7 +236,15 @@ impl Mlp {
         }
     }
 
-    pub(crate) fn loss_grad(&self, theta: &[f64], x: &[f64], y: &[f64], b: usize, grad: &mut [f64], ws: &mut Workspace) -> f64 {
+    pub(crate) fn loss_grad(
+        &self,
+        theta: &[f64],
+        x: &[f64],
+        y: &[f64],
+        b: usize,
+        grad: &mut [f64],
+        ws: &mut Workspace,
+    ) -> f64 {
         self.forward(theta, x, b, ws);
         let d = self.depth();
         let dout = self.widths[d];

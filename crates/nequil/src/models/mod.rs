@@ -135,7 +135,9 @@ impl Model {
                 ));
             }
             if let Some(v) = s.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
-                return Err(invalid!("model.init_std: standard deviations must be finite and ≥ 0, got {v}"));
+                return Err(invalid!(
+                    "model.init_std: standard deviations must be finite and ≥ 0, got {v}"
+                ));
             }
         }
         for (l, b) in weights.iter().enumerate() {
@@ -171,7 +173,15 @@ impl Model {
 
     /// Mean loss of a batch and its gradient, written into `grad` (length P). Leaves the
     /// per-sample output gradients `δ` in the workspace (for [`crate::stats`]). Allocation-free.
-    pub fn loss_grad(&self, theta: &[f64], x: &[f64], y: &[f64], b: usize, grad: &mut [f64], ws: &mut Workspace) -> f64 {
+    pub fn loss_grad(
+        &self,
+        theta: &[f64],
+        x: &[f64],
+        y: &[f64],
+        b: usize,
+        grad: &mut [f64],
+        ws: &mut Workspace,
+    ) -> f64 {
         debug_assert!(b <= ws.batch && grad.len() == self.n_params());
         match self {
             Model::Mlp(m) => m.loss_grad(theta, x, y, b, grad, ws),

@@ -34,12 +34,18 @@ impl ScaleNet {
     /// A new net; all widths must be positive.
     pub fn new(kind: ScaleKind, d_in: usize, hidden: usize, d_out: usize) -> Result<Self> {
         if d_in == 0 || hidden == 0 || d_out == 0 {
-            return Err(invalid!("model.widths: widths must be positive, got [{d_in}, {hidden}, {d_out}]"));
+            return Err(invalid!(
+                "model.widths: widths must be positive, got [{d_in}, {hidden}, {d_out}]"
+            ));
         }
         let mut layout = Layout::new();
         layout.push("layers.0.weight", vec![hidden, d_in]);
         layout.push("layers.1.weight", vec![d_out, hidden]);
-        Ok(ScaleNet { kind, widths: vec![d_in, hidden, d_out], layout })
+        Ok(ScaleNet {
+            kind,
+            widths: vec![d_in, hidden, d_out],
+            layout,
+        })
     }
     /// Which net.
     pub fn kind(&self) -> ScaleKind {
@@ -99,7 +105,15 @@ impl ScaleNet {
         ws.z[1][..b * dout].copy_from_slice(&f[..b * dout]);
     }
 
-    pub(crate) fn loss_grad(&self, theta: &[f64], x: &[f64], y: &[f64], b: usize, grad: &mut [f64], ws: &mut Workspace) -> f64 {
+    pub(crate) fn loss_grad(
+        &self,
+        theta: &[f64],
+        x: &[f64],
+        y: &[f64],
+        b: usize,
+        grad: &mut [f64],
+        ws: &mut Workspace,
+    ) -> f64 {
         let [din, h, dout] = [self.widths[0], self.widths[1], self.widths[2]];
         self.forward(theta, x, b, ws);
         let (w, u) = self.split(theta);

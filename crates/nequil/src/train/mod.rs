@@ -147,7 +147,11 @@ fn fmt_value(v: f64) -> String {
     if v.is_nan() {
         "nan".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "inf".into() } else { "-inf".into() }
+        if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
     } else if v == v.trunc() && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {
@@ -173,12 +177,17 @@ impl Stepper {
         let b = match (batching, source) {
             (Batching::Sgd(0), _) => return Err(invalid!("train.batch_size: must be ≥ 1")),
             (Batching::Sgd(s), Source::Fixed { data, .. }) if s > data.n => {
-                return Err(invalid!("train.batch_size: {s} is larger than the fixed dataset ({} samples)", data.n))
+                return Err(invalid!(
+                    "train.batch_size: {s} is larger than the fixed dataset ({} samples)",
+                    data.n
+                ))
             }
             (Batching::Sgd(s), _) => s,
             (Batching::Full, Source::Fixed { data, .. }) => data.n,
             (Batching::Full, Source::Online(_)) => {
-                return Err(invalid!("train.optimizer: full-batch GD needs a fixed dataset (data.mode = \"fixed\")"))
+                return Err(invalid!(
+                    "train.optimizer: full-batch GD needs a fixed dataset (data.mode = \"fixed\")"
+                ))
             }
         };
         if model.d_in() != source.d_x() || model.d_out() != source.d_y() {
@@ -191,7 +200,9 @@ impl Stepper {
             ));
         }
         if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-            return Err(invalid!("train.weight_decay: must be finite and ≥ 0, got {weight_decay}"));
+            return Err(invalid!(
+                "train.weight_decay: must be finite and ≥ 0, got {weight_decay}"
+            ));
         }
         let mut rng = Rng::derive(seed, "batches");
         let batcher = Batcher::new(source, &mut rng);
@@ -227,7 +238,10 @@ impl Stepper {
             _ => unreachable!("checked in Stepper::new"),
         };
         if !loss.is_finite() {
-            return Err(Error::Diverged { step, what: format!("batch loss is {loss}") });
+            return Err(Error::Diverged {
+                step,
+                what: format!("batch loss is {loss}"),
+            });
         }
         let decay = 1.0 - 2.0 * lr * self.weight_decay;
         let mut finite = true;
@@ -236,7 +250,10 @@ impl Stepper {
             finite &= t.is_finite();
         }
         if !finite {
-            return Err(Error::Diverged { step: step + 1, what: "a parameter became non-finite".into() });
+            return Err(Error::Diverged {
+                step: step + 1,
+                what: "a parameter became non-finite".into(),
+            });
         }
         Ok(loss)
     }
@@ -285,7 +302,11 @@ pub fn train(
 ) -> Result<RunOutcome> {
     cfg.lr.validate()?;
     if theta.len() != model.n_params() {
-        return Err(invalid!("theta has {} entries, the model has {} parameters", theta.len(), model.n_params()));
+        return Err(invalid!(
+            "theta has {} entries, the model has {} parameters",
+            theta.len(),
+            model.n_params()
+        ));
     }
     let mut theta = theta;
     let mut stepper = Stepper::new(model, source, cfg.batching, cfg.weight_decay, cfg.seed)?;
@@ -296,7 +317,10 @@ pub fn train(
         Batching::Full => en,
     };
 
-    let mut columns: Vec<String> = ["step", "t", "lr", "batch_loss", "loss"].iter().map(|s| s.to_string()).collect();
+    let mut columns: Vec<String> = ["step", "t", "lr", "batch_loss", "loss"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     for b in model.layout().blocks() {
         columns.push(format!("norm2.{}", b.name));
     }
@@ -312,7 +336,10 @@ pub fn train(
     rows_at.sort_unstable();
     rows_at.dedup();
 
-    let mut log = Log { columns, rows: Vec::with_capacity(rows_at.len()) };
+    let mut log = Log {
+        columns,
+        rows: Vec::with_capacity(rows_at.len()),
+    };
     let mut t = 0.0;
     let mut loss_acc = 0.0;
     let mut loss_cnt = 0u64;
@@ -325,7 +352,11 @@ pub fn train(
             let mut row = Vec::with_capacity(log.columns.len());
             let lr = cfg.lr.lr(step);
             row.extend([step as f64, t, lr]);
-            row.push(if loss_cnt > 0 { loss_acc / loss_cnt as f64 } else { f64::NAN });
+            row.push(if loss_cnt > 0 {
+                loss_acc / loss_cnt as f64
+            } else {
+                f64::NAN
+            });
             row.push(model.loss_chunked(&theta, &ex, &ey, en, &mut eval_ws));
             row.extend(model.layout().block_norms2(&theta));
             let ctx = ProbeCtx {
@@ -348,7 +379,10 @@ pub fn train(
                     let before = row.len();
                     p.record(&ctx, &mut row)?;
                     if row.len() != before + n {
-                        return Err(Error::Numerical(format!("probe wrote {} values for {n} columns", row.len() - before)));
+                        return Err(Error::Numerical(format!(
+                            "probe wrote {} values for {n} columns",
+                            row.len() - before
+                        )));
                     }
                 } else {
                     row.extend(std::iter::repeat_n(f64::NAN, n));
@@ -379,7 +413,13 @@ pub fn train(
             progress(step);
         }
     }
-    Ok(RunOutcome { theta, log, steps_done: step, error, eval_n: en })
+    Ok(RunOutcome {
+        theta,
+        log,
+        steps_done: step,
+        error,
+        eval_n: en,
+    })
 }
 
 #[cfg(test)]
@@ -388,21 +428,35 @@ mod tests {
 
     #[test]
     fn schedules() {
-        let p = LrSchedule::Piecewise { boundaries: vec![5000], values: vec![0.001, 0.008] };
+        let p = LrSchedule::Piecewise {
+            boundaries: vec![5000],
+            values: vec![0.001, 0.008],
+        };
         assert_eq!(p.lr(0), 0.001);
         assert_eq!(p.lr(4999), 0.001);
         assert_eq!(p.lr(5000), 0.008);
-        let w = LrSchedule::LinearWarmup { warmup_steps: 10, lr: 1.0 };
+        let w = LrSchedule::LinearWarmup {
+            warmup_steps: 10,
+            lr: 1.0,
+        };
         assert_eq!(w.lr(0), 0.1);
         assert_eq!(w.lr(9), 1.0);
         assert_eq!(w.lr(100), 1.0);
-        assert!(LrSchedule::Piecewise { boundaries: vec![5], values: vec![1.0] }.validate().is_err());
+        assert!(LrSchedule::Piecewise {
+            boundaries: vec![5],
+            values: vec![1.0]
+        }
+        .validate()
+        .is_err());
         assert!(LrSchedule::Constant(-1.0).validate().is_err());
     }
 
     #[test]
     fn csv_round_trips() {
-        let log = Log { columns: vec!["a".into(), "b".into()], rows: vec![vec![1.0, 0.1 + 0.2], vec![f64::NAN, -3.5e-300]] };
+        let log = Log {
+            columns: vec!["a".into(), "b".into()],
+            rows: vec![vec![1.0, 0.1 + 0.2], vec![f64::NAN, -3.5e-300]],
+        };
         let csv = log.to_csv();
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], "a,b");
