@@ -11,6 +11,7 @@ pub mod curvature;
 pub mod data;
 pub mod equilibrium;
 pub mod error;
+pub mod experiments;
 pub mod io;
 pub mod linalg;
 pub mod models;
