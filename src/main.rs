@@ -1,5 +1,6 @@
 //! The `nequil` command. See `nequil --help` and the README.
 
+mod cli_reproduce;
 mod cli_run;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,11 @@ enum Command {
     /// Train a model as a TOML spec says; write spec.toml, metrics.csv, final.safetensors and
     /// summary.json into the output directory.
     Run(cli_run::RunArgs),
+    /// Re-run the paper's figures (all, or the named ones): theory beside simulation, with
+    /// checks, logs, plots and DIR/report.html.
+    Reproduce(cli_reproduce::ReproduceArgs),
+    /// Name and describe every experiment of `reproduce`.
+    List,
 }
 
 /// Exit status 2 for bad input (spec, flags, files), 1 for a run that failed (e.g. diverged).
@@ -35,6 +41,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => cli_run::run(a),
+        Command::Reproduce(a) => cli_reproduce::reproduce(a),
+        Command::List => cli_reproduce::list(),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,61 @@
 //! The paper's figures as experiments: each runs simulations, compares them with the theory, and
-//! returns checks, a figure description and logs. The `nequil reproduce` command runs them and
-//! renders the report.
+//! returns checks, a figure description and logs. `nequil reproduce` runs them and renders the
+//! report; `nequil list` prints [`catalog`].
+//!
+//! Every check states a claim in words, the theory value, the measured value, a tolerance and how
+//! that tolerance was derived (standard errors of the run, finite-η bias, rounding), and passes or
+//! fails. Settings the paper leaves out are chosen here, fixed, and reported with the experiment.
 
+mod common;
+mod fig1;
+mod fig6;
+mod fig7;
 pub mod figure;
+mod law;
 
+pub use common::{par_map, Check, Ctx, Outcome};
 pub use figure::{Figure, Panel, PanelKind, Role, Series, Style};
+
+use crate::Result;
+
+/// One named experiment.
+pub struct Experiment {
+    /// Short name used on the command line (e.g. `fig1-scale-invariance`).
+    pub name: &'static str,
+    /// One-line title.
+    pub title: &'static str,
+    /// What the paper claims, in one sentence.
+    pub claim: &'static str,
+    /// Runs the experiment.
+    pub run: fn(&Ctx) -> Result<Outcome>,
+}
+
+/// Every experiment, in the paper's figure order.
+pub fn catalog() -> Vec<Experiment> {
+    vec![
+        Experiment {
+            name: "fig1-scale-invariance",
+            title: "Fig. 1: a 2-D scale-invariant loss — gradient flow keeps ‖θ‖, SGD moves outward",
+            claim: "Under scale invariance the gradient is tangent to circles: gradient flow stays on its circle, while SGD's ‖θ‖² never decreases and grows.",
+            run: fig1::run,
+        },
+        Experiment {
+            name: "fig6-representations",
+            title: "Fig. 6/9: two-layer nets learn aligned representations under SGD, not under GD",
+            claim: "Under SGD the normalized matrices W Σ̄_x Wᵀ and Uᵀ Σ̄_ε U become similar (noise balance), under GD they do not.",
+            run: fig6::run,
+        },
+        Experiment {
+            name: "fig7-net-a-net-b",
+            title: "Fig. 7: norms of scale-invariant nets Net-A and Net-B under SGD and GD",
+            claim: "Under SGD the total norm never decreases (and Net-B's layer norms each never decrease); under GD the norm changes only by the η² term.",
+            run: fig7::run,
+        },
+        Experiment {
+            name: "law-of-balance",
+            title: "Law of balance: the scalar u·w model balances u² = w² exponentially fast",
+            claim: "For ℓ = (u w x − y)², the charge u² − w² decays as exp(−4(γ + (η/S) Var[r x]) t).",
+            run: law::run,
+        },
+    ]
+}
