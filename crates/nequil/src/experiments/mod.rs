@@ -8,6 +8,7 @@
 
 mod common;
 mod fig1;
+mod fig4;
 mod fig6;
 mod fig7;
 pub mod figure;
@@ -38,6 +39,12 @@ pub fn catalog() -> Vec<Experiment> {
             title: "Fig. 1: a 2-D scale-invariant loss — gradient flow keeps ‖θ‖, SGD moves outward",
             claim: "Under scale invariance the gradient is tangent to circles: gradient flow stays on its circle, while SGD's ‖θ‖² never decreases and grows.",
             run: fig1::run,
+        },
+        Experiment {
+            name: "fig4-warmup",
+            title: "Fig. 4: warmup — SGD's noise flattens a sharp rank-1 factorization until a large η is safe",
+            claim: "SGD from Kaiming init at η = 0.008 diverges, warmup (0.001 for 5000 steps) trains; Kaiming and Xavier reach the same sharpness; GD does not flatten.",
+            run: fig4::run,
         },
         Experiment {
             name: "fig6-representations",
