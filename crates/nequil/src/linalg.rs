@@ -21,6 +21,28 @@ fn accum(acc: bool) -> Accum {
     }
 }
 
+/// Dot product with four independent accumulators (so the compiler can keep several FMAs in
+/// flight and use SIMD); the summation order is fixed, so results are deterministic.
+#[inline]
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut s = [0.0f64; 4];
+    let mut ca = a.chunks_exact(4);
+    let mut cb = b.chunks_exact(4);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        s[0] += x[0] * y[0];
+        s[1] += x[1] * y[1];
+        s[2] += x[2] * y[2];
+        s[3] += x[3] * y[3];
+    }
+    let mut t = (s[0] + s[2]) + (s[1] + s[3]);
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        t += x * y;
+    }
+    t
+}
+
 /// `C (m×n) [+]= A (m×k) · Bᵀ` where `B` is `n×k`. All row-major.
 pub fn gemm_nt(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
     debug_assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= n * k);
@@ -29,11 +51,7 @@ pub fn gemm_nt(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize
             let ar = &a[i * k..(i + 1) * k];
             let cr = &mut c[i * n..(i + 1) * n];
             for (j, cj) in cr.iter_mut().enumerate() {
-                let br = &b[j * k..(j + 1) * k];
-                let mut s = 0.0;
-                for p in 0..k {
-                    s += ar[p] * br[p];
-                }
+                let s = dot(ar, &b[j * k..(j + 1) * k]);
                 if acc {
                     *cj += s
                 } else {

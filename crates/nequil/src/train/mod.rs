@@ -244,12 +244,10 @@ impl Stepper {
             });
         }
         let decay = 1.0 - 2.0 * lr * self.weight_decay;
-        let mut finite = true;
         for (t, g) in theta.iter_mut().zip(&self.grad) {
             *t = decay * *t - lr * g;
-            finite &= t.is_finite();
         }
-        if !finite {
+        if !all_finite(theta) {
             return Err(Error::Diverged {
                 step: step + 1,
                 what: "a parameter became non-finite".into(),
@@ -257,6 +255,22 @@ impl Stepper {
         }
         Ok(loss)
     }
+}
+
+/// Whether every value is finite: `v − v` is 0 for finite `v` and NaN otherwise, summed in four
+/// independent lanes so the check vectorizes.
+#[inline]
+pub fn all_finite(v: &[f64]) -> bool {
+    let mut acc = [0.0f64; 4];
+    let mut it = v.chunks_exact(4);
+    for c in &mut it {
+        acc[0] += c[0] - c[0];
+        acc[1] += c[1] - c[1];
+        acc[2] += c[2] - c[2];
+        acc[3] += c[3] - c[3];
+    }
+    let rest: f64 = it.remainder().iter().map(|x| x - x).sum();
+    (acc[0] + acc[1] + acc[2] + acc[3] + rest).is_finite()
 }
 
 /// The outcome of a run: final θ, the log, and the error that stopped it, if any.
