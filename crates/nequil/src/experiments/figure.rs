@@ -54,7 +54,13 @@ pub struct Series {
 impl Series {
     /// A series from points.
     pub fn new(label: impl Into<String>, role: Role, style: Style, x: Vec<f64>, y: Vec<f64>) -> Self {
-        Series { label: label.into(), role, style, x, y }
+        Series {
+            label: label.into(),
+            role,
+            style,
+            x,
+            y,
+        }
     }
 }
 
@@ -113,7 +119,12 @@ impl Panel {
             title: title.into(),
             x_label: "column".into(),
             y_label: "row".into(),
-            kind: PanelKind::Heatmap { rows, cols, values, symmetric },
+            kind: PanelKind::Heatmap {
+                rows,
+                cols,
+                values,
+                symmetric,
+            },
         }
     }
 }
