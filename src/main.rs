@@ -1,6 +1,10 @@
 //! The `nequil` command. See `nequil --help` and the README.
 
 mod cli_run;
+#[allow(dead_code)] // used by the reproduce command (not wired yet)
+mod plot;
+#[allow(dead_code)] // used by the reproduce command (not wired yet)
+mod report;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
