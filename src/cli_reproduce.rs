@@ -1,8 +1,10 @@
 //! `nequil reproduce` and `nequil list`.
 
 use crate::cli_run::progress_bar;
+use crate::plot;
+use crate::report::{write_report, CheckRow, ReportEntry};
 use clap::Args;
-use nequil::experiments::{catalog, Ctx, Outcome};
+use nequil::experiments::{catalog, Ctx, Experiment, Outcome};
 use nequil::io::write_atomic;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -60,7 +62,84 @@ fn write_outcome(dir: &Path, name: &str, title: &str, claim: &str, o: &Outcome, 
         &dir.join("figure.json"),
         serde_json::to_string(&o.figure).expect("json").as_bytes(),
     )?;
+    plot::render(&o.figure, &dir.join("figure.svg"), &dir.join("figure.png"))?;
     Ok(())
+}
+
+/// Report entries for every known experiment with a summary in `out` (this run's and earlier
+/// ones), in catalog order.
+fn gather(out: &Path) -> Vec<ReportEntry> {
+    let mut entries = vec![];
+    for e in catalog() {
+        let Ok(text) = std::fs::read_to_string(out.join(e.name).join("summary.json")) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let s = |x: &serde_json::Value| x.as_str().unwrap_or("").to_string();
+        let checks = v["checks"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|c| CheckRow {
+                        claim: s(&c["claim"]),
+                        theory: s(&c["theory"]),
+                        measured: s(&c["measured"]),
+                        tolerance: s(&c["tolerance"]),
+                        derivation: s(&c["derivation"]),
+                        pass: c["pass"].as_bool().unwrap_or(false),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let settings = v["settings"]
+            .as_array()
+            .map(|a| a.iter().map(|kv| (s(&kv[0]), s(&kv[1]))).collect())
+            .unwrap_or_default();
+        let notes = v["notes"]
+            .as_array()
+            .map(|a| a.iter().map(s).collect())
+            .unwrap_or_default();
+        let has_fig = out.join(e.name).join("figure.png").exists();
+        entries.push(ReportEntry {
+            name: e.name.to_string(),
+            title: e.title.to_string(),
+            claim: e.claim.to_string(),
+            figure_png: if has_fig {
+                format!("{}/figure.png", e.name)
+            } else {
+                String::new()
+            },
+            figure_svg: if has_fig {
+                format!("{}/figure.svg", e.name)
+            } else {
+                String::new()
+            },
+            checks,
+            settings,
+            notes,
+            seconds: v["seconds"].as_f64().unwrap_or(0.0),
+        });
+    }
+    entries
+}
+
+fn write_failure(dir: &Path, e: &Experiment, err: &nequil::Error, secs: f64) -> nequil::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|er| nequil::Error::Io(format!("cannot create {}: {er}", dir.display())))?;
+    let _ = std::fs::remove_file(dir.join("figure.png"));
+    let summary = json!({
+        "name": e.name, "title": e.title, "claim": e.claim, "passed": 0, "failed": 1,
+        "checks": [{
+            "claim": "the experiment ran to completion", "theory": "completes", "measured": err.to_string(),
+            "tolerance": "—", "derivation": "an error stopped the experiment", "pass": false
+        }],
+        "settings": [], "notes": [format!("error: {err}")], "seconds": secs,
+    });
+    write_atomic(
+        &dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary).expect("json").as_bytes(),
+    )
 }
 
 pub fn reproduce(a: ReproduceArgs) -> nequil::Result<ExitCode> {
@@ -129,11 +208,14 @@ pub fn reproduce(a: ReproduceArgs) -> nequil::Result<ExitCode> {
             Err(err) => {
                 errors += 1;
                 eprintln!("{:<26} error: {err}", e.name);
+                write_failure(&dir, e, &err, secs)?;
             }
         }
     }
+    let entries = gather(&a.out);
+    write_report(&a.out, &entries)?;
     if !a.quiet {
-        eprintln!("wrote {}", a.out.display());
+        eprintln!("wrote {}", a.out.join("report.html").display());
     }
     Ok(if errors > 0 || failed_checks > 0 {
         ExitCode::from(1)

@@ -2,9 +2,7 @@
 
 mod cli_reproduce;
 mod cli_run;
-#[allow(dead_code)] // used by the reproduce command (not wired yet)
 mod plot;
-#[allow(dead_code)] // used by the reproduce command (not wired yet)
 mod report;
 
 use clap::{Parser, Subcommand};

@@ -191,7 +191,9 @@ mod tests {
         let mut r = Rng::new(11);
         let n = 2_000_000;
         let pts = [-3.6, -2.0, -1.0, -0.3, 0.0, 0.5, 1.5, 3.0, 3.6];
-        let cdf = [1.591e-4, 0.022750, 0.158655, 0.382089, 0.5, 0.691462, 0.933193, 0.998650, 0.999841];
+        let cdf = [
+            1.591e-4, 0.022750, 0.158655, 0.382089, 0.5, 0.691462, 0.933193, 0.998650, 0.999841,
+        ];
         let mut counts = [0usize; 9];
         for _ in 0..n {
             let z = r.normal();
@@ -204,7 +206,12 @@ mod tests {
         for i in 0..pts.len() {
             let p = counts[i] as f64 / n as f64;
             let se = (cdf[i] * (1.0 - cdf[i]) / n as f64).sqrt();
-            assert!((p - cdf[i]).abs() < 5.0 * se + 1e-6, "P(z ≤ {}) = {p}, expected {}", pts[i], cdf[i]);
+            assert!(
+                (p - cdf[i]).abs() < 5.0 * se + 1e-6,
+                "P(z ≤ {}) = {p}, expected {}",
+                pts[i],
+                cdf[i]
+            );
         }
     }
 
