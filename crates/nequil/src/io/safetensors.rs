@@ -4,10 +4,10 @@
 //! `F64`, `F32`, `F16` and `BF16` (converted to `f64`) and rejects every other dtype with an error
 //! naming the tensor.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use ::safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use ::safetensors::tensor::{Dtype, SafeTensors};
 
 use super::npy::element_count;
 use crate::{invalid, io_err, Result};
@@ -37,18 +37,32 @@ pub fn write_safetensors(
         }
         buffers.push(data.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
     }
-    let views = tensors
-        .iter()
-        .zip(&buffers)
-        .map(|((name, shape, _), bytes)| {
-            TensorView::new(Dtype::F64, shape.clone(), bytes)
-                .map(|v| (name.as_str(), v))
-                .map_err(|e| invalid!("tensor '{name}': {e}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let metadata: Option<HashMap<String, String>> = metadata.map(|m| m.into_iter().collect());
-    let bytes =
-        ::safetensors::serialize(views, metadata).map_err(|e| io_err!("cannot encode {}: {e}", path.display()))?;
+    // The header is built here rather than by the safetensors crate, whose metadata map is a
+    // HashMap: a fixed key order makes the file a deterministic function of its contents.
+    let mut header = serde_json::Map::new();
+    if let Some(m) = metadata {
+        let meta: serde_json::Map<String, serde_json::Value> =
+            m.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+        header.insert("__metadata__".into(), serde_json::Value::Object(meta));
+    }
+    let mut offset = 0usize;
+    for ((name, shape, _), buf) in tensors.iter().zip(&buffers) {
+        header.insert(
+            name.clone(),
+            serde_json::json!({ "dtype": "F64", "shape": shape, "data_offsets": [offset, offset + buf.len()] }),
+        );
+        offset += buf.len();
+    }
+    let mut head = serde_json::to_string(&serde_json::Value::Object(header)).expect("header serializes");
+    while head.len() % 8 != 0 {
+        head.push(' ');
+    }
+    let mut bytes = Vec::with_capacity(8 + head.len() + offset);
+    bytes.extend_from_slice(&(head.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(head.as_bytes());
+    for buf in &buffers {
+        bytes.extend_from_slice(buf);
+    }
     super::write_atomic(path, &bytes)
 }
 

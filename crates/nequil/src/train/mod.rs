@@ -257,19 +257,19 @@ impl Stepper {
     }
 }
 
-/// Whether every value is finite: `v − v` is 0 for finite `v` and NaN otherwise, summed in four
+/// Whether every value is finite: `0·v` is 0 for finite `v` and NaN otherwise, summed in four
 /// independent lanes so the check vectorizes.
 #[inline]
 pub fn all_finite(v: &[f64]) -> bool {
     let mut acc = [0.0f64; 4];
     let mut it = v.chunks_exact(4);
     for c in &mut it {
-        acc[0] += c[0] - c[0];
-        acc[1] += c[1] - c[1];
-        acc[2] += c[2] - c[2];
-        acc[3] += c[3] - c[3];
+        acc[0] += c[0] * 0.0;
+        acc[1] += c[1] * 0.0;
+        acc[2] += c[2] * 0.0;
+        acc[3] += c[3] * 0.0;
     }
-    let rest: f64 = it.remainder().iter().map(|x| x - x).sum();
+    let rest: f64 = it.remainder().iter().map(|x| x * 0.0).sum();
     (acc[0] + acc[1] + acc[2] + acc[3] + rest).is_finite()
 }
 

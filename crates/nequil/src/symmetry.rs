@@ -1,1 +1,0 @@
-//! Exponential symmetries: generators, Noether charges, the catalog, discovery, the law of motion.
