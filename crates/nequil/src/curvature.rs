@@ -1,1 +1,0 @@
-//! Curvature instruments: exact Hessian-vector products, dense Hessian, trace, top eigenvalues.
