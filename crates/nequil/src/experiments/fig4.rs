@@ -45,7 +45,11 @@ fn simulate(r: &Run, steps: u64, ctx: &Ctx) -> Result<Trace> {
     let mut g = Gaussian::new(D, D, Cov::Scalar(1.0), Target::Identity, Some(Cov::Scalar(1.0)))?;
     let mut source = if r.gd {
         let data = g.dataset(&mut Rng::new(41), 1000);
-        Source::Fixed { data, replacement: true, dist: Some(g) }
+        Source::Fixed {
+            data,
+            replacement: true,
+            dist: Some(g),
+        }
     } else {
         Source::Online(g)
     };
@@ -53,7 +57,11 @@ fn simulate(r: &Run, steps: u64, ctx: &Ctx) -> Result<Trace> {
     let mut st = Stepper::new(&model, &source, batching, 0.0, 42)?;
     let mut theta = model.init(&r.init, &mut Rng::new(43))?;
     let every = 50;
-    let mut tr = Trace { steps: vec![0.0], sharp: vec![sharpness(&theta)], diverged_at: None };
+    let mut tr = Trace {
+        steps: vec![0.0],
+        sharp: vec![sharpness(&theta)],
+        diverged_at: None,
+    };
     for k in 0..steps {
         match st.step(&model, &mut source, &mut theta, r.lr.lr(k), k) {
             Ok(_) => {}
@@ -82,21 +90,52 @@ fn simulate(r: &Run, steps: u64, ctx: &Ctx) -> Result<Trace> {
 /// Runs the experiment.
 pub fn run(ctx: &Ctx) -> Result<Outcome> {
     let steps: u64 = if ctx.full { 60_000 } else { 20_000 };
-    let warm = LrSchedule::Piecewise { boundaries: vec![5000], values: vec![0.001, 0.008] };
+    let warm = LrSchedule::Piecewise {
+        boundaries: vec![5000],
+        values: vec![0.001, 0.008],
+    };
     let runs = vec![
-        Run { label: "SGD, Kaiming, η = 0.008", init: Init::Kaiming, lr: LrSchedule::Constant(0.008), gd: false, role: Role::Other(2) },
-        Run { label: "SGD, Kaiming, warmup", init: Init::Kaiming, lr: warm.clone(), gd: false, role: Role::Sgd },
-        Run { label: "SGD, Xavier, η = 0.008", init: Init::Xavier, lr: LrSchedule::Constant(0.008), gd: false, role: Role::SgdWd },
-        Run { label: "GD (N = 1000), Kaiming, warmup", init: Init::Kaiming, lr: warm, gd: true, role: Role::Gd },
+        Run {
+            label: "SGD, Kaiming, η = 0.008",
+            init: Init::Kaiming,
+            lr: LrSchedule::Constant(0.008),
+            gd: false,
+            role: Role::Other(2),
+        },
+        Run {
+            label: "SGD, Kaiming, warmup",
+            init: Init::Kaiming,
+            lr: warm.clone(),
+            gd: false,
+            role: Role::Sgd,
+        },
+        Run {
+            label: "SGD, Xavier, η = 0.008",
+            init: Init::Xavier,
+            lr: LrSchedule::Constant(0.008),
+            gd: false,
+            role: Role::SgdWd,
+        },
+        Run {
+            label: "GD (N = 1000), Kaiming, warmup",
+            init: Init::Kaiming,
+            lr: warm,
+            gd: true,
+            role: Role::Gd,
+        },
     ];
     ctx.set_total(steps * runs.len() as u64);
-    let traces: Vec<Trace> = par_map(ctx.jobs, &runs, |r| simulate(r, steps, ctx)).into_iter().collect::<Result<_>>()?;
+    let traces: Vec<Trace> = par_map(ctx.jobs, &runs, |r| simulate(r, steps, ctx))
+        .into_iter()
+        .collect::<Result<_>>()?;
     let tail = |tr: &Trace| {
         // Batch means over the last quarter (10 batches) to respect autocorrelation.
         let n = tr.sharp.len();
         let last = &tr.sharp[n - n / 4..];
         let b = last.len() / 10;
-        let means: Vec<f64> = (0..10).map(|i| last[i * b..(i + 1) * b].iter().sum::<f64>() / b as f64).collect();
+        let means: Vec<f64> = (0..10)
+            .map(|i| last[i * b..(i + 1) * b].iter().sum::<f64>() / b as f64)
+            .collect();
         mean_se(&means)
     };
     let mut checks = vec![Check::at_most(
