@@ -46,10 +46,31 @@ pub fn write_safetensors(
                 .map_err(|e| invalid!("tensor '{name}': {e}"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let metadata: Option<HashMap<String, String>> = metadata.map(|m| m.into_iter().collect());
-    let bytes =
-        ::safetensors::serialize(views, metadata).map_err(|e| io_err!("cannot encode {}: {e}", path.display()))?;
+    let hashed: Option<HashMap<String, String>> = metadata.clone().map(|m| m.into_iter().collect());
+    let mut bytes =
+        ::safetensors::serialize(views, hashed).map_err(|e| io_err!("cannot encode {}: {e}", path.display()))?;
+    if let Some(m) = &metadata {
+        sort_metadata(&mut bytes, m);
+    }
     super::write_atomic(path, &bytes)
+}
+
+/// The safetensors crate writes `__metadata__` from a `HashMap`, whose order changes from one
+/// map to the next; rewrite it in key order so that the same tensors always give the same bytes.
+/// The header begins `{"__metadata__":{…}` and the sorted object has the same length, so it is
+/// replaced in place (left as it is if the header does not look as expected).
+fn sort_metadata(bytes: &mut [u8], meta: &BTreeMap<String, String>) {
+    const PREFIX: &[u8] = br#"{"__metadata__":"#;
+    let sorted = serde_json::to_string(meta).expect("string map serializes");
+    let start = 8 + PREFIX.len();
+    let end = start + sorted.len();
+    if bytes.len() < end || !bytes[8..].starts_with(PREFIX) {
+        return;
+    }
+    let same = serde_json::from_slice::<BTreeMap<String, String>>(&bytes[start..end]).is_ok_and(|m| &m == meta);
+    if same {
+        bytes[start..end].copy_from_slice(sorted.as_bytes());
+    }
 }
 
 /// Reads every tensor of a safetensors file, converting `F64`/`F32`/`F16`/`BF16` to `f64`.
