@@ -2,6 +2,7 @@
 
 mod cli_reproduce;
 mod cli_run;
+mod cli_sweep;
 mod plot;
 mod report;
 
@@ -29,6 +30,13 @@ enum Command {
     Reproduce(cli_reproduce::ReproduceArgs),
     /// Name and describe every experiment of `reproduce`.
     List,
+    /// Run a grid of runs (a spec with a sweep table) in parallel into DIR/runs/RUN-ID/;
+    /// resumable, and shardable with --shard I/N or a Slurm job array.
+    Sweep(cli_sweep::SweepArgs),
+    /// Print a Slurm job-array batch script that runs a sweep, one shard per array task.
+    Slurm(cli_sweep::SlurmArgs),
+    /// Gather the runs of sweep or shard directories into one table (runs.csv).
+    Merge(cli_sweep::MergeArgs),
 }
 
 /// Exit status 2 for bad input (spec, flags, files), 1 for a run that failed (e.g. diverged).
@@ -45,6 +53,9 @@ fn main() -> ExitCode {
         Command::Run(a) => cli_run::run(a),
         Command::Reproduce(a) => cli_reproduce::reproduce(a),
         Command::List => cli_reproduce::list(),
+        Command::Sweep(a) => cli_sweep::sweep(a),
+        Command::Slurm(a) => cli_sweep::slurm(a),
+        Command::Merge(a) => cli_sweep::merge(a),
     };
     match result {
         Ok(code) => code,

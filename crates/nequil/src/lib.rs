@@ -20,6 +20,7 @@ pub mod rng;
 pub mod runner;
 pub mod spec;
 pub mod stats;
+pub mod sweep;
 pub mod symmetry;
 pub mod train;
 

@@ -460,6 +460,24 @@ fn safetensors_round_trip_is_bit_exact() {
 }
 
 #[test]
+fn safetensors_bytes_do_not_depend_on_hash_order() {
+    // The metadata goes through a HashMap inside the safetensors crate; its order must not leak
+    // into the file (runs are compared bit for bit across processes).
+    let dir = TempDir::new("st-order");
+    let w = [1.0, 2.0];
+    let tensors = vec![("w".to_string(), vec![2], &w[..])];
+    let meta: BTreeMap<String, String> = (0..8).map(|i| (format!("key{i}"), format!("value \"{i}\""))).collect();
+    let p = dir.path("a.safetensors");
+    io::write_safetensors(&p, &tensors, Some(meta.clone())).unwrap();
+    let first = std::fs::read(&p).unwrap();
+    for _ in 0..20 {
+        io::write_safetensors(&p, &tensors, Some(meta.clone())).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), first);
+    }
+    assert_eq!(io::read_safetensors_with_metadata(&p).unwrap().1, meta);
+}
+
+#[test]
 fn safetensors_reads_f32_f16_bf16() {
     use safetensors::tensor::{Dtype, TensorView};
     let dir = TempDir::new("st-f32");

@@ -4,10 +4,10 @@
 //! `F64`, `F32`, `F16` and `BF16` (converted to `f64`) and rejects every other dtype with an error
 //! naming the tensor.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use ::safetensors::tensor::{Dtype, SafeTensors};
+use ::safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use super::npy::element_count;
 use crate::{invalid, io_err, Result};
@@ -37,33 +37,40 @@ pub fn write_safetensors(
         }
         buffers.push(data.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
     }
-    // The header is built here rather than by the safetensors crate, whose metadata map is a
-    // HashMap: a fixed key order makes the file a deterministic function of its contents.
-    let mut header = serde_json::Map::new();
-    if let Some(m) = metadata {
-        let meta: serde_json::Map<String, serde_json::Value> =
-            m.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
-        header.insert("__metadata__".into(), serde_json::Value::Object(meta));
-    }
-    let mut offset = 0usize;
-    for ((name, shape, _), buf) in tensors.iter().zip(&buffers) {
-        header.insert(
-            name.clone(),
-            serde_json::json!({ "dtype": "F64", "shape": shape, "data_offsets": [offset, offset + buf.len()] }),
-        );
-        offset += buf.len();
-    }
-    let mut head = serde_json::to_string(&serde_json::Value::Object(header)).expect("header serializes");
-    while head.len() % 8 != 0 {
-        head.push(' ');
-    }
-    let mut bytes = Vec::with_capacity(8 + head.len() + offset);
-    bytes.extend_from_slice(&(head.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(head.as_bytes());
-    for buf in &buffers {
-        bytes.extend_from_slice(buf);
+    let views = tensors
+        .iter()
+        .zip(&buffers)
+        .map(|((name, shape, _), bytes)| {
+            TensorView::new(Dtype::F64, shape.clone(), bytes)
+                .map(|v| (name.as_str(), v))
+                .map_err(|e| invalid!("tensor '{name}': {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let hashed: Option<HashMap<String, String>> = metadata.clone().map(|m| m.into_iter().collect());
+    let mut bytes =
+        ::safetensors::serialize(views, hashed).map_err(|e| io_err!("cannot encode {}: {e}", path.display()))?;
+    if let Some(m) = &metadata {
+        sort_metadata(&mut bytes, m);
     }
     super::write_atomic(path, &bytes)
+}
+
+/// The safetensors crate writes `__metadata__` from a `HashMap`, whose order changes from one
+/// map to the next; rewrite it in key order so that the same tensors always give the same bytes.
+/// The header begins `{"__metadata__":{…}` and the sorted object has the same length, so it is
+/// replaced in place (left as it is if the header does not look as expected).
+fn sort_metadata(bytes: &mut [u8], meta: &BTreeMap<String, String>) {
+    const PREFIX: &[u8] = br#"{"__metadata__":"#;
+    let sorted = serde_json::to_string(meta).expect("string map serializes");
+    let start = 8 + PREFIX.len();
+    let end = start + sorted.len();
+    if bytes.len() < end || !bytes[8..].starts_with(PREFIX) {
+        return;
+    }
+    let same = serde_json::from_slice::<BTreeMap<String, String>>(&bytes[start..end]).is_ok_and(|m| &m == meta);
+    if same {
+        bytes[start..end].copy_from_slice(sorted.as_bytes());
+    }
 }
 
 /// Reads every tensor of a safetensors file, converting `F64`/`F32`/`F16`/`BF16` to `f64`.
