@@ -177,3 +177,73 @@ pub fn log_of(columns: &[&str], rows: Vec<Vec<f64>>) -> Log {
         rows,
     }
 }
+
+/// Runs `steps` updates of `model` from `theta` and calls `record(step, θ)` at every step in
+/// `at` (sorted; step 0 is before the first update). Progress is reported to `ctx` as work units of
+/// `weight` per step. Returns the final θ, or the error that stopped the run.
+#[allow(clippy::too_many_arguments)]
+pub fn simulate(
+    model: &crate::models::Model,
+    source: &mut crate::data::Source,
+    batching: crate::train::Batching,
+    lr: &crate::train::LrSchedule,
+    gamma: f64,
+    seed: u64,
+    mut theta: Vec<f64>,
+    at: &[u64],
+    ctx: &Ctx,
+    weight: u64,
+    mut record: impl FnMut(u64, &[f64]),
+) -> crate::Result<Vec<f64>> {
+    let mut st = crate::train::Stepper::new(model, source, batching, gamma, seed)?;
+    let steps = at.last().copied().unwrap_or(0);
+    let mut next = 0;
+    let mut since = 0u64;
+    for k in 0..=steps {
+        if next < at.len() && at[next] == k {
+            record(k, &theta);
+            next += 1;
+        }
+        if k == steps {
+            break;
+        }
+        st.step(model, source, &mut theta, lr.lr(k), k)?;
+        since += 1;
+        if since == 1000 {
+            ctx.advance(1000 * weight);
+            since = 0;
+        }
+    }
+    ctx.advance(since * weight);
+    Ok(theta)
+}
+
+/// A noiseless dataset whose empirical second moment is exactly `E[xxᵀ]` of `dist` and whose
+/// targets are the teacher's: rows `x_k = √d (Σ_x^{1/2})_{·k}`, `y_k = V x_k`. Full-batch GD on
+/// it follows the population gradient of the linear-teacher problem exactly (the label noise
+/// only adds the constant `Tr Σ_ε` to the loss), at the cost of `d_x` samples per step.
+pub fn population_dataset(dist: &crate::data::Gaussian) -> crate::Result<crate::data::Dataset> {
+    use crate::data::Target;
+    let d = dist.d_x();
+    let root = crate::linalg::sym_fn(&dist.x_second_moment(), |l| l.max(0.0).sqrt())?;
+    let v = match dist.target() {
+        Target::Identity => crate::linalg::Dense::eye(d),
+        Target::Linear(m) => m.clone(),
+        Target::Tanh { .. } => return Err(crate::invalid!("population dataset: needs a linear teacher")),
+    };
+    let s = (d as f64).sqrt();
+    let x = root.t().scale(s); // row k = √d · column k of Σ^{1/2} (symmetric)
+    let y = x.mul(&v.t());
+    crate::data::Dataset::new(d, d, dist.d_y(), x.data, y.data)
+}
+
+/// Batch means of the last `frac` of a series (10 batches) and their standard error: a
+/// time-average with an error bar that respects autocorrelation.
+pub fn tail_mean(v: &[f64], frac: f64) -> (f64, f64) {
+    let n = v.len();
+    let start = n - ((n as f64 * frac) as usize).max(10).min(n);
+    let tail = &v[start..];
+    let b = (tail.len() / 10).max(1);
+    let means: Vec<f64> = tail.chunks(b).map(|c| c.iter().sum::<f64>() / c.len() as f64).collect();
+    mean_se(&means)
+}

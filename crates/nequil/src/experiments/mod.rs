@@ -8,6 +8,7 @@
 
 mod common;
 mod fig1;
+mod fig3;
 mod fig4;
 mod fig6;
 mod fig7;
@@ -39,6 +40,12 @@ pub fn catalog() -> Vec<Experiment> {
             title: "Fig. 1: a 2-D scale-invariant loss — gradient flow keeps ‖θ‖, SGD moves outward",
             claim: "Under scale invariance the gradient is tangent to circles: gradient flow stays on its circle, while SGD's ‖θ‖² never decreases and grows.",
             run: fig1::run,
+        },
+        Experiment {
+            name: "fig3-norm-balance",
+            title: "Fig. 3: the norm ratio ‖W‖²/‖U‖² of a linear autoencoder against the input anisotropy φ_x",
+            claim: "SGD's solution is norm-balanced only for isotropic input (φ_x = 1), following 1/√(φ(2 − φ)); SGD with tiny weight decay behaves like SGD, GD with weight decay is always balanced.",
+            run: fig3::run,
         },
         Experiment {
             name: "fig4-warmup",
