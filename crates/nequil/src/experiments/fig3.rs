@@ -53,7 +53,16 @@ fn one(r: &Run, d: usize, h: usize, ctx: &Ctx) -> Result<Res> {
     let (mut source, batching, gamma, weight) = match r.kind {
         Kind::GdWd => {
             let data = population_dataset(&g)?;
-            (Source::Fixed { data, replacement: true, dist: Some(g) }, Batching::Full, WD_GD, d as u64)
+            (
+                Source::Fixed {
+                    data,
+                    replacement: true,
+                    dist: Some(g),
+                },
+                Batching::Full,
+                WD_GD,
+                d as u64,
+            )
         }
         Kind::Sgd => (Source::Online(g), Batching::Sgd(1), 0.0, 1),
         Kind::SgdWd => (Source::Online(g), Batching::Sgd(1), WD_SGD, 1),
@@ -67,12 +76,24 @@ fn one(r: &Run, d: usize, h: usize, ctx: &Ctx) -> Result<Res> {
         let u2: f64 = theta0[nw..].iter().map(|v| v * v).sum();
         (w2 - u2).abs() / (w2 + u2)
     };
-    simulate(&model, &mut source, batching, &LrSchedule::Constant(r.eta), gamma, 32, theta0, &at, ctx, weight, |_, th| {
-        let w = Dense::from_slice(h, d, &th[..nw]);
-        let u = Dense::from_slice(d, h, &th[nw..]);
-        ratios.push(w.frob2() / u.frob2());
-        sharps.push(crate::equilibrium::sharpness_paper(&u, &w, &sx));
-    })?;
+    simulate(
+        &model,
+        &mut source,
+        batching,
+        &LrSchedule::Constant(r.eta),
+        gamma,
+        32,
+        theta0,
+        &at,
+        ctx,
+        weight,
+        |_, th| {
+            let w = Dense::from_slice(h, d, &th[..nw]);
+            let u = Dense::from_slice(d, h, &th[nw..]);
+            ratios.push(w.frob2() / u.frob2());
+            sharps.push(crate::equilibrium::sharpness_paper(&u, &w, &sx));
+        },
+    )?;
     let t = r.eta * r.steps as f64;
     Ok(Res {
         ratio: tail_mean(&ratios, 0.3),
@@ -98,18 +119,48 @@ fn theory(d: usize, h: usize, phi: f64) -> Result<(f64, f64)> {
 
 /// Runs the experiment.
 pub fn run(ctx: &Ctx) -> Result<Outcome> {
-    let (d, h, base) = if ctx.full { (20, 40, 1_200_000u64) } else { (10, 20, 300_000u64) };
+    let (d, h, base) = if ctx.full {
+        (20, 40, 1_200_000u64)
+    } else {
+        (10, 20, 300_000u64)
+    };
     let phis = [0.1, 0.4, 0.7, 1.0, 1.3, 1.6, 1.9];
     let (eta_b, eta_s) = (0.01, 0.0025);
     let mut runs = vec![];
     for &phi in &phis {
-        runs.push(Run { phi, kind: Kind::Sgd, eta: eta_b, steps: base });
-        runs.push(Run { phi, kind: Kind::Sgd, eta: eta_s, steps: base * 16 });
-        runs.push(Run { phi, kind: Kind::SgdWd, eta: eta_b, steps: base });
-        runs.push(Run { phi, kind: Kind::GdWd, eta: 0.05, steps: base / 3 });
+        runs.push(Run {
+            phi,
+            kind: Kind::Sgd,
+            eta: eta_b,
+            steps: base,
+        });
+        runs.push(Run {
+            phi,
+            kind: Kind::Sgd,
+            eta: eta_s,
+            steps: base * 16,
+        });
+        runs.push(Run {
+            phi,
+            kind: Kind::SgdWd,
+            eta: eta_b,
+            steps: base,
+        });
+        runs.push(Run {
+            phi,
+            kind: Kind::GdWd,
+            eta: 0.05,
+            steps: base / 3,
+        });
     }
-    ctx.set_total(runs.iter().map(|r| r.steps * if r.kind == Kind::GdWd { d as u64 } else { 1 }).sum());
-    let res: Vec<Res> = par_map(ctx.jobs, &runs, |r| one(r, d, h, ctx)).into_iter().collect::<Result<_>>()?;
+    ctx.set_total(
+        runs.iter()
+            .map(|r| r.steps * if r.kind == Kind::GdWd { d as u64 } else { 1 })
+            .sum(),
+    );
+    let res: Vec<Res> = par_map(ctx.jobs, &runs, |r| one(r, d, h, ctx))
+        .into_iter()
+        .collect::<Result<_>>()?;
     let th: Vec<(f64, f64)> = phis.iter().map(|&p| theory(d, h, p)).collect::<Result<_>>()?;
     let get = |i: usize, k: usize| &res[4 * i + k];
     let mut checks = vec![];
@@ -126,7 +177,11 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
     for &i in &[0, phis.len() - 1] {
         let r = get(i, 1).ratio.0;
         checks.push(Check::at_least(
-            &format!("SGD is not balanced at φ_x = {}: ‖W‖²/‖U‖² − 1 exceeds half the predicted {}", phis[i], fmt(th[i].0 - 1.0)),
+            &format!(
+                "SGD is not balanced at φ_x = {}: ‖W‖²/‖U‖² − 1 exceeds half the predicted {}",
+                phis[i],
+                fmt(th[i].0 - 1.0)
+            ),
             0.5 * (th[i].0 - 1.0),
             r - 1.0,
             "direction of the claim, with half the predicted imbalance as margin",
@@ -170,7 +225,9 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         worst_wd,
         "the shift γS/η = 0.01 of Γ̃ is far below the data term (≈ d), so the two equilibria coincide to within noise",
     ));
-    let gd_dev = (0..phis.len()).map(|i| (get(i, 3).ratio.0 - 1.0).abs()).fold(0.0, f64::max);
+    let gd_dev = (0..phis.len())
+        .map(|i| (get(i, 3).ratio.0 - 1.0).abs())
+        .fold(0.0, f64::max);
     let gd_bound = (0..phis.len()).map(|i| 2.0 * get(i, 3).bound).fold(0.0, f64::max) + 1e-9;
     checks.push(Check::at_most(
         "GD with weight decay is always norm-balanced: largest |‖W‖²/‖U‖² − 1| over φ",
@@ -179,7 +236,9 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         "under GD the charge ‖W‖² − ‖U‖² decays as e^{−4γt} (γ = 1e-3, η² terms vanish at the minimum): bound 2e^{−4γt}|C₀|/‖θ₀‖², at least 1e-3",
     ));
     // Sharpness.
-    let worst_s = (0..phis.len()).map(|i| gap(get(i, 0).sharp, get(i, 1).sharp, th[i].1)).fold(0.0, f64::max);
+    let worst_s = (0..phis.len())
+        .map(|i| gap(get(i, 0).sharp, get(i, 1).sharp, th[i].1))
+        .fold(0.0, f64::max);
     checks.push(Check::at_most(
         "SGD's sharpness (η = 0.0025) matches S(θ*) at every φ: largest |x − theory| / tolerance",
         1.0,
@@ -195,11 +254,41 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         "φ_x (input variance of the first half; the second half has 2 − φ_x)",
         "‖W‖² / ‖U‖²",
         vec![
-            Series::new("theory 1/√(φ(2−φ)) (Thm 5.2)", Role::Theory, Style::Line, fine.clone(), th_fine.iter().map(|t| t.0).collect()),
-            Series::new(format!("SGD η = {eta_b}"), Role::Sgd, Style::Markers, phis.to_vec(), col(0, |r| r.ratio.0)),
-            Series::new(format!("SGD η = {eta_s}"), Role::Other(4), Style::Markers, phis.to_vec(), col(1, |r| r.ratio.0)),
-            Series::new(format!("SGD + WD {WD_SGD}"), Role::SgdWd, Style::Markers, phis.to_vec(), col(2, |r| r.ratio.0)),
-            Series::new(format!("GD + WD {WD_GD}"), Role::GdWd, Style::Markers, phis.to_vec(), col(3, |r| r.ratio.0)),
+            Series::new(
+                "theory 1/√(φ(2−φ)) (Thm 5.2)",
+                Role::Theory,
+                Style::Line,
+                fine.clone(),
+                th_fine.iter().map(|t| t.0).collect(),
+            ),
+            Series::new(
+                format!("SGD η = {eta_b}"),
+                Role::Sgd,
+                Style::Markers,
+                phis.to_vec(),
+                col(0, |r| r.ratio.0),
+            ),
+            Series::new(
+                format!("SGD η = {eta_s}"),
+                Role::Other(4),
+                Style::Markers,
+                phis.to_vec(),
+                col(1, |r| r.ratio.0),
+            ),
+            Series::new(
+                format!("SGD + WD {WD_SGD}"),
+                Role::SgdWd,
+                Style::Markers,
+                phis.to_vec(),
+                col(2, |r| r.ratio.0),
+            ),
+            Series::new(
+                format!("GD + WD {WD_GD}"),
+                Role::GdWd,
+                Style::Markers,
+                phis.to_vec(),
+                col(3, |r| r.ratio.0),
+            ),
         ],
         false,
         false,
@@ -209,11 +298,41 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         "φ_x",
         "S = d_y Tr[WΣ_xWᵀ] + ‖U‖² Tr Σ_x (paper convention = ½ Hessian trace)",
         vec![
-            Series::new("theory S(θ*)", Role::Theory, Style::Line, fine.clone(), th_fine.iter().map(|t| t.1).collect()),
-            Series::new(format!("SGD η = {eta_b}"), Role::Sgd, Style::Markers, phis.to_vec(), col(0, |r| r.sharp.0)),
-            Series::new(format!("SGD η = {eta_s}"), Role::Other(4), Style::Markers, phis.to_vec(), col(1, |r| r.sharp.0)),
-            Series::new(format!("SGD + WD {WD_SGD}"), Role::SgdWd, Style::Markers, phis.to_vec(), col(2, |r| r.sharp.0)),
-            Series::new(format!("GD + WD {WD_GD}"), Role::GdWd, Style::Markers, phis.to_vec(), col(3, |r| r.sharp.0)),
+            Series::new(
+                "theory S(θ*)",
+                Role::Theory,
+                Style::Line,
+                fine.clone(),
+                th_fine.iter().map(|t| t.1).collect(),
+            ),
+            Series::new(
+                format!("SGD η = {eta_b}"),
+                Role::Sgd,
+                Style::Markers,
+                phis.to_vec(),
+                col(0, |r| r.sharp.0),
+            ),
+            Series::new(
+                format!("SGD η = {eta_s}"),
+                Role::Other(4),
+                Style::Markers,
+                phis.to_vec(),
+                col(1, |r| r.sharp.0),
+            ),
+            Series::new(
+                format!("SGD + WD {WD_SGD}"),
+                Role::SgdWd,
+                Style::Markers,
+                phis.to_vec(),
+                col(2, |r| r.sharp.0),
+            ),
+            Series::new(
+                format!("GD + WD {WD_GD}"),
+                Role::GdWd,
+                Style::Markers,
+                phis.to_vec(),
+                col(3, |r| r.sharp.0),
+            ),
         ],
         false,
         false,
@@ -228,9 +347,21 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         })
         .collect();
     let cols = [
-        "phi", "theory_ratio", "theory_sharpness", "sgd_ratio", "sgd_ratio_se", "sgd_sharpness", "sgd_small_eta_ratio",
-        "sgd_small_eta_ratio_se", "sgd_small_eta_sharpness", "sgd_wd_ratio", "sgd_wd_ratio_se", "sgd_wd_sharpness",
-        "gd_wd_ratio", "gd_wd_ratio_se", "gd_wd_sharpness",
+        "phi",
+        "theory_ratio",
+        "theory_sharpness",
+        "sgd_ratio",
+        "sgd_ratio_se",
+        "sgd_sharpness",
+        "sgd_small_eta_ratio",
+        "sgd_small_eta_ratio_se",
+        "sgd_small_eta_sharpness",
+        "sgd_wd_ratio",
+        "sgd_wd_ratio_se",
+        "sgd_wd_sharpness",
+        "gd_wd_ratio",
+        "gd_wd_ratio_se",
+        "gd_wd_sharpness",
     ];
     Ok(Outcome {
         checks,
