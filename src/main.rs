@@ -1,5 +1,6 @@
 //! The `nequil` command. See `nequil --help` and the README.
 
+mod cli_equilibrium;
 mod cli_reproduce;
 mod cli_run;
 mod cli_sweep;
@@ -37,6 +38,10 @@ enum Command {
     Slurm(cli_sweep::SlurmArgs),
     /// Gather the runs of sweep or shard directories into one table (runs.csv).
     Merge(cli_sweep::MergeArgs),
+    /// The noise equilibrium of every symmetry of a trained model (weights from PyTorch or
+    /// nequil, data from NumPy): a table of charges, noise imbalances and λ*, and with --out the
+    /// rebalanced weights (same function, same loss, balanced noise).
+    Equilibrium(cli_equilibrium::EquilibriumArgs),
 }
 
 /// Exit status 2 for bad input (spec, flags, files), 1 for a run that failed (e.g. diverged).
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
         Command::Sweep(a) => cli_sweep::sweep(a),
         Command::Slurm(a) => cli_sweep::slurm(a),
         Command::Merge(a) => cli_sweep::merge(a),
+        Command::Equilibrium(a) => cli_equilibrium::equilibrium(a),
     };
     match result {
         Ok(code) => code,

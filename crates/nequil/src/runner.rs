@@ -5,11 +5,11 @@
 //! file is written atomically (temporary name, then rename). Outputs are a deterministic function
 //! of the spec: no wall-clock times are written, so the same spec and seed give bit-identical files.
 
-use crate::io::{write_atomic, write_safetensors};
+use crate::io::{read_safetensors, write_atomic, write_safetensors};
 use crate::models::Model;
 use crate::spec::Spec;
 use crate::train::{train, Probe, RunOutcome};
-use crate::{Error, Result};
+use crate::{invalid, Error, Result};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -52,6 +52,64 @@ pub fn save_weights(path: &Path, model: &Model, theta: &[f64]) -> Result<()> {
     meta.insert("format".to_string(), "pt".to_string());
     meta.insert("nequil.model".to_string(), model.describe());
     write_safetensors(path, &named_tensors(model, theta), Some(meta))
+}
+
+/// Reads θ for `model` from a safetensors file, by PyTorch state-dict name: the file written by
+/// [`save_weights`], or `safetensors.torch.save_file(net.state_dict(), path)` for an `nn.Module`
+/// whose `nn.Linear` layers sit in an `nn.ModuleList` named `layers` (`layers.{l}.weight` is
+/// `[out, in]`, `layers.{l}.bias` is `[out]`; Net-A/Net-B: `layers.0.weight` is W,
+/// `layers.1.weight` is U). `F64`, `F32`, `F16` and `BF16` tensors are read as `f64`.
+///
+/// Every tensor of the layout must be present with its shape, no other tensor may be present, and
+/// every value must be finite. An error names the file and lists every missing, unexpected and
+/// misshapen tensor (expected vs got), or the first non-finite value.
+pub fn load_weights(path: &Path, model: &Model) -> Result<Vec<f64>> {
+    let tensors = read_safetensors(path)?;
+    let layout = model.layout();
+    let mut problems = vec![];
+    for b in layout.blocks() {
+        match tensors.get(&b.name) {
+            None => problems.push(format!("missing tensor `{}` (expected shape {:?})", b.name, b.shape)),
+            Some((shape, _)) if *shape != b.shape => problems.push(format!(
+                "tensor `{}` has shape {shape:?}, expected {:?}",
+                b.name, b.shape
+            )),
+            Some(_) => {}
+        }
+    }
+    for (name, (shape, _)) in &tensors {
+        if layout.find(name).is_none() {
+            problems.push(format!("unexpected tensor `{name}` (shape {shape:?})"));
+        }
+    }
+    if !problems.is_empty() {
+        let expected: Vec<String> = layout
+            .blocks()
+            .iter()
+            .map(|b| format!("{} {:?}", b.name, b.shape))
+            .collect();
+        return Err(invalid!(
+            "weights {}: {} (the model {} has exactly: {})",
+            path.display(),
+            problems.join("; "),
+            model.describe(),
+            expected.join(", ")
+        ));
+    }
+    let mut theta = vec![0.0; layout.len()];
+    for b in layout.blocks() {
+        let data = &tensors[&b.name].1;
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(invalid!(
+                "weights {}: tensor `{}` has a non-finite value ({}) at flat index {i}",
+                path.display(),
+                b.name,
+                data[i]
+            ));
+        }
+        theta[b.range()].copy_from_slice(data);
+    }
+    Ok(theta)
 }
 
 /// Writes a run directory for a finished (or stopped) run. On divergence the log up to the

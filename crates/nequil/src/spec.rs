@@ -63,6 +63,127 @@ fn default_init() -> String {
     "kaiming".into()
 }
 
+impl ModelSpec {
+    /// Builds and validates the model alone (kind, widths, activation, biases), with errors naming
+    /// the `model.*` key. The initialization keys are checked by [`ModelSpec::init_scheme`].
+    pub fn build_model(&self) -> Result<Model> {
+        let m = self;
+        one_of("model.kind", &m.kind, &["linear", "mlp", "net-a", "net-b"])?;
+        if let Some(i) = m.widths.iter().position(|&w| w == 0) {
+            return Err(invalid!("model.widths[{i}]: widths must be positive"));
+        }
+        Ok(match m.kind.as_str() {
+            "linear" => {
+                if m.bias || m.activation.as_deref().is_some_and(|a| a != "identity") {
+                    return Err(invalid!(
+                        "model.kind: \"linear\" has no activation and no biases (use kind = \"mlp\")"
+                    ));
+                }
+                Model::Mlp(Mlp::new(&m.widths, Activation::Identity, false)?)
+            }
+            "mlp" => {
+                let a = m.activation.as_deref().unwrap_or("relu");
+                one_of(
+                    "model.activation",
+                    a,
+                    &["identity", "tanh", "relu", "leaky-relu", "swish"],
+                )?;
+                let act = match a {
+                    "identity" => Activation::Identity,
+                    "tanh" => Activation::Tanh,
+                    "relu" => Activation::Relu,
+                    "leaky-relu" => Activation::LeakyRelu(m.leaky_slope.unwrap_or(0.01)),
+                    _ => Activation::Swish,
+                };
+                if m.leaky_slope.is_some() && a != "leaky-relu" {
+                    return Err(invalid!(
+                        "model.leaky_slope: only meaningful with activation = \"leaky-relu\""
+                    ));
+                }
+                Model::Mlp(Mlp::new(&m.widths, act, m.bias)?)
+            }
+            k => {
+                if m.widths.len() != 3 {
+                    return Err(invalid!(
+                        "model.widths: {k} needs exactly [d_in, hidden, d_out], got {:?}",
+                        m.widths
+                    ));
+                }
+                if m.bias || m.activation.is_some() {
+                    return Err(invalid!("model: {k} has a fixed tanh activation and no biases"));
+                }
+                let kind = if k == "net-a" { ScaleKind::NetA } else { ScaleKind::NetB };
+                Model::Scale(ScaleNet::new(kind, m.widths[0], m.widths[1], m.widths[2])?)
+            }
+        })
+    }
+
+    /// The initialization scheme of `model.init` / `model.init_std`, validated.
+    pub fn init_scheme(&self) -> Result<Init> {
+        let m = self;
+        one_of("model.init", &m.init, &["kaiming", "xavier", "std"])?;
+        let init = match m.init.as_str() {
+            "kaiming" => Init::Kaiming,
+            "xavier" => Init::Xavier,
+            _ => Init::Std(
+                m.init_std
+                    .clone()
+                    .ok_or_else(|| invalid!("model.init_std: required with init = \"std\""))?,
+            ),
+        };
+        if m.init != "std" && m.init_std.is_some() {
+            return Err(invalid!("model.init_std: only meaningful with init = \"std\""));
+        }
+        Ok(init)
+    }
+}
+
+/// A file holding nothing but a `[model]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelFile {
+    model: ModelSpec,
+}
+
+/// The `[model]` table of a TOML text that is either a complete run spec (its other tables are
+/// parsed and checked too, but only `[model]` is returned) or a file with nothing but a `[model]`
+/// table. Unknown keys and wrong types are errors naming the key; build the model with
+/// [`ModelSpec::build_model`].
+pub fn model_spec_from_toml(text: &str) -> Result<ModelSpec> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| invalid!("{}", e.to_string().trim_end()))?;
+    if !table.contains_key("model") {
+        return Err(invalid!(
+            "no [model] table (give a run spec, or a file with a [model] table such as kind = \"mlp\", widths = [8, 32, 1])"
+        ));
+    }
+    if table.keys().all(|k| k == "model") {
+        toml::from_str::<ModelFile>(text)
+            .map(|f| f.model)
+            .map_err(|e| invalid!("{}", e.to_string().trim_end()))
+    } else {
+        Spec::from_toml(text).map(|s| s.model)
+    }
+}
+
+/// Reads [`model_spec_from_toml`] from a file; errors name the file.
+pub fn load_model_spec(path: &Path) -> Result<ModelSpec> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Io(format!("cannot read model file {}: {e}", path.display())))?;
+    model_spec_from_toml(&text).map_err(|e| match e {
+        Error::Invalid(m) => invalid!("model file {}: {m}", path.display()),
+        e => e,
+    })
+}
+
+/// Reads the model description of `path` ([`load_model_spec`]) and builds the model
+/// ([`ModelSpec::build_model`]); every error names the file and the key.
+pub fn load_model(path: &Path) -> Result<Model> {
+    load_model_spec(path)?.build_model().map_err(|e| match e {
+        Error::Invalid(m) => invalid!("model file {}: {m}", path.display()),
+        e => e,
+    })
+}
+
 /// A covariance in a spec: exactly one of the keys.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "lowercase")]
@@ -293,68 +414,8 @@ impl Spec {
     /// Builds and validates the model, data, initial θ and training configuration. Relative data
     /// paths are resolved against `base` (the spec file's directory).
     pub fn build(&self, base: &Path) -> Result<Built> {
-        let m = &self.model;
-        one_of("model.kind", &m.kind, &["linear", "mlp", "net-a", "net-b"])?;
-        if let Some(i) = m.widths.iter().position(|&w| w == 0) {
-            return Err(invalid!("model.widths[{i}]: widths must be positive"));
-        }
-        let model = match m.kind.as_str() {
-            "linear" => {
-                if m.bias || m.activation.as_deref().is_some_and(|a| a != "identity") {
-                    return Err(invalid!(
-                        "model.kind: \"linear\" has no activation and no biases (use kind = \"mlp\")"
-                    ));
-                }
-                Model::Mlp(Mlp::new(&m.widths, Activation::Identity, false)?)
-            }
-            "mlp" => {
-                let a = m.activation.as_deref().unwrap_or("relu");
-                one_of(
-                    "model.activation",
-                    a,
-                    &["identity", "tanh", "relu", "leaky-relu", "swish"],
-                )?;
-                let act = match a {
-                    "identity" => Activation::Identity,
-                    "tanh" => Activation::Tanh,
-                    "relu" => Activation::Relu,
-                    "leaky-relu" => Activation::LeakyRelu(m.leaky_slope.unwrap_or(0.01)),
-                    _ => Activation::Swish,
-                };
-                if m.leaky_slope.is_some() && a != "leaky-relu" {
-                    return Err(invalid!(
-                        "model.leaky_slope: only meaningful with activation = \"leaky-relu\""
-                    ));
-                }
-                Model::Mlp(Mlp::new(&m.widths, act, m.bias)?)
-            }
-            k => {
-                if m.widths.len() != 3 {
-                    return Err(invalid!(
-                        "model.widths: {k} needs exactly [d_in, hidden, d_out], got {:?}",
-                        m.widths
-                    ));
-                }
-                if m.bias || m.activation.is_some() {
-                    return Err(invalid!("model: {k} has a fixed tanh activation and no biases"));
-                }
-                let kind = if k == "net-a" { ScaleKind::NetA } else { ScaleKind::NetB };
-                Model::Scale(ScaleNet::new(kind, m.widths[0], m.widths[1], m.widths[2])?)
-            }
-        };
-        one_of("model.init", &m.init, &["kaiming", "xavier", "std"])?;
-        let init = match m.init.as_str() {
-            "kaiming" => Init::Kaiming,
-            "xavier" => Init::Xavier,
-            _ => Init::Std(
-                m.init_std
-                    .clone()
-                    .ok_or_else(|| invalid!("model.init_std: required with init = \"std\""))?,
-            ),
-        };
-        if m.init != "std" && m.init_std.is_some() {
-            return Err(invalid!("model.init_std: only meaningful with init = \"std\""));
-        }
+        let model = self.model.build_model()?;
+        let init = self.model.init_scheme()?;
         let theta0 = model.init(&init, &mut Rng::derive(self.seed, "init"))?;
         let source = self.data.build(model.d_in(), model.d_out(), self.seed, base)?;
         let config = self.train_config(&source)?;

@@ -2,7 +2,7 @@
 //! and what would the weights look like there (same loss, rebalanced)?
 
 use super::family::{solve_diagonal_family, FamilyOptions};
-use super::orbit::{FlowParams, OrbitFlow, SolveStatus};
+use super::orbit::{FlowParams, OrbitFlow, SolveStatus, Time};
 use crate::models::Model;
 use crate::stats::grad_stats;
 use crate::symmetry::law::check_data;
@@ -25,7 +25,8 @@ pub struct RebalanceRow {
     pub tr_a_sigma_pos: f64,
     /// `Tr[A₋Σ]`, the noise pushing C down (≤ 0).
     pub tr_a_sigma_neg: f64,
-    /// The continuous-time drift `Ċ = −4γC + (η/S)Tr[AΣ]` now.
+    /// The drift now: continuous time `Ċ = −4γC + (η/S)Tr[AΣ]`, or discrete time the expected
+    /// change per step `E[ΔC] = η²(∇LᵀA∇L + Tr[AΣ]/S) − 4ηγC + 4η²γ²C`.
     pub drift: f64,
     /// λ*, possibly ±∞ (JSON writes non-finite numbers as `null`; see `status`).
     pub lambda_star: f64,
@@ -43,6 +44,14 @@ pub struct RebalanceRow {
     /// The mean loss at `e^{λ*A}θ` for this symmetry alone (equal to `loss_before` up to rounding;
     /// unchanged if λ* is not finite).
     pub loss_after: f64,
+    /// `Tr[AΣ]` recomputed at the rebalanced θ (≈ 0 for applied rows when γ = 0, continuous time).
+    pub tr_a_sigma_after: f64,
+    /// `Tr[A₊Σ]` at the rebalanced θ.
+    pub tr_a_sigma_pos_after: f64,
+    /// `Tr[A₋Σ]` at the rebalanced θ.
+    pub tr_a_sigma_neg_after: f64,
+    /// The drift (as `drift`) at the rebalanced θ (≈ 0 for applied rows).
+    pub drift_after: f64,
 }
 
 /// The result of [`rebalance`].
@@ -56,6 +65,8 @@ pub struct RebalanceReport {
     pub batch: usize,
     /// Weight decay γ.
     pub gamma: f64,
+    /// Continuous-time (SDE) or discrete-time (expected per-step) equilibrium.
+    pub time: Time,
     /// Number of samples used for the statistics.
     pub n: usize,
     /// One row per catalogued one-parameter symmetry.
@@ -68,8 +79,31 @@ pub struct RebalanceReport {
     pub loss_after: f64,
     /// Sweeps used by the joint solve of the applied rows.
     pub sweeps: usize,
+    /// Totals over the applied rows, at θ and at the rebalanced θ.
+    pub totals: RebalanceTotals,
     /// Remarks for a person (families not handled by the 1-D solver, and so on).
     pub notes: Vec<String>,
+}
+
+/// Sums over the applied rows of a [`RebalanceReport`] (the symmetries that moved θ), at θ
+/// (`_before`) and at the rebalanced θ (`_after`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RebalanceTotals {
+    /// Number of applied rows.
+    pub applied: usize,
+    /// `Σ_k |Tr[A_kΣ]|` at θ: the total noise imbalance.
+    pub imbalance_before: f64,
+    /// `Σ_k |Tr[A_kΣ]|` at the rebalanced θ.
+    pub imbalance_after: f64,
+    /// `Σ_k (Tr[A_{k+}Σ] − Tr[A_{k−}Σ])` at θ: the scale of the imbalance (its parts).
+    pub noise_before: f64,
+    /// The same at the rebalanced θ.
+    pub noise_after: f64,
+    /// `Σ_k |drift_k|` at θ.
+    pub drift_before: f64,
+    /// `Σ_k |drift_k|` at the rebalanced θ (≈ 0: this is what the equilibrium zeroes, also with
+    /// weight decay or in discrete time).
+    pub drift_after: f64,
 }
 
 /// Solves the continuous-time noise equilibrium (`4γC* = (η/S)Tr[Σ(θ*)A]`, `paper.md` §6.1) of
@@ -83,6 +117,9 @@ pub struct RebalanceReport {
 /// but not applied. A symmetry with infinite λ* is left unchanged and says so. The double
 /// rotations of linear chains are matrix families, not one-parameter ones: use
 /// [`super::two_layer`] / [`super::deep_linear`].
+///
+/// The report also recomputes the statistics at the rebalanced θ (`*_after` fields and
+/// [`RebalanceTotals`]), so that the balance can be read off without another pass.
 #[allow(clippy::too_many_arguments)]
 pub fn rebalance(
     model: &Model,
@@ -94,8 +131,23 @@ pub fn rebalance(
     batch: usize,
     gamma: f64,
 ) -> Result<RebalanceReport> {
+    rebalance_with(model, theta, x, y, n, &FlowParams::continuous(eta, batch, gamma))
+}
+
+/// [`rebalance`] with explicit flow parameters: `FlowParams::discrete(η, S, γ)` solves the
+/// discrete-time equilibrium `E[ΔC] = η²(∇LᵀA∇L + Tr[AΣ]/S) − 4ηγC + 4η²γ²C = 0` of each charge
+/// (Theorem D.1 with weight decay) instead of the continuous-time `4γC = (η/S)Tr[AΣ]`.
+pub fn rebalance_with(
+    model: &Model,
+    theta: &[f64],
+    x: &[f64],
+    y: &[f64],
+    n: usize,
+    params: &FlowParams,
+) -> Result<RebalanceReport> {
     check_data(model, theta, x, y, n)?;
-    let params = FlowParams::continuous(eta, batch, gamma);
+    let params = *params;
+    let (eta, batch, gamma) = (params.eta, params.batch, params.gamma);
     params.validate()?;
     if eta == 0.0 {
         return Err(invalid!(
@@ -133,10 +185,17 @@ pub fn rebalance(
         .map(|(s, _)| s.generator.as_diagonal().expect("catalog generators are diagonal"))
         .collect();
     let fam = solve_diagonal_family(&gens, theta, &stats, &params, &FamilyOptions::default())?;
+    let after = grad_stats(model, &fam.theta_star, x, y, n, &mut ws);
+    let drift = |nb: &NoiseBalance| match params.time {
+        Time::Continuous => nb.continuous_drift(eta, batch, gamma),
+        Time::Discrete => nb.expected_step_drift(eta, batch, gamma),
+    };
+    let mut totals = RebalanceTotals::default();
     let mut fam_iter = fam.solutions.iter();
     let mut rows = vec![];
     for (s, &app) in cat.symmetries.iter().zip(&applied) {
         let nb = NoiseBalance::from_stats(&s.generator, theta, &stats)?;
+        let nb_after = NoiseBalance::from_stats(&s.generator, &fam.theta_star, &after)?;
         let sol = if app {
             fam_iter.next().expect("one solution per applied generator").clone()
         } else {
@@ -163,6 +222,16 @@ pub fn rebalance(
                 None => m,
             });
         }
+        let row_applied = app && matches!(sol.status, SolveStatus::Converged | SolveStatus::NotConverged);
+        if row_applied {
+            totals.applied += 1;
+            totals.imbalance_before += nb.tr_a_sigma.abs();
+            totals.imbalance_after += nb_after.tr_a_sigma.abs();
+            totals.noise_before += nb.tr_a_sigma_pos - nb.tr_a_sigma_neg;
+            totals.noise_after += nb_after.tr_a_sigma_pos - nb_after.tr_a_sigma_neg;
+            totals.drift_before += drift(&nb).abs();
+            totals.drift_after += drift(&nb_after).abs();
+        }
         rows.push(RebalanceRow {
             name: s.name.clone(),
             kind: s.kind.clone(),
@@ -170,17 +239,21 @@ pub fn rebalance(
             tr_a_sigma: nb.tr_a_sigma,
             tr_a_sigma_pos: nb.tr_a_sigma_pos,
             tr_a_sigma_neg: nb.tr_a_sigma_neg,
-            drift: nb.continuous_drift(eta, batch, gamma),
+            drift: drift(&nb),
             lambda_star: sol.lambda,
             status: sol.status,
             note,
             c_star: sol.c_star,
-            applied: app && matches!(sol.status, SolveStatus::Converged | SolveStatus::NotConverged),
+            applied: row_applied,
             loss_before,
             loss_after,
+            tr_a_sigma_after: nb_after.tr_a_sigma,
+            tr_a_sigma_pos_after: nb_after.tr_a_sigma_pos,
+            tr_a_sigma_neg_after: nb_after.tr_a_sigma_neg,
+            drift_after: drift(&nb_after),
         });
     }
-    let loss_after = model.loss_chunked(&fam.theta_star, x, y, n, &mut ws);
+    let loss_after = after.loss;
     let mut notes = cat.notes.clone();
     if cat.symmetries.is_empty() {
         notes.push("no one-parameter symmetry in the catalog: θ is returned unchanged".into());
@@ -196,12 +269,14 @@ pub fn rebalance(
         eta,
         batch,
         gamma,
+        time: params.time,
         n,
         rows,
         theta: fam.theta_star,
         loss_before,
         loss_after,
         sweeps: fam.sweeps,
+        totals,
         notes,
     })
 }
