@@ -13,6 +13,7 @@ mod fig3;
 mod fig4;
 mod fig6;
 mod fig7;
+mod fig8;
 pub mod figure;
 mod law;
 
@@ -71,6 +72,12 @@ pub fn catalog() -> Vec<Experiment> {
             title: "Fig. 7: norms of scale-invariant nets Net-A and Net-B under SGD and GD",
             claim: "Under SGD the total norm never decreases (and Net-B's layer norms each never decrease); under GD the norm changes only by the η² term.",
             run: fig7::run,
+        },
+        Experiment {
+            name: "fig8-convergence",
+            title: "Fig. 8: convergence to the noise equilibrium is robust, at a rate ∝ η/S",
+            claim: "The distance to the noise equilibrium decays exponentially for every η, S and dimension, at the rate the linearized Noether flow predicts (∝ η/S).",
+            run: fig8::run,
         },
         Experiment {
             name: "law-of-balance",
