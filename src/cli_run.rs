@@ -41,6 +41,7 @@ pub fn run(a: RunArgs) -> nequil::Result<ExitCode> {
     let base = a.spec.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     let pb = progress_bar(spec.train.steps, "training", a.quiet);
     let start = Instant::now();
+    // The spec's [probes.*] instruments are built and run by run_spec; no extra probes here.
     let (model, out) = run_spec(&spec, &base, &mut [], &mut |d, _| pb.set_position(d))?;
     pb.finish_and_clear();
     write_run_dir(&a.out, &spec, &model, &out)?;

@@ -212,3 +212,146 @@ steps = 400
     assert!(String::from_utf8_lossy(&o.stderr).contains("non-finite"));
     assert!(!d.join("bad").exists());
 }
+
+/// The header and the last row of a `metrics.csv`, as a name → value lookup.
+fn last_row(csv: &str) -> (Vec<String>, Vec<f64>) {
+    let header: Vec<String> = csv.lines().next().unwrap().split(',').map(String::from).collect();
+    let last: Vec<f64> = csv
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    (header, last)
+}
+
+#[test]
+fn instruments_are_logged_and_agree_with_the_saved_weights() {
+    let d = tmp("instruments");
+    let spec = format!(
+        "{SPEC}[probes.charges]\nsymmetries = [\"layer_pair.0\", \"neuron.0.2\"]\n[probes.hessian]\nevery = 1000\n\
+         [probes.sharpness]\n[probes.equilibrium]\n"
+    );
+    let o = run(&d, &spec, "a");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(d.join("a/metrics.csv")).unwrap();
+    let (header, last) = last_row(&csv);
+    let core = "step,t,lr,batch_loss,loss,norm2.layers.0.weight,norm2.layers.1.weight";
+    let charges = ["layer_pair.0", "neuron.0.2"]
+        .iter()
+        .flat_map(|n| ["C", "tr_a_sigma", "drift", "C_star", "C_minus_C_star"].map(|c| format!("{n}/{c}")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let rest = "hess_trace,hess_trace_se,lambda_max,eta_lambda_max,lambda_max_residual,lanczos_iterations,\
+                lanczos_converged,paper_sharpness,pred_norm2_U,pred_norm2_W,alignment_residual,\
+                dist_to_equilibrium,pred_paper_sharpness";
+    assert_eq!(header.join(","), format!("{core},{charges},{rest}"));
+    assert_eq!(
+        csv.lines().count(),
+        1 + 5,
+        "instrument schedules fall on the run's rows"
+    );
+    let get = |name: &str| last[header.iter().position(|h| h == name).unwrap()];
+
+    // Recompute from final.safetensors: W = layers.0.weight (6 × 4), U = layers.1.weight (4 × 6).
+    let t = nequil::io::read_safetensors(&d.join("a/final.safetensors")).unwrap();
+    let (w, u) = (&t["layers.0.weight"].1, &t["layers.1.weight"].1);
+    let w2: f64 = w.iter().map(|v| v * v).sum();
+    let u2: f64 = u.iter().map(|v| v * v).sum();
+    let close = |a: f64, b: f64, what: &str| assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{what}: {a} vs {b}");
+    close(get("layer_pair.0/C"), w2 - u2, "layer-pair charge ‖W‖² − ‖U‖²");
+    let w_row2: f64 = w[8..12].iter().map(|v| v * v).sum();
+    let u_col2: f64 = (0..4).map(|o| u[o * 6 + 2].powi(2)).sum();
+    close(
+        get("neuron.0.2/C"),
+        w_row2 - u_col2,
+        "neuron charge ‖W[2,:]‖² − ‖U[:,2]‖²",
+    );
+    // Paper sharpness d_y Tr[WΣ_xWᵀ] + ‖U‖² TrΣ_x, Σ_x = diag(0.5, 0.5, 1.5, 1.5) (phi = 0.5).
+    let sx = [0.5, 0.5, 1.5, 1.5];
+    let wsw: f64 = (0..6)
+        .map(|i| (0..4).map(|j| sx[j] * w[i * 4 + j].powi(2)).sum::<f64>())
+        .sum();
+    close(get("paper_sharpness"), 4.0 * wsw + u2 * 4.0, "paper sharpness");
+    close(
+        get("hess_trace"),
+        2.0 * get("paper_sharpness"),
+        "Hessian trace = 2 × paper sharpness",
+    );
+    close(get("eta_lambda_max"), 0.01 * get("lambda_max"), "η·λ_max");
+    assert!(get("lambda_max") > 0.0 && get("dist_to_equilibrium").is_finite());
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("a/summary.json")).unwrap()).unwrap();
+    assert_eq!(s["final"]["paper_sharpness"].as_f64(), Some(get("paper_sharpness")));
+
+    // The resolved spec (instrument defaults filled in) runs again to the same log.
+    let resolved = std::fs::read_to_string(d.join("a/spec.toml")).unwrap();
+    assert!(
+        resolved.contains("[probes.hessian]") && resolved.contains("lanczos_iter = 80"),
+        "{resolved}"
+    );
+    let again = run(&d, &resolved, "b");
+    assert!(again.status.success());
+    assert_eq!(std::fs::read(d.join("b/metrics.csv")).unwrap(), csv.as_bytes());
+}
+
+#[test]
+fn instruments_example_runs() {
+    let d = tmp("instruments-example");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/linear2-instruments.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    assert!(text.contains("steps = 300000"));
+    let o = run(&d, &text.replace("steps = 300000", "steps = 3000"), "r");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (header, last) = last_row(&std::fs::read_to_string(d.join("r/metrics.csv")).unwrap());
+    for c in [
+        "layer_pair.0/C",
+        "layer_pair.0/C_minus_C_star",
+        "hess_trace",
+        "eta_lambda_max",
+        "paper_sharpness",
+        "dist_to_equilibrium",
+    ] {
+        let i = header
+            .iter()
+            .position(|h| h == c)
+            .unwrap_or_else(|| panic!("no column {c}"));
+        assert!(last[i].is_finite(), "{c} = {}", last[i]);
+    }
+}
+
+#[test]
+fn bad_instrument_tables_exit_2_name_the_key_and_write_nothing() {
+    let d = tmp("bad-instruments");
+    let cases = [
+        (
+            format!("{SPEC}[probes.charges]\nsymmetries = [\"neuron.0.9\"]\n"),
+            "probes.charges.symmetries",
+        ),
+        (
+            format!("{}[probes.sharpness]\n", SPEC.replace("[4, 6, 4]", "[4, 6, 6, 4]")),
+            "probes.sharpness",
+        ),
+        (format!("{SPEC}[probes.hessian]\nlanczos = 3\n"), "lanczos"),
+        (
+            format!("{SPEC}[probes.equilibrium]\ndata = \"exact\"\n"),
+            "probes.equilibrium.data",
+        ),
+        (
+            format!(
+                "{}[probes.equilibrium]\n",
+                SPEC.replace("kind = \"linear\"", "kind = \"mlp\"")
+            ),
+            "probes.equilibrium",
+        ),
+    ];
+    for (i, (spec, key)) in cases.iter().enumerate() {
+        let out = format!("out{i}");
+        let o = run(&d, spec, &out);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "case {i}: {err}");
+        assert!(err.contains(key), "case {i}: message does not name `{key}`: {err}");
+        assert!(!d.join(&out).exists(), "case {i}: output directory was created");
+    }
+}

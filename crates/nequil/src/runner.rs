@@ -8,21 +8,29 @@
 use crate::io::{read_safetensors, write_atomic, write_safetensors};
 use crate::models::Model;
 use crate::spec::Spec;
-use crate::train::{train, Probe, RunOutcome};
+use crate::train::{train, Probe, ProbeCtx, RunOutcome};
 use crate::{invalid, Error, Result};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Runs a spec: builds it (all validation happens here, before anything is written), then trains.
+/// Runs a spec: builds it (all validation happens here, before anything is written), then trains
+/// with the spec's instruments ([`Spec::probes`], the `[probes.*]` tables) followed by `extra`
+/// probes (their columns come last; the caller keeps them, with their state, afterwards).
 /// `base` resolves relative data paths. `progress(done, total)` is called about every 1%.
 pub fn run_spec(
     spec: &Spec,
     base: &Path,
-    probes: &mut [Box<dyn Probe>],
+    extra: &mut [Box<dyn Probe>],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(Model, RunOutcome)> {
     let built = spec.build(base)?;
+    let mut probes = spec.probes(&built)?;
+    let n_own = probes.len();
+    // Borrow the caller's probes for the run (train takes one slice), then hand them back.
+    for p in extra.iter_mut() {
+        probes.push(std::mem::replace(p, Box::new(Lent)));
+    }
     let mut source = built.source;
     let total = built.config.steps;
     let out = train(
@@ -30,10 +38,25 @@ pub fn run_spec(
         &mut source,
         built.theta0,
         &built.config,
-        probes,
+        &mut probes,
         &mut |d| progress(d, total),
-    )?;
-    Ok((built.model, out))
+    );
+    for (slot, p) in extra.iter_mut().zip(probes.drain(n_own..)) {
+        *slot = p;
+    }
+    Ok((built.model, out?))
+}
+
+/// Stands in for a caller's probe while [`run_spec`] holds it; never recorded.
+struct Lent;
+
+impl Probe for Lent {
+    fn columns(&self) -> Vec<String> {
+        vec![]
+    }
+    fn record(&mut self, _: &ProbeCtx<'_>, _: &mut Vec<f64>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The tensors of θ as `(name, shape, values)` in layout order.

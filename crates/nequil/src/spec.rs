@@ -16,6 +16,9 @@ use crate::{invalid, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub mod instruments;
+pub use instruments::{ChargesSpec, HessianSpec, TwoLayerSpec, MAX_CHARGE_ENTRIES};
+
 /// A complete run specification (the TOML file).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -343,6 +346,20 @@ pub struct ProbeSpec {
     /// (default 2048).
     #[serde(default = "default_eval")]
     pub eval_samples: usize,
+    /// `[probes.charges]`: Noether charges of catalog symmetries, their noise imbalance, drift and
+    /// predicted equilibrium ([`ChargesSpec`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charges: Option<ChargesSpec>,
+    /// `[probes.hessian]`: Hessian trace, top eigenvalue and stability margin ([`HessianSpec`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hessian: Option<HessianSpec>,
+    /// `[probes.sharpness]`: the paper's sharpness of a two-layer linear net ([`TwoLayerSpec`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharpness: Option<TwoLayerSpec>,
+    /// `[probes.equilibrium]`: distance of a two-layer linear net to its predicted noise
+    /// equilibrium ([`TwoLayerSpec`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equilibrium: Option<TwoLayerSpec>,
 }
 
 fn default_eval() -> usize {
@@ -355,6 +372,10 @@ impl Default for ProbeSpec {
             every: None,
             log_points: None,
             eval_samples: default_eval(),
+            charges: None,
+            hessian: None,
+            sharpness: None,
+            equilibrium: None,
         }
     }
 }
@@ -411,7 +432,8 @@ impl Spec {
         toml::to_string(&s).expect("spec serializes")
     }
 
-    /// Builds and validates the model, data, initial θ and training configuration. Relative data
+    /// Builds and validates the model, data, initial θ and training configuration, and checks the
+    /// instrument tables against them (build the probes with [`Spec::probes`]). Relative data
     /// paths are resolved against `base` (the spec file's directory).
     pub fn build(&self, base: &Path) -> Result<Built> {
         let model = self.model.build_model()?;
@@ -419,6 +441,7 @@ impl Spec {
         let theta0 = model.init(&init, &mut Rng::derive(self.seed, "init"))?;
         let source = self.data.build(model.d_in(), model.d_out(), self.seed, base)?;
         let config = self.train_config(&source)?;
+        instruments::validate(&self.probes, &model, &source, self.seed)?;
         Ok(Built {
             model,
             source,

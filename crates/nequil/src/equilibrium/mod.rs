@@ -13,10 +13,12 @@
 //! * [`deep_linear`]: the corrected Theorem 5.4 for deep linear nets at the global minimum.
 //! * [`scalar`]: the decay rate of the scalar `uw` charge.
 //! * [`rebalance`](mod@rebalance): the library side of `nequil equilibrium` ([`rebalance()`]).
+//! * [`probe`]: [`TwoLayerEquilibriumProbe`], the training instrument for the two-layer closed form.
 
 pub mod deep_linear;
 pub mod family;
 pub mod orbit;
+pub mod probe;
 pub mod rebalance;
 pub mod scalar;
 pub mod two_layer;
@@ -24,6 +26,9 @@ pub mod two_layer;
 pub use deep_linear::{deep_linear_equilibrium, deep_linear_residuals, DeepLinearEquilibrium};
 pub use family::{solve_diagonal_family, FamilyOptions, FamilySolution};
 pub use orbit::{FlowParams, FlowTerm, OrbitFlow, OrbitSolution, SolveStatus, Time};
+pub use probe::{
+    as_two_layer_linear, has_exact_two_layer_moments, norm_distance, MomentSource, TwoLayerEquilibriumProbe,
+};
 pub use rebalance::{rebalance, rebalance_with, RebalanceReport, RebalanceRow, RebalanceTotals};
 pub use scalar::{scalar_uw_decay_rate, scalar_uw_second_moment_rx, scalar_uw_var_rx};
 pub use two_layer::{

@@ -275,3 +275,70 @@ pub fn block_scale(model: &Model, block: &str) -> Result<Symmetry> {
         generator: Generator::Diagonal(a),
     })
 }
+
+/// The names of the symmetries [`catalog()`] lists for `model`, in the same order, without
+/// building their generators (a generator is a vector of P values; a wide net has many neurons).
+pub fn catalog_names(model: &Model) -> Vec<String> {
+    match model {
+        Model::Mlp(m) => {
+            let d = m.depth();
+            if !m.activation().is_homogeneous() || d < 2 {
+                return vec![];
+            }
+            let mut names = vec![];
+            for l in 0..d - 1 {
+                names.extend((0..m.widths()[l + 1]).map(|k| format!("neuron.{l}.{k}")));
+            }
+            names.extend((0..d - 1).map(|l| format!("layer_pair.{l}")));
+            names
+        }
+        Model::Scale(s) => match s.kind() {
+            ScaleKind::NetA => vec!["scale".into()],
+            ScaleKind::NetB => vec!["scale.layers.0.weight".into(), "scale.layers.1.weight".into()],
+        },
+    }
+}
+
+/// The symmetry of `model`'s catalog named `name` (one of [`catalog_names`]), with its generator.
+pub fn catalog_symmetry(model: &Model, name: &str) -> Result<Symmetry> {
+    if !catalog_names(model).iter().any(|n| n == name) {
+        return Err(invalid!(
+            "{} has no catalog symmetry named \"{name}\"",
+            model.describe()
+        ));
+    }
+    let idx = |s: &str| s.parse::<usize>().expect("catalog names hold valid indices");
+    match (model, name.split('.').collect::<Vec<_>>().as_slice()) {
+        (Model::Mlp(m), ["neuron", l, k]) => neuron_rescaling(m, idx(l), idx(k)),
+        (Model::Mlp(m), ["layer_pair", l]) => layer_pair_rescaling(m, idx(l)),
+        (_, ["scale"]) => Ok(global_scale(model)),
+        _ => block_scale(model, name.strip_prefix("scale.").expect("Net-B block scale")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{Mlp, ScaleNet};
+
+    #[test]
+    fn names_and_lookup_agree_with_the_catalog() {
+        let models = [
+            Model::Mlp(Mlp::new(&[3, 4, 5, 2], Activation::Relu, true).unwrap()),
+            Model::Mlp(Mlp::new(&[3, 4, 2], Activation::Identity, false).unwrap()),
+            Model::Mlp(Mlp::new(&[3, 4, 2], Activation::Tanh, false).unwrap()),
+            Model::Mlp(Mlp::new(&[3, 2], Activation::Relu, false).unwrap()),
+            Model::Scale(ScaleNet::new(ScaleKind::NetA, 3, 4, 2).unwrap()),
+            Model::Scale(ScaleNet::new(ScaleKind::NetB, 3, 4, 2).unwrap()),
+        ];
+        for model in &models {
+            let cat = catalog(model).symmetries;
+            let names = catalog_names(model);
+            assert_eq!(names, cat.iter().map(|s| s.name.clone()).collect::<Vec<_>>());
+            for s in &cat {
+                assert_eq!(&catalog_symmetry(model, &s.name).unwrap(), s);
+            }
+            assert!(catalog_symmetry(model, "neuron.7.7").is_err());
+        }
+    }
+}
