@@ -28,6 +28,10 @@ pub struct ReproduceArgs {
     /// No progress bars.
     #[arg(long, short)]
     quiet: bool,
+    /// A directory with the MNIST IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]);
+    /// fig5-deep-linear then also trains a deep linear net on MNIST.
+    #[arg(long)]
+    mnist: Option<PathBuf>,
 }
 
 pub fn list() -> nequil::Result<ExitCode> {
@@ -153,6 +157,14 @@ pub fn reproduce(a: ReproduceArgs) -> nequil::Result<ExitCode> {
             )));
         }
     }
+    if let Some(dir) = &a.mnist {
+        if !dir.is_dir() {
+            return Err(nequil::Error::Invalid(format!(
+                "--mnist: {} is not a directory",
+                dir.display()
+            )));
+        }
+    }
     if a.jobs == Some(0) {
         return Err(nequil::Error::Invalid("--jobs: must be ≥ 1".into()));
     }
@@ -168,7 +180,8 @@ pub fn reproduce(a: ReproduceArgs) -> nequil::Result<ExitCode> {
     let mut failed_checks = 0;
     let mut errors = 0;
     for e in &chosen {
-        let ctx = Ctx::new(a.full, jobs);
+        let mut ctx = Ctx::new(a.full, jobs);
+        ctx.mnist = a.mnist.clone();
         let pb = progress_bar(1000, e.name, a.quiet);
         let start = Instant::now();
         let result = std::thread::scope(|s| {

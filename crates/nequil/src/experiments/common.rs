@@ -101,6 +101,8 @@ pub struct Ctx {
     pub full: bool,
     /// Worker threads for independent runs.
     pub jobs: usize,
+    /// A directory with MNIST IDX files, for the experiments that can use real data.
+    pub mnist: Option<std::path::PathBuf>,
     done: AtomicU64,
     total: AtomicU64,
 }
@@ -111,6 +113,7 @@ impl Ctx {
         Ctx {
             full,
             jobs: jobs.max(1),
+            mnist: None,
             done: AtomicU64::new(0),
             total: AtomicU64::new(1),
         }

@@ -11,6 +11,7 @@ mod fig1;
 mod fig2;
 mod fig3;
 mod fig4;
+mod fig5;
 mod fig6;
 mod fig7;
 mod fig8;
@@ -60,6 +61,12 @@ pub fn catalog() -> Vec<Experiment> {
             title: "Fig. 4: warmup — SGD's noise flattens a sharp rank-1 factorization until a large η is safe",
             claim: "SGD from Kaiming init at η = 0.008 diverges, warmup (0.001 for 5000 steps) trains; Kaiming and Xavier reach the same sharpness; GD does not flatten.",
             run: fig4::run,
+        },
+        Experiment {
+            name: "fig5-deep-linear",
+            title: "Fig. 5: per-layer norms of a deep linear net — intermediate layers converge to one norm",
+            claim: "Under SGD the intermediate layers of a deep linear net converge to a common norm, from equal or unequal initial norms, as the corrected Theorem 5.4 predicts; input and output layers differ.",
+            run: fig5::run,
         },
         Experiment {
             name: "fig6-representations",

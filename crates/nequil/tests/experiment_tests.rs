@@ -1,0 +1,91 @@
+//! Every experiment of `nequil reproduce` at its quick size: each check of the paper's claims
+//! (theory against simulation, SGD against GD) must pass, and the outcome must carry a figure
+//! and logs. The checks are the assertions: each states its claim, theory, measurement and a
+//! tolerance derived from the run.
+
+use nequil::experiments::{catalog, Ctx, PanelKind};
+
+fn run(name: &str) {
+    let e = catalog()
+        .into_iter()
+        .find(|e| e.name == name)
+        .expect("experiment exists");
+    let ctx = Ctx::new(false, 1);
+    let o = (e.run)(&ctx).unwrap_or_else(|err| panic!("{name} failed: {err}"));
+    assert!(!o.checks.is_empty(), "{name} has no checks");
+    let failed: Vec<String> = o
+        .checks
+        .iter()
+        .filter(|c| !c.pass)
+        .map(|c| {
+            format!(
+                "{} (theory {}, measured {}, tolerance {})",
+                c.claim, c.theory, c.measured, c.tolerance
+            )
+        })
+        .collect();
+    assert!(failed.is_empty(), "{name}: failed checks:\n{}", failed.join("\n"));
+    assert!(!o.figure.panels.is_empty(), "{name} has no figure");
+    for p in &o.figure.panels {
+        if let PanelKind::Xy { series, .. } = &p.kind {
+            assert!(
+                series.iter().any(|s| s.x.len() == s.y.len() && !s.x.is_empty()),
+                "{name}: empty panel {}",
+                p.title
+            );
+        }
+    }
+    assert!(!o.logs.is_empty(), "{name} has no logs");
+    let (done, total) = ctx.progress();
+    assert!(
+        done > 0 && done <= total + total / 10,
+        "{name}: progress {done}/{total}"
+    );
+}
+
+#[test]
+fn fig1_scale_invariance() {
+    run("fig1-scale-invariance");
+}
+#[test]
+fn fig2_matrix_factorization() {
+    run("fig2-matrix-factorization");
+}
+#[test]
+fn fig3_norm_balance() {
+    run("fig3-norm-balance");
+}
+#[test]
+fn fig4_warmup() {
+    run("fig4-warmup");
+}
+#[test]
+fn fig5_deep_linear() {
+    run("fig5-deep-linear");
+}
+#[test]
+fn fig6_representations() {
+    run("fig6-representations");
+}
+#[test]
+fn fig7_net_a_net_b() {
+    run("fig7-net-a-net-b");
+}
+#[test]
+fn fig8_convergence() {
+    run("fig8-convergence");
+}
+#[test]
+fn law_of_balance() {
+    run("law-of-balance");
+}
+
+#[test]
+fn catalog_names_are_unique_and_described() {
+    let c = catalog();
+    let mut names: Vec<&str> = c.iter().map(|e| e.name).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), c.len());
+    assert!(c.iter().all(|e| !e.title.is_empty() && !e.claim.is_empty()));
+}
