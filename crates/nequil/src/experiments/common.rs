@@ -250,3 +250,23 @@ pub fn tail_mean(v: &[f64], frac: f64) -> (f64, f64) {
     let means: Vec<f64> = tail.chunks(b).map(|c| c.iter().sum::<f64>() / c.len() as f64).collect();
     mean_se(&means)
 }
+
+/// The data source of an SGD-versus-GD comparison: online samples from `g` for SGD, or for GD a
+/// fixed dataset of `n` samples drawn once from `g` with `data_rng`.
+pub fn sgd_or_gd_source(
+    mut g: crate::data::Gaussian,
+    gd: bool,
+    n: usize,
+    data_rng: &mut crate::rng::Rng,
+) -> crate::data::Source {
+    if gd {
+        let data = g.dataset(data_rng, n);
+        crate::data::Source::Fixed {
+            data,
+            replacement: true,
+            dist: Some(g),
+        }
+    } else {
+        crate::data::Source::Online(g)
+    }
+}

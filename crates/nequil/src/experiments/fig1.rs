@@ -5,9 +5,9 @@
 //!
 //! Settings (not in the paper): x ~ N(0, 1), y = 0.5 x + ε, Var ε = 0.25; θ₀ = (1, 0.6).
 
-use super::common::{fmt, log_of, par_map, Check, Ctx, Outcome};
+use super::common::{fmt, log_of, par_map, sgd_or_gd_source, Check, Ctx, Outcome};
 use super::figure::{Figure, Panel, Role, Series, Style};
-use crate::data::{Cov, Gaussian, Source, Target};
+use crate::data::{Cov, Gaussian, Target};
 use crate::linalg::Dense;
 use crate::models::{Model, ScaleKind, ScaleNet};
 use crate::rng::Rng;
@@ -31,23 +31,14 @@ struct Trace {
 
 fn simulate(r: &Run, ctx: &Ctx) -> Result<Trace> {
     let model = Model::Scale(ScaleNet::new(ScaleKind::NetA, 1, 1, 1)?);
-    let mut g = Gaussian::new(
+    let g = Gaussian::new(
         1,
         1,
         Cov::Scalar(1.0),
         Target::Linear(Dense::from_slice(1, 1, &[0.5])),
         Some(Cov::Scalar(0.25)),
     )?;
-    let mut source = if r.gd {
-        let data = g.dataset(&mut Rng::new(5), 1000);
-        Source::Fixed {
-            data,
-            replacement: true,
-            dist: Some(g),
-        }
-    } else {
-        Source::Online(g)
-    };
+    let mut source = sgd_or_gd_source(g, r.gd, 1000, &mut Rng::new(5));
     let batching = if r.gd { Batching::Full } else { Batching::Sgd(1) };
     let mut st = Stepper::new(&model, &source, batching, 0.0, 7)?;
     let mut theta = vec![1.0, 0.6];

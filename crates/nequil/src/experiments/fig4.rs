@@ -9,10 +9,10 @@
 //! Hessian of E‖UWx − y‖² at a global minimum, see the curvature module). At the noise equilibrium
 //! with Σ_x = Σ_ε = I, Theorem 5.2 gives ‖W‖² = ‖U‖² = 1, so S* = 200.
 
-use super::common::{fmt, log_of, mean_se, par_map, Check, Ctx, Outcome};
+use super::common::{fmt, log_of, mean_se, par_map, sgd_or_gd_source, Check, Ctx, Outcome};
 use super::figure::{Figure, Panel, Role, Series, Style};
 use crate::curvature::{lanczos, EmpiricalHessian, HvpOptions, HvpWorkspace, LanczosOptions, PopulationHessian};
-use crate::data::{Cov, Gaussian, Source, Target};
+use crate::data::{Cov, Gaussian, Target};
 use crate::models::{Activation, Init, Mlp, Model};
 use crate::rng::Rng;
 use crate::train::{Batching, LrSchedule, Stepper};
@@ -68,18 +68,9 @@ fn sharpness(theta: &[f64]) -> f64 {
 
 fn simulate(r: &Run, steps: u64, ctx: &Ctx) -> Result<Trace> {
     let model = Model::Mlp(Mlp::new(&[D, 1, D], Activation::Identity, false)?);
-    let mut g = Gaussian::new(D, D, Cov::Scalar(1.0), Target::Identity, Some(Cov::Scalar(1.0)))?;
+    let g = Gaussian::new(D, D, Cov::Scalar(1.0), Target::Identity, Some(Cov::Scalar(1.0)))?;
     let pop = g.clone();
-    let mut source = if r.gd {
-        let data = g.dataset(&mut Rng::new(41), 1000);
-        Source::Fixed {
-            data,
-            replacement: true,
-            dist: Some(g),
-        }
-    } else {
-        Source::Online(g)
-    };
+    let mut source = sgd_or_gd_source(g, r.gd, 1000, &mut Rng::new(41));
     let batching = if r.gd { Batching::Full } else { Batching::Sgd(10) };
     let mut st = Stepper::new(&model, &source, batching, 0.0, 42)?;
     let mut theta = model.init(&r.init, &mut Rng::new(43))?;

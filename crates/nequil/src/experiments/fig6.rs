@@ -7,9 +7,9 @@
 //! autoencoding y = x + ε, width 40, no biases, Kaiming init; SGD online with S = 1, η = 0.002;
 //! GD on 500 fixed samples with η = 0.05 for the same time t = η·steps.
 
-use super::common::{cosine, fmt, log_of, par_map, Check, Ctx, Outcome};
+use super::common::{cosine, fmt, log_of, par_map, sgd_or_gd_source, Check, Ctx, Outcome};
 use super::figure::{Figure, Panel, Role, Series, Style};
-use crate::data::{Cov, Gaussian, Source, Target};
+use crate::data::{Cov, Gaussian, Target};
 use crate::linalg::Dense;
 use crate::models::{Activation, Init, Mlp, Model};
 use crate::rng::Rng;
@@ -51,22 +51,13 @@ fn simulate(r: &Run, sgd_steps: u64, ctx: &Ctx) -> Result<Result1> {
     let model = Model::Mlp(Mlp::new(&[D, H, D], r.act, false)?);
     let mut noise = vec![1.0; D];
     noise[0] = 5.0;
-    let mut g = Gaussian::new(D, D, Cov::Scalar(1.0), Target::Identity, Some(Cov::Diag(noise.clone())))?;
+    let g = Gaussian::new(D, D, Cov::Scalar(1.0), Target::Identity, Some(Cov::Diag(noise.clone())))?;
     let (eta, steps) = if r.gd {
         (0.05, sgd_steps / 5)
     } else {
         (r.eta, sgd_steps)
     };
-    let mut source = if r.gd {
-        let data = g.dataset(&mut Rng::new(61), 500);
-        Source::Fixed {
-            data,
-            replacement: true,
-            dist: Some(g),
-        }
-    } else {
-        Source::Online(g)
-    };
+    let mut source = sgd_or_gd_source(g, r.gd, 500, &mut Rng::new(61));
     let batching = if r.gd { Batching::Full } else { Batching::Sgd(1) };
     let mut st = Stepper::new(&model, &source, batching, 0.0, 62)?;
     let mut theta = model.init(&Init::Kaiming, &mut Rng::new(63))?;

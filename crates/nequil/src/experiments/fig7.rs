@@ -7,9 +7,9 @@
 //! random teacher V ∈ ℝ^{1×8}, Var ε = 0.1; widths [8, 16, 1], Kaiming init; SGD S = 1 online, GD
 //! on 500 fixed samples; η = 0.05.
 
-use super::common::{fmt, log_of, par_map, Check, Ctx, Outcome};
+use super::common::{fmt, log_of, par_map, sgd_or_gd_source, Check, Ctx, Outcome};
 use super::figure::{Figure, Panel, Role, Series, Style};
-use crate::data::{Cov, Gaussian, Source, Target};
+use crate::data::{Cov, Gaussian, Target};
 use crate::models::{Init, Model, ScaleKind, ScaleNet};
 use crate::rng::Rng;
 use crate::train::{Batching, Stepper};
@@ -36,23 +36,14 @@ const ETA: f64 = 0.05;
 
 fn simulate(r: &Run, steps: u64, ctx: &Ctx) -> Result<Trace> {
     let model = Model::Scale(ScaleNet::new(r.kind, D, H, 1)?);
-    let mut g = Gaussian::new(
+    let g = Gaussian::new(
         D,
         1,
         Cov::Scalar(1.0),
         Target::random_linear(D, 1, &mut Rng::new(21)),
         Some(Cov::Scalar(0.1)),
     )?;
-    let mut source = if r.gd {
-        let data = g.dataset(&mut Rng::new(22), 500);
-        Source::Fixed {
-            data,
-            replacement: true,
-            dist: Some(g),
-        }
-    } else {
-        Source::Online(g)
-    };
+    let mut source = sgd_or_gd_source(g, r.gd, 500, &mut Rng::new(22));
     let batching = if r.gd { Batching::Full } else { Batching::Sgd(1) };
     let mut st = Stepper::new(&model, &source, batching, 0.0, 23)?;
     let mut theta = model.init(&Init::Kaiming, &mut Rng::new(24))?;

@@ -5,9 +5,9 @@
 //! u = 2, w = 1/2 (so u w = 1 is already a global minimum and C₀ = 3.75). Along the run,
 //! Var[r x] = 2(u w − 1)² + σ_ε² exactly (Gaussian moments), evaluated at the current θ.
 
-use super::common::{fmt, log_of, mean_se, par_map, Check, Ctx, Outcome};
+use super::common::{fmt, log_of, mean_se, par_map, sgd_or_gd_source, Check, Ctx, Outcome};
 use super::figure::{Figure, Panel, Role, Series, Style};
-use crate::data::{Cov, Gaussian, Source, Target};
+use crate::data::{Cov, Gaussian, Target};
 use crate::models::{Activation, Mlp, Model};
 use crate::rng::Rng;
 use crate::train::{Batching, Stepper};
@@ -32,17 +32,8 @@ const SEGMENTS: u64 = 40;
 
 fn simulate(st: &Setting, seed: u64, ctx: &Ctx) -> Result<Trace> {
     let model = Model::Mlp(Mlp::new(&[1, 1, 1], Activation::Identity, false)?);
-    let mut g = Gaussian::new(1, 1, Cov::Scalar(1.0), Target::Identity, Some(Cov::Scalar(1.0)))?;
-    let mut source = if st.gd {
-        let data = g.dataset(&mut Rng::derive(seed, "dataset"), 1000);
-        Source::Fixed {
-            data,
-            replacement: true,
-            dist: Some(g),
-        }
-    } else {
-        Source::Online(g)
-    };
+    let g = Gaussian::new(1, 1, Cov::Scalar(1.0), Target::Identity, Some(Cov::Scalar(1.0)))?;
+    let mut source = sgd_or_gd_source(g, st.gd, 1000, &mut Rng::derive(seed, "dataset"));
     let batching = if st.gd { Batching::Full } else { Batching::Sgd(st.s) };
     let mut stepper = Stepper::new(&model, &source, batching, st.gamma, seed)?;
     let mut theta = vec![0.5, 2.0]; // [w, u]
