@@ -165,6 +165,9 @@ impl Mlp {
         )
     }
 
+    /// Forward pass. Layers without a nonlinearity (identity hidden layers and the output layer)
+    /// write their pre-activations straight into `ws.a` and leave `ws.z` untouched (there a = z,
+    /// and nothing reads z for them); other layers fill both.
     pub(crate) fn forward(&self, theta: &[f64], x: &[f64], b: usize, ws: &mut Workspace) {
         let d = self.depth();
         for l in 0..d {
@@ -172,7 +175,8 @@ impl Mlp {
             let w = &theta[self.w_off[l]..self.w_off[l] + din * dout];
             let (prev, rest) = ws.a.split_at_mut(l);
             let input: &[f64] = if l == 0 { x } else { &prev[l - 1] };
-            let z = &mut ws.z[l];
+            let linear = l + 1 == d || self.act == Activation::Identity;
+            let z = if linear { &mut rest[0] } else { &mut ws.z[l] };
             gemm_nt(z, input, w, b, dout, din, false);
             if let Some(bo) = self.b_off[l] {
                 let bias = &theta[bo..bo + dout];
@@ -182,12 +186,9 @@ impl Mlp {
                     }
                 }
             }
-            let a = &mut rest[0];
-            if l + 1 == d || self.act == Activation::Identity {
-                a[..b * dout].copy_from_slice(&z[..b * dout]);
-            } else {
+            if !linear {
                 let act = self.act;
-                for (av, zv) in a[..b * dout].iter_mut().zip(&z[..b * dout]) {
+                for (av, zv) in rest[0][..b * dout].iter_mut().zip(&ws.z[l][..b * dout]) {
                     *av = act.apply(*zv);
                 }
             }
