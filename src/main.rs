@@ -1,5 +1,6 @@
 //! The `nequil` command. See `nequil --help` and the README.
 
+mod cli_bench;
 mod cli_reproduce;
 mod cli_run;
 mod cli_sweep;
@@ -37,6 +38,9 @@ enum Command {
     Slurm(cli_sweep::SlurmArgs),
     /// Gather the runs of sweep or shard directories into one table (runs.csv).
     Merge(cli_sweep::MergeArgs),
+    /// Benchmarks behind bench/compare.py (training loop, GEMM rate, per-sample noise).
+    #[command(hide = true)]
+    Bench(cli_bench::BenchArgs),
 }
 
 /// Exit status 2 for bad input (spec, flags, files), 1 for a run that failed (e.g. diverged).
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Sweep(a) => cli_sweep::sweep(a),
         Command::Slurm(a) => cli_sweep::slurm(a),
         Command::Merge(a) => cli_sweep::merge(a),
+        Command::Bench(a) => cli_bench::bench(a),
     };
     match result {
         Ok(code) => code,
