@@ -205,7 +205,12 @@ mod simd {
                 let cr = cp.add(i * n);
                 let mut j = 0;
                 while j < n {
-                    let rows: [*const f64; 8] = std::array::from_fn(|q| bp.add((j + q).min(n - 1) * k));
+                    let base = bp.add(j * k);
+                    let rows: [*const f64; 8] = if j + 8 <= n {
+                        std::array::from_fn(|q| base.add(q * k))
+                    } else {
+                        std::array::from_fn(|q| bp.add((j + q).min(n - 1) * k))
+                    };
                     let mut s = [_mm512_setzero_pd(); 8];
                     let mut p = 0;
                     while p < kf {
