@@ -178,8 +178,8 @@ impl Target {
                         .iter()
                         .zip(x)
                         .map(|(a, b)| a * b)
-                        .sum::<f64>()
-                        .tanh();
+                        .sum::<f64>();
+                    *hj = crate::math::tanh(*hj);
                 }
                 for (i, yi) in y.iter_mut().enumerate() {
                     *yi = w2.data[i * w2.cols..(i + 1) * w2.cols]
