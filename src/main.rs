@@ -1,5 +1,6 @@
 //! The `nequil` command. See `nequil --help` and the README.
 
+mod cli_bench;
 mod cli_equilibrium;
 mod cli_reproduce;
 mod cli_run;
@@ -42,6 +43,9 @@ enum Command {
     /// nequil, data from NumPy): a table of charges, noise imbalances and λ*, and with --out the
     /// rebalanced weights (same function, same loss, balanced noise).
     Equilibrium(cli_equilibrium::EquilibriumArgs),
+    /// Benchmarks behind bench/compare.py (training loop, GEMM rate, per-sample noise).
+    #[command(hide = true)]
+    Bench(cli_bench::BenchArgs),
 }
 
 /// Exit status 2 for bad input (spec, flags, files), 1 for a run that failed (e.g. diverged).
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
         Command::Slurm(a) => cli_sweep::slurm(a),
         Command::Merge(a) => cli_sweep::merge(a),
         Command::Equilibrium(a) => cli_equilibrium::equilibrium(a),
+        Command::Bench(a) => cli_bench::bench(a),
     };
     match result {
         Ok(code) => code,

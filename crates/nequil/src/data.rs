@@ -178,8 +178,8 @@ impl Target {
                         .iter()
                         .zip(x)
                         .map(|(a, b)| a * b)
-                        .sum::<f64>()
-                        .tanh();
+                        .sum::<f64>();
+                    *hj = crate::math::tanh(*hj);
                 }
                 for (i, yi) in y.iter_mut().enumerate() {
                     *yi = w2.data[i * w2.cols..(i + 1) * w2.cols]
@@ -296,6 +296,28 @@ impl Gaussian {
 
     /// Draws `b` samples into `x` (`b × d_x`) and `y` (`b × d_y`). Allocation-free.
     pub fn sample(&mut self, rng: &mut Rng, x: &mut [f64], y: &mut [f64], b: usize) {
+        let (dx, dy) = (self.d_x, self.d_y);
+        // The paper's common case (diagonal Σ_x, identity target, diagonal or no label noise) in one
+        // fused loop: the same draws in the same order as the general loop below.
+        if let (Factor::Diag(sx), Target::Identity) = (&self.x_factor, &self.target) {
+            let noise = match &self.noise_factor {
+                Some(Factor::Diag(se)) => Some(se),
+                None => None,
+                Some(Factor::Chol(_)) => return self.sample_general(rng, x, y, b),
+            };
+            for (xi, yi) in x[..b * dx].chunks_exact_mut(dx).zip(y[..b * dy].chunks_exact_mut(dy)) {
+                rng.fill_normal_scaled(xi, sx, None);
+                match noise {
+                    Some(se) => rng.fill_normal_scaled(yi, se, Some(xi)),
+                    None => yi.copy_from_slice(xi),
+                }
+            }
+            return;
+        }
+        self.sample_general(rng, x, y, b)
+    }
+
+    fn sample_general(&mut self, rng: &mut Rng, x: &mut [f64], y: &mut [f64], b: usize) {
         let (dx, dy) = (self.d_x, self.d_y);
         for i in 0..b {
             let xi = &mut x[i * dx..(i + 1) * dx];

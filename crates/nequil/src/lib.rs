@@ -14,6 +14,7 @@ pub mod error;
 pub mod experiments;
 pub mod io;
 pub mod linalg;
+pub mod math;
 pub mod models;
 pub mod params;
 pub mod rng;

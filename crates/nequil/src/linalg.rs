@@ -1,8 +1,9 @@
 //! Dense linear algebra on row-major `f64` slices.
 //!
 //! Hot loops call the three product shapes below with preallocated outputs. Small products run in
-//! plain loops (at the sizes of the paper's toy problems the call overhead of a tuned GEMM
-//! dominates); larger ones go through `faer`'s matmul. Matrix functions used by the theory
+//! register-tiled kernels of our own (at the sizes of the paper's toy problems the set-up cost of a
+//! tuned GEMM dominates): AVX-512 with masked tails where the build targets it (`target-cpu=native`
+//! on a machine that has it), plain loops otherwise. Larger products go through `faer`'s matmul. Matrix functions used by the theory
 //! (symmetric eigendecomposition, SVD, SPD square roots) are thin wrappers around `faer`.
 
 use crate::{Error, Result};
@@ -45,20 +46,15 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 /// `C (m×n) [+]= A (m×k) · Bᵀ` where `B` is `n×k`. All row-major.
 pub fn gemm_nt(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
-    debug_assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= n * k);
+    assert!(
+        c.len() >= m * n && a.len() >= m * k && b.len() >= n * k,
+        "gemm_nt: buffers too short"
+    );
     if m * n * k < SMALL {
-        for i in 0..m {
-            let ar = &a[i * k..(i + 1) * k];
-            let cr = &mut c[i * n..(i + 1) * n];
-            for (j, cj) in cr.iter_mut().enumerate() {
-                let s = dot(ar, &b[j * k..(j + 1) * k]);
-                if acc {
-                    *cj += s
-                } else {
-                    *cj = s
-                }
-            }
-        }
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+        simd::nt(c, a, b, m, n, k, acc);
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+        portable::nt(c, a, b, m, n, k, acc);
         return;
     }
     let cm = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
@@ -69,21 +65,15 @@ pub fn gemm_nt(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize
 
 /// `C (m×n) [+]= A (m×k) · B (k×n)`. All row-major.
 pub fn gemm_nn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
-    debug_assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
+    assert!(
+        c.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
+        "gemm_nn: buffers too short"
+    );
     if m * n * k < SMALL {
-        for i in 0..m {
-            let cr = &mut c[i * n..(i + 1) * n];
-            if !acc {
-                cr.fill(0.0);
-            }
-            for p in 0..k {
-                let aip = a[i * k + p];
-                let br = &b[p * n..(p + 1) * n];
-                for (cj, bj) in cr.iter_mut().zip(br) {
-                    *cj += aip * bj;
-                }
-            }
-        }
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+        simd::nn(c, a, b, m, n, k, acc);
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+        portable::nn(c, a, b, m, n, k, acc);
         return;
     }
     let cm = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
@@ -95,28 +85,260 @@ pub fn gemm_nn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize
 /// `C (m×n) [+]= α · Aᵀ · B` where `A` is `k×m` and `B` is `k×n`. All row-major.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_tn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, alpha: f64, acc: bool) {
-    debug_assert!(c.len() >= m * n && a.len() >= k * m && b.len() >= k * n);
+    assert!(
+        c.len() >= m * n && a.len() >= k * m && b.len() >= k * n,
+        "gemm_tn: buffers too short"
+    );
     if m * n * k < SMALL {
-        if !acc {
-            c[..m * n].fill(0.0);
-        }
-        for p in 0..k {
-            let ar = &a[p * m..(p + 1) * m];
-            let br = &b[p * n..(p + 1) * n];
-            for (i, &ai) in ar.iter().enumerate() {
-                let s = alpha * ai;
-                let cr = &mut c[i * n..(i + 1) * n];
-                for (cj, bj) in cr.iter_mut().zip(br) {
-                    *cj += s * bj;
-                }
-            }
-        }
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+        simd::tn(c, a, b, m, n, k, alpha, acc);
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+        portable::tn(c, a, b, m, n, k, alpha, acc);
         return;
     }
     let cm = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
     let am = MatRef::from_row_major_slice(&a[..k * m], k, m);
     let bm = MatRef::from_row_major_slice(&b[..k * n], k, n);
     matmul(cm, accum(acc), am.transpose(), bm, alpha, Par::Seq);
+}
+
+/// The small-product kernels in plain Rust (used where AVX-512 is not available; always compiled
+/// so the tests check them everywhere). Same contracts as the `gemm_*` functions.
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "avx512f"), allow(dead_code))]
+pub(crate) mod portable {
+    use super::dot;
+
+    pub(crate) fn nt(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
+        for i in 0..m {
+            let ar = &a[i * k..(i + 1) * k];
+            let cr = &mut c[i * n..(i + 1) * n];
+            for (j, cj) in cr.iter_mut().enumerate() {
+                let s = dot(ar, &b[j * k..(j + 1) * k]);
+                *cj = if acc { *cj + s } else { s };
+            }
+        }
+    }
+
+    pub(crate) fn nn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
+        for i in 0..m {
+            let cr = &mut c[i * n..(i + 1) * n];
+            if !acc {
+                cr.fill(0.0);
+            }
+            for p in 0..k {
+                let aip = a[i * k + p];
+                for (cj, bj) in cr.iter_mut().zip(&b[p * n..(p + 1) * n]) {
+                    *cj += aip * bj;
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn tn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, alpha: f64, acc: bool) {
+        if !acc {
+            c[..m * n].fill(0.0);
+        }
+        for p in 0..k {
+            let br = &b[p * n..(p + 1) * n];
+            for (i, &ai) in a[p * m..(p + 1) * m].iter().enumerate() {
+                let s = alpha * ai;
+                for (cj, bj) in c[i * n..(i + 1) * n].iter_mut().zip(br) {
+                    *cj += s * bj;
+                }
+            }
+        }
+    }
+}
+
+/// AVX-512 kernels for small products: 8-lane registers, masked loads and stores for the tails,
+/// fused multiply-adds. Callers check the buffer lengths (the `gemm_*` asserts), which makes every
+/// pointer offset below in bounds.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+mod simd {
+    use std::arch::x86_64::*;
+
+    /// Mask of the first `r` lanes (`r < 8`).
+    #[inline(always)]
+    fn mask(r: usize) -> __mmask8 {
+        ((1u32 << r) - 1) as __mmask8
+    }
+
+    /// The eight horizontal sums `[Σ v0, …, Σ v7]` in one register (a fixed addition tree:
+    /// pairs within 128-bit lanes, then lanes).
+    #[inline(always)]
+    fn hsum8(v: [__m512d; 8]) -> __m512d {
+        // SAFETY: register-only intrinsics of a feature the build enables.
+        unsafe {
+            let pair = |x: __m512d, y: __m512d| _mm512_add_pd(_mm512_unpacklo_pd(x, y), _mm512_unpackhi_pd(x, y));
+            let lanes = |x: __m512d, y: __m512d| {
+                _mm512_add_pd(
+                    _mm512_shuffle_f64x2::<0b10_00_10_00>(x, y),
+                    _mm512_shuffle_f64x2::<0b11_01_11_01>(x, y),
+                )
+            };
+            let b0 = lanes(pair(v[0], v[1]), pair(v[2], v[3]));
+            let b1 = lanes(pair(v[4], v[5]), pair(v[6], v[7]));
+            lanes(b0, b1)
+        }
+    }
+
+    /// `C[i, j] (+)= Σ_p A[i, p] B[j, p]`: dot products along rows, eight rows of B at a time so that
+    /// each loaded chunk of A's row feeds eight accumulators, whose sums land in one register and
+    /// one store. A last partial group repeats its last row and masks the store.
+    pub(super) fn nt(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
+        if k == 0 {
+            if !acc {
+                c[..m * n].fill(0.0);
+            }
+            return;
+        }
+        let kf = k - k % 8;
+        let mt = mask(k - kf);
+        // SAFETY: row pointers are clamped to row n − 1 of b, so every load is below n·k in b and
+        // m·k in a; the masked loads touch only the first k − kf lanes past kf; stores are masked
+        // to the j < n columns of row i of c (m·n entries). Lengths are checked by gemm_nt.
+        unsafe {
+            let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+            for i in 0..m {
+                let ar = ap.add(i * k);
+                let cr = cp.add(i * n);
+                let mut j = 0;
+                while j < n {
+                    let base = bp.add(j * k);
+                    let rows: [*const f64; 8] = if j + 8 <= n {
+                        std::array::from_fn(|q| base.add(q * k))
+                    } else {
+                        std::array::from_fn(|q| bp.add((j + q).min(n - 1) * k))
+                    };
+                    let mut s = [_mm512_setzero_pd(); 8];
+                    let mut p = 0;
+                    while p < kf {
+                        let av = _mm512_loadu_pd(ar.add(p));
+                        for q in 0..8 {
+                            s[q] = _mm512_fmadd_pd(av, _mm512_loadu_pd(rows[q].add(p)), s[q]);
+                        }
+                        p += 8;
+                    }
+                    if kf < k {
+                        let av = _mm512_maskz_loadu_pd(mt, ar.add(kf));
+                        for q in 0..8 {
+                            s[q] = _mm512_fmadd_pd(av, _mm512_maskz_loadu_pd(mt, rows[q].add(kf)), s[q]);
+                        }
+                    }
+                    let out = if j + 8 <= n { 0xFF } else { mask(n - j) };
+                    let mut r = hsum8(s);
+                    if acc {
+                        r = _mm512_add_pd(r, _mm512_maskz_loadu_pd(out, cr.add(j)));
+                    }
+                    _mm512_mask_storeu_pd(cr.add(j), out, r);
+                    j += 8;
+                }
+            }
+        }
+    }
+
+    /// `C (m×n) (+)= α Σ_p coef(i, p) · B[p, :]` row by row (B is `k×n` row-major): 32 columns at a
+    /// time in four registers held over the whole sum, then 8, then a masked tail.
+    ///
+    /// # Safety
+    /// `c` must be valid for m·n writes, `b` for k·n reads, and `coef(i, p)` valid for i < m, p < k.
+    #[inline(always)]
+    unsafe fn rows<const ACC: bool, const K1: bool>(
+        c: *mut f64,
+        b: *const f64,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f64,
+        coef: impl Fn(usize, usize) -> f64,
+    ) {
+        let nf = n - n % 8;
+        let mt = mask(n - nf);
+        // With K1 (k = 1, the outer products of a batch of one) the sums below have one term and
+        // compile to straight-line code.
+        let k = if K1 { 1 } else { k };
+        // SAFETY: every offset below is < k·n in b and < m·n in c (the caller's contract).
+        unsafe {
+            let av = _mm512_set1_pd(alpha);
+            let store = |o: *mut f64, v: __m512d, m: __mmask8| {
+                let v = if ACC {
+                    _mm512_fmadd_pd(av, v, _mm512_maskz_loadu_pd(m, o))
+                } else {
+                    _mm512_mul_pd(av, v)
+                };
+                _mm512_mask_storeu_pd(o, m, v);
+            };
+            for i in 0..m {
+                let cr = c.add(i * n);
+                let mut j = 0;
+                while j + 32 <= n {
+                    let mut t = [_mm512_setzero_pd(); 4];
+                    for p in 0..k {
+                        let s = _mm512_set1_pd(coef(i, p));
+                        let br = b.add(p * n + j);
+                        for q in 0..4 {
+                            t[q] = _mm512_fmadd_pd(s, _mm512_loadu_pd(br.add(8 * q)), t[q]);
+                        }
+                    }
+                    for q in 0..4 {
+                        store(cr.add(j + 8 * q), t[q], 0xFF);
+                    }
+                    j += 32;
+                }
+                while j < nf {
+                    let mut t = _mm512_setzero_pd();
+                    for p in 0..k {
+                        t = _mm512_fmadd_pd(_mm512_set1_pd(coef(i, p)), _mm512_loadu_pd(b.add(p * n + j)), t);
+                    }
+                    store(cr.add(j), t, 0xFF);
+                    j += 8;
+                }
+                if nf < n {
+                    let mut t = _mm512_setzero_pd();
+                    for p in 0..k {
+                        t = _mm512_fmadd_pd(
+                            _mm512_set1_pd(coef(i, p)),
+                            _mm512_maskz_loadu_pd(mt, b.add(p * n + nf)),
+                            t,
+                        );
+                    }
+                    store(cr.add(nf), t, mt);
+                }
+            }
+        }
+    }
+
+    /// `C (+)= A·B`: row i of C is Σ_p A[i, p] · B[p, :].
+    pub(super) fn nn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
+        let (cp, bp) = (c.as_mut_ptr(), b.as_ptr());
+        // SAFETY: c has m·n entries, b has k·n and a has m·k (checked by gemm_nn).
+        let coef = |i: usize, p: usize| unsafe { *a.get_unchecked(i * k + p) };
+        unsafe {
+            match (acc, k == 1) {
+                (true, true) => rows::<true, true>(cp, bp, m, n, k, 1.0, coef),
+                (true, false) => rows::<true, false>(cp, bp, m, n, k, 1.0, coef),
+                (false, true) => rows::<false, true>(cp, bp, m, n, k, 1.0, coef),
+                (false, false) => rows::<false, false>(cp, bp, m, n, k, 1.0, coef),
+            }
+        }
+    }
+
+    /// `C (+)= α AᵀB`: row i of C is α Σ_p A[p, i] · B[p, :].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, alpha: f64, acc: bool) {
+        let (cp, bp) = (c.as_mut_ptr(), b.as_ptr());
+        // SAFETY: c has m·n entries, b has k·n and a has k·m (checked by gemm_tn).
+        let coef = |i: usize, p: usize| unsafe { *a.get_unchecked(p * m + i) };
+        unsafe {
+            match (acc, k == 1) {
+                (true, true) => rows::<true, true>(cp, bp, m, n, k, alpha, coef),
+                (true, false) => rows::<true, false>(cp, bp, m, n, k, alpha, coef),
+                (false, true) => rows::<false, true>(cp, bp, m, n, k, alpha, coef),
+                (false, false) => rows::<false, false>(cp, bp, m, n, k, alpha, coef),
+            }
+        }
+    }
 }
 
 /// A dense row-major matrix, used by the theory (closed forms, covariances), not in hot loops.
@@ -338,7 +560,20 @@ mod tests {
     #[test]
     fn products_match_naive_small_and_large() {
         let mut r = Rng::new(1);
-        for &(m, n, k) in &[(3, 4, 5), (40, 50, 60), (1, 7, 1), (64, 1, 33)] {
+        for &(m, n, k) in &[
+            (3, 4, 5),
+            (40, 50, 60),
+            (1, 7, 1),
+            (64, 1, 33),
+            (1, 20, 10),
+            (1, 10, 20),
+            (10, 20, 1),
+            (20, 10, 1),
+            (5, 9, 17),
+            (7, 16, 8),
+            (3, 37, 9),
+            (2, 3, 0),
+        ] {
             let mut a = vec![0.0; m * k];
             let mut b = vec![0.0; k * n];
             r.fill_normal(&mut a);
@@ -352,11 +587,28 @@ mod tests {
             let at = Dense::from_slice(m, k, &a).t();
             let mut c3 = vec![0.5; m * n];
             gemm_tn(&mut c3, &at.data, &b, m, n, k, 2.0, true);
+            // The portable small kernels too (the AVX-512 ones replace them where available).
+            let mut p1 = vec![1.0; m * n];
+            portable::nn(&mut p1, &a, &b, m, n, k, false);
+            let mut p2 = vec![0.0; m * n];
+            portable::nt(&mut p2, &a, &bt.data, m, n, k, false);
+            let mut p3 = vec![0.5; m * n];
+            portable::tn(&mut p3, &at.data, &b, m, n, k, 2.0, true);
+            // Accumulating forms of nn and nt.
+            let mut c4 = vec![0.25; m * n];
+            gemm_nn(&mut c4, &a, &b, m, n, k, true);
+            let mut c5 = vec![0.25; m * n];
+            gemm_nt(&mut c5, &a, &bt.data, m, n, k, true);
             for i in 0..m * n {
                 let tol = 1e-12 * (1.0 + want[i].abs());
-                assert!((c[i] - want[i]).abs() < tol);
-                assert!((c2[i] - want[i]).abs() < tol);
-                assert!((c3[i] - (0.5 + 2.0 * want[i])).abs() < 2.0 * tol);
+                assert!((c[i] - want[i]).abs() < tol, "nn {m}×{n}×{k}");
+                assert!((c2[i] - want[i]).abs() < tol, "nt {m}×{n}×{k}");
+                assert!((c3[i] - (0.5 + 2.0 * want[i])).abs() < 2.0 * tol, "tn {m}×{n}×{k}");
+                assert!((c4[i] - (0.25 + want[i])).abs() < tol, "nn acc {m}×{n}×{k}");
+                assert!((c5[i] - (0.25 + want[i])).abs() < tol, "nt acc {m}×{n}×{k}");
+                assert!((p1[i] - want[i]).abs() < tol);
+                assert!((p2[i] - want[i]).abs() < tol);
+                assert!((p3[i] - (0.5 + 2.0 * want[i])).abs() < 2.0 * tol);
             }
         }
     }

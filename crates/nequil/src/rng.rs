@@ -82,7 +82,12 @@ impl Rng {
     /// ZIGNOR form; exact, not an approximation: rejected points fall back to the density).
     #[inline]
     pub fn normal(&mut self) -> f64 {
-        let z = zig();
+        self.normal_with(zig())
+    }
+
+    /// [`Rng::normal`] with the ziggurat tables already at hand (loops fetch them once).
+    #[inline(always)]
+    fn normal_with(&mut self, z: &Ziggurat) -> f64 {
         loop {
             let bits = self.next_u64();
             let i = (bits & 0x7F) as usize;
@@ -121,8 +126,29 @@ impl Rng {
     /// Fills `out` with independent standard normals.
     #[inline]
     pub fn fill_normal(&mut self, out: &mut [f64]) {
+        let z = zig();
         for o in out.iter_mut() {
-            *o = self.normal();
+            *o = self.normal_with(z);
+        }
+    }
+
+    /// `out[i] = add[i] + scale[i] · zᵢ` with independent standard normals `zᵢ` drawn in order (the
+    /// same draws as [`Rng::fill_normal`]). The three slices must have equal lengths.
+    #[inline]
+    pub fn fill_normal_scaled(&mut self, out: &mut [f64], scale: &[f64], add: Option<&[f64]>) {
+        debug_assert!(scale.len() == out.len() && add.is_none_or(|a| a.len() == out.len()));
+        let z = zig();
+        match add {
+            None => {
+                for (o, s) in out.iter_mut().zip(scale) {
+                    *o = s * self.normal_with(z);
+                }
+            }
+            Some(a) => {
+                for ((o, s), a) in out.iter_mut().zip(scale).zip(a) {
+                    *o = a + s * self.normal_with(z);
+                }
+            }
         }
     }
 

@@ -34,7 +34,7 @@ impl Num for f64 {
     }
     #[inline]
     fn tanh(self) -> Self {
-        f64::tanh(self)
+        crate::math::tanh(self)
     }
     #[inline]
     fn sqrt(self) -> Self {
@@ -111,7 +111,7 @@ impl Num for Dual {
     }
     #[inline]
     fn tanh(self) -> Self {
-        let t = self.v.tanh();
+        let t = crate::math::tanh(self.v);
         Dual {
             v: t,
             d: self.d * (1.0 - t * t),

@@ -279,7 +279,10 @@ impl<'a> EmpiricalHessian<'a> {
                     let wl = w[l + 1];
                     let dst = off * wl..(off + b) * wl;
                     if l + 1 < d {
-                        cz[l][dst.clone()].copy_from_slice(&lane.fwd.z[l][..b * wl]);
+                        // Identity layers leave z unwritten (a = z) and nothing reads it for them.
+                        if m.activation() != Activation::Identity {
+                            cz[l][dst.clone()].copy_from_slice(&lane.fwd.z[l][..b * wl]);
+                        }
                         ca[l][dst.clone()].copy_from_slice(&lane.fwd.a[l][..b * wl]);
                     }
                     cd[l][dst].copy_from_slice(&lane.fwd.delta[l][..b * wl]);

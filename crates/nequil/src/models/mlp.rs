@@ -28,7 +28,7 @@ impl Activation {
     pub fn apply(self, z: f64) -> f64 {
         match self {
             Activation::Identity => z,
-            Activation::Tanh => z.tanh(),
+            Activation::Tanh => crate::math::tanh(z),
             Activation::Relu => z.max(0.0),
             Activation::LeakyRelu(s) => {
                 if z > 0.0 {
@@ -165,6 +165,9 @@ impl Mlp {
         )
     }
 
+    /// Forward pass. Layers without a nonlinearity (identity hidden layers and the output layer)
+    /// write their pre-activations straight into `ws.a` and leave `ws.z` untouched (there a = z,
+    /// and nothing reads z for them); other layers fill both.
     pub(crate) fn forward(&self, theta: &[f64], x: &[f64], b: usize, ws: &mut Workspace) {
         let d = self.depth();
         for l in 0..d {
@@ -172,7 +175,8 @@ impl Mlp {
             let w = &theta[self.w_off[l]..self.w_off[l] + din * dout];
             let (prev, rest) = ws.a.split_at_mut(l);
             let input: &[f64] = if l == 0 { x } else { &prev[l - 1] };
-            let z = &mut ws.z[l];
+            let linear = l + 1 == d || self.act == Activation::Identity;
+            let z = if linear { &mut rest[0] } else { &mut ws.z[l] };
             gemm_nt(z, input, w, b, dout, din, false);
             if let Some(bo) = self.b_off[l] {
                 let bias = &theta[bo..bo + dout];
@@ -182,13 +186,13 @@ impl Mlp {
                     }
                 }
             }
-            let a = &mut rest[0];
-            if l + 1 == d || self.act == Activation::Identity {
-                a[..b * dout].copy_from_slice(&z[..b * dout]);
-            } else {
-                let act = self.act;
-                for (av, zv) in a[..b * dout].iter_mut().zip(&z[..b * dout]) {
-                    *av = act.apply(*zv);
+            if !linear {
+                let (a, z) = (&mut rest[0][..b * dout], &ws.z[l][..b * dout]);
+                // One loop per activation, so that the compiler vectorizes each (tanh included).
+                match self.act {
+                    Activation::Tanh => a.iter_mut().zip(z).for_each(|(av, zv)| *av = crate::math::tanh(*zv)),
+                    Activation::Relu => a.iter_mut().zip(z).for_each(|(av, zv)| *av = zv.max(0.0)),
+                    act => a.iter_mut().zip(z).for_each(|(av, zv)| *av = act.apply(*zv)),
                 }
             }
         }

@@ -39,7 +39,8 @@ pub enum Init {
 pub struct Workspace {
     /// The batch size the buffers were sized for (the maximum usable batch).
     pub batch: usize,
-    /// Pre-activations `z_l` of layers `1..=D`, each `batch × width_l`.
+    /// Pre-activations `z_l` of layers `1..=D`, each `batch × width_l`. MLP layers without a
+    /// nonlinearity (identity hidden layers, the output layer) do not write theirs: there `a = z`.
     pub(crate) z: Vec<Vec<f64>>,
     /// Activations `a_l` of layers `1..=D` (the last is the output), each `batch × width_l`.
     pub(crate) a: Vec<Vec<f64>>,

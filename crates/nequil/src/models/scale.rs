@@ -93,7 +93,7 @@ impl ScaleNet {
             *v *= s_in;
         }
         for (a, zv) in ws.a[0][..b * h].iter_mut().zip(&z[..b * h]) {
-            *a = zv.tanh();
+            *a = crate::math::tanh(*zv);
         }
         let (a0, a1) = ws.a.split_at_mut(1);
         let f = &mut a1[0];

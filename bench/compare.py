@@ -1,0 +1,376 @@
+#!/usr/bin/env python3
+"""nequil against its peers, in one sitting: every peer workload alternates with nequil's
+equivalent, each is repeated, and the table reports medians and ratios.
+
+    python3 bench/compare.py                 # everything (about 10 minutes; torch.func noise ~1 min/run)
+    python3 bench/compare.py --only tiny,small --repeats 7
+    python3 bench/compare.py --json out.json # also write every measurement
+
+Standard library only. Peers run in the venv of bench/README (default $HOME/.nequil-peers, or
+--python) single-threaded (OMP_NUM_THREADS=1 and friends; XLA told to use one thread); nequil runs
+one thread per run, except in the parallel workload (d), which measures exactly that.
+
+What is timed (see "Timing" in the printed notes):
+* wall: the whole process, from spawn to exit, measured here (includes interpreter start and
+  imports for the peers, process start and spec parsing for nequil);
+* internal: the program's own timer around the work (`time_s=` in its output). The peers'
+  internal timers exclude imports and set-up (and JAX's compilation), as nequil's does.
+Headline ratios divide the peer's internal time by nequil's whole-process wall time, which is
+the comparison least favourable to nequil; the like-for-like internal/internal ratio is shown too.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERS = os.path.join(ROOT, "bench", "peers")
+SHARED_PEERS = "/work/shared/bench/peers"
+SPECS = os.path.join(ROOT, "bench", "specs")
+
+ONE_THREAD = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+}
+
+
+def machine():
+    model, cores = platform.processor() or "?", os.cpu_count()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        m = re.search(r"Model name:\s*(.+)", out)
+        model = m.group(1).strip() if m else model
+        fam = re.search(r"CPU family:\s*(\d+)", out)
+        if fam:
+            model += f" (family {fam.group(1)})"
+    except OSError:
+        pass
+    return f"{model}, {cores} cores, {platform.system()} {platform.release()}"
+
+
+def run(cmd, env=None, cwd=ROOT):
+    """Runs cmd; returns (stdout, wall seconds, child CPU seconds, max RSS in KiB)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=full_env, cwd=cwd)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        text, etext = out.read().decode(), err.read().decode()
+    if p.returncode != 0:
+        sys.exit(f"command failed ({p.returncode}): {' '.join(cmd)}\n{text}\n{etext}")
+    return text, wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss
+
+
+def field(text, key):
+    m = re.search(rf"\b{key}=(\S+)", text)
+    if not m:
+        sys.exit(f"no {key}= in output:\n{text}")
+    return float(m.group(1))
+
+
+class Series:
+    """Repeated measurements of one command."""
+
+    def __init__(self, name, cmd, env=None):
+        self.name, self.cmd, self.env = name, cmd, env
+        self.wall, self.internal, self.cpu, self.rss, self.outputs = [], [], [], [], []
+
+    def once(self):
+        text, wall, cpu, rss = run(self.cmd, self.env)
+        self.wall.append(wall)
+        self.internal.append(field(text, "time_s"))
+        self.cpu.append(cpu)
+        self.rss.append(rss)
+        self.outputs.append(text.strip())
+
+    def med(self, what):
+        return statistics.median(getattr(self, what))
+
+    def record(self):
+        return {
+            "name": self.name,
+            "cmd": self.cmd,
+            "wall_s": self.wall,
+            "internal_s": self.internal,
+            "cpu_s": self.cpu,
+            "max_rss_kib": self.rss,
+            "last_output": self.outputs[-1] if self.outputs else "",
+        }
+
+
+def alternate(series, repeats, verbose):
+    """One round = each series once, in order; `repeats` rounds (so peers and nequil see the same
+    load over the sitting)."""
+    for r in range(repeats):
+        for s in series:
+            s.once()
+            if verbose:
+                print(f"  [{r + 1}/{repeats}] {s.name}: wall {s.wall[-1]:.4f} s, internal {s.internal[-1]:.6f} s",
+                      file=sys.stderr)
+
+
+def fmt_s(v):
+    return f"{v * 1e3:.2f} ms" if v < 1 else f"{v:.3f} s"
+
+
+def table(rows, header):
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows])
+
+
+def linear2(args, name, dims, steps_lr, spec, results, notes):
+    d, h, s = dims
+    eta, steps = steps_lr
+    py = [args.python]
+    peer_args = [str(d), str(h), str(s), str(eta), str(steps), "0.25", "0"]
+    nq = [args.nequil, "bench", "train", os.path.join(SPECS, spec)]
+    series = [
+        Series("PyTorch eager", py + [os.path.join(PEERS, "linear2_torch.py")] + peer_args, ONE_THREAD),
+        Series("nequil", nq),
+        Series("JAX jit", py + [os.path.join(PEERS, "linear2_jax.py")] + peer_args, ONE_THREAD),
+        Series("nequil (again)", nq),
+    ]
+    if args.with_run:
+        out_dir = tempfile.mkdtemp(prefix="nequil-bench-")
+        series.append(Series("nequil run (writes run dir)", [args.nequil, "run", os.path.join(SPECS, spec), "--out",
+                                                              out_dir, "--quiet"]))
+    print(f"\n## ({name}) linear2 D={d} H={h} S={s}, {steps} steps", file=sys.stderr)
+    alternate(series, args.repeats, args.verbose)
+    torch_s, nq1, jax_s, nq2 = series[:4]
+    nq1.wall += nq2.wall
+    nq1.internal += nq2.internal
+    nq1.cpu += nq2.cpu
+    nq_wall, nq_int = nq1.med("wall"), nq1.med("internal")
+    rows = []
+    for peer in (torch_s, jax_s):
+        p_int = peer.med("internal")
+        rows.append([peer.name, fmt_s(peer.med("wall")), fmt_s(p_int), f"{1e6 * p_int / steps:.2f}",
+                     f"{p_int / nq_wall:.1f}×", f"{p_int / nq_int:.1f}×"])
+    rows.append(["nequil", fmt_s(nq_wall), fmt_s(nq_int), f"{1e6 * nq_int / steps:.3f}", "1", "1"])
+    if args.with_run:
+        rs = series[4]
+        rows.append(["nequil run (run dir, fsync)", fmt_s(rs.med("wall")), "—", "—", "—", "—"])
+    out = {"torch_internal_s": torch_s.med("internal"), "jax_internal_s": jax_s.med("internal"),
+           "nequil_wall_s": nq_wall, "nequil_internal_s": nq_int,
+           "ratio_torch": torch_s.med("internal") / nq_wall, "ratio_jax": jax_s.med("internal") / nq_wall,
+           "ratio_torch_internal": torch_s.med("internal") / nq_int,
+           "ratio_jax_internal": jax_s.med("internal") / nq_int,
+           "series": [x.record() for x in series]}
+    results[name] = out
+    header = ["program", "wall (median)", "internal (median)", "µs/step (internal)",
+              "nequil faster, peer internal / nequil wall", "… internal / internal"]
+    return header, rows, out
+
+
+GEMM_SHAPES = [  # the five products of one linear2-small step (m, n, k, form as the engine calls them)
+    (100, 200, 100, "nt"),  # z1 = x Wᵀ
+    (100, 100, 200, "nt"),  # f = z1 Uᵀ
+    (100, 200, 100, "tn"),  # ∇U = δ2ᵀ z1
+    (100, 200, 100, "nn"),  # δ1 = δ2 U
+    (200, 100, 100, "tn"),  # ∇W = δ1ᵀ x
+]
+
+
+def gemm_rate(args):
+    """faer's single-thread rate over the five shapes of the small step: total FLOPs / total time
+    (each shape: best of 7 blocks of ~50 ms)."""
+    flops, secs = 0.0, 0.0
+    for m, n, k, form in GEMM_SHAPES:
+        text, *_ = run([args.nequil, "bench", "gemm", str(m), str(n), str(k), "--form", form])
+        flops += 2.0 * m * n * k
+        secs += field(text, "time_s")
+    return flops / secs / 1e9
+
+
+NUMPY_GEMM = """
+import time, numpy as np
+a, b = np.random.randn(100, 100), np.random.randn(100, 200)
+c = np.empty((100, 200)); best = 1e9
+for _ in range(7):
+    t = time.perf_counter()
+    for _ in range(500): np.matmul(a, b, out=c)
+    best = min(best, (time.perf_counter() - t) / 500)
+print(f"time_s={best:.9f} gflops={2 * 100 * 200 * 100 / best * 1e-9:.3f}")
+"""
+
+
+def small_extra(args, res):
+    """GEMM rates, measured between rounds of the small workload's repeats."""
+    rates, np_rates = [], []
+    for _ in range(args.repeats):
+        rates.append(gemm_rate(args))
+        text, *_ = run([args.python, "-c", NUMPY_GEMM], ONE_THREAD)
+        np_rates.append(field(text, "gflops"))
+    rate, np_rate = statistics.median(rates), statistics.median(np_rates)
+    steps, (d, h, s) = 2000, (100, 200, 100)
+    flops_brief = 3 * 2 * s * (d * h + h * d)  # forward 2·S·(DH + HD), backward ≈ 2× forward
+    flops_exact = 5 * 2 * s * d * h  # five products of 2·S·D·H (no input gradient is needed)
+    per_step = res["nequil_internal_s"] / steps
+    res.update({"gemm_gflops_faer": rate, "gemm_gflops_faer_all": rates, "gemm_gflops_numpy": np_rate,
+                "step_gflops_brief": flops_brief / per_step / 1e9, "step_gflops_exact": flops_exact / per_step / 1e9})
+    res["fraction_brief"] = res["step_gflops_brief"] / rate
+    res["fraction_exact"] = res["step_gflops_exact"] / rate
+    return [
+        ["single-thread f64 GEMM rate, faer at the step's five shapes (best of 7 blocks, median of runs)",
+         f"{rate:.1f} GFLOP/s"],
+        ["same, NumPy/OpenBLAS 1 thread at 100×100·100×200", f"{np_rate:.1f} GFLOP/s"],
+        ["nequil step, useful FLOPs 6·S·D·H = 24 MFLOP (forward 2·S·(DH+HD), backward 2×)",
+         f"{res['step_gflops_brief']:.1f} GFLOP/s = {100 * res['fraction_brief']:.0f}% of faer's rate"],
+        ["nequil step, the 5 products it needs = 20 MFLOP",
+         f"{res['step_gflops_exact']:.1f} GFLOP/s = {100 * res['fraction_exact']:.0f}% of faer's rate"],
+    ]
+
+
+def noise(args, results):
+    torch_script = os.path.join(PEERS, "noise_torch.py")
+    if not os.path.exists(torch_script):
+        torch_script = os.path.join(SHARED_PEERS, "noise_torch.py")
+    series = [
+        Series("PyTorch torch.func (vmap(grad), chunk 1000)",
+               [args.python, torch_script, "784", "256", "10000", "1000", "0"], ONE_THREAD),
+        Series("nequil bench noise", [args.nequil, "bench", "noise", "--widths", "784,256,256,10", "--n", "10000",
+                                      "--chunk", "1000", "--seed", "0"]),
+    ]
+    print("\n## (c) noise: ReLU MLP 784-256-256-10, N = 10000", file=sys.stderr)
+    alternate(series, args.noise_repeats, args.verbose)
+    t, nq = series
+    data_bytes = field(nq.outputs[-1], "data_plus_params_bytes")
+    res = {"torch_internal_s": t.med("internal"), "nequil_internal_s": nq.med("internal"),
+           "nequil_wall_s": nq.med("wall"), "ratio": t.med("internal") / nq.med("wall"),
+           "ratio_internal": t.med("internal") / nq.med("internal"),
+           "nequil_max_rss_bytes": 1024 * max(nq.rss), "torch_max_rss_bytes": 1024 * max(t.rss),
+           "data_plus_params_bytes": data_bytes, "series": [x.record() for x in series]}
+    res["memory_ratio"] = res["nequil_max_rss_bytes"] / data_bytes
+    results["noise"] = res
+    grab = lambda s, k: s.outputs[-1] and re.search(rf"{k}=(\S+)", s.outputs[-1]).group(1)
+    rows = [
+        [t.name, fmt_s(t.med("wall")), fmt_s(t.med("internal")), f"{res['torch_max_rss_bytes'] / 2**20:.0f} MiB",
+         grab(t, "imbalance_sum"), f"{res['ratio']:.0f}× ({res['ratio_internal']:.0f}× internal)"],
+        [nq.name, fmt_s(nq.med("wall")), fmt_s(nq.med("internal")),
+         f"{res['nequil_max_rss_bytes'] / 2**20:.0f} MiB = {res['memory_ratio']:.2f}× data+params "
+         f"({data_bytes / 2**20:.1f} MiB)", grab(nq, "imbalance_sum"), "1"],
+    ]
+    header = ["program", "wall (median)", "internal (median)", "peak RSS", "imbalance_sum (checksum)",
+              "nequil faster, peer internal / nequil wall"]
+    return header, rows
+
+
+def parallel(args, results):
+    spec = os.path.join(SPECS, "linear2-tiny.toml")
+    steps = str(args.parallel_steps)
+    series = [
+        Series("8 runs, --jobs 1 (one after another)",
+               [args.nequil, "bench", "parallel", spec, "--runs", "8", "--jobs", "1", "--steps", steps]),
+        Series("8 runs, --jobs 2 (two threads)",
+               [args.nequil, "bench", "parallel", spec, "--runs", "8", "--jobs", "2", "--steps", steps]),
+    ]
+    sweep_out = tempfile.mkdtemp(prefix="nequil-sweep-")
+    sweep_spec = os.path.join(sweep_out, "sweep.toml")
+    with open(spec) as f:
+        text = re.sub(r"(?m)^steps = \d+", f"steps = {steps}", f.read())
+    with open(sweep_spec, "w") as f:
+        f.write(text + "\n[sweep]\nseed = [0, 1, 2, 3, 4, 5, 6, 7]\n")
+    sweeps = []
+    for jobs in (1, 2):
+        sweeps.append(Series(f"nequil sweep, 8 runs, --jobs {jobs} (run dirs)",
+                             [sys.executable, "-c", SWEEP_WRAPPER, args.nequil, sweep_spec, sweep_out, str(jobs)]))
+    print(f"\n## (d) 8 tiny runs ({steps} steps each) on 2 cores", file=sys.stderr)
+    alternate(series + sweeps, args.repeats, args.verbose)
+    shutil.rmtree(sweep_out, ignore_errors=True)
+    seq, par = series
+    res = {"sequential_wall_s": seq.med("wall"), "parallel_wall_s": par.med("wall"),
+           "speedup": seq.med("wall") / par.med("wall"),
+           "parallel_cpu_utilization": statistics.median(c / w for c, w in zip(par.cpu, par.wall)),
+           "sweep_speedup": sweeps[0].med("wall") / sweeps[1].med("wall"),
+           "series": [x.record() for x in series + sweeps]}
+    results["parallel"] = res
+    rows = []
+    for s in series + sweeps:
+        util = statistics.median(c / w for c, w in zip(s.cpu, s.wall))
+        rows.append([s.name, fmt_s(s.med("wall")), fmt_s(s.med("internal")), f"{util:.2f} cores"])
+    rows.append(["speedup, bench parallel (whole process)", f"{res['speedup']:.2f}×", "", ""])
+    rows.append(["speedup, nequil sweep (whole process)", f"{res['sweep_speedup']:.2f}×", "", ""])
+    return ["command", "wall (median)", "internal (median)", "CPU time / wall"], rows
+
+
+# Times one `nequil sweep` into a fresh directory (the wrapper's own time_s is the sweep's wall time).
+SWEEP_WRAPPER = """
+import os, shutil, subprocess, sys, time
+nequil, spec, out, jobs = sys.argv[1:5]
+d = os.path.join(out, 'jobs' + jobs)
+shutil.rmtree(d, ignore_errors=True)
+t = time.perf_counter()
+subprocess.run([nequil, 'sweep', spec, '--out', d, '--jobs', jobs, '--quiet'], check=True)
+print(f'time_s={time.perf_counter() - t:.6f}')
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=5, help="rounds per workload (default 5)")
+    ap.add_argument("--noise-repeats", type=int, default=3, help="rounds of the noise workload (torch ~1 min each)")
+    ap.add_argument("--only", default="tiny,small,noise,parallel", help="comma-separated workloads")
+    ap.add_argument("--python", default=os.path.expanduser("~/.nequil-peers/bin/python"), help="peers' Python")
+    ap.add_argument("--nequil", default=os.path.join(ROOT, "target", "release", "nequil"))
+    ap.add_argument("--no-build", action="store_true", help="do not run `cargo build --release` first")
+    ap.add_argument("--with-run", action="store_true",
+                    help="also time `nequil run` (writes a run directory, with fsync) in (a) and (b)")
+    ap.add_argument("--parallel-steps", type=int, default=200_000, help="steps of each run in (d)")
+    ap.add_argument("--json", help="write every measurement to this file")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    load = os.getloadavg()
+    results = {"machine": machine(), "load_average_at_start": load, "repeats": args.repeats}
+    cmd = " ".join(["python3", "bench/compare.py"] + sys.argv[1:])
+    print(f"# nequil vs peers\n\nMachine: {results['machine']}; load average at start "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}.\nCommand: `{cmd}`; {args.repeats} rounds "
+          f"(noise: {args.noise_repeats}), medians.\n")
+    if "tiny" in only:
+        header, rows, _ = linear2(args, "a", (10, 20, 1), (0.01, 20000), "linear2-tiny.toml", results, None)
+        print("### (a) linear2 tiny: D=10 H=20 S=1, 20 000 steps\n")
+        print(table(rows, header) + "\n")
+    if "small" in only:
+        header, rows, res = linear2(args, "b", (100, 200, 100), (0.001, 2000), "linear2-small.toml", results, None)
+        extra = small_extra(args, res)
+        print("### (b) linear2 small: D=100 H=200 S=100, 2 000 steps\n")
+        print(table(rows, header) + "\n")
+        print(table(extra, ["GEMM rate", "value"]) + "\n")
+    if "noise" in only:
+        header, rows = noise(args, results)
+        print("### (c) per-sample gradient noise: ReLU MLP 784-256-256-10 with biases, N = 10 000\n")
+        print(table(rows, header) + "\n")
+    if "parallel" in only:
+        header, rows = parallel(args, results)
+        print(f"### (d) 8 independent tiny runs (D=10 H=20 S=1, {args.parallel_steps} steps each) on 2 cores\n")
+        print(table(rows, header) + "\n")
+    end = os.getloadavg()
+    results["load_average_at_end"] = end
+    print(f"Load average at end {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}. Timing: wall = whole process measured by "
+          "this script; internal = the program's own timer (peers: the training loop / the vmap loop, "
+          "excluding imports, set-up and JAX compilation; nequil: the training loop / grad_stats + imbalance, "
+          "excluding process start and spec parsing).")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

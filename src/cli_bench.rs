@@ -1,0 +1,302 @@
+//! `nequil bench …` (hidden): the nequil side of the peer comparison in `bench/compare.py`.
+//!
+//! * `bench train SPEC` times the training loop of a spec (what `nequil run` does, without the
+//!   run directory), like the peers' internal timers that exclude imports and set-up.
+//! * `bench gemm M N K` measures this machine's single-thread f64 matrix-product rate (faer, the
+//!   engine's own GEMM) at one shape.
+//! * `bench parallel SPEC --runs R --jobs J` trains R copies of a spec (seeds 0..R) on J threads,
+//!   without writing run directories.
+//! * `bench noise` computes the per-parameter gradient variance of a ReLU MLP over N samples and
+//!   the per-neuron rescaling imbalance of its first hidden layer (the work of
+//!   `bench/peers/noise_torch.py`).
+//!
+//! Every command prints one line `key=value …` with `time_s=` (the format of the peer scripts).
+
+use clap::{Args, Subcommand};
+use nequil::linalg::{gemm_nn, gemm_nt, gemm_tn};
+use nequil::models::{Activation, Mlp, Model};
+use nequil::rng::Rng;
+use nequil::spec::Spec;
+use nequil::stats::grad_stats;
+use nequil::train::train;
+use nequil::{invalid, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Arguments of `nequil bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchCmd,
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Time the training loop of a spec (no run directory is written).
+    Train {
+        /// The run specification.
+        spec: PathBuf,
+    },
+    /// Single-thread f64 GEMM rate at one shape: C (m×n) = A (m×k)·B, best of `reps` timed blocks.
+    Gemm {
+        m: usize,
+        n: usize,
+        k: usize,
+        /// Product form: nn (A·B), nt (A·Bᵀ) or tn (Aᵀ·B), all row-major as the engine calls them.
+        #[arg(long, default_value = "nn")]
+        form: String,
+        /// Timed blocks (the best is reported).
+        #[arg(long, default_value_t = 7)]
+        reps: usize,
+    },
+    /// Train `runs` copies of a spec (seeds 0, 1, …) on `jobs` threads (no run directories).
+    Parallel {
+        /// The run specification.
+        spec: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        runs: usize,
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Override train.steps.
+        #[arg(long)]
+        steps: Option<u64>,
+    },
+    /// Per-parameter gradient variance of a ReLU MLP with biases over N random samples and the
+    /// per-neuron imbalance of its first hidden layer.
+    Noise {
+        /// Widths d_in,h_1,…,d_out.
+        #[arg(long, value_delimiter = ',', default_value = "784,256,256,10")]
+        widths: Vec<usize>,
+        /// Number of samples N.
+        #[arg(long, default_value_t = 10_000)]
+        n: usize,
+        /// Samples per chunk (rows of the GEMMs).
+        #[arg(long, default_value_t = 1000)]
+        chunk: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+pub fn bench(a: BenchArgs) -> Result<ExitCode> {
+    match a.what {
+        BenchCmd::Train { spec } => bench_train(&spec),
+        BenchCmd::Gemm { m, n, k, form, reps } => bench_gemm(m, n, k, &form, reps),
+        BenchCmd::Parallel {
+            spec,
+            runs,
+            jobs,
+            steps,
+        } => bench_parallel(&spec, runs, jobs, steps),
+        BenchCmd::Noise { widths, n, chunk, seed } => bench_noise(&widths, n, chunk, seed),
+    }
+}
+
+/// CPU time of the calling thread in seconds (Linux; elsewhere `NaN`). Robust to a loaded
+/// machine, where wall-clock time also counts the time the thread waited for a core.
+fn thread_cpu_s() -> f64 {
+    #[cfg(target_os = "linux")]
+    {
+        #[repr(C)]
+        struct Timespec {
+            tv_sec: i64,
+            tv_nsec: i64,
+        }
+        extern "C" {
+            fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+        }
+        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+        let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec through a valid pointer.
+        if unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
+            return ts.tv_sec as f64 + 1e-9 * ts.tv_nsec as f64;
+        }
+    }
+    f64::NAN
+}
+
+fn bench_train(path: &std::path::Path) -> Result<ExitCode> {
+    let spec = Spec::from_file(path)?;
+    let base = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let built = spec.build(&base)?;
+    let mut source = built.source;
+    let (t0, c0) = (Instant::now(), thread_cpu_s());
+    let out = train(
+        &built.model,
+        &mut source,
+        built.theta0,
+        &built.config,
+        &mut [],
+        &mut |_| {},
+    )?;
+    let (el, cpu) = (t0.elapsed().as_secs_f64(), thread_cpu_s() - c0);
+    if let Some(e) = out.error {
+        return Err(e);
+    }
+    let norms: Vec<String> = built
+        .model
+        .layout()
+        .blocks()
+        .iter()
+        .map(|b| {
+            format!(
+                "norm2_{}={:.6e}",
+                b.name,
+                out.theta[b.range()].iter().map(|v| v * v).sum::<f64>()
+            )
+        })
+        .collect();
+    println!(
+        "nequil widths={:?} S={} steps={} time_s={el:.6} cpu_s={cpu:.6} us_per_step={:.4} final_loss={:.6e} {}",
+        built.model.widths(),
+        spec.train.batch_size,
+        out.steps_done,
+        1e6 * el / out.steps_done.max(1) as f64,
+        out.log.last("loss").unwrap_or(f64::NAN),
+        norms.join(" ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_parallel(path: &std::path::Path, runs: usize, jobs: usize, steps: Option<u64>) -> Result<ExitCode> {
+    if runs == 0 || jobs == 0 {
+        return Err(invalid!("bench parallel: --runs and --jobs must be ≥ 1"));
+    }
+    let spec = Spec::from_file(path)?;
+    let base = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let specs: Vec<Spec> = (0..runs as u64)
+        .map(|seed| {
+            let mut s = spec.clone();
+            s.seed = seed;
+            if let Some(n) = steps {
+                s.train.steps = n;
+            }
+            s
+        })
+        .collect();
+    let t0 = Instant::now();
+    let losses = nequil::experiments::par_map(jobs, &specs, |s| -> Result<f64> {
+        let built = s.build(&base)?;
+        let mut source = built.source;
+        let out = train(
+            &built.model,
+            &mut source,
+            built.theta0,
+            &built.config,
+            &mut [],
+            &mut |_| {},
+        )?;
+        match out.error {
+            Some(e) => Err(e),
+            None => Ok(out.log.last("loss").unwrap_or(f64::NAN)),
+        }
+    });
+    let el = t0.elapsed().as_secs_f64();
+    let losses = losses.into_iter().collect::<Result<Vec<f64>>>()?;
+    println!(
+        "nequil-parallel runs={runs} jobs={jobs} steps={} time_s={el:.6} mean_final_loss={:.6e}",
+        specs[0].train.steps,
+        losses.iter().sum::<f64>() / runs as f64
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_gemm(m: usize, n: usize, k: usize, form: &str, reps: usize) -> Result<ExitCode> {
+    if m == 0 || n == 0 || k == 0 || reps == 0 {
+        return Err(invalid!("bench gemm: sizes and reps must be ≥ 1"));
+    }
+    let mut r = Rng::new(1);
+    let mut a = vec![0.0; m * k];
+    let mut b = vec![0.0; k * n];
+    let mut c = vec![0.0; m * n];
+    r.fill_normal(&mut a);
+    r.fill_normal(&mut b);
+    let prod = |c: &mut [f64]| match form {
+        "nn" => gemm_nn(c, &a, &b, m, n, k, false),
+        "nt" => gemm_nt(c, &a, &b, m, n, k, false),
+        _ => gemm_tn(c, &a, &b, m, n, k, 1.0, false),
+    };
+    if !matches!(form, "nn" | "nt" | "tn") {
+        return Err(invalid!("bench gemm --form: expected nn, nt or tn, got {form}"));
+    }
+    let flops = 2.0 * (m * n * k) as f64;
+    // About 50 ms per block.
+    let t0 = Instant::now();
+    prod(&mut c);
+    let once = t0.elapsed().as_secs_f64().max(1e-7);
+    let iters = ((0.05 / once) as usize).clamp(1, 1_000_000);
+    let (mut best, mut best_cpu) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..reps {
+        let (t0, c0) = (Instant::now(), thread_cpu_s());
+        for _ in 0..iters {
+            prod(&mut c);
+        }
+        best = best.min(t0.elapsed().as_secs_f64() / iters as f64);
+        best_cpu = best_cpu.min((thread_cpu_s() - c0) / iters as f64);
+    }
+    println!(
+        "faer-gemm form={form} m={m} n={n} k={k} time_s={best:.9} cpu_s={best_cpu:.9} gflops={:.3} gflops_cpu={:.3} \
+         checksum={:.6e}",
+        flops / best * 1e-9,
+        flops / best_cpu * 1e-9,
+        c.iter().sum::<f64>()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_noise(widths: &[usize], n: usize, chunk: usize, seed: u64) -> Result<ExitCode> {
+    if widths.len() < 3 || n == 0 || chunk == 0 {
+        return Err(invalid!(
+            "bench noise: need at least one hidden layer, n ≥ 1 and chunk ≥ 1"
+        ));
+    }
+    let model = Model::Mlp(Mlp::new(widths, Activation::Relu, true)?);
+    let Model::Mlp(m) = &model else { unreachable!() };
+    // PyTorch's default nn.Linear initialization (weights and biases U(±1/√fan_in)), so that the
+    // statistics match noise_torch.py's in distribution; data x, y ~ N(0, 1) as there.
+    let mut rng = Rng::new(seed);
+    let mut theta = vec![0.0; model.n_params()];
+    for l in 0..m.depth() {
+        let (din, dout) = (widths[l], widths[l + 1]);
+        let bound = 1.0 / (din as f64).sqrt();
+        let wo = m.weight_offset(l);
+        let bo = m.bias_offset(l).expect("biases");
+        for i in (wo..wo + din * dout).chain(bo..bo + dout) {
+            theta[i] = bound * (2.0 * rng.uniform() - 1.0);
+        }
+    }
+    let (dx, dy) = (model.d_in(), model.d_out());
+    let t_all = Instant::now();
+    let mut x = vec![0.0; n * dx];
+    let mut y = vec![0.0; n * dy];
+    rng.fill_normal(&mut x);
+    rng.fill_normal(&mut y);
+    let data_s = t_all.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    let mut ws = model.workspace(chunk.min(n));
+    let st = grad_stats(&model, &theta, &x, &y, n, &mut ws);
+    let var = st.variance();
+    // Neuron k of the first hidden layer: incoming weights (row k of W_0) and bias b_0[k], minus
+    // outgoing weights (column k of W_1).
+    let (h, d0) = (widths[1], widths[0]);
+    let (w0, b0, w1) = (m.weight_offset(0), m.bias_offset(0).unwrap(), m.weight_offset(1));
+    let h2 = widths[2];
+    let imb: Vec<f64> = (0..h)
+        .map(|k| {
+            let inc: f64 = var[w0 + k * d0..w0 + (k + 1) * d0].iter().sum::<f64>() + var[b0 + k];
+            let out: f64 = (0..h2).map(|j| var[w1 + j * h + k]).sum();
+            inc - out
+        })
+        .collect();
+    let el = t0.elapsed().as_secs_f64();
+    println!(
+        "nequil-noise D={d0} H={h} N={n} time_s={el:.4} data_s={data_s:.4} imbalance_sum={:.6e} imbalance_0={:.6e} \
+         loss={:.6e} data_plus_params_bytes={}",
+        imb.iter().sum::<f64>(),
+        imb[0],
+        st.loss,
+        8 * (x.len() + y.len() + theta.len()),
+    );
+    Ok(ExitCode::SUCCESS)
+}
