@@ -83,7 +83,7 @@ pub fn catalog() -> Vec<Experiment> {
         Experiment {
             name: "fig8-convergence",
             title: "Fig. 8: convergence to the noise equilibrium is robust, at a rate ∝ η/S",
-            claim: "The distance to the noise equilibrium decays exponentially for every η, S and dimension, at the rate the linearized Noether flow predicts (∝ η/S).",
+            claim: "The distance to the noise equilibrium decays exponentially for every η, S and dimension; the charge moves exactly as the Noether flow η²(∇LᵀA∇L + Tr[AΣ]/S) says, at a rate ∝ η/S.",
             run: fig8::run,
         },
         Experiment {
