@@ -15,7 +15,7 @@
 //! Data are processed in chunks of the workspace's batch size, so memory stays at one chunk.
 
 use crate::linalg::{gemm_nt, gemm_tn, Dense};
-use crate::models::{Model, Workspace};
+use crate::models::{for_chunks, Model, Workspace};
 
 /// Mean loss, mean gradient and per-parameter second moment of the per-sample gradients.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,16 +56,6 @@ pub fn sample_grad(model: &Model, theta: &[f64], x: &[f64], y: &[f64], g: &mut [
     model.loss_grad(theta, x, y, 1, g, ws)
 }
 
-fn for_chunks(model: &Model, n: usize, batch: usize, mut f: impl FnMut(usize, usize)) {
-    let _ = model;
-    let mut i = 0;
-    while i < n {
-        let b = batch.min(n - i);
-        f(i, b);
-        i += b;
-    }
-}
-
 /// Mean loss, mean gradient and per-parameter second moment over `n` samples (`x`: `n × d_in`,
 /// `y`: `n × d_out`), in chunks of `ws.batch`.
 pub fn grad_stats(model: &Model, theta: &[f64], x: &[f64], y: &[f64], n: usize, ws: &mut Workspace) -> GradStats {
@@ -78,7 +68,7 @@ pub fn grad_stats(model: &Model, theta: &[f64], x: &[f64], y: &[f64], n: usize, 
     match model {
         Model::Mlp(m) => {
             let w = m.widths().to_vec();
-            for_chunks(model, n, ws.batch, |i0, b| {
+            for_chunks(n, ws.batch, |i0, b| {
                 let xb = &x[i0 * dx..(i0 + b) * dx];
                 loss += b as f64 * model.loss_grad(theta, xb, &y[i0 * dy..(i0 + b) * dy], b, &mut g, ws);
                 for (mv, gv) in mean.iter_mut().zip(&g) {
@@ -155,7 +145,7 @@ pub fn quad_forms(
     match model {
         Model::Mlp(m) => {
             let w = m.widths().to_vec();
-            for_chunks(model, n, ws.batch, |i0, b| {
+            for_chunks(n, ws.batch, |i0, b| {
                 let xb = &x[i0 * dx..(i0 + b) * dx];
                 model.loss_grad(theta, xb, &y[i0 * dy..(i0 + b) * dy], b, &mut g, ws);
                 let q = &mut out[i0..i0 + b];

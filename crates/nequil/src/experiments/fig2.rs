@@ -115,7 +115,7 @@ fn one(r: &Run, steps: u64, ctx: &Ctx) -> Result<Res> {
         0.0,
     );
     let weight = if r.gd { D as u64 } else { 1 };
-    let theta = simulate(
+    simulate(
         &model,
         &mut source,
         batching,
@@ -160,7 +160,6 @@ fn one(r: &Run, steps: u64, ctx: &Ctx) -> Result<Res> {
     if let Some(e) = err {
         return Err(e);
     }
-    let _ = theta;
     res.avg_residual = sum_delta.frob2().sqrt() / sum_a;
     // The prediction depends only on the product: factor the time-averaged product as U = [V̄ 0],
     // W = [I; 0] and compare the F-invariant matrices WᵀW and UUᵀ.

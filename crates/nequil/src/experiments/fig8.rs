@@ -166,14 +166,13 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
     let mut checks = vec![];
     let mut norm_rates = vec![];
     let mut rows = vec![];
-    let (mut t_series, mut d_series) = (vec![], vec![]);
+    let mut t_series = vec![];
     for (j, &(d, eta, s)) in settings.iter().enumerate() {
         let rs: Vec<&Res> = (0..seeds as usize).map(|i| &res[j * seeds as usize + i]).collect();
         let ratios: Vec<f64> = rs.iter().map(|r| r.rate / r.predicted).collect();
         let (m, se) = mean_se(&ratios);
         norm_rates.push((m, se));
         rows.push(vec![d as f64, eta, s as f64, rs[0].predicted, m, se]);
-        let _ = (m, se);
         let laws: Vec<f64> = rs.iter().map(|r| r.law_residual).collect();
         let (lm, lse) = mean_se(&laws);
         checks.push(Check::close(
@@ -195,7 +194,6 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             tau.iter().step_by(stride).cloned().collect(),
             r0.dist.iter().step_by(stride).map(|v| v.abs()).collect(),
         ));
-        d_series.push((d, eta, s, label, role));
     }
     // The collapse: normalized rates agree across η and S at fixed d.
     let d10: Vec<f64> = settings
@@ -205,17 +203,14 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         .map(|(_, r)| r.0)
         .collect();
     let spread = d10.iter().cloned().fold(f64::MIN, f64::max) / d10.iter().cloned().fold(f64::MAX, f64::min);
-    let _ = d_series;
     checks.push(Check::at_most(
         "the rate scales as η/S: at d = 10, largest over smallest of rate/(predicted ∝ η/S) across (η, S)",
         1.25,
         spread,
         "η/S varies 4× across these runs; a rate not ∝ η/S would spread the normalized values by that factor",
     ));
-    let kmax = res.iter().map(|r| r.predicted).fold(0.0, f64::max);
     let theory: Vec<f64> = (0..=100).map(|i| i as f64 * 8.0 / 100.0).collect();
     let k_norm = res[0].predicted / (settings[0].1 / settings[0].2 as f64);
-    let _ = kmax;
     t_series.insert(
         0,
         Series::new(

@@ -194,12 +194,20 @@ impl Model {
     pub fn loss_chunked(&self, theta: &[f64], x: &[f64], y: &[f64], n: usize, ws: &mut Workspace) -> f64 {
         let (dx, dy) = (self.d_in(), self.d_out());
         let mut total = 0.0;
-        let mut i = 0;
-        while i < n {
-            let b = ws.batch.min(n - i);
+        for_chunks(n, ws.batch, |i, b| {
             total += b as f64 * self.loss(theta, &x[i * dx..(i + b) * dx], &y[i * dy..(i + b) * dy], b, ws);
-            i += b;
-        }
+        });
         total / n as f64
+    }
+}
+
+/// Calls `f(start, len)` for consecutive chunks of at most `batch` of `n` samples.
+pub(crate) fn for_chunks(n: usize, batch: usize, mut f: impl FnMut(usize, usize)) {
+    let batch = batch.max(1);
+    let mut i = 0;
+    while i < n {
+        let b = batch.min(n - i);
+        f(i, b);
+        i += b;
     }
 }
