@@ -13,11 +13,11 @@
 //! Every command prints one line `key=value …` with `time_s=` (the format of the peer scripts).
 
 use clap::{Args, Subcommand};
-use nequil::linalg::{gemm_nn, gemm_nt, gemm_tn};
-use nequil::models::{Activation, Mlp, Model};
-use nequil::rng::Rng;
-use nequil::spec::Spec;
-use nequil::stats::grad_stats;
+use nequil::core::linalg::{gemm_nn, gemm_nt, gemm_tn};
+use nequil::core::models::{Activation, Mlp, Model};
+use nequil::core::rng::Rng;
+use nequil::core::stats::grad_stats;
+use nequil::lab::spec::Spec;
 use nequil::train::train;
 use nequil::{invalid, Result};
 use std::path::PathBuf;
@@ -176,7 +176,7 @@ fn bench_parallel(path: &std::path::Path, runs: usize, jobs: usize, steps: Optio
         })
         .collect();
     let t0 = Instant::now();
-    let losses = nequil::experiments::par_map(jobs, &specs, |s| -> Result<f64> {
+    let losses = nequil::lab::experiments::par_map(jobs, &specs, |s| -> Result<f64> {
         let built = s.build(&base)?;
         let mut source = built.source;
         let out = train(

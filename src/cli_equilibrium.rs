@@ -6,11 +6,11 @@
 //! exits with status 2, names the file, tensor or key, and writes nothing.
 
 use clap::Args;
-use nequil::equilibrium::{rebalance_with, FlowParams, RebalanceReport, SolveStatus};
-use nequil::io::{has_non_finite, read_npy, read_npz, write_safetensors, NdArray};
-use nequil::models::Model;
-use nequil::runner::{json_num, load_weights, named_tensors};
-use nequil::spec::{dataset_from_arrays, load_model};
+use nequil::core::equilibrium::{rebalance_with, FlowParams, RebalanceReport, SolveStatus};
+use nequil::core::models::Model;
+use nequil::lab::io::{has_non_finite, read_npy, read_npz, write_safetensors, NdArray};
+use nequil::lab::runner::{json_num, load_weights, named_tensors};
+use nequil::lab::spec::{dataset_from_arrays, load_model};
 use nequil::{invalid, Result};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -215,7 +215,7 @@ fn text_report(r: &RebalanceReport, out: Option<&Path>) -> String {
         r.eta,
         r.batch,
         r.gamma,
-        if r.time == nequil::equilibrium::Time::Discrete {
+        if r.time == nequil::core::equilibrium::Time::Discrete {
             "discrete"
         } else {
             "continuous"

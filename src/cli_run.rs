@@ -2,8 +2,8 @@
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use nequil::runner::{run_spec, write_run_dir};
-use nequil::spec::Spec;
+use nequil::lab::runner::{run_spec, write_run_dir};
+use nequil::lab::spec::Spec;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;

@@ -3,8 +3,8 @@
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nequil::io::write_atomic;
-use nequil::sweep::{describe, merge as merge_dirs, run_sweep, Shard, Sweep, SweepEvent, SweepOptions};
+use nequil::lab::io::write_atomic;
+use nequil::lab::sweep::{describe, merge as merge_dirs, run_sweep, Shard, Sweep, SweepEvent, SweepOptions};
 use nequil::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -26,7 +26,7 @@ use std::io::BufWriter;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use nequil::experiments::{Figure, Panel, PanelKind, Role, Series, Style};
+use nequil::lab::experiments::{Figure, Panel, PanelKind, Role, Series, Style};
 use nequil::{io_err, Result};
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::coord::Shift;

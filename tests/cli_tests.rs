@@ -77,7 +77,7 @@ fn run_writes_all_outputs_deterministically() {
         std::fs::read(d.join("c/final.safetensors")).unwrap()
     );
     // Weights: the documented names and shapes.
-    let t = nequil::io::read_safetensors(&d.join("a/final.safetensors")).unwrap();
+    let t = nequil::lab::io::read_safetensors(&d.join("a/final.safetensors")).unwrap();
     assert_eq!(t["layers.0.weight"].0, vec![6, 4]);
     assert_eq!(t["layers.1.weight"].0, vec![4, 6]);
     let s: serde_json::Value =
@@ -162,10 +162,10 @@ fn divergence_names_the_step_and_keeps_the_log() {
 
 #[test]
 fn trains_on_npy_arrays_and_rejects_nan() {
-    use nequil::io::{write_npy, NdArray};
+    use nequil::lab::io::{write_npy, NdArray};
     let d = tmp("npy");
     let n = 64;
-    let mut rng = nequil::rng::Rng::new(1);
+    let mut rng = nequil::core::rng::Rng::new(1);
     let x: Vec<f64> = (0..n * 3).map(|_| rng.normal()).collect();
     let y: Vec<f64> = (0..n).map(|i| x[i * 3] - 0.5 * x[i * 3 + 2]).collect();
     write_npy(&d.join("x.npy"), &NdArray::new(vec![n, 3], x.clone()).unwrap()).unwrap();
@@ -255,7 +255,7 @@ fn instruments_are_logged_and_agree_with_the_saved_weights() {
     let get = |name: &str| last[header.iter().position(|h| h == name).unwrap()];
 
     // Recompute from final.safetensors: W = layers.0.weight (6 × 4), U = layers.1.weight (4 × 6).
-    let t = nequil::io::read_safetensors(&d.join("a/final.safetensors")).unwrap();
+    let t = nequil::lab::io::read_safetensors(&d.join("a/final.safetensors")).unwrap();
     let (w, u) = (&t["layers.0.weight"].1, &t["layers.1.weight"].1);
     let w2: f64 = w.iter().map(|v| v * v).sum();
     let u2: f64 = u.iter().map(|v| v * v).sum();

@@ -2,13 +2,13 @@
 //! (same function, same loss, balanced noise, recomputed from scratch), the JSON and text reports,
 //! and bad inputs (exit status 2, the file/tensor/key named, nothing written).
 
-use nequil::io::{read_safetensors, write_npy, write_npz, write_safetensors, NdArray};
-use nequil::models::Model;
-use nequil::rng::Rng;
-use nequil::runner::{load_weights, named_tensors, save_weights};
-use nequil::spec::load_model;
-use nequil::stats::grad_stats;
-use nequil::symmetry::{catalog, SymmetryKind};
+use nequil::core::models::Model;
+use nequil::core::rng::Rng;
+use nequil::core::stats::grad_stats;
+use nequil::core::symmetry::{catalog, SymmetryKind};
+use nequil::lab::io::{read_safetensors, write_npy, write_npz, write_safetensors, NdArray};
+use nequil::lab::runner::{load_weights, named_tensors, save_weights};
+use nequil::lab::spec::load_model;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -217,7 +217,7 @@ fn rebalanced_weights_keep_the_function_and_balance_the_noise() {
             continue;
         };
         let a = sym.generator.as_diagonal().unwrap();
-        let tr = |st: &nequil::stats::GradStats| {
+        let tr = |st: &nequil::core::stats::GradStats| {
             let var = st.variance();
             let t: f64 = a.iter().zip(&var).map(|(ai, v)| ai * v).sum();
             let parts: f64 = a.iter().zip(&var).map(|(ai, v)| ai.abs() * v).sum();
@@ -344,7 +344,9 @@ fn bad_inputs_exit_2_name_the_culprit_and_write_nothing() {
     let (x, y) = write_data(&d);
     std::fs::write(d.join("model.toml"), MODEL).unwrap();
     let model = load_model(&d.join("model.toml")).unwrap();
-    let theta = model.init(&nequil::models::Init::Kaiming, &mut Rng::new(5)).unwrap();
+    let theta = model
+        .init(&nequil::core::models::Init::Kaiming, &mut Rng::new(5))
+        .unwrap();
     let good = d.join("good.safetensors");
     save_weights(&good, &model, &theta).unwrap();
     let tensors = named_tensors(&model, &theta);

@@ -193,7 +193,7 @@ fn resumes_after_sigkill_with_identical_results() {
         assert_eq!(s["steps_done"], steps);
         let csv = std::fs::read_to_string(r.join("metrics.csv")).unwrap();
         assert_eq!(csv.lines().count(), 1 + 5, "{id}: rows at 0, 0.5M, 1M, 1.5M, 2M");
-        let t = nequil::io::read_safetensors(&r.join("final.safetensors")).unwrap();
+        let t = nequil::lab::io::read_safetensors(&r.join("final.safetensors")).unwrap();
         assert_eq!(t["layers.0.weight"].0, vec![3, 2]);
         let names: Vec<String> = std::fs::read_dir(&r)
             .unwrap()

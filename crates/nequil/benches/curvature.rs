@@ -5,9 +5,9 @@
 //! the `TopEigenProbe` (k = 1, tol 1e-6 relative residual, at most 80 steps).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use nequil::curvature::{lanczos, EmpiricalHessian, HessianOp, HvpOptions, HvpWorkspace, LanczosOptions};
-use nequil::models::{Activation, Init, Mlp, Model};
-use nequil::rng::Rng;
+use nequil::core::curvature::{lanczos, EmpiricalHessian, HessianOp, HvpOptions, HvpWorkspace, LanczosOptions};
+use nequil::core::models::{Activation, Init, Mlp, Model};
+use nequil::core::rng::Rng;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ fn problem() -> Problem {
     Problem { model, theta, x, y, n }
 }
 
-fn top_eigenvalue(pb: &Problem, ws: &mut HvpWorkspace) -> nequil::curvature::LanczosResult {
+fn top_eigenvalue(pb: &Problem, ws: &mut HvpWorkspace) -> nequil::core::curvature::LanczosResult {
     let mut op = EmpiricalHessian::new(&pb.model, &pb.theta, &pb.x, &pb.y, pb.n, ws).unwrap();
     lanczos(&mut op, &LanczosOptions::default()).unwrap()
 }

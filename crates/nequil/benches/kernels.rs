@@ -7,11 +7,11 @@
 //! y = target(x) + ε), the loss gradient and the update (see `nequil::train::Stepper`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use nequil::data::{Cov, Gaussian, Source, Target};
-use nequil::equilibrium::rebalance;
-use nequil::models::{Activation, Init, Mlp, Model, ScaleKind, ScaleNet};
-use nequil::rng::Rng;
-use nequil::stats::grad_stats;
+use nequil::core::data::{Cov, Gaussian, Source, Target};
+use nequil::core::equilibrium::rebalance;
+use nequil::core::models::{Activation, Init, Mlp, Model, ScaleKind, ScaleNet};
+use nequil::core::rng::Rng;
+use nequil::core::stats::grad_stats;
 use nequil::train::{Batching, Stepper};
 use std::hint::black_box;
 use std::time::Duration;
@@ -119,9 +119,9 @@ fn bench_steps(c: &mut Criterion) {
 }
 
 /// The engine's three product forms at the shapes of the linear2 workloads' steps (m, n, k as in
-/// `nequil::linalg`): tiny (S = 1, D = 10, H = 20) and small (S = 100, D = 100, H = 200).
+/// `nequil::core::linalg`): tiny (S = 1, D = 10, H = 20) and small (S = 100, D = 100, H = 200).
 fn bench_gemm(c: &mut Criterion) {
-    use nequil::linalg::{gemm_nn, gemm_nt, gemm_tn};
+    use nequil::core::linalg::{gemm_nn, gemm_nt, gemm_tn};
     let mut g = c.benchmark_group("gemm");
     g.warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1));
@@ -241,7 +241,7 @@ fn bench_theory(c: &mut Criterion) {
         let mut out = vec![0.0; model.n_params()];
         g.bench_with_input(BenchmarkId::new("hvp", name), &n, |b, &n| {
             b.iter(|| {
-                nequil::curvature::hvp(&model, &theta, &x, &y, n, black_box(&v), &mut out).unwrap();
+                nequil::core::curvature::hvp(&model, &theta, &x, &y, n, black_box(&v), &mut out).unwrap();
                 black_box(out[0])
             })
         });

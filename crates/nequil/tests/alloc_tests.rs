@@ -2,9 +2,9 @@
 //! model family and batching mode. Only allocations made by the measuring thread are counted, so
 //! the test harness's own threads cannot disturb it.
 
-use nequil::data::{Cov, Gaussian, Source, Target};
-use nequil::models::{Activation, Init, Mlp, Model, ScaleKind, ScaleNet};
-use nequil::rng::Rng;
+use nequil::core::data::{Cov, Gaussian, Source, Target};
+use nequil::core::models::{Activation, Init, Mlp, Model, ScaleKind, ScaleNet};
+use nequil::core::rng::Rng;
 use nequil::train::{Batching, Stepper};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,7 +49,7 @@ fn step_loop_allocates_nothing() {
         Model::Scale(ScaleNet::new(ScaleKind::NetA, 6, 8, 6).unwrap()),
         Model::Scale(ScaleNet::new(ScaleKind::NetB, 6, 8, 6).unwrap()),
     ];
-    let full = nequil::linalg::Dense::from_slice(6, 6, &{
+    let full = nequil::core::linalg::Dense::from_slice(6, 6, &{
         let mut m = vec![0.0; 36];
         for i in 0..6 {
             m[i * 6 + i] = 1.0 + i as f64;

@@ -4,16 +4,16 @@
 //! against the exact trace, the population Hessian of linear nets against the empirical one, and
 //! the paper's sharpness against the numerical Hessian trace (with its factor ½).
 
-use nequil::curvature::{
+use nequil::core::curvature::{
     data_moments, dense_hessian, exact_trace, hessian_spectrum, hutchinson_trace, lanczos, linear_hessian_trace,
-    paper_sharpness, sharpness::PAPER_SHARPNESS_FACTOR, trace, CurvatureData, EmpiricalHessian, HessianOp,
-    HessianTraceProbe, HvpOptions, HvpWorkspace, LanczosOptions, PaperSharpnessProbe, PopulationHessian, TopEigenProbe,
-    WeightDecay, Which, DENSE_MAX_PARAMS,
+    paper_sharpness, sharpness::PAPER_SHARPNESS_FACTOR, trace, EmpiricalHessian, HessianOp, HvpOptions, HvpWorkspace,
+    LanczosOptions, PopulationHessian, WeightDecay, Which, DENSE_MAX_PARAMS,
 };
-use nequil::data::{Cov, Gaussian, Source, Target};
-use nequil::linalg::Dense;
-use nequil::models::{Activation, Init, Mlp, Model, ScaleKind, ScaleNet};
-use nequil::rng::Rng;
+use nequil::core::data::{Cov, Gaussian, Source, Target};
+use nequil::core::linalg::Dense;
+use nequil::core::models::{Activation, Init, Mlp, Model, ScaleKind, ScaleNet};
+use nequil::core::rng::Rng;
+use nequil::instruments::{CurvatureData, HessianTraceProbe, PaperSharpnessProbe, TopEigenProbe};
 use nequil::train::{Probe, ProbeCtx, Schedule};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
@@ -404,7 +404,7 @@ fn lanczos_converges_early_and_handles_invariant_subspaces() {
             *m.at_mut(i, j) = 3.0 * a[i] * a[j] - 2.0 * b[i] * b[j];
         }
     }
-    let (vals, _) = nequil::linalg::sym_eigen(&m).unwrap();
+    let (vals, _) = nequil::core::linalg::sym_eigen(&m).unwrap();
     let r = lanczos(
         &mut m,
         &LanczosOptions {

@@ -3,7 +3,7 @@
 //! and logs. The checks are the assertions: each states its claim, theory, measurement and a
 //! tolerance derived from the run.
 
-use nequil::experiments::{catalog, Ctx, PanelKind};
+use nequil::lab::experiments::{catalog, Ctx, PanelKind};
 
 fn run(name: &str) {
     let e = catalog()

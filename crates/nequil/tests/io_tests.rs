@@ -1,11 +1,11 @@
-//! Tests of `nequil::io`: `.npy`/`.npz`, MNIST IDX and safetensors, on small files written into a
+//! Tests of `nequil::lab::io`: `.npy`/`.npz`, MNIST IDX and safetensors, on small files written into a
 //! temporary directory.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use nequil::io::{self, NdArray};
+use nequil::lab::io::{self, NdArray};
 use nequil::Error;
 
 /// A fresh, empty directory for one test, removed on drop.

@@ -1,9 +1,9 @@
 //! Analytic gradients against central finite differences, and batched per-sample statistics
 //! against a naive one-sample-at-a-time loop, for every model family over random shapes.
 
-use nequil::models::{Activation, Init, Mlp, Model, ScaleKind, ScaleNet};
-use nequil::rng::Rng;
-use nequil::stats::{covariance, grad_stats, per_sample_grads, quad_forms, sample_grad};
+use nequil::core::models::{Activation, Init, Mlp, Model, ScaleKind, ScaleNet};
+use nequil::core::rng::Rng;
+use nequil::core::stats::{covariance, grad_stats, per_sample_grads, quad_forms, sample_grad};
 use proptest::prelude::*;
 
 fn family(kind: usize, widths: &[usize], bias: bool) -> Model {

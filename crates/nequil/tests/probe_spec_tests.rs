@@ -2,13 +2,13 @@
 //! `[probes.equilibrium]`): the documented columns, values recomputed independently from the
 //! final weights, own schedules, validation that names the key, and the caller's extra probes.
 
-use nequil::curvature::{hessian_spectrum, PopulationHessian};
-use nequil::equilibrium::two_layer_equilibrium_gaussian;
-use nequil::models::Model;
-use nequil::runner::run_spec;
-use nequil::spec::Spec;
-use nequil::stats::per_sample_grads;
-use nequil::sweep::Sweep;
+use nequil::core::curvature::{hessian_spectrum, PopulationHessian};
+use nequil::core::equilibrium::two_layer_equilibrium_gaussian;
+use nequil::core::models::Model;
+use nequil::core::stats::per_sample_grads;
+use nequil::lab::runner::run_spec;
+use nequil::lab::spec::Spec;
+use nequil::lab::sweep::Sweep;
 use nequil::train::{eval_set, Log, Probe, ProbeCtx, RunOutcome};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -270,7 +270,7 @@ time = "discrete"
     let mean: Vec<f64> = (0..p)
         .map(|j| (0..en).map(|i| g.at(i, j)).sum::<f64>() / en as f64)
         .collect();
-    let sym = nequil::symmetry::catalog_symmetry(model, "neuron.0.3").unwrap();
+    let sym = nequil::core::symmetry::catalog_symmetry(model, "neuron.0.3").unwrap();
     let a = sym.generator.as_diagonal().unwrap().to_vec();
     // Neuron 3: +1 on row 3 of W (3 inputs) and on b_0[3], −1 on column 3 of U.
     assert_eq!(a.iter().filter(|v| **v == 1.0).count(), 4);

@@ -2,12 +2,12 @@
 //! opt-level 2). Tolerances come from the statistics of the run (standard errors by batch means,
 //! the exactly known finite-η trend), never tuned to pass.
 
-use nequil::data::{Cov, Gaussian, Target};
-use nequil::equilibrium::*;
-use nequil::linalg::Dense;
-use nequil::models::{Activation, Init, Mlp, Model};
-use nequil::rng::Rng;
-use nequil::symmetry::neuron_rescaling;
+use nequil::core::data::{Cov, Gaussian, Target};
+use nequil::core::equilibrium::*;
+use nequil::core::linalg::Dense;
+use nequil::core::models::{Activation, Init, Mlp, Model};
+use nequil::core::rng::Rng;
+use nequil::core::symmetry::neuron_rescaling;
 
 fn autoencoder() -> (Model, Gaussian) {
     let model = Model::Mlp(Mlp::new(&[10, 20, 10], Activation::Identity, false).unwrap());
@@ -130,8 +130,8 @@ fn autoencoder_sgd_approaches_the_noise_equilibrium_and_gd_does_not() {
     let ds = dist.dataset(&mut Rng::new(9), n);
     let mut sxx = Dense::zeros(10, 10);
     let mut syx = Dense::zeros(10, 10);
-    nequil::linalg::gemm_tn(&mut sxx.data, &ds.x, &ds.x, 10, 10, n, 1.0 / n as f64, false);
-    nequil::linalg::gemm_tn(&mut syx.data, &ds.y, &ds.x, 10, 10, n, 1.0 / n as f64, false);
+    nequil::core::linalg::gemm_tn(&mut sxx.data, &ds.x, &ds.x, 10, 10, n, 1.0 / n as f64, false);
+    nequil::core::linalg::gemm_tn(&mut syx.data, &ds.y, &ds.x, 10, 10, n, 1.0 / n as f64, false);
     let grads = |u: &Dense, w: &Dense| {
         let gv = u.mul(w).mul(&sxx).add_scaled(-1.0, &syx).scale(2.0);
         (gv.mul(&w.t()), u.t().mul(&gv))

@@ -5,13 +5,14 @@
 //! operation; the margin covers accumulation over the O(P) sums involved); Monte Carlo checks use
 //! standard errors estimated from the same samples.
 
-use nequil::data::{Cov, Gaussian, Source, Target};
-use nequil::equilibrium::*;
-use nequil::linalg::Dense;
-use nequil::models::{Activation, Init, Mlp, Model, ScaleKind, ScaleNet};
-use nequil::rng::Rng;
-use nequil::stats::{covariance, grad_stats, per_sample_grads};
-use nequil::symmetry::*;
+use nequil::core::data::{Cov, Gaussian, Source, Target};
+use nequil::core::equilibrium::*;
+use nequil::core::linalg::Dense;
+use nequil::core::models::{Activation, Init, Mlp, Model, ScaleKind, ScaleNet};
+use nequil::core::rng::Rng;
+use nequil::core::stats::{covariance, grad_stats, per_sample_grads};
+use nequil::core::symmetry::*;
+use nequil::instruments::*;
 use nequil::train::{Probe, ProbeCtx};
 use proptest::prelude::*;
 
@@ -202,8 +203,8 @@ fn double_rotation_generator_is_symmetric_and_its_charge_matches_the_matrix_form
         assert!((got - want).abs() < 1e-12 * (1.0 + want.abs()), "{got} vs {want}");
         // The action is W_l → e^{λB}W_l, W_{l+1} → W_{l+1}e^{−λB}.
         let lam = 0.37;
-        let eb = nequil::linalg::sym_fn(&b, |v| (lam * v).exp()).unwrap();
-        let emb = nequil::linalg::sym_fn(&b, |v| (-lam * v).exp()).unwrap();
+        let eb = nequil::core::linalg::sym_fn(&b, |v| (lam * v).exp()).unwrap();
+        let emb = nequil::core::linalg::sym_fn(&b, |v| (-lam * v).exp()).unwrap();
         let t2 = s.generator.exp_apply(lam, &theta);
         let wl2 = eb.mul(&wl);
         let wn2 = wn.mul(&emb);
@@ -514,7 +515,7 @@ fn charge_probe_records_consistent_columns() {
 // ---------------------------------------------------------------------------------------------
 // The equilibrium solver.
 
-fn stats_of(model: &Model, theta: &[f64], x: &[f64], y: &[f64], n: usize) -> nequil::stats::GradStats {
+fn stats_of(model: &Model, theta: &[f64], x: &[f64], y: &[f64], n: usize) -> nequil::core::stats::GradStats {
     let mut ws = model.workspace(64);
     grad_stats(model, theta, x, y, n, &mut ws)
 }

@@ -9,9 +9,9 @@
 pub mod probe;
 pub use probe::{Probe, ProbeCtx, Schedule};
 
-use crate::data::{Batcher, Source};
-use crate::models::{Model, Workspace};
-use crate::rng::Rng;
+use crate::core::data::{Batcher, Source};
+use crate::core::models::{Model, Workspace};
+use crate::core::rng::Rng;
 use crate::{invalid, Error, Result};
 
 /// Learning-rate schedule η(step).

@@ -5,8 +5,8 @@
 //! set for fixed data, or a fixed-seed sample of the population for online data (its size is
 //! stated in the run's summary). Expensive probes should be given a sparse [`Schedule`].
 
-use crate::data::Source;
-use crate::models::Model;
+use crate::core::data::Source;
+use crate::core::models::Model;
 use crate::Result;
 
 /// What a probe can look at.

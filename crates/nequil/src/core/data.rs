@@ -1,0 +1,565 @@
+//! Data: Gaussian sources with known second moments, teachers, label noise, fixed datasets and
+//! batch samplers.
+//!
+//! Conventions. Inputs and targets are stored row-major, one sample per row (`n × d_x` and
+//! `n × d_y`). `Σ_x = E[xxᵀ]` and `Σ_ε = E[εεᵀ]` are *second moments* (`paper.md` §6.6); for the
+//! zero-mean Gaussians generated here they equal the covariances.
+//!
+//! Two modes: *online* draws fresh i.i.d. samples every step (SGD on the population); *fixed*
+//! draws `N` samples once and batches from them, with or without replacement.
+
+use crate::core::linalg::{cholesky, Dense};
+use crate::core::rng::Rng;
+use crate::{invalid, Result};
+
+/// A covariance (second-moment) matrix for a zero-mean Gaussian in `ℝ^d`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cov {
+    /// `s·I`.
+    Scalar(f64),
+    /// `diag(v)`; the length must be `d`.
+    Diag(Vec<f64>),
+    /// Consecutive blocks of equal variance: `[(size, variance), …]`, sizes summing to `d`.
+    /// The paper's `φ_x` input is `[(d/2, φ), (d − d/2, 2 − φ)]`, see [`Cov::phi`].
+    Blocks(Vec<(usize, f64)>),
+    /// A full symmetric positive-definite matrix.
+    Full(Dense),
+}
+
+impl Cov {
+    /// The paper's Fig. 3 / Fig. 8 input covariance: `diag(φ·I_{⌊d/2⌋}, (2 − φ)·I_{d − ⌊d/2⌋})`.
+    pub fn phi(d: usize, phi: f64) -> Cov {
+        Cov::Blocks(vec![(d / 2, phi), (d - d / 2, 2.0 - phi)])
+    }
+
+    /// Checks the covariance against the dimension `d`; `what` names the key in errors.
+    pub fn validate(&self, d: usize, what: &str) -> Result<()> {
+        let bad = |v: f64| !(v.is_finite() && v >= 0.0);
+        match self {
+            Cov::Scalar(s) if bad(*s) => Err(invalid!("{what}: variance must be finite and ≥ 0, got {s}")),
+            Cov::Diag(v) if v.len() != d => Err(invalid!("{what}: diagonal has {} entries, dimension is {d}", v.len())),
+            Cov::Diag(v) if v.iter().any(|x| bad(*x)) => {
+                Err(invalid!("{what}: diagonal entries must be finite and ≥ 0"))
+            }
+            Cov::Blocks(b) if b.iter().map(|x| x.0).sum::<usize>() != d => Err(invalid!(
+                "{what}: block sizes sum to {}, dimension is {d}",
+                b.iter().map(|x| x.0).sum::<usize>()
+            )),
+            Cov::Blocks(b) if b.iter().any(|x| bad(x.1)) => {
+                Err(invalid!("{what}: block variances must be finite and ≥ 0"))
+            }
+            Cov::Full(m) if m.rows != d || m.cols != d => {
+                Err(invalid!("{what}: matrix is {}×{}, dimension is {d}", m.rows, m.cols))
+            }
+            Cov::Full(m) => {
+                for i in 0..d {
+                    for j in 0..i {
+                        let (a, b) = (m.at(i, j), m.at(j, i));
+                        if (a - b).abs() > 1e-12 * (1.0 + a.abs().max(b.abs())) {
+                            return Err(invalid!("{what}: matrix is not symmetric at ({i}, {j})"));
+                        }
+                    }
+                }
+                cholesky(m).map_err(|e| invalid!("{what}: not positive definite ({e})"))?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The diagonal of the matrix, if it is diagonal.
+    pub fn diagonal(&self, d: usize) -> Option<Vec<f64>> {
+        match self {
+            Cov::Scalar(s) => Some(vec![*s; d]),
+            Cov::Diag(v) => Some(v.clone()),
+            Cov::Blocks(b) => Some(b.iter().flat_map(|&(n, v)| std::iter::repeat_n(v, n)).collect()),
+            Cov::Full(_) => None,
+        }
+    }
+
+    /// The matrix as a dense `d × d` matrix.
+    pub fn dense(&self, d: usize) -> Dense {
+        match self {
+            Cov::Full(m) => m.clone(),
+            _ => Dense::diag(&self.diagonal(d).expect("diagonal")),
+        }
+    }
+
+    fn sampler(&self, d: usize) -> Result<Factor> {
+        Ok(match self.diagonal(d) {
+            Some(v) => Factor::Diag(v.iter().map(|x| x.sqrt()).collect()),
+            None => Factor::Chol(cholesky(&self.dense(d))?),
+        })
+    }
+}
+
+/// A square-root factor `L` with `L Lᵀ = Σ`, used to draw `L z`, `z ~ N(0, I)`.
+#[derive(Clone, Debug)]
+enum Factor {
+    Diag(Vec<f64>),
+    Chol(Dense),
+}
+
+impl Factor {
+    /// Writes `L z` into `out` using `z` as scratch (both of length d).
+    #[inline]
+    fn draw(&self, rng: &mut Rng, out: &mut [f64], z: &mut [f64]) {
+        match self {
+            Factor::Diag(s) => {
+                for (o, si) in out.iter_mut().zip(s) {
+                    *o = si * rng.normal();
+                }
+            }
+            Factor::Chol(l) => {
+                rng.fill_normal(z);
+                let d = out.len();
+                for i in 0..d {
+                    let row = &l.data[i * d..i * d + i + 1];
+                    out[i] = row.iter().zip(&z[..=i]).map(|(a, b)| a * b).sum();
+                }
+            }
+        }
+    }
+}
+
+/// How targets are made from inputs (before label noise is added).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// `y' = x` (autoencoding); requires `d_y = d_x`.
+    Identity,
+    /// `y' = V x` with `V` of shape `d_y × d_x`.
+    Linear(Dense),
+    /// `y' = W₂ tanh(W₁ x)` with `W₁: h × d_x`, `W₂: d_y × h`.
+    Tanh {
+        /// First layer, `h × d_x`.
+        w1: Dense,
+        /// Second layer, `d_y × h`.
+        w2: Dense,
+    },
+}
+
+impl Target {
+    /// A random linear teacher `V_ij ~ N(0, 1/d_x)`.
+    pub fn random_linear(d_x: usize, d_y: usize, rng: &mut Rng) -> Target {
+        let mut v = Dense::zeros(d_y, d_x);
+        let s = (1.0 / d_x as f64).sqrt();
+        v.data.iter_mut().for_each(|e| *e = s * rng.normal());
+        Target::Linear(v)
+    }
+
+    /// A random two-layer tanh teacher with fan-in Gaussian weights.
+    pub fn random_tanh(d_x: usize, h: usize, d_y: usize, rng: &mut Rng) -> Target {
+        let mut w1 = Dense::zeros(h, d_x);
+        let mut w2 = Dense::zeros(d_y, h);
+        let s1 = (1.0 / d_x as f64).sqrt();
+        let s2 = (1.0 / h as f64).sqrt();
+        w1.data.iter_mut().for_each(|e| *e = s1 * rng.normal());
+        w2.data.iter_mut().for_each(|e| *e = s2 * rng.normal());
+        Target::Tanh { w1, w2 }
+    }
+
+    /// Writes `y'(x)` into `y` (length `d_y`), using `h` as scratch for the tanh teacher.
+    #[inline]
+    fn apply(&self, x: &[f64], y: &mut [f64], h: &mut [f64]) {
+        match self {
+            Target::Identity => y.copy_from_slice(x),
+            Target::Linear(v) => {
+                for (i, yi) in y.iter_mut().enumerate() {
+                    *yi = v.data[i * v.cols..(i + 1) * v.cols]
+                        .iter()
+                        .zip(x)
+                        .map(|(a, b)| a * b)
+                        .sum();
+                }
+            }
+            Target::Tanh { w1, w2 } => {
+                for (j, hj) in h.iter_mut().enumerate().take(w1.rows) {
+                    *hj = w1.data[j * w1.cols..(j + 1) * w1.cols]
+                        .iter()
+                        .zip(x)
+                        .map(|(a, b)| a * b)
+                        .sum::<f64>();
+                    *hj = crate::core::math::tanh(*hj);
+                }
+                for (i, yi) in y.iter_mut().enumerate() {
+                    *yi = w2.data[i * w2.cols..(i + 1) * w2.cols]
+                        .iter()
+                        .zip(h.iter())
+                        .map(|(a, b)| a * b)
+                        .sum();
+                }
+            }
+        }
+    }
+
+    fn hidden(&self) -> usize {
+        match self {
+            Target::Tanh { w1, .. } => w1.rows,
+            _ => 0,
+        }
+    }
+}
+
+/// A Gaussian data distribution: `x ~ N(0, Σ_x)`, `y = y'(x) + ε`, `ε ~ N(0, Σ_ε)` independent.
+#[derive(Clone, Debug)]
+pub struct Gaussian {
+    d_x: usize,
+    d_y: usize,
+    x_cov: Cov,
+    noise_cov: Option<Cov>,
+    target: Target,
+    x_factor: Factor,
+    noise_factor: Option<Factor>,
+    scratch: Vec<f64>,
+    noise_scratch: Vec<f64>,
+}
+
+impl Gaussian {
+    /// Builds and validates the distribution. `noise = None` means noiseless labels.
+    pub fn new(d_x: usize, d_y: usize, x_cov: Cov, target: Target, noise: Option<Cov>) -> Result<Self> {
+        if d_x == 0 || d_y == 0 {
+            return Err(invalid!("data: dimensions must be positive (d_x = {d_x}, d_y = {d_y})"));
+        }
+        x_cov.validate(d_x, "data.x_cov")?;
+        if let Some(n) = &noise {
+            n.validate(d_y, "data.noise_cov")?;
+        }
+        match &target {
+            Target::Identity if d_x != d_y => {
+                return Err(invalid!(
+                    "data.target: identity target needs d_y = d_x (got {d_y} and {d_x})"
+                ))
+            }
+            Target::Linear(v) if v.rows != d_y || v.cols != d_x => {
+                return Err(invalid!(
+                    "data.teacher: shape {}×{}, expected {d_y}×{d_x}",
+                    v.rows,
+                    v.cols
+                ))
+            }
+            Target::Tanh { w1, w2 } if w1.cols != d_x || w2.rows != d_y || w2.cols != w1.rows => {
+                return Err(invalid!("data.teacher: tanh teacher shapes do not chain {d_x} → {d_y}"))
+            }
+            _ => {}
+        }
+        let x_factor = x_cov.sampler(d_x)?;
+        let noise_factor = match &noise {
+            Some(c) => Some(c.sampler(d_y)?),
+            None => None,
+        };
+        let scratch = vec![0.0; d_x.max(d_y).max(target.hidden())];
+        let noise_scratch = vec![0.0; 2 * d_y];
+        Ok(Gaussian {
+            d_x,
+            d_y,
+            x_cov,
+            noise_cov: noise,
+            target,
+            x_factor,
+            noise_factor,
+            scratch,
+            noise_scratch,
+        })
+    }
+
+    /// Input dimension `d_x`.
+    pub fn d_x(&self) -> usize {
+        self.d_x
+    }
+    /// Output dimension `d_y`.
+    pub fn d_y(&self) -> usize {
+        self.d_y
+    }
+    /// The target map.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+    /// The exact input second moment `Σ_x = E[xxᵀ]`.
+    pub fn x_second_moment(&self) -> Dense {
+        self.x_cov.dense(self.d_x)
+    }
+    /// The exact label-noise second moment `Σ_ε = E[εεᵀ]` (zero if noiseless).
+    pub fn noise_second_moment(&self) -> Dense {
+        match &self.noise_cov {
+            Some(c) => c.dense(self.d_y),
+            None => Dense::zeros(self.d_y, self.d_y),
+        }
+    }
+    /// The input covariance specification.
+    pub fn x_cov(&self) -> &Cov {
+        &self.x_cov
+    }
+    /// The noise covariance specification.
+    pub fn noise_cov(&self) -> Option<&Cov> {
+        self.noise_cov.as_ref()
+    }
+
+    /// Draws `b` samples into `x` (`b × d_x`) and `y` (`b × d_y`). Allocation-free.
+    pub fn sample(&mut self, rng: &mut Rng, x: &mut [f64], y: &mut [f64], b: usize) {
+        let (dx, dy) = (self.d_x, self.d_y);
+        // The paper's common case (diagonal Σ_x, identity target, diagonal or no label noise) in one
+        // fused loop: the same draws in the same order as the general loop below.
+        if let (Factor::Diag(sx), Target::Identity) = (&self.x_factor, &self.target) {
+            let noise = match &self.noise_factor {
+                Some(Factor::Diag(se)) => Some(se),
+                None => None,
+                Some(Factor::Chol(_)) => return self.sample_general(rng, x, y, b),
+            };
+            for (xi, yi) in x[..b * dx].chunks_exact_mut(dx).zip(y[..b * dy].chunks_exact_mut(dy)) {
+                rng.fill_normal_scaled(xi, sx, None);
+                match noise {
+                    Some(se) => rng.fill_normal_scaled(yi, se, Some(xi)),
+                    None => yi.copy_from_slice(xi),
+                }
+            }
+            return;
+        }
+        self.sample_general(rng, x, y, b)
+    }
+
+    fn sample_general(&mut self, rng: &mut Rng, x: &mut [f64], y: &mut [f64], b: usize) {
+        let (dx, dy) = (self.d_x, self.d_y);
+        for i in 0..b {
+            let xi = &mut x[i * dx..(i + 1) * dx];
+            self.x_factor.draw(rng, xi, &mut self.scratch[..dx]);
+            let yi = &mut y[i * dy..(i + 1) * dy];
+            self.target.apply(xi, yi, &mut self.scratch);
+            if let Some(f) = &self.noise_factor {
+                let (e, z) = self.noise_scratch.split_at_mut(dy);
+                f.draw(rng, e, z);
+                for (yv, ev) in yi.iter_mut().zip(e.iter()) {
+                    *yv += ev;
+                }
+            }
+        }
+    }
+
+    /// Draws a fixed dataset of `n` samples.
+    pub fn dataset(&mut self, rng: &mut Rng, n: usize) -> Dataset {
+        let mut x = vec![0.0; n * self.d_x];
+        let mut y = vec![0.0; n * self.d_y];
+        self.sample(rng, &mut x, &mut y, n);
+        Dataset {
+            n,
+            d_x: self.d_x,
+            d_y: self.d_y,
+            x,
+            y,
+        }
+    }
+}
+
+/// A fixed dataset, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    /// Number of samples N.
+    pub n: usize,
+    /// Input dimension.
+    pub d_x: usize,
+    /// Target dimension.
+    pub d_y: usize,
+    /// Inputs, `n × d_x`.
+    pub x: Vec<f64>,
+    /// Targets, `n × d_y`.
+    pub y: Vec<f64>,
+}
+
+impl Dataset {
+    /// Builds a dataset from row-major arrays, checking shapes and finiteness.
+    pub fn new(n: usize, d_x: usize, d_y: usize, x: Vec<f64>, y: Vec<f64>) -> Result<Self> {
+        if x.len() != n * d_x || y.len() != n * d_y {
+            return Err(invalid!(
+                "dataset: expected {n}×{d_x} inputs and {n}×{d_y} targets, got {} and {} values",
+                x.len(),
+                y.len()
+            ));
+        }
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(invalid!("dataset: input of sample {} is not finite", i / d_x.max(1)));
+        }
+        if let Some(i) = y.iter().position(|v| !v.is_finite()) {
+            return Err(invalid!("dataset: target of sample {} is not finite", i / d_y.max(1)));
+        }
+        Ok(Dataset { n, d_x, d_y, x, y })
+    }
+
+    /// The empirical input second moment `(1/N) Σ x xᵀ`.
+    pub fn x_second_moment(&self) -> Dense {
+        let mut m = Dense::zeros(self.d_x, self.d_x);
+        crate::core::linalg::gemm_tn(
+            &mut m.data,
+            &self.x,
+            &self.x,
+            self.d_x,
+            self.d_x,
+            self.n,
+            1.0 / self.n as f64,
+            false,
+        );
+        m
+    }
+}
+
+/// Where training batches come from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// Fresh samples from the distribution every step.
+    Online(Gaussian),
+    /// Batches from a fixed dataset.
+    Fixed {
+        /// The data.
+        data: Dataset,
+        /// Draw batches with replacement (`true`) or by reshuffled passes (`false`).
+        replacement: bool,
+        /// The distribution the data came from, if known (for exact second moments).
+        dist: Option<Gaussian>,
+    },
+}
+
+impl Source {
+    /// Input dimension.
+    pub fn d_x(&self) -> usize {
+        match self {
+            Source::Online(g) => g.d_x(),
+            Source::Fixed { data, .. } => data.d_x,
+        }
+    }
+    /// Target dimension.
+    pub fn d_y(&self) -> usize {
+        match self {
+            Source::Online(g) => g.d_y(),
+            Source::Fixed { data, .. } => data.d_y,
+        }
+    }
+    /// The known distribution, if any.
+    pub fn distribution(&self) -> Option<&Gaussian> {
+        match self {
+            Source::Online(g) => Some(g),
+            Source::Fixed { dist, .. } => dist.as_ref(),
+        }
+    }
+}
+
+/// Draws batches from a [`Source`] into preallocated buffers, without allocating per batch.
+#[derive(Clone, Debug)]
+pub struct Batcher {
+    perm: Vec<usize>,
+    pos: usize,
+}
+
+impl Batcher {
+    /// A batcher for `source`.
+    pub fn new(source: &Source, rng: &mut Rng) -> Self {
+        let perm = match source {
+            Source::Fixed {
+                data,
+                replacement: false,
+                ..
+            } => {
+                let mut p: Vec<usize> = (0..data.n).collect();
+                rng.shuffle(&mut p);
+                p
+            }
+            _ => Vec::new(),
+        };
+        Batcher { perm, pos: 0 }
+    }
+
+    /// Fills `x` (`b × d_x`) and `y` (`b × d_y`) with the next batch of size `b`.
+    pub fn next(&mut self, source: &mut Source, rng: &mut Rng, x: &mut [f64], y: &mut [f64], b: usize) {
+        match source {
+            Source::Online(g) => g.sample(rng, x, y, b),
+            Source::Fixed { data, replacement, .. } => {
+                let (dx, dy) = (data.d_x, data.d_y);
+                for i in 0..b {
+                    let j = if *replacement {
+                        rng.below(data.n)
+                    } else {
+                        if self.pos == self.perm.len() {
+                            rng.shuffle(&mut self.perm);
+                            self.pos = 0;
+                        }
+                        self.pos += 1;
+                        self.perm[self.pos - 1]
+                    };
+                    x[i * dx..(i + 1) * dx].copy_from_slice(&data.x[j * dx..(j + 1) * dx]);
+                    y[i * dy..(i + 1) * dy].copy_from_slice(&data.y[j * dy..(j + 1) * dy]);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_moments_match_samples() {
+        let full = Dense::from_slice(2, 2, &[2.0, 0.6, 0.6, 1.0]);
+        let mut g = Gaussian::new(
+            2,
+            2,
+            Cov::Full(full.clone()),
+            Target::Identity,
+            Some(Cov::Diag(vec![0.5, 3.0])),
+        )
+        .unwrap();
+        let mut rng = Rng::new(1);
+        let n = 100_000;
+        let ds = g.dataset(&mut rng, n);
+        let m = ds.x_second_moment();
+        for i in 0..4 {
+            // Entries of a sample second moment have sd ≤ sqrt(2·2·2/n)·… ; 0.03 is > 5 sd here.
+            assert!((m.data[i] - full.data[i]).abs() < 0.03, "{:?}", m.data);
+        }
+        // Noise variance: y − x = ε.
+        let mut v = [0.0; 2];
+        for i in 0..n {
+            for k in 0..2 {
+                let e = ds.y[i * 2 + k] - ds.x[i * 2 + k];
+                v[k] += e * e / n as f64;
+            }
+        }
+        assert!((v[0] - 0.5).abs() < 0.02 && (v[1] - 3.0).abs() < 0.1, "{v:?}");
+    }
+
+    #[test]
+    fn validation_names_keys() {
+        let e = Gaussian::new(3, 3, Cov::Diag(vec![1.0, 2.0]), Target::Identity, None).unwrap_err();
+        assert!(e.to_string().contains("data.x_cov"));
+        let e = Gaussian::new(3, 2, Cov::Scalar(1.0), Target::Identity, None).unwrap_err();
+        assert!(e.to_string().contains("identity"));
+        let e = Gaussian::new(
+            2,
+            2,
+            Cov::Full(Dense::from_slice(2, 2, &[1.0, 2.0, 2.0, 1.0])),
+            Target::Identity,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("positive definite"));
+    }
+
+    #[test]
+    fn without_replacement_visits_each_sample_once_per_pass() {
+        let n = 10;
+        let data = Dataset::new(n, 1, 1, (0..n).map(|i| i as f64).collect(), vec![0.0; n]).unwrap();
+        let mut src = Source::Fixed {
+            data,
+            replacement: false,
+            dist: None,
+        };
+        let mut rng = Rng::new(4);
+        let mut b = Batcher::new(&src, &mut rng);
+        let mut x = vec![0.0; 5];
+        let mut y = vec![0.0; 5];
+        let mut seen = vec![];
+        for _ in 0..2 {
+            b.next(&mut src, &mut rng, &mut x, &mut y, 5);
+            seen.extend(x.iter().map(|v| *v as usize));
+        }
+        seen.sort();
+        assert_eq!(seen, (0..n).collect::<Vec<_>>());
+    }
+}

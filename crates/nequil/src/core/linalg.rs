@@ -1,0 +1,647 @@
+//! Dense linear algebra on row-major `f64` slices.
+//!
+//! Hot loops call the three product shapes below with preallocated outputs. Small products run in
+//! register-tiled kernels of our own (at the sizes of the paper's toy problems the set-up cost of a
+//! tuned GEMM dominates): AVX-512 with masked tails where the build targets it (`target-cpu=native`
+//! on a machine that has it), plain loops otherwise. Larger products go through `faer`'s matmul. Matrix functions used by the theory
+//! (symmetric eigendecomposition, SVD, SPD square roots) are thin wrappers around `faer`.
+
+use crate::{Error, Result};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+
+/// Products with `m·n·k` below this run in plain loops.
+const SMALL: usize = 32 * 32 * 32;
+
+#[inline]
+fn accum(acc: bool) -> Accum {
+    if acc {
+        Accum::Add
+    } else {
+        Accum::Replace
+    }
+}
+
+/// Dot product with four independent accumulators (so the compiler can keep several FMAs in
+/// flight and use SIMD); the summation order is fixed, so results are deterministic.
+#[inline]
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut s = [0.0f64; 4];
+    let mut ca = a.chunks_exact(4);
+    let mut cb = b.chunks_exact(4);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        s[0] += x[0] * y[0];
+        s[1] += x[1] * y[1];
+        s[2] += x[2] * y[2];
+        s[3] += x[3] * y[3];
+    }
+    let mut t = (s[0] + s[2]) + (s[1] + s[3]);
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        t += x * y;
+    }
+    t
+}
+
+/// `C (m×n) [+]= A (m×k) · Bᵀ` where `B` is `n×k`. All row-major.
+pub fn gemm_nt(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
+    assert!(
+        c.len() >= m * n && a.len() >= m * k && b.len() >= n * k,
+        "gemm_nt: buffers too short"
+    );
+    if m * n * k < SMALL {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+        simd::nt(c, a, b, m, n, k, acc);
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+        portable::nt(c, a, b, m, n, k, acc);
+        return;
+    }
+    let cm = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
+    let am = MatRef::from_row_major_slice(&a[..m * k], m, k);
+    let bm = MatRef::from_row_major_slice(&b[..n * k], n, k);
+    matmul(cm, accum(acc), am, bm.transpose(), 1.0, Par::Seq);
+}
+
+/// `C (m×n) [+]= A (m×k) · B (k×n)`. All row-major.
+pub fn gemm_nn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
+    assert!(
+        c.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
+        "gemm_nn: buffers too short"
+    );
+    if m * n * k < SMALL {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+        simd::nn(c, a, b, m, n, k, acc);
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+        portable::nn(c, a, b, m, n, k, acc);
+        return;
+    }
+    let cm = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
+    let am = MatRef::from_row_major_slice(&a[..m * k], m, k);
+    let bm = MatRef::from_row_major_slice(&b[..k * n], k, n);
+    matmul(cm, accum(acc), am, bm, 1.0, Par::Seq);
+}
+
+/// `C (m×n) [+]= α · Aᵀ · B` where `A` is `k×m` and `B` is `k×n`. All row-major.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_tn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, alpha: f64, acc: bool) {
+    assert!(
+        c.len() >= m * n && a.len() >= k * m && b.len() >= k * n,
+        "gemm_tn: buffers too short"
+    );
+    if m * n * k < SMALL {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+        simd::tn(c, a, b, m, n, k, alpha, acc);
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+        portable::tn(c, a, b, m, n, k, alpha, acc);
+        return;
+    }
+    let cm = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
+    let am = MatRef::from_row_major_slice(&a[..k * m], k, m);
+    let bm = MatRef::from_row_major_slice(&b[..k * n], k, n);
+    matmul(cm, accum(acc), am.transpose(), bm, alpha, Par::Seq);
+}
+
+/// The small-product kernels in plain Rust (used where AVX-512 is not available; always compiled
+/// so the tests check them everywhere). Same contracts as the `gemm_*` functions.
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "avx512f"), allow(dead_code))]
+pub(crate) mod portable {
+    use super::dot;
+
+    pub(crate) fn nt(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
+        for i in 0..m {
+            let ar = &a[i * k..(i + 1) * k];
+            let cr = &mut c[i * n..(i + 1) * n];
+            for (j, cj) in cr.iter_mut().enumerate() {
+                let s = dot(ar, &b[j * k..(j + 1) * k]);
+                *cj = if acc { *cj + s } else { s };
+            }
+        }
+    }
+
+    pub(crate) fn nn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
+        for i in 0..m {
+            let cr = &mut c[i * n..(i + 1) * n];
+            if !acc {
+                cr.fill(0.0);
+            }
+            for p in 0..k {
+                let aip = a[i * k + p];
+                for (cj, bj) in cr.iter_mut().zip(&b[p * n..(p + 1) * n]) {
+                    *cj += aip * bj;
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn tn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, alpha: f64, acc: bool) {
+        if !acc {
+            c[..m * n].fill(0.0);
+        }
+        for p in 0..k {
+            let br = &b[p * n..(p + 1) * n];
+            for (i, &ai) in a[p * m..(p + 1) * m].iter().enumerate() {
+                let s = alpha * ai;
+                for (cj, bj) in c[i * n..(i + 1) * n].iter_mut().zip(br) {
+                    *cj += s * bj;
+                }
+            }
+        }
+    }
+}
+
+/// AVX-512 kernels for small products: 8-lane registers, masked loads and stores for the tails,
+/// fused multiply-adds. Callers check the buffer lengths (the `gemm_*` asserts), which makes every
+/// pointer offset below in bounds.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+mod simd {
+    use std::arch::x86_64::*;
+
+    /// Mask of the first `r` lanes (`r < 8`).
+    #[inline(always)]
+    fn mask(r: usize) -> __mmask8 {
+        ((1u32 << r) - 1) as __mmask8
+    }
+
+    /// The eight horizontal sums `[Σ v0, …, Σ v7]` in one register (a fixed addition tree:
+    /// pairs within 128-bit lanes, then lanes).
+    #[inline(always)]
+    fn hsum8(v: [__m512d; 8]) -> __m512d {
+        // SAFETY: register-only intrinsics of a feature the build enables.
+        unsafe {
+            let pair = |x: __m512d, y: __m512d| _mm512_add_pd(_mm512_unpacklo_pd(x, y), _mm512_unpackhi_pd(x, y));
+            let lanes = |x: __m512d, y: __m512d| {
+                _mm512_add_pd(
+                    _mm512_shuffle_f64x2::<0b10_00_10_00>(x, y),
+                    _mm512_shuffle_f64x2::<0b11_01_11_01>(x, y),
+                )
+            };
+            let b0 = lanes(pair(v[0], v[1]), pair(v[2], v[3]));
+            let b1 = lanes(pair(v[4], v[5]), pair(v[6], v[7]));
+            lanes(b0, b1)
+        }
+    }
+
+    /// `C[i, j] (+)= Σ_p A[i, p] B[j, p]`: dot products along rows, eight rows of B at a time so that
+    /// each loaded chunk of A's row feeds eight accumulators, whose sums land in one register and
+    /// one store. A last partial group repeats its last row and masks the store.
+    pub(super) fn nt(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
+        if k == 0 {
+            if !acc {
+                c[..m * n].fill(0.0);
+            }
+            return;
+        }
+        let kf = k - k % 8;
+        let mt = mask(k - kf);
+        // SAFETY: row pointers are clamped to row n − 1 of b, so every load is below n·k in b and
+        // m·k in a; the masked loads touch only the first k − kf lanes past kf; stores are masked
+        // to the j < n columns of row i of c (m·n entries). Lengths are checked by gemm_nt.
+        unsafe {
+            let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+            for i in 0..m {
+                let ar = ap.add(i * k);
+                let cr = cp.add(i * n);
+                let mut j = 0;
+                while j < n {
+                    let base = bp.add(j * k);
+                    let rows: [*const f64; 8] = if j + 8 <= n {
+                        std::array::from_fn(|q| base.add(q * k))
+                    } else {
+                        std::array::from_fn(|q| bp.add((j + q).min(n - 1) * k))
+                    };
+                    let mut s = [_mm512_setzero_pd(); 8];
+                    let mut p = 0;
+                    while p < kf {
+                        let av = _mm512_loadu_pd(ar.add(p));
+                        for q in 0..8 {
+                            s[q] = _mm512_fmadd_pd(av, _mm512_loadu_pd(rows[q].add(p)), s[q]);
+                        }
+                        p += 8;
+                    }
+                    if kf < k {
+                        let av = _mm512_maskz_loadu_pd(mt, ar.add(kf));
+                        for q in 0..8 {
+                            s[q] = _mm512_fmadd_pd(av, _mm512_maskz_loadu_pd(mt, rows[q].add(kf)), s[q]);
+                        }
+                    }
+                    let out = if j + 8 <= n { 0xFF } else { mask(n - j) };
+                    let mut r = hsum8(s);
+                    if acc {
+                        r = _mm512_add_pd(r, _mm512_maskz_loadu_pd(out, cr.add(j)));
+                    }
+                    _mm512_mask_storeu_pd(cr.add(j), out, r);
+                    j += 8;
+                }
+            }
+        }
+    }
+
+    /// `C (m×n) (+)= α Σ_p coef(i, p) · B[p, :]` row by row (B is `k×n` row-major): 32 columns at a
+    /// time in four registers held over the whole sum, then 8, then a masked tail.
+    ///
+    /// # Safety
+    /// `c` must be valid for m·n writes, `b` for k·n reads, and `coef(i, p)` valid for i < m, p < k.
+    #[inline(always)]
+    unsafe fn rows<const ACC: bool, const K1: bool>(
+        c: *mut f64,
+        b: *const f64,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f64,
+        coef: impl Fn(usize, usize) -> f64,
+    ) {
+        let nf = n - n % 8;
+        let mt = mask(n - nf);
+        // With K1 (k = 1, the outer products of a batch of one) the sums below have one term and
+        // compile to straight-line code.
+        let k = if K1 { 1 } else { k };
+        // SAFETY: every offset below is < k·n in b and < m·n in c (the caller's contract).
+        unsafe {
+            let av = _mm512_set1_pd(alpha);
+            let store = |o: *mut f64, v: __m512d, m: __mmask8| {
+                let v = if ACC {
+                    _mm512_fmadd_pd(av, v, _mm512_maskz_loadu_pd(m, o))
+                } else {
+                    _mm512_mul_pd(av, v)
+                };
+                _mm512_mask_storeu_pd(o, m, v);
+            };
+            for i in 0..m {
+                let cr = c.add(i * n);
+                let mut j = 0;
+                while j + 32 <= n {
+                    let mut t = [_mm512_setzero_pd(); 4];
+                    for p in 0..k {
+                        let s = _mm512_set1_pd(coef(i, p));
+                        let br = b.add(p * n + j);
+                        for q in 0..4 {
+                            t[q] = _mm512_fmadd_pd(s, _mm512_loadu_pd(br.add(8 * q)), t[q]);
+                        }
+                    }
+                    for q in 0..4 {
+                        store(cr.add(j + 8 * q), t[q], 0xFF);
+                    }
+                    j += 32;
+                }
+                while j < nf {
+                    let mut t = _mm512_setzero_pd();
+                    for p in 0..k {
+                        t = _mm512_fmadd_pd(_mm512_set1_pd(coef(i, p)), _mm512_loadu_pd(b.add(p * n + j)), t);
+                    }
+                    store(cr.add(j), t, 0xFF);
+                    j += 8;
+                }
+                if nf < n {
+                    let mut t = _mm512_setzero_pd();
+                    for p in 0..k {
+                        t = _mm512_fmadd_pd(
+                            _mm512_set1_pd(coef(i, p)),
+                            _mm512_maskz_loadu_pd(mt, b.add(p * n + nf)),
+                            t,
+                        );
+                    }
+                    store(cr.add(nf), t, mt);
+                }
+            }
+        }
+    }
+
+    /// `C (+)= A·B`: row i of C is Σ_p A[i, p] · B[p, :].
+    pub(super) fn nn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
+        let (cp, bp) = (c.as_mut_ptr(), b.as_ptr());
+        // SAFETY: c has m·n entries, b has k·n and a has m·k (checked by gemm_nn).
+        let coef = |i: usize, p: usize| unsafe { *a.get_unchecked(i * k + p) };
+        unsafe {
+            match (acc, k == 1) {
+                (true, true) => rows::<true, true>(cp, bp, m, n, k, 1.0, coef),
+                (true, false) => rows::<true, false>(cp, bp, m, n, k, 1.0, coef),
+                (false, true) => rows::<false, true>(cp, bp, m, n, k, 1.0, coef),
+                (false, false) => rows::<false, false>(cp, bp, m, n, k, 1.0, coef),
+            }
+        }
+    }
+
+    /// `C (+)= α AᵀB`: row i of C is α Σ_p A[p, i] · B[p, :].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, alpha: f64, acc: bool) {
+        let (cp, bp) = (c.as_mut_ptr(), b.as_ptr());
+        // SAFETY: c has m·n entries, b has k·n and a has k·m (checked by gemm_tn).
+        let coef = |i: usize, p: usize| unsafe { *a.get_unchecked(p * m + i) };
+        unsafe {
+            match (acc, k == 1) {
+                (true, true) => rows::<true, true>(cp, bp, m, n, k, alpha, coef),
+                (true, false) => rows::<true, false>(cp, bp, m, n, k, alpha, coef),
+                (false, true) => rows::<false, true>(cp, bp, m, n, k, alpha, coef),
+                (false, false) => rows::<false, false>(cp, bp, m, n, k, alpha, coef),
+            }
+        }
+    }
+}
+
+/// A dense row-major matrix, used by the theory (closed forms, covariances), not in hot loops.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dense {
+    /// Number of rows.
+    pub rows: usize,
+    /// Number of columns.
+    pub cols: usize,
+    /// Row-major entries, `rows × cols`.
+    pub data: Vec<f64>,
+}
+
+impl Dense {
+    /// The `rows × cols` zero matrix.
+    pub fn zeros(rows: usize, cols: usize) -> Self {
+        Dense {
+            rows,
+            cols,
+            data: vec![0.0; rows * cols],
+        }
+    }
+    /// The `n × n` identity.
+    pub fn eye(n: usize) -> Self {
+        let mut m = Self::zeros(n, n);
+        for i in 0..n {
+            m.data[i * n + i] = 1.0;
+        }
+        m
+    }
+    /// A diagonal matrix.
+    pub fn diag(d: &[f64]) -> Self {
+        let n = d.len();
+        let mut m = Self::zeros(n, n);
+        for i in 0..n {
+            m.data[i * n + i] = d[i];
+        }
+        m
+    }
+    /// From a row-major slice; the length must be `rows·cols`.
+    pub fn from_slice(rows: usize, cols: usize, data: &[f64]) -> Self {
+        assert_eq!(data.len(), rows * cols, "Dense::from_slice: wrong length");
+        Dense {
+            rows,
+            cols,
+            data: data.to_vec(),
+        }
+    }
+    /// Entry `(i, j)`.
+    #[inline]
+    pub fn at(&self, i: usize, j: usize) -> f64 {
+        self.data[i * self.cols + j]
+    }
+    /// Mutable entry `(i, j)`.
+    #[inline]
+    pub fn at_mut(&mut self, i: usize, j: usize) -> &mut f64 {
+        &mut self.data[i * self.cols + j]
+    }
+    /// The transpose.
+    pub fn t(&self) -> Dense {
+        let mut out = Dense::zeros(self.cols, self.rows);
+        for i in 0..self.rows {
+            for j in 0..self.cols {
+                out.data[j * self.rows + i] = self.data[i * self.cols + j];
+            }
+        }
+        out
+    }
+    /// The product `self · other`.
+    pub fn mul(&self, other: &Dense) -> Dense {
+        assert_eq!(self.cols, other.rows, "Dense::mul: shape mismatch");
+        let mut out = Dense::zeros(self.rows, other.cols);
+        gemm_nn(
+            &mut out.data,
+            &self.data,
+            &other.data,
+            self.rows,
+            other.cols,
+            self.cols,
+            false,
+        );
+        out
+    }
+    /// `self + s · other`.
+    pub fn add_scaled(&self, s: f64, other: &Dense) -> Dense {
+        assert_eq!((self.rows, self.cols), (other.rows, other.cols));
+        let data = self.data.iter().zip(&other.data).map(|(a, b)| a + s * b).collect();
+        Dense {
+            rows: self.rows,
+            cols: self.cols,
+            data,
+        }
+    }
+    /// `s · self`.
+    pub fn scale(&self, s: f64) -> Dense {
+        Dense {
+            rows: self.rows,
+            cols: self.cols,
+            data: self.data.iter().map(|a| s * a).collect(),
+        }
+    }
+    /// The trace (square matrices).
+    pub fn trace(&self) -> f64 {
+        (0..self.rows.min(self.cols)).map(|i| self.at(i, i)).sum()
+    }
+    /// The squared Frobenius norm.
+    pub fn frob2(&self) -> f64 {
+        self.data.iter().map(|v| v * v).sum()
+    }
+    /// `(self + selfᵀ)/2`, for square matrices.
+    pub fn sym(&self) -> Dense {
+        self.add_scaled(1.0, &self.t()).scale(0.5)
+    }
+    fn to_faer(&self) -> Mat<f64> {
+        Mat::from_fn(self.rows, self.cols, |i, j| self.at(i, j))
+    }
+    fn from_faer(m: MatRef<'_, f64>) -> Dense {
+        let mut out = Dense::zeros(m.nrows(), m.ncols());
+        for i in 0..m.nrows() {
+            for j in 0..m.ncols() {
+                out.data[i * m.ncols() + j] = m[(i, j)];
+            }
+        }
+        out
+    }
+}
+
+/// Eigendecomposition of a symmetric matrix: eigenvalues ascending, eigenvectors as the columns of
+/// the returned matrix (`A = V diag(λ) Vᵀ`). Only the lower triangle's symmetric part is trusted;
+/// the input is symmetrised first.
+pub fn sym_eigen(a: &Dense) -> Result<(Vec<f64>, Dense)> {
+    if a.rows != a.cols {
+        return Err(Error::Invalid(format!(
+            "sym_eigen: matrix is {}×{}, not square",
+            a.rows, a.cols
+        )));
+    }
+    let s = a.sym().to_faer();
+    let evd = s
+        .self_adjoint_eigen(faer::Side::Lower)
+        .map_err(|e| Error::Numerical(format!("symmetric eigendecomposition failed: {e:?}")))?;
+    let n = a.rows;
+    let vals: Vec<f64> = (0..n).map(|i| evd.S()[i]).collect();
+    Ok((vals, Dense::from_faer(evd.U())))
+}
+
+/// `V f(Λ) Vᵀ` for a symmetric matrix `A = V Λ Vᵀ`.
+pub fn sym_fn(a: &Dense, f: impl Fn(f64) -> f64) -> Result<Dense> {
+    let (vals, v) = sym_eigen(a)?;
+    let n = a.rows;
+    let mut vf = v.clone();
+    for i in 0..n {
+        for (j, &l) in vals.iter().enumerate() {
+            *vf.at_mut(i, j) *= f(l);
+        }
+    }
+    Ok(vf.mul(&v.t()))
+}
+
+/// Thin SVD `A = L diag(s) Rᵀ`: returns `(L (m×k), s (k), R (n×k))` with `k = min(m, n)` and `s`
+/// non-increasing.
+pub fn svd(a: &Dense) -> Result<(Dense, Vec<f64>, Dense)> {
+    let m = a.to_faer();
+    let svd = m
+        .thin_svd()
+        .map_err(|e| Error::Numerical(format!("SVD failed: {e:?}")))?;
+    let k = a.rows.min(a.cols);
+    let s: Vec<f64> = (0..k).map(|i| svd.S()[i]).collect();
+    Ok((Dense::from_faer(svd.U()), s, Dense::from_faer(svd.V())))
+}
+
+/// Cholesky factor `L` (lower triangular, `A = L Lᵀ`) of a symmetric positive-definite matrix.
+pub fn cholesky(a: &Dense) -> Result<Dense> {
+    let n = a.rows;
+    if a.cols != n {
+        return Err(Error::Invalid("cholesky: matrix not square".into()));
+    }
+    let mut l = Dense::zeros(n, n);
+    for j in 0..n {
+        let mut d = a.at(j, j);
+        for k in 0..j {
+            d -= l.at(j, k) * l.at(j, k);
+        }
+        if d.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || !d.is_finite() {
+            return Err(Error::Numerical(format!(
+                "matrix is not positive definite (pivot {j} is {d})"
+            )));
+        }
+        let d = d.sqrt();
+        *l.at_mut(j, j) = d;
+        for i in j + 1..n {
+            let mut s = a.at(i, j);
+            for k in 0..j {
+                s -= l.at(i, k) * l.at(j, k);
+            }
+            *l.at_mut(i, j) = s / d;
+        }
+    }
+    Ok(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::rng::Rng;
+
+    fn naive(a: &[f64], b: &[f64], m: usize, n: usize, k: usize) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    c[i * n + j] += a[i * k + p] * b[p * n + j];
+                }
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn products_match_naive_small_and_large() {
+        let mut r = Rng::new(1);
+        for &(m, n, k) in &[
+            (3, 4, 5),
+            (40, 50, 60),
+            (1, 7, 1),
+            (64, 1, 33),
+            (1, 20, 10),
+            (1, 10, 20),
+            (10, 20, 1),
+            (20, 10, 1),
+            (5, 9, 17),
+            (7, 16, 8),
+            (3, 37, 9),
+            (2, 3, 0),
+        ] {
+            let mut a = vec![0.0; m * k];
+            let mut b = vec![0.0; k * n];
+            r.fill_normal(&mut a);
+            r.fill_normal(&mut b);
+            let want = naive(&a, &b, m, n, k);
+            let mut c = vec![1.0; m * n];
+            gemm_nn(&mut c, &a, &b, m, n, k, false);
+            let bt = Dense::from_slice(k, n, &b).t();
+            let mut c2 = vec![0.0; m * n];
+            gemm_nt(&mut c2, &a, &bt.data, m, n, k, false);
+            let at = Dense::from_slice(m, k, &a).t();
+            let mut c3 = vec![0.5; m * n];
+            gemm_tn(&mut c3, &at.data, &b, m, n, k, 2.0, true);
+            // The portable small kernels too (the AVX-512 ones replace them where available).
+            let mut p1 = vec![1.0; m * n];
+            portable::nn(&mut p1, &a, &b, m, n, k, false);
+            let mut p2 = vec![0.0; m * n];
+            portable::nt(&mut p2, &a, &bt.data, m, n, k, false);
+            let mut p3 = vec![0.5; m * n];
+            portable::tn(&mut p3, &at.data, &b, m, n, k, 2.0, true);
+            // Accumulating forms of nn and nt.
+            let mut c4 = vec![0.25; m * n];
+            gemm_nn(&mut c4, &a, &b, m, n, k, true);
+            let mut c5 = vec![0.25; m * n];
+            gemm_nt(&mut c5, &a, &bt.data, m, n, k, true);
+            for i in 0..m * n {
+                let tol = 1e-12 * (1.0 + want[i].abs());
+                assert!((c[i] - want[i]).abs() < tol, "nn {m}×{n}×{k}");
+                assert!((c2[i] - want[i]).abs() < tol, "nt {m}×{n}×{k}");
+                assert!((c3[i] - (0.5 + 2.0 * want[i])).abs() < 2.0 * tol, "tn {m}×{n}×{k}");
+                assert!((c4[i] - (0.25 + want[i])).abs() < tol, "nn acc {m}×{n}×{k}");
+                assert!((c5[i] - (0.25 + want[i])).abs() < tol, "nt acc {m}×{n}×{k}");
+                assert!((p1[i] - want[i]).abs() < tol);
+                assert!((p2[i] - want[i]).abs() < tol);
+                assert!((p3[i] - (0.5 + 2.0 * want[i])).abs() < 2.0 * tol);
+            }
+        }
+    }
+
+    #[test]
+    fn eigen_svd_cholesky_reconstruct() {
+        let mut r = Rng::new(2);
+        let n = 6;
+        let mut g = Dense::zeros(n, n);
+        r.fill_normal(&mut g.data);
+        let spd = g.mul(&g.t()).add_scaled(1.0, &Dense::eye(n));
+        let (vals, v) = sym_eigen(&spd).unwrap();
+        let rec = v.mul(&Dense::diag(&vals)).mul(&v.t());
+        for i in 0..n * n {
+            assert!((rec.data[i] - spd.data[i]).abs() < 1e-10);
+        }
+        let root = sym_fn(&spd, f64::sqrt).unwrap();
+        let sq = root.mul(&root);
+        for i in 0..n * n {
+            assert!((sq.data[i] - spd.data[i]).abs() < 1e-10);
+        }
+        let l = cholesky(&spd).unwrap();
+        let llt = l.mul(&l.t());
+        for i in 0..n * n {
+            assert!((llt.data[i] - spd.data[i]).abs() < 1e-10);
+        }
+        let mut a = Dense::zeros(4, 7);
+        r.fill_normal(&mut a.data);
+        let (u, s, w) = svd(&a).unwrap();
+        let rec = u.mul(&Dense::diag(&s)).mul(&w.t());
+        for i in 0..a.data.len() {
+            assert!((rec.data[i] - a.data[i]).abs() < 1e-10);
+        }
+        assert!(cholesky(&Dense::diag(&[1.0, -1.0])).is_err());
+    }
+}

@@ -1,0 +1,27 @@
+//! The core: the theory and the numerics it needs, with no file I/O and no knowledge of specs or
+//! training runs.
+//!
+//! * [`params`]: the flat parameter vector θ and its named layout (PyTorch names, `[out, in]`).
+//! * [`linalg`], [`math`], [`rng`]: products, matrix functions, a vectorizable `tanh`, the seeded
+//!   random streams.
+//! * [`data`]: Gaussian data sources with exact second moments, teachers, fixed datasets.
+//! * [`models`]: models as stacks of layers.
+//! * [`stats`]: exact per-sample gradient statistics.
+//! * [`symmetry`]: generators, charges, the catalog derived from a model's structure, discovery,
+//!   the law of motion of a charge.
+//! * [`equilibrium`]: the noise equilibrium: the 1-D solve, families, closed forms, rebalancing.
+//! * [`curvature`]: Hessian-vector products, spectra, traces, Lanczos, the paper's sharpness.
+//!
+//! Modules here import only each other (and [`crate::error`]); training, instruments and the lab
+//! are built on top.
+
+pub mod curvature;
+pub mod data;
+pub mod equilibrium;
+pub mod linalg;
+pub mod math;
+pub mod models;
+pub mod params;
+pub mod rng;
+pub mod stats;
+pub mod symmetry;

@@ -1,0 +1,350 @@
+//! Curvature probes for training runs: Hessian trace, top eigenvalue and stability margin, and
+//! the paper's sharpness.
+//!
+//! All of them measure the Hessian of the mean loss `L(θ) = (1/n) Σ ‖f(x_i) − y_i‖²` (no ½) on the
+//! samples chosen by [`CurvatureData`], without weight decay unless
+//! `with_weight_decay(true)` is set (then `H + 2γI`: the trace gains `2γP`, every eigenvalue `2γ`).
+//! They are expensive: give them a sparse [`Schedule`].
+
+use crate::core::curvature::trace;
+use crate::core::curvature::HessianOp;
+use crate::core::curvature::{data_moments, PopulationHessian};
+use crate::core::curvature::{lanczos, LanczosOptions, Which};
+use crate::core::curvature::{linear_hessian_trace, paper_sharpness};
+use crate::core::curvature::{EmpiricalHessian, HvpOptions, HvpWorkspace};
+use crate::core::data::{Source, Target};
+use crate::core::models::{Activation, Model};
+use crate::core::rng::Rng;
+use crate::train::{Probe, ProbeCtx, Schedule};
+use crate::{invalid, Result};
+
+/// Which Hessian a curvature probe measures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CurvatureData {
+    /// The exact population Hessian ([`PopulationHessian`]) when the data are online Gaussian with
+    /// an identity or linear teacher and the model is a deep linear network; otherwise the
+    /// evaluation set, as [`CurvatureData::Eval`].
+    #[default]
+    Auto,
+    /// The probe context's evaluation set: the full training set for fixed data, a fixed-seed
+    /// population sample for online data (optionally only its first `max_samples` samples).
+    Eval,
+    /// The exact population Hessian of the source's distribution; an error at record time if
+    /// there is none or the model is not a deep linear network.
+    Population,
+}
+
+/// Settings and buffers shared by the Hessian probes.
+#[derive(Clone, Debug, Default)]
+struct Common {
+    data: CurvatureData,
+    max_samples: Option<usize>,
+    hvp: HvpOptions,
+    schedule: Option<Schedule>,
+    weight_decay: bool,
+    ws: Option<HvpWorkspace>,
+}
+
+fn is_linear(model: &Model) -> bool {
+    matches!(model, Model::Mlp(m) if m.activation() == Activation::Identity && !m.has_bias())
+}
+
+fn linear_teacher_online(ctx: &ProbeCtx<'_>) -> bool {
+    let linear_teacher = matches!(
+        ctx.source,
+        Source::Online(g) if matches!(g.target(), Target::Identity | Target::Linear(_))
+    );
+    is_linear(ctx.model) && linear_teacher
+}
+
+impl Common {
+    /// Runs `f` on the Hessian operator chosen by `self.data`.
+    fn with_op<R>(&mut self, ctx: &ProbeCtx<'_>, f: impl FnOnce(&mut dyn HessianOp) -> Result<R>) -> Result<R> {
+        let population = match self.data {
+            CurvatureData::Auto => linear_teacher_online(ctx),
+            CurvatureData::Eval => false,
+            CurvatureData::Population => true,
+        };
+        if population {
+            let dist = ctx.source.distribution().ok_or_else(|| {
+                invalid!("curvature probe: population Hessian asked for, but the data distribution is unknown")
+            })?;
+            let mut op = PopulationHessian::from_gaussian(ctx.model, ctx.theta, dist)?;
+            return f(&mut op);
+        }
+        let n = self.eval_n(ctx);
+        if self.ws.as_ref().is_none_or(|w| !w.matches(ctx.model)) {
+            self.ws = Some(HvpWorkspace::new(ctx.model, self.hvp.clone()));
+        }
+        let ws = self.ws.as_mut().expect("workspace");
+        let mut op = EmpiricalHessian::new(ctx.model, ctx.theta, ctx.eval_x, ctx.eval_y, n, ws)?;
+        f(&mut op)
+    }
+
+    /// Number of evaluation samples used.
+    fn eval_n(&self, ctx: &ProbeCtx<'_>) -> usize {
+        self.max_samples.map_or(ctx.eval_n, |m| m.min(ctx.eval_n))
+    }
+
+    /// For a deep linear network the trace has a closed form in `Σ_x` alone
+    /// ([`linear_hessian_trace`]): the population moment on the population route, the evaluation
+    /// set's `XᵀX/n` otherwise. `None` for other models.
+    fn linear_trace(&self, ctx: &ProbeCtx<'_>) -> Result<Option<f64>> {
+        if !is_linear(ctx.model) {
+            return Ok(None);
+        }
+        let population = match self.data {
+            CurvatureData::Auto => matches!(ctx.source, Source::Online(_)),
+            CurvatureData::Eval => false,
+            CurvatureData::Population => true,
+        };
+        let sx = if population {
+            ctx.source
+                .distribution()
+                .ok_or_else(|| {
+                    invalid!("curvature probe: population Hessian asked for, but the data distribution is unknown")
+                })?
+                .x_second_moment()
+        } else {
+            data_moments(
+                ctx.eval_x,
+                ctx.eval_y,
+                self.eval_n(ctx),
+                ctx.model.d_in(),
+                ctx.model.d_out(),
+            )?
+            .0
+        };
+        linear_hessian_trace(ctx.model, ctx.theta, &sx).map(Some)
+    }
+
+    fn shift(&self, ctx: &ProbeCtx<'_>) -> f64 {
+        if self.weight_decay {
+            2.0 * ctx.weight_decay
+        } else {
+            0.0
+        }
+    }
+}
+
+macro_rules! common_builders {
+    () => {
+        /// Records only at the steps of `schedule` (instead of every row of the run's log).
+        pub fn with_schedule(mut self, schedule: Schedule) -> Self {
+            self.common.schedule = Some(schedule);
+            self
+        }
+        /// Which Hessian to measure (default [`CurvatureData::Auto`]).
+        pub fn with_data(mut self, data: CurvatureData) -> Self {
+            self.common.data = data;
+            self
+        }
+        /// Uses at most the first `n` samples of the evaluation set (default: all of them).
+        pub fn with_max_samples(mut self, n: usize) -> Self {
+            self.common.max_samples = Some(n);
+            self
+        }
+        /// Tuning of the Hessian-vector products (chunk size, threads, forward cache).
+        pub fn with_hvp(mut self, opts: HvpOptions) -> Self {
+            self.common.hvp = opts;
+            self.common.ws = None;
+            self
+        }
+        /// Whether to include weight decay, i.e. measure `H + 2γI` with the run's γ (default false).
+        pub fn with_weight_decay(mut self, include: bool) -> Self {
+            self.common.weight_decay = include;
+            self
+        }
+    };
+}
+
+/// Probe of the Hessian trace: columns `hess_trace` and `hess_trace_se` (its standard error; 0
+/// when exact). For deep linear networks the exact closed form [`linear_hessian_trace`] (population
+/// `Σ_x` for online data under [`CurvatureData::Auto`], whatever the teacher, since the trace
+/// depends on `Σ_x` only); otherwise exact (P products) when `P ≤ exact_max` (default 512), else
+/// Hutchinson with `probes` Rademacher probes (default 32) from a generator seeded by `seed` and
+/// the step.
+#[derive(Clone, Debug)]
+pub struct HessianTraceProbe {
+    common: Common,
+    exact_max: usize,
+    probes: usize,
+    seed: u64,
+}
+
+impl Default for HessianTraceProbe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HessianTraceProbe {
+    /// A trace probe with the defaults: exact up to P = 512, else 32 Hutchinson probes, seed 0,
+    /// [`CurvatureData::Auto`], the run's schedule, no weight decay.
+    pub fn new() -> Self {
+        HessianTraceProbe {
+            common: Common::default(),
+            exact_max: 512,
+            probes: 32,
+            seed: 0,
+        }
+    }
+    common_builders!();
+    /// The trace is exact (P products) when `P ≤ p`.
+    pub fn with_exact_max(mut self, p: usize) -> Self {
+        self.exact_max = p;
+        self
+    }
+    /// Number of Hutchinson probes (at least 2) when the trace is not exact.
+    pub fn with_probes(mut self, m: usize) -> Self {
+        self.probes = m;
+        self
+    }
+    /// Seed of the Hutchinson probes (combined with the step, so every record is reproducible).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+}
+
+impl Probe for HessianTraceProbe {
+    fn columns(&self) -> Vec<String> {
+        vec!["hess_trace".into(), "hess_trace_se".into()]
+    }
+    fn record(&mut self, ctx: &ProbeCtx<'_>, out: &mut Vec<f64>) -> Result<()> {
+        let shift = self.common.shift(ctx) * ctx.model.n_params() as f64;
+        if let Some(t) = self.common.linear_trace(ctx)? {
+            out.push(t + shift);
+            out.push(0.0);
+            return Ok(());
+        }
+        let (exact_max, probes) = (self.exact_max, self.probes);
+        let mut rng = Rng::derive(self.seed, &format!("hutchinson-{}", ctx.step));
+        let est = self.common.with_op(ctx, |op| trace(op, exact_max, probes, &mut rng))?;
+        out.push(est.estimate + shift);
+        out.push(est.std_error);
+        Ok(())
+    }
+    fn schedule(&self) -> Option<&Schedule> {
+        self.common.schedule.as_ref()
+    }
+}
+
+/// Probe of the top Hessian eigenvalue by [`lanczos`]: columns `lambda_max`, `eta_lambda_max`
+/// (the stability margin `η·λ_max` with the current learning rate; GD on a quadratic is stable
+/// for `η·λ_max < 2`), `lambda_max_residual` (`‖Hv − λv‖`), `lanczos_iterations` and
+/// `lanczos_converged` (1 or 0).
+#[derive(Clone, Debug)]
+pub struct TopEigenProbe {
+    common: Common,
+    lanczos: LanczosOptions,
+}
+
+impl Default for TopEigenProbe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TopEigenProbe {
+    /// A top-eigenvalue probe with the default [`LanczosOptions`] (k = 1, largest, at most 80
+    /// steps, tol 1e-6, seed 0), [`CurvatureData::Auto`], the run's schedule, no weight decay.
+    pub fn new() -> Self {
+        TopEigenProbe {
+            common: Common::default(),
+            lanczos: LanczosOptions::default(),
+        }
+    }
+    common_builders!();
+    /// Lanczos settings (`k` and `which` are forced to 1 and [`Which::Largest`]).
+    pub fn with_lanczos(mut self, opts: LanczosOptions) -> Self {
+        self.lanczos = LanczosOptions {
+            k: 1,
+            which: Which::Largest,
+            ..opts
+        };
+        self
+    }
+}
+
+impl Probe for TopEigenProbe {
+    fn columns(&self) -> Vec<String> {
+        [
+            "lambda_max",
+            "eta_lambda_max",
+            "lambda_max_residual",
+            "lanczos_iterations",
+            "lanczos_converged",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+    fn record(&mut self, ctx: &ProbeCtx<'_>, out: &mut Vec<f64>) -> Result<()> {
+        let opts = self.lanczos.clone();
+        let r = self.common.with_op(ctx, |op| lanczos(op, &opts))?;
+        let lam = r.values[0] + self.common.shift(ctx);
+        out.push(lam);
+        out.push(ctx.lr * lam);
+        out.push(r.residuals[0]);
+        out.push(r.iterations as f64);
+        out.push(if r.converged { 1.0 } else { 0.0 });
+        Ok(())
+    }
+    fn schedule(&self) -> Option<&Schedule> {
+        self.common.schedule.as_ref()
+    }
+}
+
+/// Probe of the paper's sharpness `S(θ) = d_y Tr[W Σ_x Wᵀ] + ‖U‖_F² Tr Σ_x` of a two-layer
+/// linear network (column `paper_sharpness`; paper convention, **half** the true Hessian trace,
+/// see [`paper_sharpness`]). `Σ_x` is the exact second moment for online data (and for
+/// [`CurvatureData::Population`]), else the evaluation set's `XᵀX/n`.
+#[derive(Clone, Debug, Default)]
+pub struct PaperSharpnessProbe {
+    data: CurvatureData,
+    schedule: Option<Schedule>,
+}
+
+impl PaperSharpnessProbe {
+    /// A sharpness probe with [`CurvatureData::Auto`] and the run's schedule.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Records only at the steps of `schedule`.
+    pub fn with_schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = Some(schedule);
+        self
+    }
+    /// Where `Σ_x` comes from ([`CurvatureData::Eval`] forces the evaluation set's moment).
+    pub fn with_data(mut self, data: CurvatureData) -> Self {
+        self.data = data;
+        self
+    }
+}
+
+impl Probe for PaperSharpnessProbe {
+    fn columns(&self) -> Vec<String> {
+        vec!["paper_sharpness".into()]
+    }
+    fn record(&mut self, ctx: &ProbeCtx<'_>, out: &mut Vec<f64>) -> Result<()> {
+        let population = match self.data {
+            CurvatureData::Auto => matches!(ctx.source, Source::Online(_)),
+            CurvatureData::Eval => false,
+            CurvatureData::Population => true,
+        };
+        let sx = if population {
+            ctx.source
+                .distribution()
+                .ok_or_else(|| invalid!("paper_sharpness: the data distribution is unknown"))?
+                .x_second_moment()
+        } else {
+            data_moments(ctx.eval_x, ctx.eval_y, ctx.eval_n, ctx.model.d_in(), ctx.model.d_out())?.0
+        };
+        out.push(paper_sharpness(ctx.model, ctx.theta, &sx)?);
+        Ok(())
+    }
+    fn schedule(&self) -> Option<&Schedule> {
+        self.schedule.as_ref()
+    }
+}

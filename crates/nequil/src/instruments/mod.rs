@@ -1,0 +1,21 @@
+//! Instruments: every probe a training run can record, in one place.
+//!
+//! A probe implements [`crate::train::Probe`]: on its schedule it reads the current θ and the
+//! run's evaluation set and writes named columns into the run's log.
+//!
+//! * [`charges`]: Noether charges of catalog symmetries, their noise imbalance `Tr[AΣ]`, drift and
+//!   predicted equilibrium ([`ChargeProbe`]).
+//! * [`curvature`]: Hessian trace, top eigenvalue with the stability margin `η·λ_max`, and the
+//!   paper's sharpness ([`HessianTraceProbe`], [`TopEigenProbe`], [`PaperSharpnessProbe`]).
+//! * [`two_layer`]: the distance of a two-layer linear net to its closed-form matrix equilibrium
+//!   ([`TwoLayerEquilibriumProbe`]).
+
+pub mod charges;
+pub mod curvature;
+pub mod two_layer;
+
+pub use charges::ChargeProbe;
+pub use curvature::{CurvatureData, HessianTraceProbe, PaperSharpnessProbe, TopEigenProbe};
+pub use two_layer::{
+    as_two_layer_linear, has_exact_two_layer_moments, norm_distance, MomentSource, TwoLayerEquilibriumProbe,
+};

@@ -1,0 +1,15 @@
+//! The lab: everything that reads or writes files, built on the core, the training engine and
+//! the instruments.
+//!
+//! * [`io`]: NumPy `.npy`/`.npz`, MNIST IDX, safetensors, atomic writes.
+//! * [`spec`]: the TOML run specification, validated and built into a model, data and a
+//!   training configuration with its instruments.
+//! * [`runner`]: `nequil run`: a spec to a run directory.
+//! * [`sweep`]: grids of runs, resumable and sharded, and their merge.
+//! * [`experiments`]: the paper's figures as checks.
+
+pub mod experiments;
+pub mod io;
+pub mod runner;
+pub mod spec;
+pub mod sweep;

@@ -1,0 +1,195 @@
+//! Executing a spec and writing a run directory (`nequil run`).
+//!
+//! A run directory holds `spec.toml` (resolved, defaults filled in), `metrics.csv` (the log),
+//! `final.safetensors` (final θ with PyTorch names and shapes, `f64`) and `summary.json`. Every
+//! file is written atomically (temporary name, then rename). Outputs are a deterministic function
+//! of the spec: no wall-clock times are written, so the same spec and seed give bit-identical files.
+
+use crate::core::models::Model;
+use crate::lab::io::{read_safetensors, write_atomic, write_safetensors};
+use crate::lab::spec::Spec;
+use crate::train::{train, Probe, ProbeCtx, RunOutcome};
+use crate::{invalid, Error, Result};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Runs a spec: builds it (all validation happens here, before anything is written), then trains
+/// with the spec's instruments ([`Spec::probes`], the `[probes.*]` tables) followed by `extra`
+/// probes (their columns come last; the caller keeps them, with their state, afterwards).
+/// `base` resolves relative data paths. `progress(done, total)` is called about every 1%.
+pub fn run_spec(
+    spec: &Spec,
+    base: &Path,
+    extra: &mut [Box<dyn Probe>],
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(Model, RunOutcome)> {
+    let built = spec.build(base)?;
+    let mut probes = spec.probes(&built)?;
+    let n_own = probes.len();
+    // Borrow the caller's probes for the run (train takes one slice), then hand them back.
+    for p in extra.iter_mut() {
+        probes.push(std::mem::replace(p, Box::new(Lent)));
+    }
+    let mut source = built.source;
+    let total = built.config.steps;
+    let out = train(
+        &built.model,
+        &mut source,
+        built.theta0,
+        &built.config,
+        &mut probes,
+        &mut |d| progress(d, total),
+    );
+    for (slot, p) in extra.iter_mut().zip(probes.drain(n_own..)) {
+        *slot = p;
+    }
+    Ok((built.model, out?))
+}
+
+/// Stands in for a caller's probe while [`run_spec`] holds it; never recorded.
+struct Lent;
+
+impl Probe for Lent {
+    fn columns(&self) -> Vec<String> {
+        vec![]
+    }
+    fn record(&mut self, _: &ProbeCtx<'_>, _: &mut Vec<f64>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The tensors of θ as `(name, shape, values)` in layout order.
+pub fn named_tensors<'a>(model: &Model, theta: &'a [f64]) -> Vec<(String, Vec<usize>, &'a [f64])> {
+    model
+        .layout()
+        .blocks()
+        .iter()
+        .map(|b| (b.name.clone(), b.shape.clone(), &theta[b.range()]))
+        .collect()
+}
+
+/// Writes θ as safetensors (`f64`, PyTorch names and `[out, in]` shapes; metadata `format = pt`).
+pub fn save_weights(path: &Path, model: &Model, theta: &[f64]) -> Result<()> {
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    meta.insert("nequil.model".to_string(), model.describe());
+    write_safetensors(path, &named_tensors(model, theta), Some(meta))
+}
+
+/// Reads θ for `model` from a safetensors file, by PyTorch state-dict name: the file written by
+/// [`save_weights`], or `safetensors.torch.save_file(net.state_dict(), path)` for an `nn.Module`
+/// whose `nn.Linear` layers sit in an `nn.ModuleList` named `layers` (`layers.{l}.weight` is
+/// `[out, in]`, `layers.{l}.bias` is `[out]`; Net-A/Net-B: `layers.0.weight` is W,
+/// `layers.1.weight` is U). `F64`, `F32`, `F16` and `BF16` tensors are read as `f64`.
+///
+/// Every tensor of the layout must be present with its shape, no other tensor may be present, and
+/// every value must be finite. An error names the file and lists every missing, unexpected and
+/// misshapen tensor (expected vs got), or the first non-finite value.
+pub fn load_weights(path: &Path, model: &Model) -> Result<Vec<f64>> {
+    let tensors = read_safetensors(path)?;
+    let layout = model.layout();
+    let mut problems = vec![];
+    for b in layout.blocks() {
+        match tensors.get(&b.name) {
+            None => problems.push(format!("missing tensor `{}` (expected shape {:?})", b.name, b.shape)),
+            Some((shape, _)) if *shape != b.shape => problems.push(format!(
+                "tensor `{}` has shape {shape:?}, expected {:?}",
+                b.name, b.shape
+            )),
+            Some(_) => {}
+        }
+    }
+    for (name, (shape, _)) in &tensors {
+        if layout.find(name).is_none() {
+            problems.push(format!("unexpected tensor `{name}` (shape {shape:?})"));
+        }
+    }
+    if !problems.is_empty() {
+        let expected: Vec<String> = layout
+            .blocks()
+            .iter()
+            .map(|b| format!("{} {:?}", b.name, b.shape))
+            .collect();
+        return Err(invalid!(
+            "weights {}: {} (the model {} has exactly: {})",
+            path.display(),
+            problems.join("; "),
+            model.describe(),
+            expected.join(", ")
+        ));
+    }
+    let mut theta = vec![0.0; layout.len()];
+    for b in layout.blocks() {
+        let data = &tensors[&b.name].1;
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(invalid!(
+                "weights {}: tensor `{}` has a non-finite value ({}) at flat index {i}",
+                path.display(),
+                b.name,
+                data[i]
+            ));
+        }
+        theta[b.range()].copy_from_slice(data);
+    }
+    Ok(theta)
+}
+
+/// Writes a run directory for a finished (or stopped) run. On divergence the log up to the
+/// failing step and a summary with `status = "diverged"` are written, but no final weights.
+pub fn write_run_dir(dir: &Path, spec: &Spec, model: &Model, out: &RunOutcome) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("cannot create {}: {e}", dir.display())))?;
+    write_atomic(&dir.join("spec.toml"), spec.resolved_toml().as_bytes())?;
+    write_atomic(&dir.join("metrics.csv"), out.log.to_csv().as_bytes())?;
+    let final_row: serde_json::Map<String, serde_json::Value> = match out.log.rows.last() {
+        Some(r) => out
+            .log
+            .columns
+            .iter()
+            .zip(r)
+            .map(|(c, v)| (c.clone(), json_num(*v)))
+            .collect(),
+        None => Default::default(),
+    };
+    let (status, error) = match &out.error {
+        None => ("ok", serde_json::Value::Null),
+        Some(Error::Diverged { step, what }) => ("diverged", json!({ "step": step, "what": what })),
+        Some(e) => ("failed", json!(e.to_string())),
+    };
+    let blocks: Vec<_> = model
+        .layout()
+        .blocks()
+        .iter()
+        .map(|b| json!({ "name": b.name, "shape": b.shape }))
+        .collect();
+    let summary = json!({
+        "status": status,
+        "error": error,
+        "steps_done": out.steps_done,
+        "model": model.describe(),
+        "n_params": model.n_params(),
+        "parameters": blocks,
+        "eval_samples": out.eval_n,
+        "final": final_row,
+        "conventions": "per-sample loss ||f(x)-y||^2 (no 1/2), batch mean; weight decay gamma*||theta||^2 in the loss; t = sum of learning rates",
+    });
+    if out.error.is_none() {
+        save_weights(&dir.join("final.safetensors"), model, &out.theta)?;
+    } else {
+        let _ = std::fs::remove_file(dir.join("final.safetensors"));
+    }
+    write_atomic(
+        &dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary).expect("json").as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// A JSON number, or a string for non-finite values (JSON has no NaN).
+pub fn json_num(v: f64) -> serde_json::Value {
+    if v.is_finite() {
+        json!(v)
+    } else {
+        json!(format!("{v}"))
+    }
+}

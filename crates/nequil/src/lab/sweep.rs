@@ -1,0 +1,1068 @@
+//! Sweeps: a grid of runs from one spec, run in parallel, resumable, shardable, and merged into
+//! one table (`nequil sweep`, `nequil slurm`, `nequil merge`).
+//!
+//! A sweep spec is a run spec (see [`crate::lab::spec`]) plus a `[sweep]` table whose keys are dotted
+//! paths into the spec and whose values are arrays of values:
+//!
+//! ```toml
+//! [sweep]
+//! "train.lr" = [0.01, 0.003]
+//! "train.batch_size" = [1, 4]
+//! seed = [0, 1, 2]
+//! ```
+//!
+//! The runs are the Cartesian product of the arrays, in row-major order over the keys as they
+//! appear in the file (the last key varies fastest): run 0 is `lr = 0.01, batch_size = 1,
+//! seed = 0`, run 1 is `seed = 1`, …, run 11 is `lr = 0.003, batch_size = 4, seed = 2`. Run `i` is
+//! named `run-000i` (zero-padded to at least four digits); ids depend only on the sweep spec,
+//! never on sharding or on which runs have finished. A key may name any key of the schema
+//! (`data.x_cov.phi`, `model.widths` with array values, `train.weight_decay`, `seed`, …); keys
+//! written unquoted (`train.lr = [..]`, or a `[sweep.train]` table) mean the same as quoted ones.
+//!
+//! Every run of a grid is parsed and built ([`Spec::from_toml`], [`Spec::build`]) before any is
+//! run ([`Sweep::prepare`]); an error names the sweep key and value.
+//!
+//! ## The output directory
+//!
+//! ```text
+//! OUT/sweep.toml                the sweep spec, verbatim
+//! OUT/runs/run-0003/params.json the run's id, index and swept values (written when it starts)
+//!                   spec.toml, metrics.csv, final.safetensors, summary.json   (as `nequil run`)
+//!                   status.json {"status": "ok" | "diverged" | "failed", "error": …} (written last)
+//! ```
+//!
+//! A run directory without `status.json` is unfinished (the process was killed): a restart
+//! deletes it and runs it again from scratch. Runs with a `status.json` are skipped, failures
+//! included, unless [`SweepOptions::retry_failed`]. A restart into a directory whose `sweep.toml`
+//! holds a different sweep is refused. Every file is written atomically, so a killed sweep never
+//! leaves a truncated file behind a `status.json`.
+//!
+//! ## Shards
+//!
+//! [`Shard`] `I/N` selects the runs whose index `i` has `i % N == I`. Shards may write into one
+//! shared directory or into separate ones; [`merge`] gathers any number of them into `runs.csv`.
+
+use crate::lab::io::write_atomic;
+use crate::lab::runner::{run_spec, write_run_dir};
+use crate::lab::spec::Spec;
+use crate::{invalid, io_err, Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+use toml::Value;
+
+/// Largest grid accepted (a guard against a typo multiplying the grid by accident).
+pub const MAX_RUNS: usize = 1_000_000;
+
+/// One swept key and its values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Axis {
+    /// Dotted path into the spec (`"train.lr"`, `"seed"`).
+    pub key: String,
+    /// The values, in the order given.
+    pub values: Vec<Value>,
+}
+
+/// A parsed sweep spec: the base run spec and the swept keys.
+#[derive(Clone, Debug)]
+pub struct Sweep {
+    base: toml::Table,
+    axes: Vec<Axis>,
+    text: String,
+}
+
+/// One run of a sweep, parsed.
+#[derive(Clone, Debug)]
+pub struct SweepRun {
+    /// Position in the grid (0-based).
+    pub index: usize,
+    /// Stable id and directory name (`run-0003`).
+    pub id: String,
+    /// The swept keys and this run's values, in axis order.
+    pub params: Vec<(String, Value)>,
+    /// The resolved run spec.
+    pub spec: Spec,
+}
+
+impl Sweep {
+    /// Parses a sweep spec. Errors: TOML syntax, a missing or empty `[sweep]` table, a swept key
+    /// whose value is not a non-empty array, a key given twice, a grid larger than [`MAX_RUNS`].
+    /// Whether the keys exist in the schema is checked by [`Sweep::prepare`].
+    pub fn from_toml(text: &str) -> Result<Sweep> {
+        let mut base: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| invalid!("sweep spec: {}", e.to_string().trim_end()))?;
+        let table = match base.remove("sweep") {
+            Some(Value::Table(t)) => t,
+            Some(other) => return Err(invalid!("sweep: must be a table, got a {}", other.type_str())),
+            None => {
+                return Err(invalid!(
+                    "sweep spec: no [sweep] table (a sweep spec is a run spec plus a [sweep] table of dotted keys \
+                     and arrays of values, e.g. \"train.lr\" = [0.01, 0.003])"
+                ))
+            }
+        };
+        let mut axes = Vec::new();
+        flatten("", table, &mut axes)?;
+        if axes.is_empty() {
+            return Err(invalid!("sweep: the [sweep] table is empty; give at least one key"));
+        }
+        for (i, a) in axes.iter().enumerate() {
+            if a.key.split('.').any(|s| s.is_empty()) {
+                return Err(invalid!("sweep key \"{}\": empty segment in the dotted path", a.key));
+            }
+            if axes[..i].iter().any(|b| b.key == a.key) {
+                return Err(invalid!("sweep key \"{}\": given twice", a.key));
+            }
+            if let Some(b) = axes[..i]
+                .iter()
+                .find(|b| a.key.starts_with(&format!("{}.", b.key)) || b.key.starts_with(&format!("{}.", a.key)))
+            {
+                return Err(invalid!(
+                    "sweep keys \"{}\" and \"{}\" overlap (one contains the other)",
+                    b.key,
+                    a.key
+                ));
+            }
+        }
+        let mut n: usize = 1;
+        for a in &axes {
+            n = n
+                .checked_mul(a.values.len())
+                .filter(|&n| n <= MAX_RUNS)
+                .ok_or_else(|| invalid!("sweep: the grid has more than {MAX_RUNS} runs"))?;
+        }
+        Ok(Sweep {
+            base,
+            axes,
+            text: text.to_string(),
+        })
+    }
+
+    /// Reads and parses a sweep spec file.
+    pub fn from_file(path: &Path) -> Result<Sweep> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| io_err!("cannot read sweep spec {}: {e}", path.display()))?;
+        Self::from_toml(&text).map_err(|e| match e {
+            Error::Invalid(m) => invalid!("{}: {m}", path.display()),
+            e => e,
+        })
+    }
+
+    /// The text the sweep was parsed from (written verbatim to `OUT/sweep.toml`).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The swept keys, in file order.
+    pub fn axes(&self) -> &[Axis] {
+        &self.axes
+    }
+
+    /// The number of runs (the product of the axis lengths).
+    pub fn len(&self) -> usize {
+        self.axes.iter().map(|a| a.values.len()).product()
+    }
+
+    /// Always false: a sweep has at least one run.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The id of run `index`: `run-` and the index zero-padded to at least four digits (to the
+    /// width of the largest index).
+    pub fn id(&self, index: usize) -> String {
+        let width = (self.len().saturating_sub(1)).to_string().len().max(4);
+        format!("run-{index:0width$}")
+    }
+
+    /// The swept values of run `index`, in axis order (last axis fastest).
+    pub fn point(&self, index: usize) -> Vec<(String, Value)> {
+        let mut rest = index;
+        let mut out: Vec<(String, Value)> = Vec::with_capacity(self.axes.len());
+        for a in self.axes.iter().rev() {
+            let k = a.values.len();
+            out.push((a.key.clone(), a.values[rest % k].clone()));
+            rest /= k;
+        }
+        out.reverse();
+        out
+    }
+
+    /// The spec of run `index` as a TOML table (the base with the swept values set).
+    pub fn table(&self, index: usize) -> Result<toml::Table> {
+        let mut t = self.base.clone();
+        for (k, v) in self.point(index) {
+            set_path(&mut t, &k, v)?;
+        }
+        Ok(t)
+    }
+
+    /// Whether two sweeps define the same runs (same base spec and the same keys and values in
+    /// the same order); comments and formatting do not matter. `Err` says what differs.
+    pub fn same_as(&self, other: &Sweep) -> std::result::Result<(), String> {
+        if self.axes.len() != other.axes.len() || self.axes.iter().zip(&other.axes).any(|(a, b)| a.key != b.key) {
+            let keys = |s: &Sweep| s.axes.iter().map(|a| a.key.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(format!("swept keys differ ([{}] vs [{}])", keys(self), keys(other)));
+        }
+        if let Some((a, _)) = self.axes.iter().zip(&other.axes).find(|(a, b)| a.values != b.values) {
+            return Err(format!("the values of \"{}\" differ", a.key));
+        }
+        if self.base != other.base {
+            return Err("the base spec (outside [sweep]) differs".into());
+        }
+        Ok(())
+    }
+
+    /// Parses every run of the grid into a [`Spec`], then builds each (model, data, schedule) on
+    /// up to `jobs` threads, without running anything. `base` resolves relative data paths (the
+    /// sweep spec's directory). Errors name the sweep key and value: first each value of each key
+    /// is checked alone (unknown paths, wrong types), then every combination.
+    pub fn prepare(&self, base: &Path, jobs: usize) -> Result<Vec<SweepRun>> {
+        for (ai, axis) in self.axes.iter().enumerate() {
+            for v in &axis.values {
+                let mut t = self.base.clone();
+                for (bi, b) in self.axes.iter().enumerate() {
+                    let value = if bi == ai { v } else { &b.values[0] };
+                    set_path(&mut t, &b.key, value.clone())?;
+                }
+                parse_table(&t).map_err(|e| invalid!("sweep key \"{}\" = {}: {}", axis.key, inline(v), msg(&e)))?;
+            }
+        }
+        let runs = (0..self.len())
+            .map(|i| {
+                let params = self.point(i);
+                let spec = parse_table(&self.table(i)?)
+                    .map_err(|e| invalid!("sweep run {} ({}): {}", self.id(i), describe(&params), msg(&e)))?;
+                Ok(SweepRun {
+                    index: i,
+                    id: self.id(i),
+                    params,
+                    spec,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let built = crate::lab::experiments::par_map(jobs, &runs, |r| {
+            r.spec
+                .build(base)
+                .map(|_| ())
+                .map_err(|e| invalid!("sweep run {} ({}): {}", r.id, describe(&r.params), msg(&e)))
+        });
+        built.into_iter().collect::<Result<Vec<()>>>()?;
+        Ok(runs)
+    }
+}
+
+fn flatten(prefix: &str, table: toml::Table, axes: &mut Vec<Axis>) -> Result<()> {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+        match v {
+            Value::Table(sub) => flatten(&key, sub, axes)?,
+            Value::Array(values) if values.is_empty() => {
+                return Err(invalid!("sweep key \"{key}\": the array of values is empty"))
+            }
+            Value::Array(values) => axes.push(Axis { key, values }),
+            other => {
+                return Err(invalid!(
+                    "sweep key \"{key}\": expected an array of values to sweep over, e.g. \"{key}\" = [{}], got a \
+                     single {}",
+                    inline(&other),
+                    other.type_str()
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets the dotted `key` in `t`, creating missing intermediate tables (a key unknown to the
+/// schema is then rejected when the table is parsed as a [`Spec`]).
+fn set_path(t: &mut toml::Table, key: &str, v: Value) -> Result<()> {
+    let segs: Vec<&str> = key.split('.').collect();
+    let (last, parents) = segs.split_last().expect("split yields at least one segment");
+    let mut cur = t;
+    for (i, s) in parents.iter().enumerate() {
+        let entry = cur
+            .entry(s.to_string())
+            .or_insert_with(|| Value::Table(toml::Table::new()));
+        cur = match entry {
+            Value::Table(sub) => sub,
+            other => {
+                return Err(invalid!(
+                    "sweep key \"{key}\": `{}` is a {} in the spec, not a table",
+                    segs[..=i].join("."),
+                    other.type_str()
+                ))
+            }
+        };
+    }
+    cur.insert(last.to_string(), v);
+    Ok(())
+}
+
+/// Parses a run's table as a [`Spec`]. A parse error keeps only its last line (`unknown field
+/// …`, `invalid type …`): the snippet and line number would point into generated text.
+fn parse_table(t: &toml::Table) -> Result<Spec> {
+    let text = toml::to_string(t).map_err(|e| invalid!("spec: {e}"))?;
+    Spec::from_toml(&text).map_err(|e| match e {
+        Error::Invalid(m) if m.contains("TOML parse error") => {
+            let last = m.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(&m);
+            invalid!("{}", last.trim())
+        }
+        e => e,
+    })
+}
+
+/// The message of an error without the "invalid input: " prefix (it is added once, outside).
+fn msg(e: &Error) -> String {
+    match e {
+        Error::Invalid(m) => m.clone(),
+        e => e.to_string(),
+    }
+}
+
+/// A value as written in TOML (`0.01`, `"relu"`, `[10, 20, 10]`).
+fn inline(v: &Value) -> String {
+    v.to_string()
+}
+
+/// `train.lr = 0.01, seed = 1`.
+pub fn describe(params: &[(String, Value)]) -> String {
+    params
+        .iter()
+        .map(|(k, v)| format!("{k} = {}", inline(v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A slice `I/N` of a sweep: the runs whose index `i` has `i % N == I`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// `I`, in `0..count`.
+    pub index: usize,
+    /// `N ≥ 1`.
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole sweep (`0/1`).
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// A shard, checked: `count ≥ 1` and `index < count`.
+    pub fn new(index: usize, count: usize) -> Result<Shard> {
+        if count == 0 {
+            return Err(invalid!("shard: the number of shards must be ≥ 1, got {index}/{count}"));
+        }
+        if index >= count {
+            return Err(invalid!(
+                "shard: index {index} is out of range for {count} shards (shards are numbered 0 to {})",
+                count - 1
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Parses `I/N` (e.g. `0/4`).
+    pub fn parse(s: &str) -> Result<Shard> {
+        let bad = || invalid!("--shard: expected I/N with 0 ≤ I < N (e.g. 0/4), got \"{s}\"");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let i: usize = i.trim().parse().map_err(|_| bad())?;
+        let n: usize = n.trim().parse().map_err(|_| bad())?;
+        Shard::new(i, n).map_err(|e| invalid!("--shard {s}: {}", msg(&e)))
+    }
+
+    /// The shard of a Slurm job-array task, from the environment (`var` looks a variable up):
+    /// `None` when `SLURM_ARRAY_TASK_ID` is unset. The index is `SLURM_ARRAY_TASK_ID −
+    /// SLURM_ARRAY_TASK_MIN` (MIN defaults to 0); the count is `SLURM_ARRAY_TASK_COUNT`, or else
+    /// `SLURM_ARRAY_TASK_MAX − SLURM_ARRAY_TASK_MIN + 1`. The array must be a contiguous range
+    /// (`--array=0-15`, not `0-15:4`); anything else is an error naming the variables.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Option<Shard>> {
+        let Some(id) = var("SLURM_ARRAY_TASK_ID") else {
+            return Ok(None);
+        };
+        let num = |name: &str, v: &str| -> Result<usize> {
+            v.trim()
+                .parse()
+                .map_err(|_| invalid!("{name}: expected a non-negative integer, got \"{v}\""))
+        };
+        let id = num("SLURM_ARRAY_TASK_ID", &id)?;
+        let min = match var("SLURM_ARRAY_TASK_MIN") {
+            Some(v) => num("SLURM_ARRAY_TASK_MIN", &v)?,
+            None => 0,
+        };
+        let count = match (var("SLURM_ARRAY_TASK_COUNT"), var("SLURM_ARRAY_TASK_MAX")) {
+            (Some(c), _) => num("SLURM_ARRAY_TASK_COUNT", &c)?,
+            (None, Some(max)) => (num("SLURM_ARRAY_TASK_MAX", &max)? + 1)
+                .checked_sub(min)
+                .ok_or_else(|| invalid!("SLURM_ARRAY_TASK_MAX is below SLURM_ARRAY_TASK_MIN"))?,
+            (None, None) => {
+                return Err(invalid!(
+                    "SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MAX is; \
+                     pass --shard I/N"
+                ))
+            }
+        };
+        let index = id
+            .checked_sub(min)
+            .ok_or_else(|| invalid!("SLURM_ARRAY_TASK_ID = {id} is below SLURM_ARRAY_TASK_MIN = {min}"))?;
+        Shard::new(index, count).map(Some).map_err(|e| {
+            invalid!(
+                "SLURM_ARRAY_TASK_ID = {id} (with SLURM_ARRAY_TASK_MIN = {min} and {count} tasks): {}; use a contiguous \
+                 --array=0-{} or pass --shard I/N",
+                msg(&e),
+                count.saturating_sub(1)
+            )
+        })
+    }
+
+    /// Whether run `index` belongs to this shard.
+    pub fn contains(&self, index: usize) -> bool {
+        index % self.count == self.index
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// What became of one run: the contents of its `status.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunStatus {
+    /// `"ok"`, `"diverged"` or `"failed"`.
+    pub status: String,
+    /// The error message (`None` when ok).
+    pub error: Option<String>,
+    /// Wall-clock seconds the run took (informational, not a result).
+    #[serde(default)]
+    pub seconds: f64,
+}
+
+impl RunStatus {
+    /// Whether the run finished without error.
+    pub fn is_ok(&self) -> bool {
+        self.status == "ok"
+    }
+}
+
+/// Reads `dir/status.json`: `Ok(None)` when it does not exist (the run is unfinished).
+pub fn read_status(dir: &Path) -> Result<Option<RunStatus>> {
+    let p = dir.join("status.json");
+    match std::fs::read(&p) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| io_err!("{}: malformed status: {e}", p.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err!("cannot read {}: {e}", p.display())),
+    }
+}
+
+/// How to execute a sweep.
+#[derive(Clone, Copy, Debug)]
+pub struct SweepOptions {
+    /// Runs at a time (one thread each).
+    pub jobs: usize,
+    /// Which runs to execute.
+    pub shard: Shard,
+    /// Rerun runs recorded as failed or diverged.
+    pub retry_failed: bool,
+}
+
+/// Progress of [`run_sweep`], reported to its callback (from worker threads).
+#[derive(Debug)]
+pub enum SweepEvent<'a> {
+    /// Before anything runs: the shard's runs, those already finished (skipped), and the runs
+    /// and SGD steps left to do.
+    Planned {
+        /// Runs in the shard.
+        in_shard: usize,
+        /// Runs of the shard already finished (skipped).
+        skipped: usize,
+        /// Runs to execute now.
+        pending: usize,
+        /// Their steps in total.
+        pending_steps: u64,
+    },
+    /// A run starts.
+    Started(&'a SweepRun),
+    /// Some steps were done (the total over all `Steps` events is `pending_steps`).
+    Steps(u64),
+    /// A run finished and its status is recorded.
+    Finished(&'a SweepRun, &'a RunStatus),
+    /// A run could not be recorded (e.g. the disk is full); it stays unfinished.
+    Unrecorded(&'a SweepRun, &'a Error),
+}
+
+/// Final state of the shard after [`run_sweep`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SweepReport {
+    /// Runs in the whole sweep.
+    pub total: usize,
+    /// Runs in this shard.
+    pub in_shard: usize,
+    /// Runs of the shard that had finished before (skipped).
+    pub skipped: usize,
+    /// Runs executed now.
+    pub ran: usize,
+    /// Runs of the shard now recorded ok (previous and new).
+    pub ok: usize,
+    /// … recorded diverged.
+    pub diverged: usize,
+    /// … recorded failed.
+    pub failed: usize,
+}
+
+/// Checks or initialises the output directory: a new or empty directory gets `sweep.toml` and
+/// `runs/`; an existing sweep directory must hold the same sweep; anything else is refused.
+/// Shards starting at the same moment into one shared directory are fine: each writes the same
+/// `sweep.toml` atomically, then compares.
+pub fn init_out_dir(sweep: &Sweep, out: &Path) -> Result<()> {
+    let st = out.join("sweep.toml");
+    if !st.exists() {
+        if out.exists() {
+            let entries =
+                std::fs::read_dir(out).map_err(|e| io_err!("cannot read directory {}: {e}", out.display()))?;
+            for e in entries {
+                let e = e.map_err(|e| io_err!("cannot read directory {}: {e}", out.display()))?;
+                let name = e.file_name().to_string_lossy().to_string();
+                // Hidden names are temporary files; sweep.toml and an empty runs/ may come
+                // from a shard that started a moment ago.
+                let benign = name.starts_with('.')
+                    || name == "sweep.toml"
+                    || (name == "runs" && std::fs::read_dir(e.path()).is_ok_and(|mut r| r.next().is_none()));
+                if !benign {
+                    return Err(invalid!(
+                        "{} exists, is not empty and has no sweep.toml: not a sweep directory; choose another --out",
+                        out.display()
+                    ));
+                }
+            }
+        }
+        std::fs::create_dir_all(out).map_err(|e| io_err!("cannot create {}: {e}", out.display()))?;
+        if !st.exists() {
+            write_atomic(&st, sweep.text().as_bytes())?;
+        }
+    }
+    let text = std::fs::read_to_string(&st).map_err(|e| io_err!("cannot read {}: {e}", st.display()))?;
+    let old = Sweep::from_toml(&text).map_err(|e| invalid!("{}: {}", st.display(), msg(&e)))?;
+    old.same_as(sweep).map_err(|why| {
+        invalid!(
+            "{} holds a different sweep ({why}); refusing to resume into it. Use a new --out directory, or \
+             restore the spec that started it",
+            st.display()
+        )
+    })?;
+    let runs = out.join("runs");
+    std::fs::create_dir_all(&runs).map_err(|e| io_err!("cannot create {}: {e}", runs.display()))
+}
+
+/// Executes the runs of `opts.shard` that have not finished, `opts.jobs` at a time, into
+/// `out/runs/<id>/` (see the module documentation). `runs` comes from [`Sweep::prepare`] on the
+/// same sweep; `base` resolves relative data paths. A run that diverges or fails is recorded as
+/// such and the sweep goes on; the result is `Err` only when the directory is refused or a run's
+/// status could not be written.
+pub fn run_sweep(
+    sweep: &Sweep,
+    runs: &[SweepRun],
+    base: &Path,
+    out: &Path,
+    opts: &SweepOptions,
+    events: &(dyn Fn(SweepEvent<'_>) + Sync),
+) -> Result<SweepReport> {
+    if runs.len() != sweep.len() {
+        return Err(invalid!(
+            "run_sweep: {} runs given for a sweep of {}",
+            runs.len(),
+            sweep.len()
+        ));
+    }
+    init_out_dir(sweep, out)?;
+    let runs_dir = out.join("runs");
+    let mut report = SweepReport {
+        total: runs.len(),
+        ..Default::default()
+    };
+    let mut pending = Vec::new();
+    for r in runs.iter().filter(|r| opts.shard.contains(r.index)) {
+        report.in_shard += 1;
+        // A malformed status (impossible with atomic writes, but a person may have edited it)
+        // counts as unfinished.
+        match read_status(&runs_dir.join(&r.id)).unwrap_or(None) {
+            Some(st) if st.is_ok() || !opts.retry_failed => {
+                report.skipped += 1;
+                count(&mut report, &st);
+            }
+            _ => pending.push(r),
+        }
+    }
+    events(SweepEvent::Planned {
+        in_shard: report.in_shard,
+        skipped: report.skipped,
+        pending: pending.len(),
+        pending_steps: pending.iter().map(|r| r.spec.train.steps).sum(),
+    });
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Result<RunStatus>>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..opts.jobs.clamp(1, pending.len().max(1)) {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some(run) = pending.get(k) else { break };
+                events(SweepEvent::Started(run));
+                let dir = runs_dir.join(&run.id);
+                let r = execute(run, base, &dir, &|d| events(SweepEvent::Steps(d)));
+                match &r {
+                    Ok(st) => events(SweepEvent::Finished(run, st)),
+                    Err(e) => events(SweepEvent::Unrecorded(run, e)),
+                }
+                results.lock().expect("no poisoned lock").push(r);
+            });
+        }
+    });
+    let mut first_err = None;
+    for r in results.into_inner().expect("lock") {
+        match r {
+            Ok(st) => {
+                report.ran += 1;
+                count(&mut report, &st);
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+fn count(report: &mut SweepReport, st: &RunStatus) {
+    match st.status.as_str() {
+        "ok" => report.ok += 1,
+        "diverged" => report.diverged += 1,
+        _ => report.failed += 1,
+    }
+}
+
+/// Runs one sweep run from scratch into `dir` and records its status. `Err` only when the
+/// status could not be written.
+fn execute(run: &SweepRun, base: &Path, dir: &Path, steps: &dyn Fn(u64)) -> Result<RunStatus> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| io_err!("cannot remove unfinished run {}: {e}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| io_err!("cannot create {}: {e}", dir.display()))?;
+    let params: serde_json::Map<String, serde_json::Value> = run
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null)))
+        .collect();
+    let params = json!({ "id": run.id, "index": run.index, "params": params });
+    write_atomic(
+        &dir.join("params.json"),
+        serde_json::to_string_pretty(&params).expect("json").as_bytes(),
+    )?;
+    let start = Instant::now();
+    let total = run.spec.train.steps;
+    let mut reported = 0u64;
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let (model, out) = run_spec(&run.spec, base, &mut [], &mut |d, _| {
+            steps(d.saturating_sub(reported));
+            reported = reported.max(d);
+        })?;
+        write_run_dir(dir, &run.spec, &model, &out)?;
+        Ok::<_, Error>(out.error)
+    }));
+    steps(total.saturating_sub(reported));
+    let (status, error) = match result {
+        Ok(Ok(None)) => ("ok", None),
+        Ok(Ok(Some(e @ Error::Diverged { .. }))) => ("diverged", Some(e.to_string())),
+        Ok(Ok(Some(e))) | Ok(Err(e)) => ("failed", Some(e.to_string())),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            ("failed", Some(format!("panicked: {what}")))
+        }
+    };
+    let st = RunStatus {
+        status: status.into(),
+        error,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    write_atomic(
+        &dir.join("status.json"),
+        serde_json::to_string_pretty(&st).expect("json").as_bytes(),
+    )?;
+    Ok(st)
+}
+
+/// The table [`merge`] builds.
+#[derive(Clone, Debug)]
+pub struct Merged {
+    /// `runs.csv`: one row per run, sorted by id.
+    pub csv: String,
+    /// Runs in the sweep.
+    pub total: usize,
+    /// Runs recorded ok.
+    pub ok: usize,
+    /// Runs recorded diverged.
+    pub diverged: usize,
+    /// Runs recorded failed.
+    pub failed: usize,
+    /// Ids of runs started but unfinished in every directory (status `unfinished`).
+    pub unfinished: Vec<String>,
+    /// Ids of runs found in no directory (status `missing`).
+    pub missing: Vec<String>,
+}
+
+struct Found {
+    dir: PathBuf,
+    status: RunStatus,
+    summary: Option<serde_json::Value>,
+    columns: Vec<String>,
+}
+
+/// Gathers the runs of one sweep from any number of sweep or shard directories into one table.
+///
+/// Columns: `id`, the swept keys (values as in TOML, strings unquoted), `status` (`ok`,
+/// `diverged`, `failed`, and with `allow_incomplete` also `unfinished` or `missing`), the final
+/// row of the run's log from `summary.json` (`step`, `t`, `lr`, `batch_loss`, `loss`, `norm2.*`,
+/// …, in log order; the union over runs), and `error`. Refused with a message: a directory
+/// without `sweep.toml`, directories holding different sweeps, a run directory that is not a run
+/// of the sweep, a run with different results (status or summary) in two directories, and — unless
+/// `allow_incomplete` — runs that are unfinished or missing.
+pub fn merge(dirs: &[PathBuf], allow_incomplete: bool) -> Result<Merged> {
+    let first = dirs.first().ok_or_else(|| invalid!("merge: no directories given"))?;
+    let read_sweep = |d: &Path| -> Result<Sweep> {
+        let p = d.join("sweep.toml");
+        if !p.exists() {
+            return Err(invalid!("{}: no sweep.toml there; not a sweep directory", d.display()));
+        }
+        let text = std::fs::read_to_string(&p).map_err(|e| io_err!("cannot read {}: {e}", p.display()))?;
+        Sweep::from_toml(&text).map_err(|e| invalid!("{}: {}", p.display(), msg(&e)))
+    };
+    let sweep = read_sweep(first)?;
+    let mut found: BTreeMap<usize, Vec<Found>> = BTreeMap::new();
+    let mut started: BTreeMap<usize, Vec<PathBuf>> = BTreeMap::new();
+    let ids: BTreeMap<String, usize> = (0..sweep.len()).map(|i| (sweep.id(i), i)).collect();
+    for d in dirs {
+        let s = read_sweep(d)?;
+        s.same_as(&sweep).map_err(|why| {
+            invalid!(
+                "{} and {} hold different sweeps ({why}); merge only directories of one sweep",
+                first.display(),
+                d.display()
+            )
+        })?;
+        let rd = d.join("runs");
+        if !rd.exists() {
+            continue;
+        }
+        let mut entries: Vec<_> = std::fs::read_dir(&rd)
+            .map_err(|e| io_err!("cannot read {}: {e}", rd.display()))?
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| io_err!("cannot read {}: {e}", rd.display()))?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                continue;
+            }
+            let &i = ids
+                .get(&name)
+                .ok_or_else(|| invalid!("{}: not a run of this sweep", e.path().display()))?;
+            let dir = e.path();
+            match read_status(&dir)? {
+                None => started.entry(i).or_default().push(dir),
+                Some(status) => {
+                    let sp = dir.join("summary.json");
+                    let summary = match std::fs::read(&sp) {
+                        Ok(b) => Some(
+                            serde_json::from_slice::<serde_json::Value>(&b)
+                                .map_err(|e| io_err!("{}: malformed: {e}", sp.display()))?,
+                        ),
+                        Err(_) => None,
+                    };
+                    let columns = std::fs::read_to_string(dir.join("metrics.csv"))
+                        .ok()
+                        .and_then(|t| t.lines().next().map(|h| h.split(',').map(String::from).collect()))
+                        .unwrap_or_default();
+                    found.entry(i).or_default().push(Found {
+                        dir,
+                        status,
+                        summary,
+                        columns,
+                    });
+                }
+            }
+        }
+    }
+    // The same run in two directories must carry the same result.
+    for (i, fs) in &found {
+        for f in &fs[1..] {
+            let a = &fs[0];
+            let why = if a.status.status != f.status.status || a.status.error != f.status.error {
+                Some(format!("status {} vs {}", a.status.status, f.status.status))
+            } else if a.summary != f.summary {
+                Some("summary.json differs".to_string())
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(invalid!(
+                    "{} has different results in {} and {} ({why}); merge only directories of one sweep run with \
+                     one build",
+                    sweep.id(*i),
+                    a.dir.display(),
+                    f.dir.display()
+                ));
+            }
+        }
+    }
+    let mut m = Merged {
+        csv: String::new(),
+        total: sweep.len(),
+        ok: 0,
+        diverged: 0,
+        failed: 0,
+        unfinished: Vec::new(),
+        missing: Vec::new(),
+    };
+    for i in 0..sweep.len() {
+        match found.get(&i) {
+            Some(fs) => match fs[0].status.status.as_str() {
+                "ok" => m.ok += 1,
+                "diverged" => m.diverged += 1,
+                _ => m.failed += 1,
+            },
+            None if started.contains_key(&i) => m.unfinished.push(sweep.id(i)),
+            None => m.missing.push(sweep.id(i)),
+        }
+    }
+    let incomplete = !m.unfinished.is_empty() || !m.missing.is_empty();
+    if incomplete && !allow_incomplete {
+        let list = |v: &[String]| {
+            let mut s = v.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+            if v.len() > 5 {
+                s.push_str(&format!(", … ({} more)", v.len() - 5));
+            }
+            s
+        };
+        let mut parts = Vec::new();
+        if !m.unfinished.is_empty() {
+            let where_ = m
+                .unfinished
+                .first()
+                .and_then(|id| started.get(&ids[id]))
+                .and_then(|v| v.first())
+                .map(|p| format!(" (e.g. {})", p.display()))
+                .unwrap_or_default();
+            parts.push(format!(
+                "{} unfinished (a directory without status.json{where_}): {}",
+                m.unfinished.len(),
+                list(&m.unfinished)
+            ));
+        }
+        if !m.missing.is_empty() {
+            parts.push(format!(
+                "{} missing from every directory: {}",
+                m.missing.len(),
+                list(&m.missing)
+            ));
+        }
+        return Err(invalid!(
+            "merge: the sweep is incomplete: {}. Finish the sweep (rerun it or its shards; finished runs are \
+             skipped), give the missing shard directories, or pass --allow-incomplete",
+            parts.join("; ")
+        ));
+    }
+    // Metric columns: the union over runs, in log order, first appearance first.
+    let mut metric_cols: Vec<String> = Vec::new();
+    for f in found.values().map(|v| &v[0]) {
+        let mut cols = f.columns.clone();
+        if let Some(serde_json::Value::Object(fin)) = f.summary.as_ref().and_then(|s| s.get("final")) {
+            cols.extend(fin.keys().cloned());
+        }
+        for c in cols {
+            if !metric_cols.contains(&c) {
+                metric_cols.push(c);
+            }
+        }
+    }
+    let mut header = vec!["id".to_string()];
+    header.extend(sweep.axes().iter().map(|a| a.key.clone()));
+    header.push("status".into());
+    header.extend(metric_cols.iter().cloned());
+    header.push("error".into());
+    let mut csv = csv_row(&header);
+    for i in 0..sweep.len() {
+        let mut row = vec![sweep.id(i)];
+        row.extend(sweep.point(i).iter().map(|(_, v)| csv_value(v)));
+        let f = found.get(&i).map(|v| &v[0]);
+        row.push(match f {
+            Some(f) => f.status.status.clone(),
+            None if started.contains_key(&i) => "unfinished".into(),
+            None => "missing".into(),
+        });
+        let fin = f.and_then(|f| f.summary.as_ref()).and_then(|s| s.get("final"));
+        for c in &metric_cols {
+            row.push(match fin.and_then(|x| x.get(c)) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Number(x)) => csv_number(x),
+                Some(serde_json::Value::Null) | None => String::new(),
+                Some(v) => v.to_string(),
+            });
+        }
+        row.push(f.and_then(|f| f.status.error.clone()).unwrap_or_default());
+        csv.push_str(&csv_row(&row));
+    }
+    m.csv = csv;
+    Ok(m)
+}
+
+/// A logged number: integral values (steps) without a fraction, others in the shortest form
+/// that reads back to the same `f64`.
+fn csv_number(x: &serde_json::Number) -> String {
+    match x.as_f64() {
+        Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{}", v as i64),
+        _ => x.to_string(),
+    }
+}
+
+/// A swept value in a CSV cell: strings bare, everything else as in TOML.
+fn csv_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        v => inline(v),
+    }
+}
+
+fn csv_row(cells: &[String]) -> String {
+    let mut s = cells
+        .iter()
+        .map(|c| {
+            if c.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", c.replace('"', "\"\""))
+            } else {
+                c.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+seed = 0
+[model]
+kind = "linear"
+widths = [2, 3, 2]
+[data]
+x_cov = { phi = 0.5 }
+[train]
+lr = 0.01
+steps = 100
+"#;
+
+    fn sweep(extra: &str) -> Result<Sweep> {
+        Sweep::from_toml(&format!("{BASE}\n[sweep]\n{extra}"))
+    }
+
+    #[test]
+    fn grid_order_ids_and_points() {
+        let s = sweep("\"train.lr\" = [0.01, 0.003]\n\"train.batch_size\" = [1, 4]\nseed = [0, 1, 2]\n").unwrap();
+        assert_eq!(s.len(), 12);
+        let keys: Vec<_> = s.axes().iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(keys, ["train.lr", "train.batch_size", "seed"], "file order");
+        assert_eq!(s.id(3), "run-0003");
+        assert_eq!(describe(&s.point(0)), "train.lr = 0.01, train.batch_size = 1, seed = 0");
+        assert_eq!(describe(&s.point(1)), "train.lr = 0.01, train.batch_size = 1, seed = 1");
+        assert_eq!(
+            describe(&s.point(11)),
+            "train.lr = 0.003, train.batch_size = 4, seed = 2"
+        );
+        let runs = s.prepare(Path::new("."), 2).unwrap();
+        assert_eq!(runs[5].spec.train.batch_size, 4);
+        assert_eq!(runs[5].spec.seed, 2);
+        assert_eq!(runs[6].spec.train.lr, Some(0.003));
+    }
+
+    #[test]
+    fn nested_keys_arrays_and_tables() {
+        let s = sweep("model.widths = [[2, 3, 2], [2, 5, 5, 2]]\n\"data.x_cov.phi\" = [0.25, 1.0]\n").unwrap();
+        let runs = s.prepare(Path::new("."), 1).unwrap();
+        assert_eq!(runs[3].spec.model.widths, vec![2, 5, 5, 2]);
+        assert_eq!(runs[3].spec.data.x_cov, Some(crate::lab::spec::CovSpec::Phi(1.0)));
+        let s = sweep("\"train.weight_decay\" = [0.0, 0.1]\n\"probes.every\" = [10]\n").unwrap();
+        let runs = s.prepare(Path::new("."), 1).unwrap();
+        assert_eq!(runs[1].spec.train.weight_decay, 0.1);
+        assert_eq!(runs[1].spec.probes.every, Some(10));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = |x: &str| match sweep(x).and_then(|s| s.prepare(Path::new("."), 1)) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{x} accepted"),
+        };
+        assert!(e("\"train.learning_rate\" = [0.1]").contains("train.learning_rate"));
+        assert!(e("\"train.lr\" = 0.1").contains("expected an array"));
+        assert!(e("\"train.lr\" = []").contains("empty"));
+        let m = e("\"train.steps\" = [10, \"many\"]");
+        assert!(m.contains("train.steps") && m.contains("\"many\""), "{m}");
+        let m = e("\"model.kind.x\" = [1]");
+        assert!(m.contains("model.kind"), "{m}");
+        let m = e("\"model.widths\" = [[2, 3, 2], [2, 0, 2]]");
+        assert!(m.contains("run-0001") && m.contains("model.widths"), "{m}");
+        assert!(Sweep::from_toml(BASE).unwrap_err().to_string().contains("[sweep]"));
+        assert!(e("\"train.lr\" = [0.1]\ntrain.lr = [0.2]").contains("twice"));
+    }
+
+    #[test]
+    fn shards() {
+        assert_eq!(Shard::parse("1/4").unwrap(), Shard { index: 1, count: 4 });
+        for bad in ["4/4", "0/0", "1", "a/b", "-1/2", ""] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        fn env(vars: &[(&str, &str)]) -> Result<Option<Shard>> {
+            Shard::from_env(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
+        }
+        assert_eq!(env(&[]).unwrap(), None);
+        let two = [("SLURM_ARRAY_TASK_ID", "1"), ("SLURM_ARRAY_TASK_COUNT", "2")];
+        assert_eq!(env(&two).unwrap(), Some(Shard { index: 1, count: 2 }));
+        let minmax = [
+            ("SLURM_ARRAY_TASK_ID", "3"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_MAX", "4"),
+        ];
+        assert_eq!(env(&minmax).unwrap(), Some(Shard { index: 2, count: 4 }));
+        assert!(env(&[("SLURM_ARRAY_TASK_ID", "1")]).is_err());
+        assert!(env(&[("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_COUNT", "2")]).is_err());
+        assert!(env(&[("SLURM_ARRAY_TASK_ID", "x"), ("SLURM_ARRAY_TASK_COUNT", "2")]).is_err());
+        let s = Shard::parse("1/3").unwrap();
+        assert_eq!((0..9).filter(|&i| s.contains(i)).collect::<Vec<_>>(), [1, 4, 7]);
+    }
+
+    #[test]
+    fn same_as_ignores_formatting() {
+        let a = sweep("\"train.lr\" = [0.01, 0.003]").unwrap();
+        let b = Sweep::from_toml(&format!("# comment\n{BASE}\n[sweep.train]\nlr = [0.01, 0.003]\n")).unwrap();
+        assert!(a.same_as(&b).is_ok());
+        let c = sweep("\"train.lr\" = [0.01, 0.004]").unwrap();
+        assert!(a.same_as(&c).unwrap_err().contains("train.lr"));
+    }
+}
