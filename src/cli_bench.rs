@@ -14,7 +14,7 @@
 
 use clap::{Args, Subcommand};
 use nequil::core::linalg::{gemm_nn, gemm_nt, gemm_tn};
-use nequil::core::models::{Activation, Mlp, Model};
+use nequil::core::models::{Activation, Model};
 use nequil::core::rng::Rng;
 use nequil::core::stats::grad_stats;
 use nequil::lab::spec::Spec;
@@ -149,7 +149,7 @@ fn bench_train(path: &std::path::Path) -> Result<ExitCode> {
         .collect();
     println!(
         "nequil widths={:?} S={} steps={} time_s={el:.6} cpu_s={cpu:.6} us_per_step={:.4} final_loss={:.6e} {}",
-        built.model.widths(),
+        built.model.as_chain().map(|c| c.widths().to_vec()).unwrap_or_default(),
         spec.train.batch_size,
         out.steps_done,
         1e6 * el / out.steps_done.max(1) as f64,
@@ -251,8 +251,8 @@ fn bench_noise(widths: &[usize], n: usize, chunk: usize, seed: u64) -> Result<Ex
             "bench noise: need at least one hidden layer, n ≥ 1 and chunk ≥ 1"
         ));
     }
-    let model = Model::Mlp(Mlp::new(widths, Activation::Relu, true)?);
-    let Model::Mlp(m) = &model else { unreachable!() };
+    let model = Model::mlp(widths, Activation::Relu, true)?;
+    let m = model.chain()?;
     // PyTorch's default nn.Linear initialization (weights and biases U(±1/√fan_in)), so that the
     // statistics match noise_torch.py's in distribution; data x, y ~ N(0, 1) as there.
     let mut rng = Rng::new(seed);

@@ -6,7 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use nequil::core::curvature::{lanczos, EmpiricalHessian, HessianOp, HvpOptions, HvpWorkspace, LanczosOptions};
-use nequil::core::models::{Activation, Init, Mlp, Model};
+use nequil::core::models::{Activation, Init, Model};
 use nequil::core::rng::Rng;
 use std::hint::black_box;
 use std::time::Duration;
@@ -20,7 +20,7 @@ struct Problem {
 }
 
 fn problem() -> Problem {
-    let model = Model::Mlp(Mlp::new(&[784, 256, 256, 10], Activation::Relu, true).unwrap());
+    let model = Model::mlp(&[784, 256, 256, 10], Activation::Relu, true).unwrap();
     let mut rng = Rng::new(42);
     let theta = model.init(&Init::Kaiming, &mut rng).unwrap();
     let n = 5000;

@@ -9,7 +9,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use nequil::core::data::{Cov, Gaussian, Source, Target};
 use nequil::core::equilibrium::rebalance;
-use nequil::core::models::{Activation, Init, Mlp, Model, ScaleKind, ScaleNet};
+use nequil::core::models::{Activation, Init, Model, ScaleKind};
 use nequil::core::rng::Rng;
 use nequil::core::stats::grad_stats;
 use nequil::train::{Batching, Stepper};
@@ -24,7 +24,7 @@ struct StepCase {
 }
 
 fn mlp(w: &[usize], act: Activation, bias: bool) -> Model {
-    Model::Mlp(Mlp::new(w, act, bias).unwrap())
+    Model::mlp(w, act, bias).unwrap()
 }
 
 fn step_cases() -> Vec<StepCase> {
@@ -74,12 +74,12 @@ fn step_cases() -> Vec<StepCase> {
         },
         StepCase {
             name: "net-a_10-32-10_s1",
-            model: Model::Scale(ScaleNet::new(ScaleKind::NetA, 10, 32, 10).unwrap()),
+            model: Model::scale_net(ScaleKind::NetA, 10, 32, 10).unwrap(),
             batch: 1,
         },
         StepCase {
             name: "net-a_100-256-100_s64",
-            model: Model::Scale(ScaleNet::new(ScaleKind::NetA, 100, 256, 100).unwrap()),
+            model: Model::scale_net(ScaleKind::NetA, 100, 256, 100).unwrap(),
             batch: 64,
         },
     ]
@@ -230,7 +230,7 @@ fn bench_theory(c: &mut Criterion) {
         ),
         (
             "net-a_20-64-5_n512",
-            Model::Scale(ScaleNet::new(ScaleKind::NetA, 20, 64, 5).unwrap()),
+            Model::scale_net(ScaleKind::NetA, 20, 64, 5).unwrap(),
             512,
         ),
     ] {

@@ -3,7 +3,7 @@
 //! the test harness's own threads cannot disturb it.
 
 use nequil::core::data::{Cov, Gaussian, Source, Target};
-use nequil::core::models::{Activation, Init, Mlp, Model, ScaleKind, ScaleNet};
+use nequil::core::models::{Activation, Init, Model, ScaleKind};
 use nequil::core::rng::Rng;
 use nequil::train::{Batching, Stepper};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -41,13 +41,13 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn step_loop_allocates_nothing() {
     let models = vec![
-        Model::Mlp(Mlp::new(&[6, 8, 6], Activation::Identity, false).unwrap()),
-        Model::Mlp(Mlp::new(&[6, 8, 7, 6], Activation::Relu, true).unwrap()),
-        Model::Mlp(Mlp::new(&[6, 64, 6], Activation::Tanh, true).unwrap()),
-        Model::Mlp(Mlp::new(&[6, 8, 6], Activation::LeakyRelu(0.1), true).unwrap()),
-        Model::Mlp(Mlp::new(&[6, 8, 6], Activation::Swish, false).unwrap()),
-        Model::Scale(ScaleNet::new(ScaleKind::NetA, 6, 8, 6).unwrap()),
-        Model::Scale(ScaleNet::new(ScaleKind::NetB, 6, 8, 6).unwrap()),
+        Model::linear(&[6, 8, 6]).unwrap(),
+        Model::mlp(&[6, 8, 7, 6], Activation::Relu, true).unwrap(),
+        Model::mlp(&[6, 64, 6], Activation::Tanh, true).unwrap(),
+        Model::mlp(&[6, 8, 6], Activation::LeakyRelu(0.1), true).unwrap(),
+        Model::mlp(&[6, 8, 6], Activation::Swish, false).unwrap(),
+        Model::scale_net(ScaleKind::NetA, 6, 8, 6).unwrap(),
+        Model::scale_net(ScaleKind::NetB, 6, 8, 6).unwrap(),
     ];
     let full = nequil::core::linalg::Dense::from_slice(6, 6, &{
         let mut m = vec![0.0; 36];

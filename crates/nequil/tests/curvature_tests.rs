@@ -11,7 +11,7 @@ use nequil::core::curvature::{
 };
 use nequil::core::data::{Cov, Gaussian, Source, Target};
 use nequil::core::linalg::Dense;
-use nequil::core::models::{Activation, Init, Mlp, Model, ScaleKind, ScaleNet};
+use nequil::core::models::{Activation, DenseChain, Init, Model, ScaleKind};
 use nequil::core::rng::Rng;
 use nequil::instruments::{CurvatureData, HessianTraceProbe, PaperSharpnessProbe, TopEigenProbe};
 use nequil::train::{Probe, ProbeCtx, Schedule};
@@ -29,10 +29,10 @@ const ACTS: [Activation; 5] = [
 /// Kinds 0..5: MLP with `ACTS[kind]`; 5: Net-A; 6: Net-B.
 fn family(kind: usize, widths: &[usize], bias: bool) -> Model {
     if kind < ACTS.len() {
-        Model::Mlp(Mlp::new(widths, ACTS[kind], bias).unwrap())
+        Model::mlp(widths, ACTS[kind], bias).unwrap()
     } else {
         let k = if kind == 5 { ScaleKind::NetA } else { ScaleKind::NetB };
-        Model::Scale(ScaleNet::new(k, widths[0], widths[1], *widths.last().unwrap()).unwrap())
+        Model::scale_net(k, widths[0], widths[1], *widths.last().unwrap()).unwrap()
     }
 }
 
@@ -66,7 +66,7 @@ fn max_abs(v: &[f64]) -> f64 {
 }
 
 /// Smallest |pre-activation| over all hidden units and samples (a naive forward pass).
-fn min_abs_hidden_preact(m: &Mlp, theta: &[f64], x: &[f64], n: usize) -> f64 {
+fn min_abs_hidden_preact(m: &DenseChain, theta: &[f64], x: &[f64], n: usize) -> f64 {
     let w = m.widths();
     let mut best = f64::INFINITY;
     for i in 0..n {
@@ -141,7 +141,7 @@ proptest! {
         rng.fill_normal(&mut v);
         let nv = norm(&v);
         v.iter_mut().for_each(|e| *e /= nv);
-        if let Model::Mlp(m) = &model {
+        if let Some(m) = &model.as_chain() {
             // ReLU-type kinks within the difference step make central differences meaningless.
             if matches!(m.activation(), Activation::Relu | Activation::LeakyRelu(_)) {
                 prop_assume!(min_abs_hidden_preact(m, &theta, &x, n) > 1e-3);
@@ -196,8 +196,8 @@ fn assembled_hessian_is_symmetric() {
 #[test]
 fn linear_net_hessian_matches_closed_form() {
     for (dx, d, dy, seed) in [(3, 4, 2, 1u64), (5, 2, 3, 2), (1, 1, 1, 3), (4, 6, 4, 4)] {
-        let mlp = Mlp::new(&[dx, d, dy], Activation::Identity, false).unwrap();
-        let model = Model::Mlp(mlp.clone());
+        let model = Model::linear(&[dx, d, dy]).unwrap();
+        let mlp = model.as_chain().unwrap();
         let mut rng = Rng::new(seed);
         let theta = params(&model, &mut rng);
         let n = 40;
@@ -268,7 +268,7 @@ fn linear_net_hessian_matches_closed_form() {
 fn population_hvp_equals_empirical_with_matching_moments() {
     let mut rng = Rng::new(7);
     for widths in [vec![3, 2], vec![4, 3, 2], vec![3, 5, 4, 2], vec![2, 3, 3, 4, 3]] {
-        let model = Model::Mlp(Mlp::new(&widths, Activation::Identity, false).unwrap());
+        let model = Model::linear(&widths).unwrap();
         let theta = params(&model, &mut rng);
         let n = 33;
         let (x, y) = data(&model, n, &mut rng);
@@ -309,14 +309,14 @@ fn population_hessian_from_gaussian_uses_exact_moments() {
         _ => unreachable!(),
     };
     let dist = Gaussian::new(dx, dy, Cov::Full(full.clone()), teacher, Some(Cov::Scalar(0.7))).unwrap();
-    let model = Model::Mlp(Mlp::new(&[dx, 5, dy], Activation::Identity, false).unwrap());
+    let model = Model::linear(&[dx, 5, dy]).unwrap();
     let theta = params(&model, &mut rng);
     let mut a = PopulationHessian::from_gaussian(&model, &theta, &dist).unwrap();
     let mut b = PopulationHessian::new(&model, &theta, &full, &v.mul(&full)).unwrap();
     let ha = dense_hessian(&mut a).unwrap();
     let hb = dense_hessian(&mut b).unwrap();
     assert_eq!(ha, hb);
-    let tanh_model = Model::Mlp(Mlp::new(&[dx, 5, dy], Activation::Tanh, false).unwrap());
+    let tanh_model = Model::mlp(&[dx, 5, dy], Activation::Tanh, false).unwrap();
     assert!(PopulationHessian::from_gaussian(&tanh_model, &theta, &dist).is_err());
     let tanh_dist = Gaussian::new(dx, dy, Cov::Scalar(1.0), Target::random_tanh(dx, 3, dy, &mut rng), None).unwrap();
     assert!(PopulationHessian::from_gaussian(&model, &theta, &tanh_dist).is_err());
@@ -507,7 +507,7 @@ fn paper_sharpness_is_half_the_hessian_trace() {
             Some(Cov::Scalar(1.0)),
         )
         .unwrap();
-        let model = Model::Mlp(Mlp::new(&[dx, d, dy], Activation::Identity, false).unwrap());
+        let model = Model::linear(&[dx, d, dy]).unwrap();
         let theta = params(&model, &mut rng);
         let s = paper_sharpness(&model, &theta, &sx).unwrap();
         let mut pop = PopulationHessian::from_gaussian(&model, &theta, &dist).unwrap();
@@ -535,7 +535,7 @@ fn paper_sharpness_is_half_the_hessian_trace() {
     }
     // Deep linear nets: the closed-form trace against P products.
     for widths in [vec![3, 4, 2, 3], vec![2, 3, 4, 3, 2], vec![4, 4]] {
-        let model = Model::Mlp(Mlp::new(&widths, Activation::Identity, false).unwrap());
+        let model = Model::linear(&widths).unwrap();
         let theta = params(&model, &mut rng);
         let sx = spd(widths[0], &mut rng);
         let c = Dense::zeros(*widths.last().unwrap(), widths[0]);
@@ -545,7 +545,7 @@ fn paper_sharpness_is_half_the_hessian_trace() {
         assert!((lt - tr).abs() <= 1e-10 * tr.abs(), "{widths:?}: {lt} vs {tr}");
     }
     // The paper's formula is for two layers only.
-    let deep = Model::Mlp(Mlp::new(&[2, 2, 2, 2], Activation::Identity, false).unwrap());
+    let deep = Model::linear(&[2, 2, 2, 2]).unwrap();
     assert!(paper_sharpness(&deep, &vec![0.1; deep.n_params()], &Dense::eye(2)).is_err());
 }
 
@@ -555,7 +555,7 @@ fn paper_sharpness_is_half_the_hessian_trace() {
 #[test]
 fn paper_sharpness_worked_example() {
     let d = 10;
-    let model = Model::Mlp(Mlp::new(&[d, d, d], Activation::Identity, false).unwrap());
+    let model = Model::linear(&[d, d, d]).unwrap();
     let mut theta = vec![0.0; model.n_params()];
     for i in 0..d {
         theta[i * d + i] = 1.0;
@@ -604,7 +604,7 @@ fn probes_record_the_right_quantities() {
     )
     .unwrap();
     let mut g2 = dist.clone();
-    let model = Model::Mlp(Mlp::new(&[dx, d, dy], Activation::Identity, false).unwrap());
+    let model = Model::linear(&[dx, d, dy]).unwrap();
     let theta = params(&model, &mut rng);
     let n = 100;
     let ds = g2.dataset(&mut rng, n);
@@ -665,7 +665,7 @@ fn probes_record_the_right_quantities() {
     assert!((o[0] - tr_emp).abs() <= 1e-10 * tr_emp && o[1] == 0.0);
 
     // Online data with a tanh model: Auto falls back to the evaluation set; Population refuses.
-    let tanh = Model::Mlp(Mlp::new(&[dx, d, dy], Activation::Tanh, true).unwrap());
+    let tanh = Model::mlp(&[dx, d, dy], Activation::Tanh, true).unwrap();
     let th_tanh = params(&tanh, &mut rng);
     let c2 = ctx(&tanh, &th_tanh, &ds.x, &ds.y, n, &source);
     let mut o = vec![];
@@ -693,7 +693,7 @@ fn probes_record_the_right_quantities() {
 /// Lanczos settings. Weight decay adds `2γ` to the spectrum.
 #[test]
 fn errors_and_weight_decay() {
-    let big = Model::Mlp(Mlp::new(&[50, 50], Activation::Identity, true).unwrap());
+    let big = Model::mlp(&[50, 50], Activation::Identity, true).unwrap();
     assert!(big.n_params() > DENSE_MAX_PARAMS);
     let mut rng = Rng::new(5);
     let theta = params(&big, &mut rng);

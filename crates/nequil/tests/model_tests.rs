@@ -1,7 +1,7 @@
 //! Analytic gradients against central finite differences, and batched per-sample statistics
 //! against a naive one-sample-at-a-time loop, for every model family over random shapes.
 
-use nequil::core::models::{Activation, Init, Mlp, Model, ScaleKind, ScaleNet};
+use nequil::core::models::{Activation, Init, Model, ScaleKind};
 use nequil::core::rng::Rng;
 use nequil::core::stats::{covariance, grad_stats, per_sample_grads, quad_forms, sample_grad};
 use proptest::prelude::*;
@@ -15,10 +15,10 @@ fn family(kind: usize, widths: &[usize], bias: bool) -> Model {
         Activation::Swish,
     ];
     if kind < acts.len() {
-        Model::Mlp(Mlp::new(widths, acts[kind], bias && kind > 0).unwrap())
+        Model::mlp(widths, acts[kind], bias && kind > 0).unwrap()
     } else {
         let k = if kind == 5 { ScaleKind::NetA } else { ScaleKind::NetB };
-        Model::Scale(ScaleNet::new(k, widths[0], widths[1], *widths.last().unwrap()).unwrap())
+        Model::scale_net(k, widths[0], widths[1], *widths.last().unwrap()).unwrap()
     }
 }
 
@@ -130,7 +130,7 @@ proptest! {
 
 #[test]
 fn scalar_uw_model_is_depth_two_chain() {
-    let m = Model::Mlp(Mlp::new(&[1, 1, 1], Activation::Identity, false).unwrap());
+    let m = Model::linear(&[1, 1, 1]).unwrap();
     assert_eq!(m.n_params(), 2);
     let theta = [2.0, 3.0]; // w = 2, u = 3
     let mut ws = m.workspace(1);

@@ -180,11 +180,8 @@ fn two_layer_instruments_log_the_documented_columns_with_the_right_values() {
     assert_eq!(last("lanczos_converged"), 1.0);
 
     // Equilibrium: the same as calling the closed form directly on the final weights.
-    let mlp = match model {
-        Model::Mlp(m) => m,
-        _ => unreachable!(),
-    };
-    let eq = two_layer_equilibrium_gaussian(mlp, theta, dist, eta, 2, gamma).unwrap();
+    let mlp = model.as_chain().unwrap();
+    let eq = two_layer_equilibrium_gaussian(&mlp, theta, dist, eta, 2, gamma).unwrap();
     close(last("pred_norm2_U"), eq.u_star_norm2, 1e-12, "‖U*‖²");
     close(last("pred_norm2_W"), eq.w_star_norm2, 1e-12, "‖W*‖²");
     close(last("alignment_residual"), eq.residual, 1e-12, "alignment residual");

@@ -5,21 +5,18 @@
 use nequil::core::data::{Cov, Gaussian, Target};
 use nequil::core::equilibrium::*;
 use nequil::core::linalg::Dense;
-use nequil::core::models::{Activation, Init, Mlp, Model};
+use nequil::core::models::{DenseChain, Init, Model};
 use nequil::core::rng::Rng;
 use nequil::core::symmetry::neuron_rescaling;
 
 fn autoencoder() -> (Model, Gaussian) {
-    let model = Model::Mlp(Mlp::new(&[10, 20, 10], Activation::Identity, false).unwrap());
+    let model = Model::linear(&[10, 20, 10]).unwrap();
     let dist = Gaussian::new(10, 10, Cov::phi(10, 0.25), Target::Identity, Some(Cov::Scalar(1.0))).unwrap();
     (model, dist)
 }
 
-fn mlp_of(m: &Model) -> &Mlp {
-    match m {
-        Model::Mlp(m) => m,
-        _ => unreachable!(),
-    }
+fn mlp_of(m: &Model) -> DenseChain {
+    m.as_chain().expect("an MLP")
 }
 
 /// Online SGD (S = 1, γ = 0) from `theta`; returns the time averages of ‖U‖², ‖W‖² over the last
@@ -33,7 +30,7 @@ fn sgd_norms(
     avg_frac: f64,
     seed: u64,
 ) -> ([f64; 2], [f64; 2], Vec<f64>) {
-    let m = mlp_of(model);
+    let m = &mlp_of(model);
     let mut theta = theta.to_vec();
     let mut rng = Rng::new(seed);
     let mut ws = model.workspace(1);
@@ -66,7 +63,7 @@ fn sgd_norms(
     (mean, se, theta)
 }
 
-fn factors(m: &Mlp, theta: &[f64]) -> (Dense, Dense) {
+fn factors(m: &DenseChain, theta: &[f64]) -> (Dense, Dense) {
     two_layer_factors(m, theta).unwrap()
 }
 
@@ -80,7 +77,7 @@ fn autoencoder_sgd_approaches_the_noise_equilibrium_and_gd_does_not() {
     // paper.md §7.2 [CHK]: d_x = d_y = 10, hidden 20, Σ_x = diag(φ×5, (2−φ)×5) with φ = 0.25,
     // Σ_ε = I, V = I, fan-in (Kaiming) init, online SGD with S = 1, γ = 0.
     let (model, mut dist) = autoencoder();
-    let m = mlp_of(&model);
+    let m = &mlp_of(&model);
     let theta0 = model.init(&Init::Kaiming, &mut Rng::new(1)).unwrap();
     // Prediction: the closed form at the global minimum V = I.
     let pred = {
@@ -226,9 +223,9 @@ fn scalar_uw_charge_decays_at_the_predicted_rate() {
     // * Statistical error: the increments' deviations from their conditional means are independent
     //   given the past, so Var(ln C_T) = Σ_t Var_t, with Var_t ≈ 16η⁴ Var[(rx)²] (≈ 16η⁴·8 at p = v:
     //   sd(k̂) ≈ 4η√(8/T)); it is estimated from the realised increments.
-    let model = Model::Mlp(Mlp::new(&[1, 1, 1], Activation::Identity, false).unwrap());
+    let model = Model::linear(&[1, 1, 1]).unwrap();
     let (v, vx, ve) = (1.0, 1.0, 1.0);
-    let sym = neuron_rescaling(mlp_of(&model), 0, 0).unwrap();
+    let sym = neuron_rescaling(&model, 0, 0).unwrap();
     let gamma = 0.002;
     let mut rates = vec![];
     for (eta, steps) in [(0.005f64, 128_000usize), (0.0025, 400_000)] {

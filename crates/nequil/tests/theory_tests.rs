@@ -8,7 +8,7 @@
 use nequil::core::data::{Cov, Gaussian, Source, Target};
 use nequil::core::equilibrium::*;
 use nequil::core::linalg::Dense;
-use nequil::core::models::{Activation, Init, Mlp, Model, ScaleKind, ScaleNet};
+use nequil::core::models::{Activation, DenseChain, Init, Model, ScaleKind};
 use nequil::core::rng::Rng;
 use nequil::core::stats::{covariance, grad_stats, per_sample_grads};
 use nequil::core::symmetry::*;
@@ -17,18 +17,15 @@ use nequil::train::{Probe, ProbeCtx};
 use proptest::prelude::*;
 
 fn mlp(widths: &[usize], act: Activation, bias: bool) -> Model {
-    Model::Mlp(Mlp::new(widths, act, bias).unwrap())
+    Model::mlp(widths, act, bias).unwrap()
 }
 
-fn as_mlp(m: &Model) -> &Mlp {
-    match m {
-        Model::Mlp(m) => m,
-        _ => panic!("not an MLP"),
-    }
+fn as_mlp(m: &Model) -> DenseChain {
+    m.as_chain().expect("an MLP")
 }
 
 fn scale_net(kind: ScaleKind) -> Model {
-    Model::Scale(ScaleNet::new(kind, 3, 4, 2).unwrap())
+    Model::scale_net(kind, 3, 4, 2).unwrap()
 }
 
 fn gaussian(dx: usize, dy: usize, seed: u64) -> Gaussian {
@@ -81,9 +78,10 @@ fn zoo() -> Vec<(String, Model, Vec<Symmetry>)> {
         .map(|(name, m)| {
             let cat = catalog(&m);
             let mut syms = cat.symmetries.clone();
-            for &l in &cat.rotation_pairs {
-                let h = m.widths()[l + 1];
-                syms.push(double_rotation(as_mlp(&m), l, &random_sym(h, 10 + l as u64)).unwrap());
+            for label in &cat.rotation_pairs {
+                let l: usize = label.parse().unwrap();
+                let h = as_mlp(&m).widths()[l + 1];
+                syms.push(double_rotation(&m, l, &random_sym(h, 10 + l as u64)).unwrap());
             }
             (name, m, syms)
         })
@@ -117,15 +115,15 @@ fn catalog_counts_and_notes() {
     );
     assert!(c.rotation_pairs.is_empty());
     let c = catalog(&mlp(&[3, 4, 5, 2], Activation::Identity, false));
-    assert_eq!(c.rotation_pairs, vec![0, 1]);
+    assert_eq!(c.rotation_pairs, ["0", "1"]);
     for act in [Activation::Tanh, Activation::Swish] {
         let c = catalog(&mlp(&[3, 4, 2], act, true));
         assert!(c.symmetries.is_empty() && !c.notes.is_empty());
     }
     assert_eq!(catalog(&scale_net(ScaleKind::NetA)).symmetries.len(), 1);
     assert_eq!(catalog(&scale_net(ScaleKind::NetB)).symmetries.len(), 2);
-    assert!(neuron_rescaling(as_mlp(&mlp(&[3, 4, 2], Activation::Tanh, true)), 0, 0).is_err());
-    assert!(double_rotation(as_mlp(&mlp(&[3, 4, 2], Activation::Relu, false)), 0, &Dense::eye(4)).is_err());
+    assert!(neuron_rescaling(&mlp(&[3, 4, 2], Activation::Tanh, true), 0, 0).is_err());
+    assert!(double_rotation(&mlp(&[3, 4, 2], Activation::Relu, false), 0, &Dense::eye(4)).is_err());
 }
 
 #[test]
@@ -150,7 +148,7 @@ fn every_catalog_symmetry_verifies_and_non_symmetries_do_not() {
         a[m.weight_offset(1) + i * 4] = -1.0;
     }
     let relu = mlp(&[3, 4, 2], Activation::Relu, true);
-    let mut wrong = neuron_rescaling(as_mlp(&relu), 0, 1)
+    let mut wrong = neuron_rescaling(&relu, 0, 1)
         .unwrap()
         .generator
         .as_diagonal()
@@ -176,9 +174,9 @@ fn double_rotation_generator_is_symmetric_and_its_charge_matches_the_matrix_form
     let m = as_mlp(&model);
     let theta = theta0(&model, 1);
     for l in 0..2 {
-        let h = model.widths()[l + 1];
+        let h = as_mlp(&model).widths()[l + 1];
         let b = random_sym(h, 7 + l as u64);
-        let s = double_rotation(m, l, &b).unwrap();
+        let s = double_rotation(&model, l, &b).unwrap();
         let d = s.generator.to_dense();
         for i in 0..d.rows {
             for j in 0..d.cols {
@@ -186,7 +184,7 @@ fn double_rotation_generator_is_symmetric_and_its_charge_matches_the_matrix_form
             }
         }
         // C_B = Tr[B (W_l W_lᵀ − W_{l+1}ᵀ W_{l+1})].
-        let w = model.widths();
+        let w = as_mlp(&model).widths().to_vec();
         let wl = Dense::from_slice(
             w[l + 1],
             w[l],
@@ -221,9 +219,9 @@ fn double_rotation_generator_is_symmetric_and_its_charge_matches_the_matrix_form
 fn exponential_action_agrees_across_storage_forms() {
     let model = mlp(&[3, 4, 2], Activation::Identity, true);
     let theta = theta0(&model, 2);
-    let s = double_rotation(as_mlp(&model), 0, &random_sym(4, 3)).unwrap();
+    let s = double_rotation(&model, 0, &random_sym(4, 3)).unwrap();
     let dense = Generator::dense(s.generator.to_dense()).unwrap();
-    let diag = neuron_rescaling(as_mlp(&model), 0, 2).unwrap().generator;
+    let diag = neuron_rescaling(&model, 0, 2).unwrap().generator;
     let diag_as_dense = Generator::dense(diag.to_dense()).unwrap();
     for (a, b) in [(&s.generator, &dense), (&diag, &diag_as_dense)] {
         for lam in [-2.0, -0.5, 0.0, 0.3, 1.7] {
@@ -307,7 +305,7 @@ fn discovery_finds_one_rescaling_per_hidden_neuron() {
         // Each discovered generator is exactly one catalog neuron rescaling; all are found.
         let found = d.diagonals();
         assert_eq!(found.len(), neurons.len());
-        if model.widths().len() == 3 {
+        if as_mlp(&model).widths().len() == 3 {
             assert_eq!(
                 d.groups.len(),
                 neurons.len(),
@@ -449,7 +447,7 @@ fn noise_balance_paths_agree() {
     let grads = per_sample_grads(&model, &theta, &x, &y, n);
     let (cov, _) = covariance(&model, &theta, &x, &y, n);
     let mut syms = catalog(&model).symmetries;
-    syms.push(double_rotation(as_mlp(&model), 0, &random_sym(4, 1)).unwrap());
+    syms.push(double_rotation(&model, 0, &random_sym(4, 1)).unwrap());
     for s in syms {
         let a = NoiseBalance::compute(&model, &theta, &s.generator, &x, &y, n).unwrap();
         let b = NoiseBalance::from_grads(&s.generator, &theta, &grads).unwrap();
@@ -576,8 +574,10 @@ fn at_the_equilibrium_loss_is_unchanged_and_the_noise_balances_without_weight_de
             .filter(|s| matches!(s.kind, SymmetryKind::LayerPairRescaling { .. }))
             .cloned()
             .collect();
-        for &l in &cat.rotation_pairs {
-            others.push(double_rotation(as_mlp(&model), l, &random_sym(model.widths()[l + 1], 63 + l as u64)).unwrap());
+        for label in &cat.rotation_pairs {
+            let l: usize = label.parse().unwrap();
+            others
+                .push(double_rotation(&model, l, &random_sym(as_mlp(&model).widths()[l + 1], 63 + l as u64)).unwrap());
         }
         let grads = per_sample_grads(&model, &theta, &x, &y, n);
         for s in &others {
@@ -911,11 +911,11 @@ fn two_layer_closed_form_satisfies_its_defining_equation() {
         let model = mlp(&[4, h, 3], Activation::Identity, false);
         let m = as_mlp(&model);
         let theta = theta0(&model, 90 + h as u64);
-        let (u, w) = two_layer_factors(m, &theta).unwrap();
+        let (u, w) = two_layer_factors(&m, &theta).unwrap();
         let g = TwoLayerGammas::gaussian(&u.mul(&w), &rand_mat(3, 4, 91), &spd(4, 92), &spd(3, 93)).unwrap();
         let (eta, s) = (0.05, 4);
-        let eq = two_layer_equilibrium(m, &theta, &g, eta, s, gamma).unwrap();
-        let (us, ws) = two_layer_factors(m, &eq.theta_star).unwrap();
+        let eq = two_layer_equilibrium(&m, &theta, &g, eta, s, gamma).unwrap();
+        let (us, ws) = two_layer_factors(&m, &eq.theta_star).unwrap();
         let (gw, gu) = g.tilde(eta, s, gamma).unwrap();
         assert!(eq.residual_star < 1e-10, "h = {h}: residual {:e}", eq.residual_star);
         assert!(alignment_residual(&us, &ws, &gw, &gu) < 1e-10);
@@ -957,8 +957,8 @@ fn two_layer_closed_form_reproduces_the_worked_example() {
         *w.at_mut(i, i) = 1.0;
         *u.at_mut(i, i) = 1.0;
     }
-    let theta = two_layer_theta(m, &u, &w);
-    let eq = two_layer_equilibrium_gaussian(m, &theta, &dist, 0.01, 1, 0.0).unwrap();
+    let theta = two_layer_theta(&m, &u, &w);
+    let eq = two_layer_equilibrium_gaussian(&m, &theta, &dist, 0.01, 1, 0.0).unwrap();
     let (a, b) = (phi.sqrt(), (2.0 - phi).sqrt());
     let (un, wn) = (5.0 * (a + b), 5.0 * (1.0 / a + 1.0 / b));
     assert!((eq.u_star_norm2 - un).abs() < 1e-10 * un, "{} vs {un}", eq.u_star_norm2);
@@ -982,13 +982,13 @@ fn one_dimensional_solver_agrees_with_the_two_layer_closed_form() {
         let (x, y) = data(&model, n, 100 + seed);
         let theta = theta0(&model, 200 + seed);
         let (eta, s) = (0.05, 4);
-        let sym = neuron_rescaling(m, 0, 0).unwrap();
+        let sym = neuron_rescaling(&model, 0, 0).unwrap();
         let st = stats_of(&model, &theta, &x, &y, n);
         let sol = OrbitFlow::from_stats(&sym.generator, &theta, &st, &FlowParams::continuous(eta, s, gamma))
             .unwrap()
             .solve();
         let t1 = sol.apply(&sym.generator, &theta);
-        let cf = two_layer_equilibrium_empirical(m, &theta, &x, &y, n, eta, s, gamma).unwrap();
+        let cf = two_layer_equilibrium_empirical(&m, &theta, &x, &y, n, eta, s, gamma).unwrap();
         for (a, b) in t1.iter().zip(&cf.theta_star) {
             assert!(
                 (a - b).abs() < 1e-9 * (1.0 + a.abs()),
@@ -1004,11 +1004,14 @@ fn one_dimensional_solver_agrees_with_the_two_layer_closed_form() {
     let (x, y) = data(&model, n, 300);
     let theta = theta0(&model, 301);
     let (eta, s, gamma) = (0.05, 2, 0.01);
-    let cf = two_layer_equilibrium_empirical(m, &theta, &x, &y, n, eta, s, gamma).unwrap();
+    let cf = two_layer_equilibrium_empirical(&m, &theta, &x, &y, n, eta, s, gamma).unwrap();
     let grads = per_sample_grads(&model, &cf.theta_star, &x, &y, n);
-    let mut syms = vec![neuron_rescaling(m, 0, 1).unwrap(), layer_pair_rescaling(m, 0).unwrap()];
+    let mut syms = vec![
+        neuron_rescaling(&model, 0, 1).unwrap(),
+        layer_pair_rescaling(&model, 0).unwrap(),
+    ];
     for k in 0..3 {
-        syms.push(double_rotation(m, 0, &random_sym(3, 310 + k)).unwrap());
+        syms.push(double_rotation(&model, 0, &random_sym(3, 310 + k)).unwrap());
     }
     for sym in syms {
         let sol = OrbitFlow::from_grads(
@@ -1084,7 +1087,7 @@ fn deep_linear_closed_form_satisfies_eq_122_and_reproduces_section_7_3() {
     let eq = deep_linear_equilibrium(&[4, 5, 3], &v, &sx, &se).unwrap();
     let model = mlp(&[4, 5, 3], Activation::Identity, false);
     let g = TwoLayerGammas::gaussian(&v, &v, &sx, &se).unwrap();
-    let two = two_layer_equilibrium(as_mlp(&model), &eq.theta, &g, 0.1, 1, 0.0).unwrap();
+    let two = two_layer_equilibrium(&as_mlp(&model), &eq.theta, &g, 0.1, 1, 0.0).unwrap();
     assert!((two.w_star_norm2 - eq.norms2[0]).abs() < 1e-10 * two.w_star_norm2);
     assert!((two.u_star_norm2 - eq.norms2[1]).abs() < 1e-10 * two.u_star_norm2);
     assert!(
@@ -1100,7 +1103,7 @@ fn scalar_uw_rate_satisfies_the_flow_equation() {
     let n = 500;
     let (x, y) = data(&model, n, 400);
     for theta in [vec![1.3, 0.4], vec![-0.7, 2.0], vec![0.2, 0.1]] {
-        let sym = neuron_rescaling(as_mlp(&model), 0, 0).unwrap();
+        let sym = neuron_rescaling(&model, 0, 0).unwrap();
         let nb = NoiseBalance::compute(&model, &theta, &sym.generator, &x, &y, n).unwrap();
         let p = theta[0] * theta[1];
         let rx: Vec<f64> = (0..n).map(|i| (p * x[i] - y[i]) * x[i]).collect();

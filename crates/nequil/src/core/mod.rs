@@ -5,6 +5,7 @@
 //! * [`linalg`], [`math`], [`rng`]: products, matrix functions, a vectorizable `tanh`, the seeded
 //!   random streams.
 //! * [`data`]: Gaussian data sources with exact second moments, teachers, fixed datasets.
+//! * [`layers`]: the layer kinds, one per file, and the trait they implement.
 //! * [`models`]: models as stacks of layers.
 //! * [`stats`]: exact per-sample gradient statistics.
 //! * [`symmetry`]: generators, charges, the catalog derived from a model's structure, discovery,
@@ -18,6 +19,7 @@
 pub mod curvature;
 pub mod data;
 pub mod equilibrium;
+pub mod layers;
 pub mod linalg;
 pub mod math;
 pub mod models;

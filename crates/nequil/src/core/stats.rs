@@ -1,8 +1,10 @@
 //! Exact per-sample gradient statistics, without materialising the `n × P` matrix of per-sample
 //! gradients unless asked.
 //!
-//! For a dense layer with inputs `a_i` and back-propagated output gradients `δ_i`, the per-sample
-//! weight gradient is `δ_i a_iᵀ`. From the `δ`'s and `a`'s of a chunk of samples:
+//! After one forward and backward pass over a chunk of samples, each layer computes its block of
+//! the statistics from its inputs and output gradients ([`crate::core::layers::Layer::grad_sq`],
+//! [`crate::core::layers::Layer::grad_quad`]). For a dense layer with inputs `a_i` and
+//! back-propagated output gradients `δ_i`, the per-sample weight gradient is `δ_i a_iᵀ`, so
 //! * the mean gradient is one GEMM (the ordinary backward pass);
 //! * the per-parameter second moment `E[(∇ℓ_i)_p²]` is one GEMM of the element-wise squares,
 //!   `(δ⊙δ)ᵀ(a⊙a)`;
@@ -14,8 +16,9 @@
 //! (the population convention of `paper.md` §1.1: `Σ = E[ggᵀ] − E[g]E[g]ᵀ`, not the unbiased `1/(n−1)`).
 //! Data are processed in chunks of the workspace's batch size, so memory stays at one chunk.
 
-use crate::core::linalg::{gemm_nt, gemm_tn, Dense};
-use crate::core::models::{for_chunks, Model, Workspace};
+use crate::core::layers::Fwd;
+use crate::core::linalg::{gemm_tn, Dense};
+use crate::core::models::{for_chunks, Model, Node, Workspace};
 
 /// Mean loss, mean gradient and per-parameter second moment of the per-sample gradients.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,7 +60,8 @@ pub fn sample_grad(model: &Model, theta: &[f64], x: &[f64], y: &[f64], g: &mut [
 }
 
 /// Mean loss, mean gradient and per-parameter second moment over `n` samples (`x`: `n × d_in`,
-/// `y`: `n × d_out`), in chunks of `ws.batch`.
+/// `y`: `n × d_out`), in chunks of `ws.batch`. Each layer adds its block of the second moment
+/// ([`Layer::grad_sq`](crate::core::layers::Layer::grad_sq)) from its inputs and output gradients.
 pub fn grad_stats(model: &Model, theta: &[f64], x: &[f64], y: &[f64], n: usize, ws: &mut Workspace) -> GradStats {
     let p = model.n_params();
     let (dx, dy) = (model.d_in(), model.d_out());
@@ -65,56 +69,16 @@ pub fn grad_stats(model: &Model, theta: &[f64], x: &[f64], y: &[f64], n: usize, 
     let mut sm = vec![0.0; p];
     let mut g = vec![0.0; p];
     let mut loss = 0.0;
-    match model {
-        Model::Mlp(m) => {
-            let w = m.widths().to_vec();
-            for_chunks(n, ws.batch, |i0, b| {
-                let xb = &x[i0 * dx..(i0 + b) * dx];
-                loss += b as f64 * model.loss_grad(theta, xb, &y[i0 * dy..(i0 + b) * dy], b, &mut g, ws);
-                for (mv, gv) in mean.iter_mut().zip(&g) {
-                    *mv += b as f64 * gv;
-                }
-                for l in 0..m.depth() {
-                    let (din, dout) = (w[l], w[l + 1]);
-                    let (t0, t1) = ws.tmp.split_at_mut(1);
-                    let (sd, sa) = (&mut t0[0], &mut t1[0]);
-                    for (s, d) in sd[..b * dout].iter_mut().zip(&ws.delta[l][..b * dout]) {
-                        *s = d * d;
-                    }
-                    let input: &[f64] = if l == 0 { xb } else { &ws.a[l - 1] };
-                    for (s, a) in sa[..b * din].iter_mut().zip(&input[..b * din]) {
-                        *s = a * a;
-                    }
-                    let wo = m.weight_offset(l);
-                    gemm_tn(&mut sm[wo..wo + dout * din], sd, sa, dout, din, b, 1.0, true);
-                    if let Some(bo) = m.bias_offset(l) {
-                        for row in sd[..b * dout].chunks_exact(dout) {
-                            for (s, v) in sm[bo..bo + dout].iter_mut().zip(row) {
-                                *s += v;
-                            }
-                        }
-                    }
-                }
-            });
+    for_chunks(n, ws.batch, |i0, b| {
+        let xb = &x[i0 * dx..(i0 + b) * dx];
+        loss += b as f64 * model.loss_grad(theta, xb, &y[i0 * dy..(i0 + b) * dy], b, &mut g, ws);
+        for (mv, gv) in mean.iter_mut().zip(&g) {
+            *mv += b as f64 * gv;
         }
-        Model::Scale(_) => {
-            let mut ws1 = model.workspace(1);
-            for i in 0..n {
-                loss += sample_grad(
-                    model,
-                    theta,
-                    &x[i * dx..(i + 1) * dx],
-                    &y[i * dy..(i + 1) * dy],
-                    &mut g,
-                    &mut ws1,
-                );
-                for ((mv, sv), gv) in mean.iter_mut().zip(sm.iter_mut()).zip(&g) {
-                    *mv += gv;
-                    *sv += gv * gv;
-                }
-            }
-        }
-    }
+        for_layers(model, theta, xb, ws, |node, pl, f, d, scratch| {
+            node.layer().grad_sq(pl, f, d, b, &mut sm[node.range()], scratch);
+        });
+    });
     let inv = 1.0 / n as f64;
     mean.iter_mut().for_each(|v| *v *= inv);
     sm.iter_mut().for_each(|v| *v *= inv);
@@ -123,6 +87,28 @@ pub fn grad_stats(model: &Model, theta: &[f64], x: &[f64], y: &[f64], n: usize, 
         loss: loss * inv,
         mean,
         second_moment: sm,
+    }
+}
+
+/// Calls `f(node, θ_node, fwd, δ_out, scratch)` for every layer with parameters, after a forward
+/// and backward pass over the chunk `x` left in `ws`.
+fn for_layers(
+    model: &Model,
+    theta: &[f64],
+    x: &[f64],
+    ws: &mut Workspace,
+    mut f: impl FnMut(&Node, &[f64], Fwd<'_>, &[f64], &mut [f64]),
+) {
+    for (k, node) in model.nodes().iter().enumerate() {
+        if node.range().is_empty() {
+            continue;
+        }
+        let fw = Fwd {
+            x: if k == 0 { x } else { &ws.out[k - 1][..] },
+            y: &ws.out[k],
+            saved: &ws.saved[k],
+        };
+        f(node, &theta[node.range()], fw, &ws.delta[k], &mut ws.scratch);
     }
 }
 
@@ -142,52 +128,15 @@ pub fn quad_forms(
     assert_eq!(diag.len(), p, "quad_forms: diagonal has the wrong length");
     let (dx, dy) = (model.d_in(), model.d_out());
     let mut g = vec![0.0; p];
-    match model {
-        Model::Mlp(m) => {
-            let w = m.widths().to_vec();
-            for_chunks(n, ws.batch, |i0, b| {
-                let xb = &x[i0 * dx..(i0 + b) * dx];
-                model.loss_grad(theta, xb, &y[i0 * dy..(i0 + b) * dy], b, &mut g, ws);
-                let q = &mut out[i0..i0 + b];
-                q.fill(0.0);
-                for l in 0..m.depth() {
-                    let (din, dout) = (w[l], w[l + 1]);
-                    let (t0, t1) = ws.tmp.split_at_mut(1);
-                    let (t, sa) = (&mut t0[0], &mut t1[0]);
-                    let input: &[f64] = if l == 0 { xb } else { &ws.a[l - 1] };
-                    for (s, a) in sa[..b * din].iter_mut().zip(&input[..b * din]) {
-                        *s = a * a;
-                    }
-                    let wo = m.weight_offset(l);
-                    gemm_nt(t, sa, &diag[wo..wo + dout * din], b, dout, din, false);
-                    let bias = m.bias_offset(l).map(|bo| &diag[bo..bo + dout]);
-                    for (i, qi) in q.iter_mut().enumerate() {
-                        let drow = &ws.delta[l][i * dout..(i + 1) * dout];
-                        let trow = &t[i * dout..(i + 1) * dout];
-                        let mut s: f64 = drow.iter().zip(trow).map(|(d, tv)| d * d * tv).sum();
-                        if let Some(bd) = bias {
-                            s += drow.iter().zip(bd).map(|(d, e)| d * d * e).sum::<f64>();
-                        }
-                        *qi += s;
-                    }
-                }
-            });
-        }
-        Model::Scale(_) => {
-            let mut ws1 = model.workspace(1);
-            for (i, qi) in out.iter_mut().enumerate().take(n) {
-                sample_grad(
-                    model,
-                    theta,
-                    &x[i * dx..(i + 1) * dx],
-                    &y[i * dy..(i + 1) * dy],
-                    &mut g,
-                    &mut ws1,
-                );
-                *qi = g.iter().zip(diag).map(|(a, d)| a * a * d).sum();
-            }
-        }
-    }
+    for_chunks(n, ws.batch, |i0, b| {
+        let xb = &x[i0 * dx..(i0 + b) * dx];
+        model.loss_grad(theta, xb, &y[i0 * dy..(i0 + b) * dy], b, &mut g, ws);
+        let q = &mut out[i0..i0 + b];
+        q.fill(0.0);
+        for_layers(model, theta, xb, ws, |node, pl, f, d, scratch| {
+            node.layer().grad_quad(pl, f, d, b, &diag[node.range()], q, scratch);
+        });
+    });
 }
 
 /// The full matrix of per-sample gradients, `n × P` (row i is `g_i`). Use only when `n·P` is small.

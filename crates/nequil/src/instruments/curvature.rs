@@ -13,7 +13,7 @@ use crate::core::curvature::{lanczos, LanczosOptions, Which};
 use crate::core::curvature::{linear_hessian_trace, paper_sharpness};
 use crate::core::curvature::{EmpiricalHessian, HvpOptions, HvpWorkspace};
 use crate::core::data::{Source, Target};
-use crate::core::models::{Activation, Model};
+use crate::core::models::Model;
 use crate::core::rng::Rng;
 use crate::train::{Probe, ProbeCtx, Schedule};
 use crate::{invalid, Result};
@@ -46,7 +46,7 @@ struct Common {
 }
 
 fn is_linear(model: &Model) -> bool {
-    matches!(model, Model::Mlp(m) if m.activation() == Activation::Identity && !m.has_bias())
+    model.as_linear_chain().is_some()
 }
 
 fn linear_teacher_online(ctx: &ProbeCtx<'_>) -> bool {

@@ -10,7 +10,7 @@
 
 use crate::core::data::{Source, Target};
 use crate::core::equilibrium::two_layer::{two_layer_equilibrium, TwoLayerEquilibrium, TwoLayerGammas};
-use crate::core::models::{Activation, Mlp, Model};
+use crate::core::models::{DenseChain, Model};
 use crate::train::{Probe, ProbeCtx, Schedule};
 use crate::{invalid, Error, Result};
 
@@ -37,9 +37,9 @@ pub fn has_exact_two_layer_moments(source: &Source) -> bool {
 }
 
 /// The model as a two-layer linear net without biases, or an error naming what it is.
-pub fn as_two_layer_linear(model: &Model) -> Result<&Mlp> {
-    match model {
-        Model::Mlp(m) if m.depth() == 2 && m.activation() == Activation::Identity && !m.has_bias() => Ok(m),
+pub fn as_two_layer_linear(model: &Model) -> Result<DenseChain> {
+    match model.as_linear_chain() {
+        Some(m) if m.depth() == 2 => Ok(m),
         _ => Err(invalid!(
             "needs a two-layer linear net U W (kind = \"linear\" with widths = [d_x, h, d_y]), got {}",
             model.describe()
@@ -92,7 +92,7 @@ impl TwoLayerEquilibriumProbe {
             MomentSource::Eval => false,
             MomentSource::Population => true,
         };
-        let (u, w) = crate::core::equilibrium::two_layer::two_layer_factors(mlp, ctx.theta)?;
+        let (u, w) = crate::core::equilibrium::two_layer::two_layer_factors(&mlp, ctx.theta)?;
         let v = u.mul(&w);
         let g = if population {
             let dist = ctx.source.distribution().ok_or_else(|| {
@@ -102,7 +102,7 @@ impl TwoLayerEquilibriumProbe {
         } else {
             TwoLayerGammas::empirical(&v, ctx.eval_x, ctx.eval_y, ctx.eval_n)?
         };
-        two_layer_equilibrium(mlp, ctx.theta, &g, ctx.lr, ctx.batch_size.max(1), ctx.weight_decay)
+        two_layer_equilibrium(&mlp, ctx.theta, &g, ctx.lr, ctx.batch_size.max(1), ctx.weight_decay)
     }
 }
 

@@ -8,7 +8,7 @@
 
 use crate::core::data::{Cov, Dataset, Gaussian, Source, Target};
 use crate::core::linalg::Dense;
-use crate::core::models::{Activation, Init, Mlp, Model, ScaleKind, ScaleNet};
+use crate::core::models::{Activation, Init, Model, ScaleKind};
 use crate::core::rng::Rng;
 use crate::lab::io::{read_npy, read_npz, NdArray};
 use crate::train::{Batching, LrSchedule, Schedule, TrainConfig};
@@ -82,7 +82,7 @@ impl ModelSpec {
                         "model.kind: \"linear\" has no activation and no biases (use kind = \"mlp\")"
                     ));
                 }
-                Model::Mlp(Mlp::new(&m.widths, Activation::Identity, false)?)
+                Model::linear(&m.widths)?
             }
             "mlp" => {
                 let a = m.activation.as_deref().unwrap_or("relu");
@@ -103,7 +103,7 @@ impl ModelSpec {
                         "model.leaky_slope: only meaningful with activation = \"leaky-relu\""
                     ));
                 }
-                Model::Mlp(Mlp::new(&m.widths, act, m.bias)?)
+                Model::mlp(&m.widths, act, m.bias)?
             }
             k => {
                 if m.widths.len() != 3 {
@@ -116,7 +116,7 @@ impl ModelSpec {
                     return Err(invalid!("model: {k} has a fixed tanh activation and no biases"));
                 }
                 let kind = if k == "net-a" { ScaleKind::NetA } else { ScaleKind::NetB };
-                Model::Scale(ScaleNet::new(kind, m.widths[0], m.widths[1], m.widths[2])?)
+                Model::scale_net(kind, m.widths[0], m.widths[1], m.widths[2])?
             }
         })
     }

@@ -30,7 +30,6 @@
 //! [`Model::loss`]: crate::core::models::Model::loss
 //! [`Dense`]: crate::core::linalg::Dense
 
-mod dual;
 mod hvp;
 mod lanczos;
 mod population;

@@ -21,7 +21,7 @@
 use super::HessianOp;
 use crate::core::data::{Gaussian, Target};
 use crate::core::linalg::{gemm_nn, gemm_nt, gemm_tn, Dense};
-use crate::core::models::{Activation, Mlp, Model};
+use crate::core::models::{DenseChain, Model};
 use crate::{invalid, Result};
 
 /// The exact Hessian of `L(θ) = E‖Px − y‖²` (no ½, no weight decay) for a deep linear network,
@@ -47,10 +47,10 @@ pub struct PopulationHessian {
     m1: Vec<f64>,
 }
 
-fn check_linear(model: &Model) -> Result<&Mlp> {
-    match model {
-        Model::Mlp(m) if m.activation() == Activation::Identity && !m.has_bias() => Ok(m),
-        _ => Err(invalid!(
+fn check_linear(model: &Model) -> Result<DenseChain> {
+    match model.as_linear_chain() {
+        Some(m) => Ok(m),
+        None => Err(invalid!(
             "population Hessian: needs a deep linear network (identity activation, no biases), got {}",
             model.describe()
         )),

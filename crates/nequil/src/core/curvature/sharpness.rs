@@ -14,17 +14,17 @@
 //! `S(θ) =` [`PAPER_SHARPNESS_FACTOR`]` · Tr ∇²L(θ)`.
 
 use crate::core::linalg::{gemm_nn, Dense};
-use crate::core::models::{Activation, Model};
+use crate::core::models::Model;
 use crate::{invalid, Result};
 
 /// `S_paper(θ) = PAPER_SHARPNESS_FACTOR · Tr ∇²L(θ)` for `L = E‖UWx − y‖²`: the paper's
 /// sharpness is half the true Hessian trace.
 pub const PAPER_SHARPNESS_FACTOR: f64 = 0.5;
 
-fn linear_widths<'m>(model: &'m Model, theta: &[f64], x_moment: &Dense) -> Result<&'m crate::core::models::Mlp> {
-    let m = match model {
-        Model::Mlp(m) if m.activation() == Activation::Identity && !m.has_bias() => m,
-        _ => {
+fn linear_widths(model: &Model, theta: &[f64], x_moment: &Dense) -> Result<crate::core::models::DenseChain> {
+    let m = match model.as_linear_chain() {
+        Some(m) => m,
+        None => {
             return Err(invalid!(
                 "sharpness: needs a linear network (identity activation, no biases), got {}",
                 model.describe()

@@ -24,7 +24,7 @@
 
 use crate::core::data::{Gaussian, Target};
 use crate::core::linalg::{gemm_tn, svd, sym_eigen, Dense};
-use crate::core::models::{Activation, Mlp};
+use crate::core::models::{Activation, DenseChain};
 use crate::{invalid, Error, Result};
 use serde::Serialize;
 
@@ -175,18 +175,18 @@ impl TwoLayerGammas {
 }
 
 /// `(U, W)` = (`layers.1.weight`, `layers.0.weight`) of a two-layer linear net without biases.
-pub fn two_layer_factors(mlp: &Mlp, theta: &[f64]) -> Result<(Dense, Dense)> {
+pub fn two_layer_factors(mlp: &DenseChain, theta: &[f64]) -> Result<(Dense, Dense)> {
     if mlp.depth() != 2 || mlp.activation() != Activation::Identity || mlp.has_bias() {
         return Err(invalid!(
             "two-layer equilibrium: needs a two-layer linear net without biases, got {}",
             mlp.describe()
         ));
     }
-    if theta.len() != mlp.layout().len() {
+    if theta.len() != mlp.n_params() {
         return Err(invalid!(
             "θ has {} entries, the model has {}",
             theta.len(),
-            mlp.layout().len()
+            mlp.n_params()
         ));
     }
     let w = mlp.widths();
@@ -200,8 +200,8 @@ pub fn two_layer_factors(mlp: &Mlp, theta: &[f64]) -> Result<(Dense, Dense)> {
 }
 
 /// The flat θ of a two-layer linear net with factors `(U, W)`.
-pub fn two_layer_theta(mlp: &Mlp, u: &Dense, w: &Dense) -> Vec<f64> {
-    let mut theta = vec![0.0; mlp.layout().len()];
+pub fn two_layer_theta(mlp: &DenseChain, u: &Dense, w: &Dense) -> Vec<f64> {
+    let mut theta = vec![0.0; mlp.n_params()];
     let wo = mlp.weight_offset(0);
     let uo = mlp.weight_offset(1);
     theta[wo..wo + w.data.len()].copy_from_slice(&w.data);
@@ -275,7 +275,7 @@ fn spd_powers(a: &Dense, what: &str) -> Result<(Dense, Dense)> {
 /// The closed-form equilibrium of all double rotations of `(U, W)` given the moments `g`,
 /// learning rate η, batch size S and weight decay γ (see the module docs).
 pub fn two_layer_equilibrium(
-    mlp: &Mlp,
+    mlp: &DenseChain,
     theta: &[f64],
     g: &TwoLayerGammas,
     eta: f64,
@@ -338,7 +338,7 @@ pub fn two_layer_equilibrium(
 
 /// [`two_layer_equilibrium`] with the exact moments of a Gaussian source (linear teacher).
 pub fn two_layer_equilibrium_gaussian(
-    mlp: &Mlp,
+    mlp: &DenseChain,
     theta: &[f64],
     dist: &Gaussian,
     eta: f64,
@@ -353,7 +353,7 @@ pub fn two_layer_equilibrium_gaussian(
 /// [`two_layer_equilibrium`] with sample averages over a data set.
 #[allow(clippy::too_many_arguments)]
 pub fn two_layer_equilibrium_empirical(
-    mlp: &Mlp,
+    mlp: &DenseChain,
     theta: &[f64],
     x: &[f64],
     y: &[f64],

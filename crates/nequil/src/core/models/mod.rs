@@ -1,138 +1,431 @@
-//! The paper's model families, all on a flat parameter vector (see [`crate::core::params`]).
+//! Models as stacks of layers, on a flat parameter vector (see [`crate::core::params`]).
 //!
-//! * [`Mlp`]: deep linear chains `W_D ⋯ W_1` (activation [`Activation::Identity`], no biases; the
-//!   paper's `U W` is depth 2 and the scalar `u w` model is widths `[1, 1, 1]`) and MLPs with tanh,
-//!   ReLU, leaky ReLU or swish hidden activations, biases optional. The output layer is linear.
-//! * [`ScaleNet`]: the scale-invariant two-layer tanh nets of Fig. 7, Net-A and Net-B.
+//! A [`Model`] applies its layers ([`crate::core::layers`]) in order to one sample's input; θ is one
+//! flat vector whose named blocks are the layers' blocks, prefixed by each layer's module name
+//! (`layers.0.weight`, `layers.0.bias`, …, as a PyTorch `nn.ModuleList` named `layers`; or `0.weight`
+//! for an `nn.Sequential`).
+//!
+//! The paper's families are stacks:
+//!
+//! * deep linear chains `W_D ⋯ W_1` ([`Model::linear`]: linear layers without biases; the paper's
+//!   `U W` is depth 2 and the scalar `u w` model is widths `[1, 1, 1]`);
+//! * MLPs ([`Model::mlp`]): linear layers with an activation between consecutive ones (tanh,
+//!   ReLU, leaky ReLU or swish), biases optional, a linear output;
+//! * Net-A and Net-B ([`Model::scale_net`]): one [`ScaleNet`] layer.
 //!
 //! Loss convention: per-sample loss `ℓ(θ, (x, y)) = ‖f(x) − y‖²` (no ½); the loss of a batch is the
 //! mean over the batch, and "the gradient" is the gradient of that mean.
 //!
 //! Initialization ([`Init`]) maps to the paper's notation as follows: for the two-layer net
 //! `U W` (U: `d_y × d`, W: `d × d_x`), Kaiming fan-in gives `σ_W² = 1/d_x`, `σ_U² = 1/d`; Xavier gives
-//! `σ_W² = 2/(d_x + d)`, `σ_U² = 2/(d + d_y)`; `Init::Std` sets each layer's standard deviation
-//! directly (`σ_W`, `σ_U` in layer order). Biases start at zero.
+//! `σ_W² = 2/(d_x + d)`, `σ_U² = 2/(d + d_y)`; `Init::Std` sets each weight block's standard
+//! deviation directly (`σ_W`, `σ_U` in layer order). Biases start at zero.
 
-mod mlp;
-mod scale;
-
-pub use mlp::{Activation, Mlp};
-pub use scale::{ScaleKind, ScaleNet};
-
+pub use crate::core::layers::{Activation, ScaleKind, ScaleNet};
+use crate::core::layers::{ActivationLayer, BlockInit, Fwd, Layer, Linear, Structure};
 use crate::core::params::Layout;
 use crate::core::rng::Rng;
 use crate::{invalid, Result};
+use std::ops::Range;
+use std::sync::Arc;
 
-/// Weight initialization scheme (biases are always initialized to zero).
+/// Weight initialization scheme (biases are always initialized to zero, normalization gains to one).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Init {
-    /// `N(0, 1/fan_in)` for every weight matrix.
+    /// `N(0, 1/fan_in)` for every weight block.
     Kaiming,
     /// `N(0, 2/(fan_in + fan_out))`.
     Xavier,
-    /// `N(0, s_l²)` with one standard deviation per weight matrix, in layer order.
+    /// `N(0, s_l²)` with one standard deviation per weight block, in model order.
     Std(Vec<f64>),
 }
 
-/// Preallocated buffers for one batch size. Create with [`Model::workspace`]; reuse across steps.
+/// One layer of a model with its place in θ and its names.
 #[derive(Clone, Debug)]
-pub struct Workspace {
-    /// The batch size the buffers were sized for (the maximum usable batch).
-    pub batch: usize,
-    /// Pre-activations `z_l` of layers `1..=D`, each `batch × width_l`. MLP layers without a
-    /// nonlinearity (identity hidden layers, the output layer) do not write theirs: there `a = z`.
-    pub(crate) z: Vec<Vec<f64>>,
-    /// Activations `a_l` of layers `1..=D` (the last is the output), each `batch × width_l`.
-    pub(crate) a: Vec<Vec<f64>>,
-    /// Per-sample output gradients `δ_l = ∂ℓ_i/∂z_l` of layers `1..=D` (unscaled by the batch size).
-    pub(crate) delta: Vec<Vec<f64>>,
-    /// Scratch buffers.
-    pub(crate) tmp: Vec<Vec<f64>>,
+pub struct Node {
+    layer: Arc<dyn Layer>,
+    offset: usize,
+    len: usize,
+    module: String,
+    label: String,
 }
 
-impl Workspace {
-    fn new(batch: usize, widths: &[usize], tmp: &[usize]) -> Self {
-        let mk = || widths[1..].iter().map(|w| vec![0.0; batch * w]).collect::<Vec<_>>();
-        Workspace {
-            batch,
-            z: mk(),
-            a: mk(),
-            delta: mk(),
-            tmp: tmp.iter().map(|&n| vec![0.0; n]).collect(),
+impl Node {
+    /// The layer.
+    pub fn layer(&self) -> &dyn Layer {
+        &*self.layer
+    }
+    /// The layer's parameters' index range in θ.
+    pub fn range(&self) -> Range<usize> {
+        self.offset..self.offset + self.len
+    }
+    /// Offset of the layer's first parameter in θ.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+    /// Module name, the prefix of the layer's block names (`layers.0`; empty for none).
+    pub fn module(&self) -> &str {
+        &self.module
+    }
+    /// The layer's label in symmetry names (`neuron.{label}.{k}`): the index of a linear layer
+    /// in an MLP's `layers` list, or its `nn.Sequential` path.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+    /// Full name of the layer's block `local` (`layers.0` + `weight`).
+    pub fn block_name(&self, local: &str) -> String {
+        if self.module.is_empty() {
+            local.to_string()
+        } else {
+            format!("{}.{local}", self.module)
         }
     }
-
-    /// The outputs `f(x_i)` of the last forward pass, `b × d_out` row-major.
-    pub fn output(&self) -> &[f64] {
-        self.a.last().expect("model has layers")
-    }
 }
 
-/// A model of one of the paper's families.
+/// A layer to put in a model: the layer, its module name (block-name prefix) and its label in
+/// symmetry names.
+pub struct NodeSpec {
+    /// The layer.
+    pub layer: Arc<dyn Layer>,
+    /// Module name (`layers.0`, `0`, `2.0`; may be empty).
+    pub module: String,
+    /// Label in symmetry names.
+    pub label: String,
+}
+
+/// A model: a stack of layers (see the module docs).
 #[derive(Clone, Debug)]
-pub enum Model {
-    /// Dense chain / MLP.
-    Mlp(Mlp),
-    /// Net-A or Net-B.
-    Scale(ScaleNet),
+pub struct Model {
+    nodes: Vec<Node>,
+    layout: Layout,
+    desc: String,
+}
+
+/// Bytes of `n` values of `f64`, or an error when that overflows.
+fn bytes_of(n: usize, what: &str) -> Result<usize> {
+    n.checked_mul(8)
+        .ok_or_else(|| invalid!("{what}: {n} values do not fit in memory on any machine"))
 }
 
 impl Model {
+    /// A model from a stack of layers, described by `desc`. Consecutive layers' shapes must match;
+    /// every size must be positive and the parameter count must fit in memory arithmetic (errors
+    /// name the layer).
+    pub fn from_nodes(nodes: Vec<NodeSpec>, desc: impl Into<String>) -> Result<Self> {
+        if nodes.is_empty() {
+            return Err(invalid!("model: needs at least one layer"));
+        }
+        let mut layout = Layout::new();
+        let mut out = Vec::with_capacity(nodes.len());
+        let mut prev: Option<Vec<usize>> = None;
+        for (k, n) in nodes.into_iter().enumerate() {
+            let l = &n.layer;
+            if let Some(p) = &prev {
+                if p.as_slice() != l.in_shape() {
+                    return Err(invalid!(
+                        "model: layer {k} ({}) takes inputs of shape {:?}, the layer before gives {:?}",
+                        l.describe(),
+                        l.in_shape(),
+                        p
+                    ));
+                }
+            }
+            for (what, shape) in [("input", l.in_shape()), ("output", l.out_shape())] {
+                let mut total = 1usize;
+                for &d in shape {
+                    if d == 0 {
+                        return Err(invalid!(
+                            "model: layer {k} ({}) has an empty {what} {shape:?}",
+                            l.describe()
+                        ));
+                    }
+                    total = total.checked_mul(d).ok_or_else(|| {
+                        invalid!("model: layer {k} ({}): {what} shape {shape:?} overflows", l.describe())
+                    })?;
+                }
+            }
+            let offset = layout.len();
+            let mut len = 0usize;
+            for b in l.blocks() {
+                let mut size = 1usize;
+                for &d in &b.shape {
+                    size = size.checked_mul(d).ok_or_else(|| {
+                        invalid!(
+                            "model: block {} of shape {:?} has more entries than can be counted",
+                            if n.module.is_empty() {
+                                b.name.clone()
+                            } else {
+                                format!("{}.{}", n.module, b.name)
+                            },
+                            b.shape
+                        )
+                    })?;
+                }
+                len = len
+                    .checked_add(size)
+                    .filter(|t| t.checked_add(offset).is_some())
+                    .ok_or_else(|| invalid!("model: the parameter count overflows at layer {k} ({})", l.describe()))?;
+                let name = if n.module.is_empty() {
+                    b.name
+                } else {
+                    format!("{}.{}", n.module, b.name)
+                };
+                if layout.find(&name).is_some() {
+                    return Err(invalid!("model: two parameter blocks are named `{name}`"));
+                }
+                layout.push(name, b.shape);
+            }
+            prev = Some(l.out_shape().to_vec());
+            out.push(Node {
+                layer: n.layer,
+                offset,
+                len,
+                module: n.module,
+                label: n.label,
+            });
+        }
+        bytes_of(layout.len(), "model parameters")?;
+        Ok(Model {
+            nodes: out,
+            layout,
+            desc: desc.into(),
+        })
+    }
+
+    /// An MLP with the given widths (at least two: input and output), hidden activation and
+    /// biases: `linear, φ, linear, φ, …, linear`, named `layers.{l}.weight`/`layers.{l}.bias`.
+    /// A deep linear chain is `Model::mlp(widths, Activation::Identity, false)` (no activation
+    /// layers at all; see [`Model::linear`]).
+    pub fn mlp(widths: &[usize], act: Activation, bias: bool) -> Result<Self> {
+        if widths.len() < 2 {
+            return Err(invalid!(
+                "model.widths: need at least an input and an output width, got {widths:?}"
+            ));
+        }
+        if let Some(i) = widths.iter().position(|&w| w == 0) {
+            return Err(invalid!("model.widths[{i}]: widths must be positive"));
+        }
+        if let Activation::LeakyRelu(s) = act {
+            if !s.is_finite() {
+                return Err(invalid!("model.leaky_slope: must be finite, got {s}"));
+            }
+        }
+        let d = widths.len() - 1;
+        let mut nodes = Vec::new();
+        for l in 0..d {
+            nodes.push(NodeSpec {
+                layer: Arc::new(Linear::new(widths[l], widths[l + 1], bias)),
+                module: format!("layers.{l}"),
+                label: l.to_string(),
+            });
+            if l + 1 < d && act != Activation::Identity {
+                nodes.push(NodeSpec {
+                    layer: Arc::new(ActivationLayer::new(act, vec![widths[l + 1]])),
+                    module: String::new(),
+                    label: String::new(),
+                });
+            }
+        }
+        let desc = format!(
+            "MLP {widths:?}, activation {}, {}",
+            act.name(),
+            if bias { "with biases" } else { "no biases" }
+        );
+        Self::from_nodes(nodes, desc)
+    }
+
+    /// A deep linear chain `W_D ⋯ W_1` without biases.
+    pub fn linear(widths: &[usize]) -> Result<Self> {
+        Self::mlp(widths, Activation::Identity, false)
+    }
+
+    /// Net-A or Net-B with widths `[d_in, hidden, d_out]`; blocks `layers.0.weight` (W) and
+    /// `layers.1.weight` (U).
+    pub fn scale_net(kind: ScaleKind, d_in: usize, hidden: usize, d_out: usize) -> Result<Self> {
+        if d_in == 0 || hidden == 0 || d_out == 0 {
+            return Err(invalid!(
+                "model.widths: widths must be positive, got [{d_in}, {hidden}, {d_out}]"
+            ));
+        }
+        let net = ScaleNet::new(kind, d_in, hidden, d_out);
+        let desc = net.describe();
+        Self::from_nodes(
+            vec![NodeSpec {
+                layer: Arc::new(net),
+                module: "layers".into(),
+                label: String::new(),
+            }],
+            desc,
+        )
+    }
+
+    /// The layers with their places in θ.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
     /// The named layout of θ.
     pub fn layout(&self) -> &Layout {
-        match self {
-            Model::Mlp(m) => m.layout(),
-            Model::Scale(m) => m.layout(),
-        }
+        &self.layout
     }
     /// Number of parameters P.
     pub fn n_params(&self) -> usize {
-        self.layout().len()
+        self.layout.len()
     }
-    /// Layer widths `[d_in, h_1, …, d_out]`.
-    pub fn widths(&self) -> &[usize] {
-        match self {
-            Model::Mlp(m) => m.widths(),
-            Model::Scale(m) => m.widths(),
-        }
+    /// Per-sample input shape.
+    pub fn in_shape(&self) -> &[usize] {
+        self.nodes[0].layer.in_shape()
     }
-    /// Input dimension.
+    /// Per-sample output shape.
+    pub fn out_shape(&self) -> &[usize] {
+        self.nodes.last().expect("a model has layers").layer.out_shape()
+    }
+    /// Input size per sample.
     pub fn d_in(&self) -> usize {
-        self.widths()[0]
+        self.nodes[0].layer.in_dim()
     }
-    /// Output dimension.
+    /// Output size per sample.
     pub fn d_out(&self) -> usize {
-        *self.widths().last().unwrap()
+        self.nodes.last().expect("a model has layers").layer.out_dim()
     }
     /// A short human-readable description.
     pub fn describe(&self) -> String {
-        match self {
-            Model::Mlp(m) => m.describe(),
-            Model::Scale(m) => m.describe(),
+        self.desc.clone()
+    }
+
+    /// The model as a chain of dense layers with one activation between consecutive ones, if it
+    /// is one (deep linear chains, MLPs).
+    pub fn as_chain(&self) -> Option<DenseChain> {
+        let mut widths = vec![];
+        let mut w_off = vec![];
+        let mut b_off = vec![];
+        let mut bias = None;
+        let mut act: Option<Activation> = None;
+        let mut expect_dense = true;
+        for n in &self.nodes {
+            let l = n.layer();
+            match l.structure() {
+                Structure::Dense { out, inp, bias: has } if expect_dense => {
+                    if *bias.get_or_insert(has) != has {
+                        return None;
+                    }
+                    if widths.is_empty() {
+                        widths.push(inp);
+                    }
+                    widths.push(out);
+                    w_off.push(n.offset);
+                    b_off.push(has.then_some(n.offset + out * inp));
+                    expect_dense = false;
+                }
+                Structure::Elementwise { activation, .. } if !expect_dense => {
+                    let a = activation?;
+                    if *act.get_or_insert(a) != a {
+                        return None;
+                    }
+                    expect_dense = true;
+                }
+                Structure::Dense { out, inp, bias: has } => {
+                    // Dense after dense: only in chains without activation layers.
+                    if act.is_some() || *bias.get_or_insert(has) != has {
+                        return None;
+                    }
+                    if widths.last() != Some(&inp) {
+                        return None;
+                    }
+                    widths.push(out);
+                    w_off.push(n.offset);
+                    b_off.push(has.then_some(n.offset + out * inp));
+                }
+                _ => return None,
+            }
         }
+        if expect_dense && !w_off.is_empty() {
+            return None; // ends with an activation
+        }
+        Some(DenseChain {
+            desc: self.describe(),
+            n_params: self.n_params(),
+            widths,
+            act: act.unwrap_or(Activation::Identity),
+            bias: bias?,
+            w_off,
+            b_off,
+        })
+    }
+
+    /// [`Model::as_chain`], or an error naming the model.
+    pub fn chain(&self) -> Result<DenseChain> {
+        self.as_chain().ok_or_else(|| {
+            invalid!(
+                "needs a chain of dense layers with one activation between them, got {}",
+                self.describe()
+            )
+        })
+    }
+
+    /// The model as a deep linear chain (dense layers without biases, nothing between them).
+    pub fn as_linear_chain(&self) -> Option<DenseChain> {
+        self.as_chain()
+            .filter(|c| c.activation() == Activation::Identity && !c.has_bias())
+    }
+
+    /// Bytes of the buffers of a [`Workspace`] for batches of `batch` samples, or an error if the
+    /// count overflows.
+    pub fn workspace_bytes(&self, batch: usize) -> Result<usize> {
+        let mut vals = 0usize;
+        let mut scratch = 0usize;
+        for n in &self.nodes {
+            let l = n.layer();
+            let per = l
+                .out_dim()
+                .checked_mul(2)
+                .and_then(|v| v.checked_add(l.saved_per_sample()))
+                .and_then(|v| v.checked_mul(batch));
+            vals = per
+                .and_then(|p| vals.checked_add(p))
+                .ok_or_else(|| invalid!("workspace for batches of {batch}: its size overflows"))?;
+            scratch = scratch.max(l.scratch_len(batch));
+        }
+        bytes_of(
+            vals.checked_add(scratch)
+                .ok_or_else(|| invalid!("workspace for batches of {batch}: its size overflows"))?,
+            "workspace",
+        )
     }
 
     /// Buffers for batches of up to `batch` samples.
     pub fn workspace(&self, batch: usize) -> Workspace {
-        let w = self.widths();
-        let maxw = *w.iter().max().unwrap();
-        match self {
-            Model::Mlp(_) => Workspace::new(batch, w, &[batch * maxw, batch * maxw, batch]),
-            Model::Scale(_) => Workspace::new(batch, w, &[batch * maxw, batch * maxw, batch]),
+        let mk = |f: &dyn Fn(&dyn Layer) -> usize| self.nodes.iter().map(|n| vec![0.0; batch * f(n.layer())]).collect();
+        Workspace {
+            batch,
+            out: mk(&|l| l.out_dim()),
+            delta: mk(&|l| l.out_dim()),
+            saved: mk(&|l| l.saved_per_sample()),
+            scratch: vec![
+                0.0;
+                self.nodes
+                    .iter()
+                    .map(|n| n.layer().scratch_len(batch))
+                    .max()
+                    .unwrap_or(0)
+            ],
         }
     }
 
-    /// Initial parameters drawn with `init` from `rng`.
+    /// Initial parameters drawn with `init` from `rng`: weight blocks in model order, each from
+    /// `N(0, σ²)`; biases zero, gains one. Errors if θ cannot be allocated.
     pub fn init(&self, init: &Init, rng: &mut Rng) -> Result<Vec<f64>> {
-        let layout = self.layout();
-        let mut theta = vec![0.0; layout.len()];
-        let weights: Vec<_> = layout.blocks().iter().filter(|b| b.shape.len() == 2).collect();
+        let n_weights = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.layer().blocks())
+            .filter(|b| matches!(b.init, BlockInit::Weight { .. }))
+            .count();
         if let Init::Std(s) = init {
-            if s.len() != weights.len() {
+            if s.len() != n_weights {
                 return Err(invalid!(
                     "model.init_std: {} values given, the model has {} weight matrices",
                     s.len(),
-                    weights.len()
+                    n_weights
                 ));
             }
             if let Some(v) = s.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
@@ -141,15 +434,29 @@ impl Model {
                 ));
             }
         }
-        for (l, b) in weights.iter().enumerate() {
-            let (fan_out, fan_in) = (b.shape[0] as f64, b.shape[1] as f64);
-            let sd = match init {
-                Init::Kaiming => (1.0 / fan_in).sqrt(),
-                Init::Xavier => (2.0 / (fan_in + fan_out)).sqrt(),
-                Init::Std(s) => s[l],
-            };
-            for v in &mut theta[b.range()] {
-                *v = sd * rng.normal();
+        let mut theta = zeros(self.n_params(), "θ")?;
+        let mut l = 0;
+        let mut off = 0;
+        for n in &self.nodes {
+            for b in n.layer().blocks() {
+                let r = off..off + b.len();
+                off = r.end;
+                match b.init {
+                    BlockInit::Weight { fan_in, fan_out } => {
+                        let (fi, fo) = (fan_in as f64, fan_out as f64);
+                        let sd = match init {
+                            Init::Kaiming => (1.0 / fi).sqrt(),
+                            Init::Xavier => (2.0 / (fi + fo)).sqrt(),
+                            Init::Std(s) => s[l],
+                        };
+                        for v in &mut theta[r] {
+                            *v = sd * rng.normal();
+                        }
+                        l += 1;
+                    }
+                    BlockInit::Zeros => {}
+                    BlockInit::Ones => theta[r].fill(1.0),
+                }
             }
         }
         Ok(theta)
@@ -158,9 +465,35 @@ impl Model {
     /// Forward pass on `b` samples `x` (`b × d_in`); outputs are in [`Workspace::output`].
     pub fn forward(&self, theta: &[f64], x: &[f64], b: usize, ws: &mut Workspace) {
         debug_assert!(b <= ws.batch);
-        match self {
-            Model::Mlp(m) => m.forward(theta, x, b, ws),
-            Model::Scale(m) => m.forward(theta, x, b, ws),
+        for (k, n) in self.nodes.iter().enumerate() {
+            let (prev, rest) = ws.out.split_at_mut(k);
+            let input: &[f64] = if k == 0 { x } else { &prev[k - 1] };
+            n.layer
+                .forward(&theta[n.range()], input, &mut rest[0], &mut ws.saved[k], b);
+        }
+    }
+
+    /// Backward pass after [`Model::forward`] with the per-sample output gradients `δ` already in
+    /// the workspace ([`Workspace::output_grad_mut`]): fills every layer's `δ` and, if `grad` is
+    /// given, the mean gradient `(1/b) Σ_i ∇ℓ_i`.
+    pub fn backward(&self, theta: &[f64], x: &[f64], b: usize, grad: Option<&mut [f64]>, ws: &mut Workspace) {
+        let mut grad = grad;
+        let inv_b = 1.0 / b as f64;
+        for k in (0..self.nodes.len()).rev() {
+            let n = &self.nodes[k];
+            let (lo, hi) = ws.delta.split_at_mut(k);
+            let dx = if k > 0 { Some(&mut lo[k - 1][..]) } else { None };
+            let g = grad.as_deref_mut().map(|g| &mut g[n.range()]);
+            if dx.is_none() && (g.is_none() || n.len == 0) {
+                continue;
+            }
+            let f = Fwd {
+                x: if k == 0 { x } else { &ws.out[k - 1] },
+                y: &ws.out[k],
+                saved: &ws.saved[k],
+            };
+            n.layer
+                .backward(&theta[n.range()], f, &hi[0], dx, g, inv_b, b, &mut ws.scratch);
         }
     }
 
@@ -172,8 +505,24 @@ impl Model {
         f[..n].iter().zip(&y[..n]).map(|(a, c)| (a - c) * (a - c)).sum::<f64>() / b as f64
     }
 
-    /// Mean loss of a batch and its gradient, written into `grad` (length P). Leaves the
-    /// per-sample output gradients `δ` in the workspace (for [`crate::core::stats`]). Allocation-free.
+    /// Forward pass and the per-sample output gradients `δ = 2(f − y)` in the workspace; returns
+    /// the mean loss.
+    pub(crate) fn forward_residual(&self, theta: &[f64], x: &[f64], y: &[f64], b: usize, ws: &mut Workspace) -> f64 {
+        self.forward(theta, x, b, ws);
+        let last = self.nodes.len() - 1;
+        let dout = self.d_out();
+        let mut loss = 0.0;
+        let (f, delta) = (&ws.out[last], &mut ws.delta[last]);
+        for ((dv, fv), yv) in delta[..b * dout].iter_mut().zip(&f[..b * dout]).zip(&y[..b * dout]) {
+            let r = fv - yv;
+            loss += r * r;
+            *dv = 2.0 * r;
+        }
+        loss / b as f64
+    }
+
+    /// Mean loss of a batch and its gradient, written into `grad` (length P). Leaves every layer's
+    /// per-sample `δ` in the workspace (for [`crate::core::stats`]). Allocation-free.
     pub fn loss_grad(
         &self,
         theta: &[f64],
@@ -184,10 +533,9 @@ impl Model {
         ws: &mut Workspace,
     ) -> f64 {
         debug_assert!(b <= ws.batch && grad.len() == self.n_params());
-        match self {
-            Model::Mlp(m) => m.loss_grad(theta, x, y, b, grad, ws),
-            Model::Scale(m) => m.loss_grad(theta, x, y, b, grad, ws),
-        }
+        let loss = self.forward_residual(theta, x, y, b, ws);
+        self.backward(theta, x, b, Some(grad), ws);
+        loss
     }
 
     /// Loss over a large set in chunks of the workspace's batch size.
@@ -198,6 +546,91 @@ impl Model {
             total += b as f64 * self.loss(theta, &x[i * dx..(i + b) * dx], &y[i * dy..(i + b) * dy], b, ws);
         });
         total / n as f64
+    }
+}
+
+/// A zero vector of `n` values, or an error naming `what` if it cannot be allocated.
+pub(crate) fn zeros(n: usize, what: &str) -> Result<Vec<f64>> {
+    let bytes = bytes_of(n, what)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| invalid!("{what}: cannot allocate {n} values ({bytes} bytes)"))?;
+    v.resize(n, 0.0);
+    Ok(v)
+}
+
+/// A view of a model that is a chain of dense layers with one activation φ between consecutive
+/// ones ([`Model::as_chain`]): `a_0 = x`, `z_{l+1} = W_l a_l + b_l`, `a_{l+1} = φ(z_{l+1})` for
+/// hidden layers, `f(x) = z_D`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DenseChain {
+    desc: String,
+    n_params: usize,
+    widths: Vec<usize>,
+    act: Activation,
+    bias: bool,
+    w_off: Vec<usize>,
+    b_off: Vec<Option<usize>>,
+}
+
+impl DenseChain {
+    /// The model's description.
+    pub fn describe(&self) -> String {
+        self.desc.clone()
+    }
+    /// Number of parameters P of the model.
+    pub fn n_params(&self) -> usize {
+        self.n_params
+    }
+    /// Widths `[d_0, …, d_D]`.
+    pub fn widths(&self) -> &[usize] {
+        &self.widths
+    }
+    /// Depth D (number of weight matrices).
+    pub fn depth(&self) -> usize {
+        self.widths.len() - 1
+    }
+    /// Hidden activation (identity for linear chains).
+    pub fn activation(&self) -> Activation {
+        self.act
+    }
+    /// Whether layers have biases.
+    pub fn has_bias(&self) -> bool {
+        self.bias
+    }
+    /// Offset of weight `W_l` in θ.
+    pub fn weight_offset(&self, l: usize) -> usize {
+        self.w_off[l]
+    }
+    /// Offset of bias `b_l` in θ, if present.
+    pub fn bias_offset(&self, l: usize) -> Option<usize> {
+        self.b_off[l]
+    }
+}
+
+/// Preallocated buffers for one batch size. Create with [`Model::workspace`]; reuse across steps.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    /// The batch size the buffers were sized for (the maximum usable batch).
+    pub batch: usize,
+    /// Output of every layer, `batch × out_dim`.
+    pub(crate) out: Vec<Vec<f64>>,
+    /// Per-sample gradients `∂ℓ_i/∂(output of the layer)` (unscaled by the batch size).
+    pub(crate) delta: Vec<Vec<f64>>,
+    /// Values each layer keeps from its forward to its backward pass.
+    pub(crate) saved: Vec<Vec<f64>>,
+    /// Scratch shared by the layers.
+    pub(crate) scratch: Vec<f64>,
+}
+
+impl Workspace {
+    /// The outputs `f(x_i)` of the last forward pass, `b × d_out` row-major.
+    pub fn output(&self) -> &[f64] {
+        self.out.last().expect("model has layers")
+    }
+    /// The per-sample gradients with respect to the output, to be set before [`Model::backward`].
+    pub fn output_grad_mut(&mut self) -> &mut [f64] {
+        self.delta.last_mut().expect("model has layers")
     }
 }
 

@@ -1,57 +1,68 @@
-//! The catalog: the exponential symmetries each model family is known to have.
+//! The catalog: the exponential symmetries of a model, derived from the structure of its stack of
+//! layers ([`crate::core::layers::Structure`]), not listed per family.
 //!
-//! * MLPs with a positively homogeneous hidden activation (identity, ReLU, leaky ReLU): one
-//!   **rescaling per hidden neuron** ([`neuron_rescaling`]: `A = +1` on the neuron's incoming
-//!   weight row and its bias, `−1` on its outgoing weight column), and the **layer-pair rescaling**
-//!   `W_l → cW_l, b_l → cb_l, W_{l+1} → W_{l+1}/c` of each neighbouring pair ([`layer_pair_rescaling`];
-//!   it is the sum of the neuron rescalings of hidden layer l).
-//! * Linear chains (identity activation) also have the **double rotation** of each neighbouring
-//!   pair ([`double_rotation`]): for any symmetric `B`, `W_l → e^{λB} W_l`, `b_l → e^{λB} b_l`,
-//!   `W_{l+1} → W_{l+1} e^{−λB}`. On the flat θ its generator is block-sparse: `B` on every column
-//!   of `W_l` (and on `b_l`), `−B` on every row of `W_{l+1}`, which is symmetric because `B` is. Its
-//!   charge is `C_B = Tr[B (W_l W_lᵀ + b_l b_lᵀ − W_{l+1}ᵀ W_{l+1})]`. **Sign convention:** the
-//!   paper's §3.1 writes the same family as `U → UB, W → −BW`, i.e. `C_B^paper = Tr[UBUᵀ] −
-//!   Tr[WᵀBW]` with `U = W_{l+1}`, `W = W_l`; that is ours with `B → −B`. Ours makes the neuron
-//!   rescaling of neuron k the double rotation with `B = e_k e_kᵀ`, and its matrix charge is the
-//!   `W Wᵀ − UᵀU` of the paper's Eq. 11. The family is parametrised by `B`, so the catalog lists
-//!   the pairs ([`Catalog::rotation_pairs`]) rather than generators.
-//! * Net-A: global scale invariance (`A = I`). Net-B: layer-wise scale invariance (two generators,
-//!   `A = diag(I_W, 0)` and `A = diag(0, I_U)`).
-//! * Tanh and swish MLPs: no continuous symmetry is claimed (tanh's sign flip is discrete).
+//! * **Rescaling of a neuron across a positively homogeneous activation.** When a dense layer
+//!   (`y = Wx + b`) is followed by nothing but positively homogeneous element-wise maps (identity,
+//!   ReLU, leaky ReLU) and then by another dense layer, scaling output unit k of the first by
+//!   `c > 0` and input k of the second by `1/c` leaves the function unchanged: one symmetry per
+//!   neuron ([`neuron_rescaling`]: `A = +1` on the neuron's incoming weight row and its bias, `−1`
+//!   on its outgoing weight column), named `neuron.{label}.{k}`, and the **layer-pair rescaling**
+//!   of the whole pair ([`layer_pair_rescaling`]; it is the sum of the neuron rescalings), named
+//!   `layer_pair.{label}`. The label of an MLP's layer `layers.{l}` is `l`.
+//! * **Double rotation** between two dense layers with nothing between them ([`double_rotation`]):
+//!   for any symmetric `B`, `W_l → e^{λB} W_l`, `b_l → e^{λB} b_l`, `W_{l+1} → W_{l+1} e^{−λB}`. On
+//!   the flat θ its generator is block-sparse: `B` on every column of `W_l` (and on `b_l`), `−B` on
+//!   every row of `W_{l+1}`, which is symmetric because `B` is. Its charge is
+//!   `C_B = Tr[B (W_l W_lᵀ + b_l b_lᵀ − W_{l+1}ᵀ W_{l+1})]`. **Sign convention:** the paper's §3.1
+//!   writes the same family as `U → UB, W → −BW`, i.e. `C_B^paper = Tr[UBUᵀ] − Tr[WᵀBW]` with
+//!   `U = W_{l+1}`, `W = W_l`; that is ours with `B → −B`. Ours makes the neuron rescaling of neuron k
+//!   the double rotation with `B = e_k e_kᵀ`, and its matrix charge is the `W Wᵀ − UᵀU` of the
+//!   paper's Eq. 11. The family is parametrised by `B`, so the catalog lists the pairs
+//!   ([`Catalog::rotation_pairs`]) rather than generators.
+//! * **Scale invariances** a layer has on its own ([`crate::core::layers::Intrinsic`]): Net-A's
+//!   global `θ → cθ` (`A = I`, named `scale`), Net-B's layer-wise ones (`scale.layers.0.weight`,
+//!   `scale.layers.1.weight`).
+//! * Tanh and swish between two dense layers break the rescaling (tanh's sign flip is discrete):
+//!   no symmetry is claimed, and a note says so.
+//!
+//! Numerical discovery ([`crate::core::symmetry::discover_diagonal`]) is the cross-check: the
+//! tests assert that the derived diagonal generators span the discovered space.
 
 use super::generator::{BlockSparse, Generator, SymBlock};
+use crate::core::layers::{Intrinsic, Structure};
 use crate::core::linalg::Dense;
-use crate::core::models::{Activation, Mlp, Model, ScaleKind};
+use crate::core::models::Model;
 use crate::{invalid, Result};
 use serde::Serialize;
+use std::fmt::Display;
 
 /// What kind of exponential symmetry an entry is, with its location in the model.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SymmetryKind {
-    /// Rescaling of hidden neuron `neuron` of hidden layer `layer` (the output of `layers.{layer}`).
+    /// Rescaling of neuron `neuron` of the dense layer labelled `layer` (its output unit).
     NeuronRescaling {
-        /// Hidden layer (the weight matrix `W_layer` produces it).
-        layer: usize,
+        /// Label of the dense layer that produces the neuron (`l` of `layers.{l}`).
+        layer: String,
         /// Neuron index within the layer.
         neuron: usize,
     },
-    /// `W_l → cW_l`, `b_l → cb_l`, `W_{l+1} → W_{l+1}/c`.
+    /// `W_l → cW_l`, `b_l → cb_l`, `W_{next} → W_{next}/c`.
     LayerPairRescaling {
-        /// The lower layer l of the pair (l, l+1).
-        layer: usize,
+        /// Label of the lower dense layer of the pair.
+        layer: String,
     },
-    /// Double rotation of the pair (l, l+1) generated by a symmetric `B`.
+    /// Double rotation of the pair generated by a symmetric `B`.
     DoubleRotation {
-        /// The lower layer l of the pair (l, l+1).
-        layer: usize,
+        /// Label of the lower dense layer of the pair.
+        layer: String,
     },
     /// Global scale invariance θ → cθ (Net-A), `A = I`.
     GlobalScale,
-    /// Scale invariance of one parameter block (Net-B), `A = I` on the block.
+    /// Scale invariance of some parameter blocks (Net-B's layers), `A = I` on the blocks.
     BlockScale {
-        /// The block's name, e.g. `layers.0.weight`.
-        block: String,
+        /// The blocks' names, e.g. `layers.0.weight`.
+        blocks: Vec<String>,
     },
 }
 
@@ -71,149 +82,245 @@ pub struct Symmetry {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Catalog {
     /// The concrete one-parameter symmetries (each with its generator), in model order:
-    /// neuron rescalings layer by layer, then layer-pair rescalings; or the scale invariances.
+    /// neuron rescalings layer by layer, then layer-pair rescalings, then scale invariances.
     pub symmetries: Vec<Symmetry>,
-    /// Layer pairs `(l, l+1)` that carry a double rotation `GL(h_l)` (linear chains only); build a
-    /// member with [`double_rotation`].
-    pub rotation_pairs: Vec<usize>,
-    /// Remarks for a person (why a family has no symmetry, what is not listed).
+    /// Labels of the lower layers of pairs that carry a double rotation `GL(h)` (two dense layers
+    /// with nothing between them); build a member with [`double_rotation`].
+    pub rotation_pairs: Vec<String>,
+    /// Remarks for a person (why a model has no symmetry, what is not listed).
     pub notes: Vec<String>,
 }
 
-/// The catalog of `model`'s exponential symmetries (see the module docs).
-pub fn catalog(model: &Model) -> Catalog {
-    let mut c = Catalog {
-        symmetries: vec![],
-        rotation_pairs: vec![],
-        notes: vec![],
-    };
-    match model {
-        Model::Mlp(m) => {
-            let d = m.depth();
-            if !m.activation().is_homogeneous() {
-                c.notes.push(format!(
-                    "{} activation is not positively homogeneous: no rescaling symmetry is claimed (its sign flip, if any, is discrete)",
-                    m.activation().name()
-                ));
-                return c;
-            }
-            if d < 2 {
-                c.notes
-                    .push("a single layer has no hidden neurons, hence no rescaling symmetry".into());
-                return c;
-            }
-            for l in 0..d - 1 {
-                for k in 0..m.widths()[l + 1] {
-                    c.symmetries.push(neuron_rescaling(m, l, k).expect("homogeneous MLP"));
+/// Two dense layers joined by positively homogeneous element-wise maps (or nothing).
+#[derive(Clone, Debug)]
+struct Pair {
+    label: String,
+    /// Offsets in θ of the lower weight `[h, din]`, its bias, and the upper weight `[dout, h]`.
+    w_lo: usize,
+    b_lo: Option<usize>,
+    w_hi: usize,
+    din: usize,
+    h: usize,
+    dout: usize,
+    /// Nothing between the two layers.
+    direct: bool,
+}
+
+/// The pairs, the intrinsic scale invariances (name, kind, θ ranges) and notes.
+#[allow(clippy::type_complexity)]
+fn derive(
+    model: &Model,
+) -> (
+    Vec<Pair>,
+    Vec<(String, SymmetryKind, Vec<std::ops::Range<usize>>)>,
+    Vec<String>,
+) {
+    let nodes = model.nodes();
+    let mut pairs = vec![];
+    let mut notes: Vec<String> = vec![];
+    let mut n_dense = 0;
+    for (i, lo) in nodes.iter().enumerate() {
+        let Structure::Dense { out: h, inp: din, bias } = lo.layer().structure() else {
+            continue;
+        };
+        n_dense += 1;
+        let mut blocker: Option<String> = None;
+        let mut direct = true;
+        for hi in &nodes[i + 1..] {
+            match hi.layer().structure() {
+                Structure::Elementwise { homogeneous: true, .. } => direct = false,
+                Structure::Elementwise { homogeneous: false, .. } => {
+                    blocker = Some(hi.layer().describe());
+                    break;
                 }
-            }
-            for l in 0..d - 1 {
-                c.symmetries.push(layer_pair_rescaling(m, l).expect("homogeneous MLP"));
-            }
-            if m.activation() == Activation::Identity {
-                c.rotation_pairs = (0..d - 1).collect();
-                c.notes.push(
-                    "linear chain: every neighbouring pair also has the double rotation GL(h) (symmetry::double_rotation; matrix equilibria in equilibrium::two_layer and equilibrium::deep_linear)"
-                        .into(),
-                );
+                Structure::Dense { out: dout, inp, .. } => {
+                    if inp == h {
+                        pairs.push(Pair {
+                            label: lo.label().to_string(),
+                            w_lo: lo.offset(),
+                            b_lo: bias.then_some(lo.offset() + h * din),
+                            w_hi: hi.offset(),
+                            din,
+                            h,
+                            dout,
+                            direct,
+                        });
+                    }
+                    break;
+                }
+                Structure::Opaque => break,
             }
         }
-        Model::Scale(s) => match s.kind() {
-            ScaleKind::NetA => c.symmetries.push(global_scale(model)),
-            ScaleKind::NetB => {
-                for name in ["layers.0.weight", "layers.1.weight"] {
-                    c.symmetries.push(block_scale(model, name).expect("Net-B block"));
+        if let Some(act) = blocker {
+            let note = format!(
+                "{act} activation is not positively homogeneous: no rescaling symmetry is claimed (its sign flip, if any, is discrete)"
+            );
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
+    }
+    if n_dense == 1 && pairs.is_empty() && notes.is_empty() && nodes.len() == 1 {
+        notes.push("a single layer has no hidden neurons, hence no rescaling symmetry".into());
+    }
+    if pairs.iter().any(|p| p.direct) {
+        notes.push(
+            "linear chain: every neighbouring pair also has the double rotation GL(h) (symmetry::double_rotation; matrix equilibria in equilibrium::two_layer and equilibrium::deep_linear)"
+                .into(),
+        );
+    }
+    let mut scales = vec![];
+    let p_total = model.n_params();
+    for nd in nodes {
+        let blocks = nd.layer().blocks();
+        let mut starts = vec![];
+        let mut off = nd.offset();
+        for b in &blocks {
+            starts.push(off);
+            off += b.len();
+        }
+        for s in nd.layer().intrinsic_symmetries() {
+            match s {
+                Intrinsic::Scale { blocks: ix } => {
+                    let ranges: Vec<_> = ix.iter().map(|&j| starts[j]..starts[j] + blocks[j].len()).collect();
+                    let names: Vec<String> = ix.iter().map(|&j| nd.block_name(&blocks[j].name)).collect();
+                    let covered: usize = ranges.iter().map(|r| r.len()).sum();
+                    let (name, kind) = if covered == p_total {
+                        ("scale".to_string(), SymmetryKind::GlobalScale)
+                    } else if names.len() == 1 {
+                        (
+                            format!("scale.{}", names[0]),
+                            SymmetryKind::BlockScale { blocks: names },
+                        )
+                    } else {
+                        (
+                            format!("scale.{}", nd.module()),
+                            SymmetryKind::BlockScale { blocks: names },
+                        )
+                    };
+                    scales.push((name, kind, ranges));
                 }
             }
-        },
+        }
     }
-    c
+    (pairs, scales, notes)
 }
 
-fn check_hidden(m: &Mlp, l: usize) -> Result<()> {
-    if m.depth() < 2 || l + 1 >= m.depth() {
-        return Err(invalid!(
-            "hidden layer {l} does not exist: the net has {} weight layers",
-            m.depth()
-        ));
-    }
-    Ok(())
-}
-
-/// The rescaling symmetry of hidden neuron `k` of hidden layer `l` (the output of `W_l`):
-/// `A = +1` on row k of `W_l` and on `b_l[k]`, `−1` on column k of `W_{l+1}`; charge
-/// `C = ‖W_l[k,:]‖² + b_l[k]² − ‖W_{l+1}[:,k]‖²`. Requires a positively homogeneous activation.
-pub fn neuron_rescaling(m: &Mlp, l: usize, k: usize) -> Result<Symmetry> {
-    if !m.activation().is_homogeneous() {
-        return Err(invalid!(
-            "neuron rescaling: {} activation is not positively homogeneous",
-            m.activation().name()
-        ));
-    }
-    check_hidden(m, l)?;
-    let w = m.widths();
-    let (din, h, dout) = (w[l], w[l + 1], w[l + 2]);
-    if k >= h {
-        return Err(invalid!(
-            "neuron rescaling: layer {l} has {h} neurons, asked for neuron {k}"
-        ));
-    }
-    let mut a = vec![0.0; m.layout().len()];
-    let wo = m.weight_offset(l);
-    a[wo + k * din..wo + (k + 1) * din].fill(1.0);
-    if let Some(bo) = m.bias_offset(l) {
+fn neuron_of(model: &Model, p: &Pair, k: usize) -> Symmetry {
+    let mut a = vec![0.0; model.n_params()];
+    a[p.w_lo + k * p.din..p.w_lo + (k + 1) * p.din].fill(1.0);
+    if let Some(bo) = p.b_lo {
         a[bo + k] = 1.0;
     }
-    let uo = m.weight_offset(l + 1);
-    for i in 0..dout {
-        a[uo + i * h + k] = -1.0;
+    for i in 0..p.dout {
+        a[p.w_hi + i * p.h + k] = -1.0;
     }
-    Ok(Symmetry {
-        name: format!("neuron.{l}.{k}"),
-        kind: SymmetryKind::NeuronRescaling { layer: l, neuron: k },
+    Symmetry {
+        name: format!("neuron.{}.{k}", p.label),
+        kind: SymmetryKind::NeuronRescaling {
+            layer: p.label.clone(),
+            neuron: k,
+        },
         generator: Generator::Diagonal(a),
+    }
+}
+
+fn pair_of(model: &Model, p: &Pair) -> Symmetry {
+    let mut a = vec![0.0; model.n_params()];
+    a[p.w_lo..p.w_lo + p.din * p.h].fill(1.0);
+    if let Some(bo) = p.b_lo {
+        a[bo..bo + p.h].fill(1.0);
+    }
+    a[p.w_hi..p.w_hi + p.h * p.dout].fill(-1.0);
+    Symmetry {
+        name: format!("layer_pair.{}", p.label),
+        kind: SymmetryKind::LayerPairRescaling { layer: p.label.clone() },
+        generator: Generator::Diagonal(a),
+    }
+}
+
+fn scale_of(model: &Model, name: String, kind: SymmetryKind, ranges: &[std::ops::Range<usize>]) -> Symmetry {
+    let mut a = vec![0.0; model.n_params()];
+    for r in ranges {
+        a[r.clone()].fill(1.0);
+    }
+    Symmetry {
+        name,
+        kind,
+        generator: Generator::Diagonal(a),
+    }
+}
+
+/// The catalog of `model`'s exponential symmetries, derived from its structure (see the module
+/// docs).
+pub fn catalog(model: &Model) -> Catalog {
+    let (pairs, scales, notes) = derive(model);
+    let mut symmetries = vec![];
+    for p in &pairs {
+        symmetries.extend((0..p.h).map(|k| neuron_of(model, p, k)));
+    }
+    symmetries.extend(pairs.iter().map(|p| pair_of(model, p)));
+    for (name, kind, ranges) in scales {
+        symmetries.push(scale_of(model, name, kind, &ranges));
+    }
+    Catalog {
+        symmetries,
+        rotation_pairs: pairs.iter().filter(|p| p.direct).map(|p| p.label.clone()).collect(),
+        notes,
+    }
+}
+
+fn find_pair(model: &Model, l: &str, what: &str) -> Result<Pair> {
+    let (pairs, _, notes) = derive(model);
+    pairs.into_iter().find(|p| p.label == l).ok_or_else(|| {
+        let why = if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", notes.join("; "))
+        };
+        invalid!(
+            "{what}: {} has no hidden layer {l} between two dense layers with a positively homogeneous activation{why}",
+            model.describe()
+        )
     })
 }
 
-/// The rescaling `W_l → cW_l, b_l → cb_l, W_{l+1} → W_{l+1}/c` of the pair (l, l+1): `A = +1` on
-/// `W_l` and `b_l`, `−1` on `W_{l+1}`. Requires a positively homogeneous activation.
-pub fn layer_pair_rescaling(m: &Mlp, l: usize) -> Result<Symmetry> {
-    if !m.activation().is_homogeneous() {
+/// The rescaling symmetry of neuron `k` of the dense layer labelled `l` (`layers.{l}` of an MLP):
+/// `A = +1` on row k of `W_l` and on `b_l[k]`, `−1` on column k of the next dense layer's weight;
+/// charge `C = ‖W_l[k,:]‖² + b_l[k]² − ‖W_{l+1}[:,k]‖²`. Requires a positively homogeneous
+/// activation (or none) between the two layers.
+pub fn neuron_rescaling(model: &Model, l: impl Display, k: usize) -> Result<Symmetry> {
+    let p = find_pair(model, &l.to_string(), "neuron rescaling")?;
+    if k >= p.h {
         return Err(invalid!(
-            "layer-pair rescaling: {} activation is not positively homogeneous",
-            m.activation().name()
+            "neuron rescaling: layer {l} has {} neurons, asked for neuron {k}",
+            p.h
         ));
     }
-    check_hidden(m, l)?;
-    let w = m.widths();
-    let mut a = vec![0.0; m.layout().len()];
-    let wo = m.weight_offset(l);
-    a[wo..wo + w[l] * w[l + 1]].fill(1.0);
-    if let Some(bo) = m.bias_offset(l) {
-        a[bo..bo + w[l + 1]].fill(1.0);
-    }
-    let uo = m.weight_offset(l + 1);
-    a[uo..uo + w[l + 1] * w[l + 2]].fill(-1.0);
-    Ok(Symmetry {
-        name: format!("layer_pair.{l}"),
-        kind: SymmetryKind::LayerPairRescaling { layer: l },
-        generator: Generator::Diagonal(a),
-    })
+    Ok(neuron_of(model, &p, k))
 }
 
-/// The double rotation of the pair (l, l+1) of a linear chain generated by the symmetric
-/// `h × h` matrix `b` (`h` = width of hidden layer l): `W_l → e^{λB}W_l`, `b_l → e^{λB}b_l`,
-/// `W_{l+1} → W_{l+1}e^{−λB}`. See the module docs for the sign convention relative to the paper.
-pub fn double_rotation(m: &Mlp, l: usize, b: &Dense) -> Result<Symmetry> {
-    if m.activation() != Activation::Identity {
+/// The rescaling `W_l → cW_l, b_l → cb_l, W_{l+1} → W_{l+1}/c` of the pair whose lower layer is
+/// labelled `l`: `A = +1` on `W_l` and `b_l`, `−1` on `W_{l+1}`.
+pub fn layer_pair_rescaling(model: &Model, l: impl Display) -> Result<Symmetry> {
+    let p = find_pair(model, &l.to_string(), "layer-pair rescaling")?;
+    Ok(pair_of(model, &p))
+}
+
+/// The double rotation of the pair whose lower dense layer is labelled `l`, with nothing between
+/// the two layers, generated by the symmetric `h × h` matrix `b` (`h` = width of the hidden layer):
+/// `W_l → e^{λB}W_l`, `b_l → e^{λB}b_l`, `W_{l+1} → W_{l+1}e^{−λB}`. See the module docs for the
+/// sign convention relative to the paper.
+pub fn double_rotation(model: &Model, l: impl Display, b: &Dense) -> Result<Symmetry> {
+    let l = l.to_string();
+    let p = find_pair(model, &l, "double rotation")?;
+    if !p.direct {
         return Err(invalid!(
-            "double rotation: needs a linear chain (identity activation), got {}",
-            m.activation().name()
+            "double rotation: needs two linear maps with nothing nonlinear between them (a linear chain); {} has an activation after layer {l}",
+            model.describe()
         ));
     }
-    check_hidden(m, l)?;
-    let w = m.widths();
-    let (din, h, dout) = (w[l], w[l + 1], w[l + 2]);
+    let (din, h, dout) = (p.din, p.h, p.dout);
     if b.rows != h || b.cols != h {
         return Err(invalid!(
             "double rotation: B is {}×{}, hidden layer {l} has width {h}",
@@ -221,16 +328,14 @@ pub fn double_rotation(m: &Mlp, l: usize, b: &Dense) -> Result<Symmetry> {
             b.cols
         ));
     }
-    let wo = m.weight_offset(l);
-    let uo = m.weight_offset(l + 1);
     let mut blocks = vec![];
     for j in 0..din {
         blocks.push(SymBlock {
-            indices: (0..h).map(|i| wo + i * din + j).collect(),
+            indices: (0..h).map(|i| p.w_lo + i * din + j).collect(),
             mat: 0,
         });
     }
-    if let Some(bo) = m.bias_offset(l) {
+    if let Some(bo) = p.b_lo {
         blocks.push(SymBlock {
             indices: (bo..bo + h).collect(),
             mat: 0,
@@ -238,11 +343,11 @@ pub fn double_rotation(m: &Mlp, l: usize, b: &Dense) -> Result<Symmetry> {
     }
     for k in 0..dout {
         blocks.push(SymBlock {
-            indices: (0..h).map(|i| uo + k * h + i).collect(),
+            indices: (0..h).map(|i| p.w_hi + k * h + i).collect(),
             mat: 1,
         });
     }
-    let gen = BlockSparse::new(m.layout().len(), vec![b.clone(), b.scale(-1.0)], blocks)?;
+    let gen = BlockSparse::new(model.n_params(), vec![b.clone(), b.scale(-1.0)], blocks)?;
     Ok(Symmetry {
         name: format!("rotation.{l}"),
         kind: SymmetryKind::DoubleRotation { layer: l },
@@ -251,7 +356,8 @@ pub fn double_rotation(m: &Mlp, l: usize, b: &Dense) -> Result<Symmetry> {
 }
 
 /// Global scale invariance `θ → cθ` (`A = I`), a symmetry of Net-A (and of Net-B, as the sum of its
-/// two layer-wise ones).
+/// two layer-wise ones). The generator is built for any model so that it can be tested with
+/// [`super::verify`].
 pub fn global_scale(model: &Model) -> Symmetry {
     Symmetry {
         name: "scale".into(),
@@ -261,8 +367,7 @@ pub fn global_scale(model: &Model) -> Symmetry {
 }
 
 /// Scale invariance of one named parameter block (`A = I` on the block, 0 elsewhere), as in Net-B.
-/// Only Net-B blocks are claimed symmetric; the generator is built for any model and block so that
-/// it can be tested with [`super::verify`].
+/// The generator is built for any model and block so that it can be tested with [`super::verify`].
 pub fn block_scale(model: &Model, block: &str) -> Result<Symmetry> {
     let b = model.layout().block(block)?;
     let mut a = vec![0.0; model.n_params()];
@@ -270,7 +375,7 @@ pub fn block_scale(model: &Model, block: &str) -> Result<Symmetry> {
     Ok(Symmetry {
         name: format!("scale.{block}"),
         kind: SymmetryKind::BlockScale {
-            block: block.to_string(),
+            blocks: vec![block.to_string()],
         },
         generator: Generator::Diagonal(a),
     })
@@ -279,57 +384,48 @@ pub fn block_scale(model: &Model, block: &str) -> Result<Symmetry> {
 /// The names of the symmetries [`catalog()`] lists for `model`, in the same order, without
 /// building their generators (a generator is a vector of P values; a wide net has many neurons).
 pub fn catalog_names(model: &Model) -> Vec<String> {
-    match model {
-        Model::Mlp(m) => {
-            let d = m.depth();
-            if !m.activation().is_homogeneous() || d < 2 {
-                return vec![];
-            }
-            let mut names = vec![];
-            for l in 0..d - 1 {
-                names.extend((0..m.widths()[l + 1]).map(|k| format!("neuron.{l}.{k}")));
-            }
-            names.extend((0..d - 1).map(|l| format!("layer_pair.{l}")));
-            names
-        }
-        Model::Scale(s) => match s.kind() {
-            ScaleKind::NetA => vec!["scale".into()],
-            ScaleKind::NetB => vec!["scale.layers.0.weight".into(), "scale.layers.1.weight".into()],
-        },
+    let (pairs, scales, _) = derive(model);
+    let mut names = vec![];
+    for p in &pairs {
+        names.extend((0..p.h).map(|k| format!("neuron.{}.{k}", p.label)));
     }
+    names.extend(pairs.iter().map(|p| format!("layer_pair.{}", p.label)));
+    names.extend(scales.into_iter().map(|s| s.0));
+    names
 }
 
 /// The symmetry of `model`'s catalog named `name` (one of [`catalog_names`]), with its generator.
 pub fn catalog_symmetry(model: &Model, name: &str) -> Result<Symmetry> {
-    if !catalog_names(model).iter().any(|n| n == name) {
-        return Err(invalid!(
-            "{} has no catalog symmetry named \"{name}\"",
-            model.describe()
-        ));
+    let (pairs, scales, _) = derive(model);
+    let missing = || invalid!("{} has no catalog symmetry named \"{name}\"", model.describe());
+    if let Some(rest) = name.strip_prefix("neuron.") {
+        let (l, k) = rest.rsplit_once('.').ok_or_else(missing)?;
+        let k: usize = k.parse().map_err(|_| missing())?;
+        let p = pairs.iter().find(|p| p.label == l && k < p.h).ok_or_else(missing)?;
+        return Ok(neuron_of(model, p, k));
     }
-    let idx = |s: &str| s.parse::<usize>().expect("catalog names hold valid indices");
-    match (model, name.split('.').collect::<Vec<_>>().as_slice()) {
-        (Model::Mlp(m), ["neuron", l, k]) => neuron_rescaling(m, idx(l), idx(k)),
-        (Model::Mlp(m), ["layer_pair", l]) => layer_pair_rescaling(m, idx(l)),
-        (_, ["scale"]) => Ok(global_scale(model)),
-        _ => block_scale(model, name.strip_prefix("scale.").expect("Net-B block scale")),
+    if let Some(l) = name.strip_prefix("layer_pair.") {
+        let p = pairs.iter().find(|p| p.label == l).ok_or_else(missing)?;
+        return Ok(pair_of(model, p));
     }
+    let (n, kind, ranges) = scales.into_iter().find(|s| s.0 == name).ok_or_else(missing)?;
+    Ok(scale_of(model, n, kind, &ranges))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::models::{Mlp, ScaleNet};
+    use crate::core::models::{Activation, ScaleKind};
 
     #[test]
     fn names_and_lookup_agree_with_the_catalog() {
         let models = [
-            Model::Mlp(Mlp::new(&[3, 4, 5, 2], Activation::Relu, true).unwrap()),
-            Model::Mlp(Mlp::new(&[3, 4, 2], Activation::Identity, false).unwrap()),
-            Model::Mlp(Mlp::new(&[3, 4, 2], Activation::Tanh, false).unwrap()),
-            Model::Mlp(Mlp::new(&[3, 2], Activation::Relu, false).unwrap()),
-            Model::Scale(ScaleNet::new(ScaleKind::NetA, 3, 4, 2).unwrap()),
-            Model::Scale(ScaleNet::new(ScaleKind::NetB, 3, 4, 2).unwrap()),
+            Model::mlp(&[3, 4, 5, 2], Activation::Relu, true).unwrap(),
+            Model::mlp(&[3, 4, 2], Activation::Identity, false).unwrap(),
+            Model::mlp(&[3, 4, 2], Activation::Tanh, false).unwrap(),
+            Model::mlp(&[3, 2], Activation::Relu, false).unwrap(),
+            Model::scale_net(ScaleKind::NetA, 3, 4, 2).unwrap(),
+            Model::scale_net(ScaleKind::NetB, 3, 4, 2).unwrap(),
         ];
         for model in &models {
             let cat = catalog(model).symmetries;
@@ -340,5 +436,27 @@ mod tests {
             }
             assert!(catalog_symmetry(model, "neuron.7.7").is_err());
         }
+    }
+
+    #[test]
+    fn families_keep_their_names() {
+        let relu = catalog(&Model::mlp(&[3, 4, 5, 2], Activation::Relu, true).unwrap());
+        let names: Vec<_> = relu.symmetries.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names[0], "neuron.0.0");
+        assert_eq!(names[4], "neuron.1.0");
+        assert_eq!(&names[9..], ["layer_pair.0", "layer_pair.1"]);
+        assert!(relu.rotation_pairs.is_empty());
+        let lin = catalog(&Model::linear(&[3, 4, 5, 2]).unwrap());
+        assert_eq!(lin.rotation_pairs, ["0", "1"]);
+        let a = catalog(&Model::scale_net(ScaleKind::NetA, 3, 4, 2).unwrap());
+        assert_eq!(a.symmetries.len(), 1);
+        assert_eq!(a.symmetries[0].name, "scale");
+        let b = catalog(&Model::scale_net(ScaleKind::NetB, 3, 4, 2).unwrap());
+        let names: Vec<_> = b.symmetries.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["scale.layers.0.weight", "scale.layers.1.weight"]);
+        let tanh = catalog(&Model::mlp(&[3, 4, 2], Activation::Tanh, false).unwrap());
+        assert!(tanh.symmetries.is_empty() && tanh.notes[0].contains("tanh"));
+        let single = catalog(&Model::mlp(&[3, 2], Activation::Relu, false).unwrap());
+        assert!(single.symmetries.is_empty() && single.notes[0].contains("single layer"));
     }
 }

@@ -9,7 +9,7 @@ use super::common::{fmt, log_of, par_map, sgd_or_gd_source, Check, Ctx, Outcome}
 use super::figure::{Figure, Panel, Role, Series, Style};
 use crate::core::data::{Cov, Gaussian, Target};
 use crate::core::linalg::Dense;
-use crate::core::models::{Model, ScaleKind, ScaleNet};
+use crate::core::models::{Model, ScaleKind};
 use crate::core::rng::Rng;
 use crate::train::{Batching, Stepper};
 use crate::Result;
@@ -30,7 +30,7 @@ struct Trace {
 }
 
 fn simulate(r: &Run, ctx: &Ctx) -> Result<Trace> {
-    let model = Model::Scale(ScaleNet::new(ScaleKind::NetA, 1, 1, 1)?);
+    let model = Model::scale_net(ScaleKind::NetA, 1, 1, 1)?;
     let g = Gaussian::new(
         1,
         1,

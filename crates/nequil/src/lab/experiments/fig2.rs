@@ -14,7 +14,7 @@ use crate::core::data::{Cov, Gaussian, Source, Target};
 use crate::core::equilibrium::{two_layer_equilibrium_gaussian, two_layer_factors, TwoLayerGammas};
 
 use crate::core::linalg::Dense;
-use crate::core::models::{Activation, Init, Mlp, Model};
+use crate::core::models::{Init, Model};
 use crate::core::rng::Rng;
 use crate::train::{Batching, LrSchedule, Schedule};
 use crate::Result;
@@ -60,8 +60,8 @@ struct Res {
 }
 
 fn one(r: &Run, steps: u64, ctx: &Ctx) -> Result<Res> {
-    let mlp = Mlp::new(&[D, H, D], Activation::Identity, false)?;
-    let model = Model::Mlp(mlp.clone());
+    let model = Model::linear(&[D, H, D])?;
+    let mlp = model.chain()?;
     let g = Gaussian::new(
         D,
         D,

@@ -13,7 +13,7 @@ use super::figure::{Figure, Panel, Role, Series, Style};
 use crate::core::data::{Cov, Gaussian, Source, Target};
 use crate::core::equilibrium::{two_layer_equilibrium_gaussian, two_layer_theta};
 use crate::core::linalg::Dense;
-use crate::core::models::{Activation, Init, Mlp, Model};
+use crate::core::models::{Init, Model};
 use crate::core::rng::Rng;
 use crate::train::{Batching, LrSchedule, Schedule};
 use crate::Result;
@@ -47,7 +47,7 @@ fn dist(d: usize, phi: f64) -> Result<Gaussian> {
 }
 
 fn one(r: &Run, d: usize, h: usize, ctx: &Ctx) -> Result<Res> {
-    let model = Model::Mlp(Mlp::new(&[d, h, d], Activation::Identity, false)?);
+    let model = Model::linear(&[d, h, d])?;
     let g = dist(d, r.phi)?;
     let sx = g.x_second_moment();
     let (mut source, batching, gamma, weight) = match r.kind {
@@ -105,7 +105,7 @@ fn one(r: &Run, d: usize, h: usize, ctx: &Ctx) -> Result<Res> {
 /// The Theorem 5.2 prediction at the global minimum UW = I: (ratio ‖W*‖²/‖U*‖², sharpness S*),
 /// computed by the library's closed form (not the formula above, which it is tested against).
 fn theory(d: usize, h: usize, phi: f64) -> Result<(f64, f64)> {
-    let mlp = Mlp::new(&[d, h, d], Activation::Identity, false)?;
+    let mlp = Model::linear(&[d, h, d])?.chain()?;
     let mut u = Dense::zeros(d, h);
     let mut w = Dense::zeros(h, d);
     for i in 0..d {

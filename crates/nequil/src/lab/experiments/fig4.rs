@@ -13,7 +13,7 @@ use super::common::{fmt, log_of, mean_se, par_map, sgd_or_gd_source, Check, Ctx,
 use super::figure::{Figure, Panel, Role, Series, Style};
 use crate::core::curvature::{lanczos, EmpiricalHessian, HvpOptions, HvpWorkspace, LanczosOptions, PopulationHessian};
 use crate::core::data::{Cov, Gaussian, Target};
-use crate::core::models::{Activation, Init, Mlp, Model};
+use crate::core::models::{Init, Model};
 use crate::core::rng::Rng;
 use crate::train::{Batching, LrSchedule, Stepper};
 use crate::{Error, Result};
@@ -67,7 +67,7 @@ fn sharpness(theta: &[f64]) -> f64 {
 }
 
 fn simulate(r: &Run, steps: u64, ctx: &Ctx) -> Result<Trace> {
-    let model = Model::Mlp(Mlp::new(&[D, 1, D], Activation::Identity, false)?);
+    let model = Model::linear(&[D, 1, D])?;
     let g = Gaussian::new(D, D, Cov::Scalar(1.0), Target::Identity, Some(Cov::Scalar(1.0)))?;
     let pop = g.clone();
     let mut source = sgd_or_gd_source(g, r.gd, 1000, &mut Rng::new(41));
@@ -199,7 +199,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
     let warm = &traces[1];
     let lm_at = |step: f64| warm.lmax.iter().find(|p| p.0 >= step).map_or(f64::NAN, |p| p.1);
     let g = Gaussian::new(D, D, Cov::Scalar(1.0), Target::Identity, Some(Cov::Scalar(1.0)))?;
-    let model = Model::Mlp(Mlp::new(&[D, 1, D], Activation::Identity, false)?);
+    let model = Model::linear(&[D, 1, D])?;
     let theta_init = model.init(&Init::Kaiming, &mut Rng::new(43))?;
     let b0 = batch_lambda_max(&model, &theta_init, &g)?;
     checks.push(Check::at_least(

@@ -13,7 +13,7 @@ use super::figure::{Figure, Panel, Role, Series, Style};
 use crate::core::data::{Cov, Dataset, Gaussian, Source, Target};
 use crate::core::equilibrium::deep_linear_equilibrium;
 use crate::core::linalg::Dense;
-use crate::core::models::{Activation, Init, Mlp, Model};
+use crate::core::models::{Init, Model};
 use crate::core::rng::Rng;
 use crate::train::{Batching, LrSchedule, Schedule};
 use crate::Result;
@@ -33,8 +33,9 @@ struct Res {
     tail: Vec<(f64, f64)>,
 }
 
-fn layer_norms(mlp: &Mlp, th: &[f64]) -> Vec<f64> {
-    mlp.layout()
+fn layer_norms(model: &Model, th: &[f64]) -> Vec<f64> {
+    model
+        .layout()
         .blocks()
         .iter()
         .map(|b| th[b.range()].iter().map(|v| v * v).sum())
@@ -48,8 +49,7 @@ fn dist() -> Result<Gaussian> {
 }
 
 fn one(r: &Run, ctx: &Ctx) -> Result<Res> {
-    let mlp = Mlp::new(&[D; DEPTH + 1], Activation::Identity, false)?;
-    let model = Model::Mlp(mlp.clone());
+    let model = Model::linear(&[D; DEPTH + 1])?;
     let init = if r.unequal {
         Init::Std(vec![0.2, 0.6, 0.3, 0.5])
     } else {
@@ -72,7 +72,7 @@ fn one(r: &Run, ctx: &Ctx) -> Result<Res> {
         1,
         |k, th| {
             t.push(k as f64 * r.eta);
-            norms.push(layer_norms(&mlp, th));
+            norms.push(layer_norms(&model, th));
         },
     )?;
     let tail = (0..DEPTH)
@@ -90,8 +90,8 @@ fn mnist_run(dir: &std::path::Path, steps: u64, ctx: &Ctx) -> Result<(Vec<f64>, 
     }
     let data = Dataset::new(n, 784, 10, images.data, y)?;
     let widths = [784, 32, 32, 32, 10];
-    let mlp = Mlp::new(&widths, Activation::Identity, false)?;
-    let model = Model::Mlp(mlp.clone());
+    let model = Model::linear(&widths)?;
+    let _mlp = model.chain()?;
     let theta0 = model.init(&Init::Xavier, &mut Rng::new(53))?;
     let mut source = Source::Fixed {
         data,
@@ -113,7 +113,7 @@ fn mnist_run(dir: &std::path::Path, steps: u64, ctx: &Ctx) -> Result<(Vec<f64>, 
         16,
         |k, th| {
             t.push(k as f64);
-            norms.push(layer_norms(&mlp, th));
+            norms.push(layer_norms(&model, th));
         },
     )?;
     Ok((t, norms))

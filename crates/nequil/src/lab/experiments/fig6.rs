@@ -11,7 +11,7 @@ use super::common::{cosine, fmt, log_of, par_map, sgd_or_gd_source, Check, Ctx, 
 use super::figure::{Figure, Panel, Role, Series, Style};
 use crate::core::data::{Cov, Gaussian, Target};
 use crate::core::linalg::Dense;
-use crate::core::models::{Activation, Init, Mlp, Model};
+use crate::core::models::{Activation, Init, Model};
 use crate::core::rng::Rng;
 use crate::train::{Batching, Stepper};
 use crate::Result;
@@ -48,7 +48,7 @@ fn matrices(theta: &[f64], noise: &[f64]) -> (Dense, Dense) {
 }
 
 fn simulate(r: &Run, sgd_steps: u64, ctx: &Ctx) -> Result<Result1> {
-    let model = Model::Mlp(Mlp::new(&[D, H, D], r.act, false)?);
+    let model = Model::mlp(&[D, H, D], r.act, false)?;
     let mut noise = vec![1.0; D];
     noise[0] = 5.0;
     let g = Gaussian::new(D, D, Cov::Scalar(1.0), Target::Identity, Some(Cov::Diag(noise.clone())))?;

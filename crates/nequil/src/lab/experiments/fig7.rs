@@ -10,7 +10,7 @@
 use super::common::{fmt, log_of, par_map, sgd_or_gd_source, Check, Ctx, Outcome};
 use super::figure::{Figure, Panel, Role, Series, Style};
 use crate::core::data::{Cov, Gaussian, Target};
-use crate::core::models::{Init, Model, ScaleKind, ScaleNet};
+use crate::core::models::{Init, Model, ScaleKind};
 use crate::core::rng::Rng;
 use crate::train::{Batching, Stepper};
 use crate::Result;
@@ -35,7 +35,7 @@ const H: usize = 16;
 const ETA: f64 = 0.05;
 
 fn simulate(r: &Run, steps: u64, ctx: &Ctx) -> Result<Trace> {
-    let model = Model::Scale(ScaleNet::new(r.kind, D, H, 1)?);
+    let model = Model::scale_net(r.kind, D, H, 1)?;
     let g = Gaussian::new(
         D,
         1,

@@ -17,7 +17,7 @@ use super::figure::{Figure, Panel, Role, Series, Style};
 use crate::core::data::{Cov, Gaussian, Source, Target};
 use crate::core::equilibrium::{two_layer_equilibrium_gaussian, two_layer_theta, TwoLayerGammas};
 use crate::core::linalg::Dense;
-use crate::core::models::{Activation, Mlp, Model};
+use crate::core::models::Model;
 use crate::train::{Batching, LrSchedule};
 use crate::Result;
 
@@ -43,8 +43,8 @@ struct Res {
 
 fn one(r: &Run, ctx: &Ctx) -> Result<Res> {
     let d = r.d;
-    let mlp = Mlp::new(&[d, d, d], Activation::Identity, false)?;
-    let model = Model::Mlp(mlp.clone());
+    let model = Model::linear(&[d, d, d])?;
+    let mlp = model.chain()?;
     let g = Gaussian::new(d, d, Cov::phi(d, PHI), Target::Identity, Some(Cov::Scalar(1.0)))?;
     let theta0 = two_layer_theta(&mlp, &Dense::eye(d).scale(A0), &Dense::eye(d).scale(1.0 / A0));
     // The prediction at the starting product (UW = I): C*, and the linearized rate.

@@ -8,7 +8,7 @@
 use super::common::{fmt, log_of, mean_se, par_map, sgd_or_gd_source, Check, Ctx, Outcome};
 use super::figure::{Figure, Panel, Role, Series, Style};
 use crate::core::data::{Cov, Gaussian, Target};
-use crate::core::models::{Activation, Mlp, Model};
+use crate::core::models::Model;
 use crate::core::rng::Rng;
 use crate::train::{Batching, Stepper};
 use crate::Result;
@@ -31,7 +31,7 @@ struct Trace {
 const SEGMENTS: u64 = 40;
 
 fn simulate(st: &Setting, seed: u64, ctx: &Ctx) -> Result<Trace> {
-    let model = Model::Mlp(Mlp::new(&[1, 1, 1], Activation::Identity, false)?);
+    let model = Model::linear(&[1, 1, 1])?;
     let g = Gaussian::new(1, 1, Cov::Scalar(1.0), Target::Identity, Some(Cov::Scalar(1.0)))?;
     let mut source = sgd_or_gd_source(g, st.gd, 1000, &mut Rng::derive(seed, "dataset"));
     let batching = if st.gd { Batching::Full } else { Batching::Sgd(st.s) };

@@ -12,7 +12,7 @@ use super::{one_of, Built, ProbeSpec, Spec};
 use crate::core::curvature::LanczosOptions;
 use crate::core::data::Source;
 use crate::core::equilibrium::Time;
-use crate::core::models::{Activation, Model};
+use crate::core::models::Model;
 use crate::core::symmetry::{catalog, catalog_names, catalog_symmetry};
 use crate::instruments::{
     as_two_layer_linear, has_exact_two_layer_moments, ChargeProbe, CurvatureData, HessianTraceProbe, MomentSource,
@@ -203,7 +203,7 @@ fn schedule(key: &str, every: Option<u64>, log_points: Option<usize>) -> Result<
 }
 
 fn is_deep_linear(model: &Model) -> bool {
-    matches!(model, Model::Mlp(m) if m.activation() == Activation::Identity && !m.has_bias())
+    model.as_linear_chain().is_some()
 }
 
 fn two_layer(key: &str, what: &str, model: &Model) -> Result<()> {

@@ -1,0 +1,263 @@
+//! Element-wise activations `y = φ(x)`: identity, tanh, ReLU, leaky ReLU, swish. No parameters.
+//!
+//! Backward `dx = φ'(x) ⊙ dy`. R-operator: `R{y} = φ'(x) ⊙ R{x}`, and
+//! `R{dx} = φ'(x) ⊙ R{dy} + φ''(x) ⊙ R{x} ⊙ dy`. `φ''` is 0 for identity, ReLU and leaky ReLU (the
+//! Hessian where it exists; the kinks have measure zero), `−2 tanh x (1 − tanh² x)` for tanh
+//! (used in the form `−2 y ⊙ R{x} ⊙ dx`, since `dx = (1 − y²) dy`) and `s(1 − s)(2 + x(1 − 2s))`,
+//! `s = sigmoid x`, for swish.
+
+use super::{BlockSpec, Fwd, Layer, RFwd, Structure};
+
+/// An activation function φ.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    /// φ(z) = z (a deep linear network).
+    Identity,
+    /// φ(z) = tanh z.
+    Tanh,
+    /// φ(z) = max(z, 0).
+    Relu,
+    /// φ(z) = z for z > 0, `slope · z` otherwise.
+    LeakyRelu(f64),
+    /// φ(z) = z · sigmoid(z) (SiLU).
+    Swish,
+}
+
+impl Activation {
+    /// φ(z).
+    #[inline]
+    pub fn apply(self, z: f64) -> f64 {
+        match self {
+            Activation::Identity => z,
+            Activation::Tanh => crate::core::math::tanh(z),
+            Activation::Relu => z.max(0.0),
+            Activation::LeakyRelu(s) => {
+                if z > 0.0 {
+                    z
+                } else {
+                    s * z
+                }
+            }
+            Activation::Swish => z / (1.0 + (-z).exp()),
+        }
+    }
+    /// φ'(z), given z and a = φ(z).
+    #[inline]
+    pub fn deriv(self, z: f64, a: f64) -> f64 {
+        match self {
+            Activation::Identity => 1.0,
+            Activation::Tanh => 1.0 - a * a,
+            Activation::Relu => {
+                if z > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::LeakyRelu(s) => {
+                if z > 0.0 {
+                    1.0
+                } else {
+                    s
+                }
+            }
+            Activation::Swish => {
+                let s = 1.0 / (1.0 + (-z).exp());
+                s + z * s * (1.0 - s)
+            }
+        }
+    }
+    /// φ''(z), given z and a = φ(z).
+    #[inline]
+    pub fn second_deriv(self, z: f64, a: f64) -> f64 {
+        match self {
+            Activation::Tanh => -2.0 * a * (1.0 - a * a),
+            Activation::Swish => {
+                let s = 1.0 / (1.0 + (-z).exp());
+                s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s))
+            }
+            Activation::Identity | Activation::Relu | Activation::LeakyRelu(_) => 0.0,
+        }
+    }
+    /// Whether φ is positively homogeneous (φ(cz) = cφ(z) for c > 0), which gives every neuron that
+    /// feeds it a rescaling symmetry.
+    pub fn is_homogeneous(self) -> bool {
+        matches!(self, Activation::Identity | Activation::Relu | Activation::LeakyRelu(_))
+    }
+    /// The name used in specs and descriptions (`leaky-relu(0.01)` with its slope).
+    pub fn name(self) -> String {
+        match self {
+            Activation::Identity => "identity".into(),
+            Activation::Tanh => "tanh".into(),
+            Activation::Relu => "relu".into(),
+            Activation::LeakyRelu(s) => format!("leaky-relu({s})"),
+            Activation::Swish => "swish".into(),
+        }
+    }
+}
+
+/// An activation applied element-wise to a per-sample tensor of any shape.
+#[derive(Clone, Debug)]
+pub struct ActivationLayer {
+    act: Activation,
+    shape: Vec<usize>,
+}
+
+impl ActivationLayer {
+    /// φ on tensors of the given per-sample shape.
+    pub fn new(act: Activation, shape: Vec<usize>) -> Self {
+        ActivationLayer { act, shape }
+    }
+    /// The function φ.
+    pub fn activation(&self) -> Activation {
+        self.act
+    }
+}
+
+impl Layer for ActivationLayer {
+    fn kind(&self) -> &'static str {
+        match self.act {
+            Activation::Identity => "identity",
+            Activation::Tanh => "tanh",
+            Activation::Relu => "relu",
+            Activation::LeakyRelu(_) => "leaky-relu",
+            Activation::Swish => "swish",
+        }
+    }
+    fn describe(&self) -> String {
+        self.act.name()
+    }
+    fn in_shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn out_shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn blocks(&self) -> Vec<BlockSpec> {
+        Vec::new()
+    }
+    fn n_params(&self) -> usize {
+        0
+    }
+    fn structure(&self) -> Structure {
+        Structure::Elementwise {
+            homogeneous: self.act.is_homogeneous(),
+            activation: Some(self.act),
+        }
+    }
+
+    fn forward(&self, _p: &[f64], x: &[f64], y: &mut [f64], _saved: &mut [f64], b: usize) {
+        let n = b * self.out_dim();
+        let (y, z) = (&mut y[..n], &x[..n]);
+        // One loop per activation, so that the compiler vectorizes each (tanh included).
+        match self.act {
+            Activation::Identity => y.copy_from_slice(z),
+            Activation::Tanh => y
+                .iter_mut()
+                .zip(z)
+                .for_each(|(av, zv)| *av = crate::core::math::tanh(*zv)),
+            Activation::Relu => y.iter_mut().zip(z).for_each(|(av, zv)| *av = zv.max(0.0)),
+            act => y.iter_mut().zip(z).for_each(|(av, zv)| *av = act.apply(*zv)),
+        }
+    }
+
+    fn backward(
+        &self,
+        _p: &[f64],
+        f: Fwd<'_>,
+        dy: &[f64],
+        dx: Option<&mut [f64]>,
+        _grad: Option<&mut [f64]>,
+        _alpha: f64,
+        b: usize,
+        _scratch: &mut [f64],
+    ) {
+        let Some(dx) = dx else { return };
+        let n = b * self.out_dim();
+        let act = self.act;
+        if act == Activation::Identity {
+            dx[..n].copy_from_slice(&dy[..n]);
+            return;
+        }
+        for (((d, g), z), a) in dx[..n].iter_mut().zip(&dy[..n]).zip(&f.x[..n]).zip(&f.y[..n]) {
+            *d = g * act.deriv(*z, *a);
+        }
+    }
+
+    fn grad_sq(&self, _p: &[f64], _f: Fwd<'_>, _dy: &[f64], _b: usize, _sm: &mut [f64], _scratch: &mut [f64]) {}
+
+    fn grad_quad(
+        &self,
+        _p: &[f64],
+        _f: Fwd<'_>,
+        _dy: &[f64],
+        _b: usize,
+        _d: &[f64],
+        _q: &mut [f64],
+        _scratch: &mut [f64],
+    ) {
+    }
+
+    fn rforward(
+        &self,
+        _p: &[f64],
+        _v: &[f64],
+        f: Fwd<'_>,
+        rx: Option<&[f64]>,
+        ry: &mut [f64],
+        b: usize,
+        _scratch: &mut [f64],
+    ) {
+        let n = b * self.out_dim();
+        let Some(rx) = rx else {
+            ry[..n].fill(0.0);
+            return;
+        };
+        let act = self.act;
+        if act == Activation::Identity {
+            ry[..n].copy_from_slice(&rx[..n]);
+            return;
+        }
+        let (z, a) = (f.x, f.y);
+        for k in 0..n {
+            ry[k] = act.deriv(z[k], a[k]) * rx[k];
+        }
+    }
+
+    fn rbackward(
+        &self,
+        _p: &[f64],
+        _v: &[f64],
+        r: RFwd<'_>,
+        rdy: &[f64],
+        rdx: Option<&mut [f64]>,
+        _hv: &mut [f64],
+        _alpha: f64,
+        b: usize,
+        _scratch: &mut [f64],
+    ) {
+        let Some(rdx) = rdx else { return };
+        let n = b * self.out_dim();
+        let act = self.act;
+        let (z, a) = (r.f.x, r.f.y);
+        match (act, r.rx, r.dx) {
+            (Activation::Identity, _, _) => rdx[..n].copy_from_slice(&rdy[..n]),
+            (Activation::Relu | Activation::LeakyRelu(_), _, _) | (_, None, _) | (Activation::Tanh, _, None) => {
+                for k in 0..n {
+                    rdx[k] = rdy[k] * act.deriv(z[k], a[k]);
+                }
+            }
+            (Activation::Tanh, Some(rz), Some(dl)) => {
+                // φ''(z) dy = −2a (1 − a²) dy = −2a dx.
+                for k in 0..n {
+                    rdx[k] = (1.0 - a[k] * a[k]) * rdy[k] - 2.0 * a[k] * rz[k] * dl[k];
+                }
+            }
+            (Activation::Swish, Some(rz), _) => {
+                for k in 0..n {
+                    rdx[k] = act.deriv(z[k], a[k]) * rdy[k] + act.second_deriv(z[k], a[k]) * rz[k] * r.dy[k];
+                }
+            }
+        }
+    }
+}

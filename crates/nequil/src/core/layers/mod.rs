@@ -1,0 +1,329 @@
+//! Layers: the building blocks of a model, one kind per file.
+//!
+//! A model ([`crate::core::models::Model`]) is a stack of layers applied in order to one sample's
+//! input. Every layer kind implements [`Layer`], which is everything the engine needs of it:
+//!
+//! * [`Layer::forward`] on a chunk of `b` samples;
+//! * [`Layer::backward`]: the gradient with respect to its input (per sample) and the mean gradient
+//!   of its parameters;
+//! * its block of the exact per-sample gradient statistics: the per-parameter second moment
+//!   [`Layer::grad_sq`] and the per-sample quadratic forms `g_iᵀ D g_i` for a diagonal `D`
+//!   [`Layer::grad_quad`], without a `b × P` matrix of per-sample gradients;
+//! * Pearlmutter's R-operator for exact Hessian-vector products ([`Layer::rforward`],
+//!   [`Layer::rbackward`]);
+//! * its parameter blocks with PyTorch names and shapes ([`Layer::blocks`]) and how they are
+//!   initialized;
+//! * its structure ([`Layer::structure`]), from which the symmetries of the model are derived.
+//!
+//! # Conventions
+//!
+//! * A chunk of `b` samples is row-major: `x` is `b × in_dim`, `y` is `b × out_dim`, where the
+//!   per-sample shapes are [`Layer::in_shape`] and [`Layer::out_shape`] (row-major too).
+//! * `dy` holds the per-sample gradients `∂ℓ_i/∂y_i` of the per-sample loss `ℓ_i` (no batch factor);
+//!   `dx` receives `∂ℓ_i/∂x_i`.
+//! * Parameters `p` are the layer's own slice of θ, blocks in the order of [`Layer::blocks`],
+//!   each row-major (`[out, in]` for a dense weight, as PyTorch).
+//! * A layer may keep per-sample values from the forward pass to the backward pass (`saved`,
+//!   `b × saved_per_sample`, sample-major) and use a scratch buffer of [`Layer::scratch_len`]
+//!   values; neither is allocated by the layer, so steps allocate nothing.
+//! * Layers whose statistics use the provided per-sample defaults ([`per_sample_grad_sq`],
+//!   [`per_sample_grad_quad`]) must count `n_params + backward scratch of one sample` in
+//!   [`Layer::scratch_len`].
+//!
+//! # Adding a layer kind
+//!
+//! Write one file here implementing [`Layer`], and register its spec form in
+//! [`crate::core::models`] (the builder). The statistics, Hessian-vector products, training loop,
+//! probes and symmetry catalog see only the trait.
+
+mod activation;
+pub(crate) mod dual;
+mod linear;
+mod scale_net;
+
+pub use activation::{Activation, ActivationLayer};
+pub use linear::Linear;
+pub use scale_net::{ScaleKind, ScaleNet};
+
+use std::fmt::Debug;
+
+/// How a parameter block is initialized.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum BlockInit {
+    /// A weight with these fans: `N(0, 1/fan_in)` (Kaiming), `N(0, 2/(fan_in + fan_out))`
+    /// (Xavier), or one standard deviation per weight block (`init = "std"`), in model order.
+    Weight {
+        /// Inputs per output unit.
+        fan_in: usize,
+        /// Outputs per input unit.
+        fan_out: usize,
+    },
+    /// All zeros (biases).
+    Zeros,
+    /// All ones (normalization gains).
+    Ones,
+}
+
+/// One parameter block of a layer: its local name (`weight`, `bias`, …; the model prefixes the
+/// module name), its shape and its initialization.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockSpec {
+    /// Local name, e.g. `weight`.
+    pub name: String,
+    /// Shape, row-major.
+    pub shape: Vec<usize>,
+    /// Initialization.
+    pub init: BlockInit,
+}
+
+impl BlockSpec {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    /// Whether the block is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the symmetry catalog needs to know about a layer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Structure {
+    /// `y = W x + b` on one axis: `out` output units, `inp` inputs per unit; block 0 is the weight
+    /// `[out, inp]`, block 1 (if `bias`) the bias `[out]`.
+    Dense {
+        /// Output units (neurons).
+        out: usize,
+        /// Inputs per unit.
+        inp: usize,
+        /// Whether there is a bias block.
+        bias: bool,
+    },
+    /// An element-wise map `y = φ(x)`; `homogeneous` if `φ(cx) = cφ(x)` for every `c > 0`.
+    Elementwise {
+        /// Positively homogeneous of degree one.
+        homogeneous: bool,
+        /// The function, if it is one of [`Activation`]'s.
+        activation: Option<Activation>,
+    },
+    /// A layer the catalog does not look inside; its own symmetries come from
+    /// [`Layer::intrinsic_symmetries`].
+    Opaque,
+}
+
+/// A symmetry a layer has on its own, whatever surrounds it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Intrinsic {
+    /// The layer's output does not change when all the listed blocks are multiplied by one `c > 0`:
+    /// a scale invariance, generator `A = I` on the blocks. The catalog names it `scale` when it
+    /// covers all of θ, `scale.{block}` for one block, `scale.{module}` otherwise.
+    Scale {
+        /// Indices into [`Layer::blocks`].
+        blocks: Vec<usize>,
+    },
+}
+
+/// What a layer sees of one chunk of `b` samples after its forward pass.
+#[derive(Clone, Copy, Debug)]
+pub struct Fwd<'a> {
+    /// Inputs, `b × in_dim`.
+    pub x: &'a [f64],
+    /// Outputs, `b × out_dim`.
+    pub y: &'a [f64],
+    /// Values kept by the forward pass, `b × saved_per_sample`.
+    pub saved: &'a [f64],
+}
+
+/// The quantities of one chunk the R-operator works with (see [`Layer::rbackward`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RFwd<'a> {
+    /// The forward pass.
+    pub f: Fwd<'a>,
+    /// `∂ℓ_i/∂y_i`.
+    pub dy: &'a [f64],
+    /// `∂ℓ_i/∂x_i`, if the layer is not the first (the first layer's input is data).
+    pub dx: Option<&'a [f64]>,
+    /// `R{x}`, the directional derivative of the input; `None` for data (zero).
+    pub rx: Option<&'a [f64]>,
+    /// `R{y}`.
+    pub ry: &'a [f64],
+}
+
+/// A layer kind: everything the engine needs of it (see the module docs for the conventions).
+pub trait Layer: Debug + Send + Sync {
+    /// The kind's name in specs (`linear`, `relu`, …).
+    fn kind(&self) -> &'static str;
+    /// A short description, e.g. `linear 10 → 20, bias`.
+    fn describe(&self) -> String;
+    /// Per-sample input shape.
+    fn in_shape(&self) -> &[usize];
+    /// Per-sample output shape.
+    fn out_shape(&self) -> &[usize];
+    /// Per-sample input size.
+    fn in_dim(&self) -> usize {
+        self.in_shape().iter().product()
+    }
+    /// Per-sample output size.
+    fn out_dim(&self) -> usize {
+        self.out_shape().iter().product()
+    }
+    /// Parameter blocks, in layout order.
+    fn blocks(&self) -> Vec<BlockSpec>;
+    /// Number of parameters.
+    fn n_params(&self) -> usize {
+        self.blocks().iter().map(BlockSpec::len).sum()
+    }
+    /// Values per sample kept from the forward to the backward pass.
+    fn saved_per_sample(&self) -> usize {
+        0
+    }
+    /// Scratch values needed by any method for a chunk of `b` samples.
+    fn scratch_len(&self, _b: usize) -> usize {
+        0
+    }
+    /// The layer's structure, for the symmetry catalog.
+    fn structure(&self) -> Structure {
+        Structure::Opaque
+    }
+    /// Symmetries of the layer itself (see [`Intrinsic`]).
+    fn intrinsic_symmetries(&self) -> Vec<Intrinsic> {
+        Vec::new()
+    }
+
+    /// `y = layer(x)` for `b` samples; fills `saved`.
+    fn forward(&self, p: &[f64], x: &[f64], y: &mut [f64], saved: &mut [f64], b: usize);
+
+    /// From `dy`: writes `dx` (if asked) and, if `grad` is given, **overwrites** it with
+    /// `alpha · Σ_i g_i`, where `g_i` is the gradient of `ℓ_i` with respect to the layer's parameters.
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        &self,
+        p: &[f64],
+        f: Fwd<'_>,
+        dy: &[f64],
+        dx: Option<&mut [f64]>,
+        grad: Option<&mut [f64]>,
+        alpha: f64,
+        b: usize,
+        scratch: &mut [f64],
+    );
+
+    /// Adds `Σ_i g_i ⊙ g_i` (per-parameter) to `sm`.
+    fn grad_sq(&self, p: &[f64], f: Fwd<'_>, dy: &[f64], b: usize, sm: &mut [f64], scratch: &mut [f64]) {
+        per_sample_grad_sq(self, p, f, dy, b, sm, scratch);
+    }
+
+    /// Adds `g_iᵀ diag(d) g_i` to `q[i]` for each sample (`d`: the layer's part of the diagonal).
+    #[allow(clippy::too_many_arguments)]
+    fn grad_quad(&self, p: &[f64], f: Fwd<'_>, dy: &[f64], b: usize, d: &[f64], q: &mut [f64], scratch: &mut [f64]) {
+        per_sample_grad_quad(self, p, f, dy, b, d, q, scratch);
+    }
+
+    /// R-forward: `ry = R{y}` along the parameter direction `v` (the layer's slice) and the input
+    /// direction `rx` (`None`: zero).
+    #[allow(clippy::too_many_arguments)]
+    fn rforward(
+        &self,
+        p: &[f64],
+        v: &[f64],
+        f: Fwd<'_>,
+        rx: Option<&[f64]>,
+        ry: &mut [f64],
+        b: usize,
+        scratch: &mut [f64],
+    );
+
+    /// R-backward: from `rdy = R{∂ℓ_i/∂y_i}`, writes `rdx = R{∂ℓ_i/∂x_i}` (if asked) and adds
+    /// `alpha · Σ_i R{g_i}` (the layer's block of `Σ_i H_i v`) to `hv`.
+    #[allow(clippy::too_many_arguments)]
+    fn rbackward(
+        &self,
+        p: &[f64],
+        v: &[f64],
+        r: RFwd<'_>,
+        rdy: &[f64],
+        rdx: Option<&mut [f64]>,
+        hv: &mut [f64],
+        alpha: f64,
+        b: usize,
+        scratch: &mut [f64],
+    );
+}
+
+/// The sample-`i` view of a chunk.
+fn sample<'a, L: Layer + ?Sized>(l: &L, f: Fwd<'a>, i: usize) -> Fwd<'a> {
+    let (di, dout, ds) = (l.in_dim(), l.out_dim(), l.saved_per_sample());
+    Fwd {
+        x: &f.x[i * di..(i + 1) * di],
+        y: &f.y[i * dout..(i + 1) * dout],
+        saved: &f.saved[i * ds..(i + 1) * ds],
+    }
+}
+
+/// [`Layer::grad_sq`] by one backward pass per sample (the per-sample gradient of the layer's
+/// parameters, `n_params` values, lives in `scratch`). For layers without a closed form.
+pub fn per_sample_grad_sq<L: Layer + ?Sized>(
+    l: &L,
+    p: &[f64],
+    f: Fwd<'_>,
+    dy: &[f64],
+    b: usize,
+    sm: &mut [f64],
+    scratch: &mut [f64],
+) {
+    let np = l.n_params();
+    if np == 0 {
+        return;
+    }
+    let dout = l.out_dim();
+    let (g, rest) = scratch.split_at_mut(np);
+    for i in 0..b {
+        l.backward(
+            p,
+            sample(l, f, i),
+            &dy[i * dout..(i + 1) * dout],
+            None,
+            Some(g),
+            1.0,
+            1,
+            rest,
+        );
+        for (s, v) in sm.iter_mut().zip(g.iter()) {
+            *s += v * v;
+        }
+    }
+}
+
+/// [`Layer::grad_quad`] by one backward pass per sample (see [`per_sample_grad_sq`]).
+#[allow(clippy::too_many_arguments)]
+pub fn per_sample_grad_quad<L: Layer + ?Sized>(
+    l: &L,
+    p: &[f64],
+    f: Fwd<'_>,
+    dy: &[f64],
+    b: usize,
+    d: &[f64],
+    q: &mut [f64],
+    scratch: &mut [f64],
+) {
+    let np = l.n_params();
+    if np == 0 {
+        return;
+    }
+    let dout = l.out_dim();
+    let (g, rest) = scratch.split_at_mut(np);
+    for (i, qi) in q.iter_mut().enumerate().take(b) {
+        l.backward(
+            p,
+            sample(l, f, i),
+            &dy[i * dout..(i + 1) * dout],
+            None,
+            Some(g),
+            1.0,
+            1,
+            rest,
+        );
+        *qi += g.iter().zip(d).map(|(v, e)| v * v * e).sum::<f64>();
+    }
+}

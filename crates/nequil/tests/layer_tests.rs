@@ -1,0 +1,305 @@
+//! Every layer kind, through models built as stacks: the derived symmetries against discovery and
+//! exact invariance, gradients and Hessian-vector products against finite differences, and the
+//! per-sample statistics against a naive per-sample loop.
+//!
+//! The zoo covers every layer kind (dense with and without bias, each activation, Net-A, Net-B)
+//! in the paper's families and in mixed stacks that no family describes.
+
+use nequil::core::curvature::{EmpiricalHessian, HessianOp, HvpOptions, HvpWorkspace};
+use nequil::core::layers::{Activation, ActivationLayer, Layer, Linear};
+use nequil::core::models::{Init, Model, NodeSpec, ScaleKind};
+use nequil::core::rng::Rng;
+use nequil::core::stats::{grad_stats, per_sample_grads, quad_forms};
+use nequil::core::symmetry::{catalog, discover_diagonal, verify, DiscoverOptions, Generator};
+use std::sync::Arc;
+
+fn dense(i: usize, o: usize, bias: bool, label: &str) -> NodeSpec {
+    NodeSpec {
+        layer: Arc::new(Linear::new(i, o, bias)),
+        module: format!("layers.{label}"),
+        label: label.into(),
+    }
+}
+
+fn act(a: Activation, w: usize) -> NodeSpec {
+    NodeSpec {
+        layer: Arc::new(ActivationLayer::new(a, vec![w])),
+        module: String::new(),
+        label: String::new(),
+    }
+}
+
+/// Stacks covering every layer kind, with the number of diagonal symmetries each must have.
+fn zoo() -> Vec<(&'static str, Model, usize)> {
+    let mixed = Model::from_nodes(
+        vec![
+            dense(3, 4, true, "0"),
+            act(Activation::Relu, 4),
+            dense(4, 5, false, "1"),
+            dense(5, 3, true, "2"),
+            act(Activation::Tanh, 3),
+            dense(3, 2, true, "3"),
+        ],
+        "mixed: linear, relu, linear, linear, tanh, linear",
+    )
+    .unwrap();
+    let leaky_swish = Model::from_nodes(
+        vec![
+            dense(3, 3, true, "0"),
+            act(Activation::LeakyRelu(0.2), 3),
+            act(Activation::Identity, 3),
+            dense(3, 4, true, "1"),
+            act(Activation::Swish, 4),
+            dense(4, 2, false, "2"),
+        ],
+        "mixed: linear, leaky-relu, identity, linear, swish, linear",
+    )
+    .unwrap();
+    vec![
+        ("linear", Model::linear(&[3, 4, 5, 2]).unwrap(), 9),
+        ("relu", Model::mlp(&[3, 4, 3, 2], Activation::Relu, true).unwrap(), 7),
+        (
+            "leaky",
+            Model::mlp(&[3, 4, 2], Activation::LeakyRelu(0.1), true).unwrap(),
+            4,
+        ),
+        ("tanh", Model::mlp(&[3, 4, 2], Activation::Tanh, true).unwrap(), 0),
+        ("swish", Model::mlp(&[3, 4, 2], Activation::Swish, false).unwrap(), 0),
+        ("mixed", mixed, 9),
+        ("leaky-swish", leaky_swish, 3),
+        ("net-a", Model::scale_net(ScaleKind::NetA, 3, 4, 2).unwrap(), 1),
+        ("net-b", Model::scale_net(ScaleKind::NetB, 3, 4, 2).unwrap(), 2),
+    ]
+}
+
+fn data(model: &Model, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+    let mut rng = Rng::new(seed);
+    let mut x = vec![0.0; n * model.d_in()];
+    let mut y = vec![0.0; n * model.d_out()];
+    rng.fill_normal(&mut x);
+    rng.fill_normal(&mut y);
+    (x, y)
+}
+
+/// θ with biases away from zero, so that nothing is accidentally symmetric or at a kink.
+fn theta(model: &Model, seed: u64) -> Vec<f64> {
+    let mut rng = Rng::new(seed);
+    let mut t = model.init(&Init::Xavier, &mut rng).unwrap();
+    for v in &mut t {
+        *v += 0.3 * rng.normal();
+    }
+    t
+}
+
+fn grad(model: &Model, t: &[f64], x: &[f64], y: &[f64], n: usize) -> Vec<f64> {
+    let mut g = vec![0.0; model.n_params()];
+    let mut ws = model.workspace(n);
+    model.loss_grad(t, x, y, n, &mut g, &mut ws);
+    g
+}
+
+/// Smallest |input| of any element-wise layer over the samples: ReLU-type kinks closer than the
+/// difference step make central differences meaningless.
+fn min_kink_distance(model: &Model, t: &[f64], x: &[f64], n: usize) -> f64 {
+    let mut ws = model.workspace(n);
+    model.forward(t, x, n, &mut ws);
+    let mut m = f64::INFINITY;
+    let mut input = x.to_vec();
+    for nd in model.nodes() {
+        let l = nd.layer();
+        let mut out = vec![0.0; n * l.out_dim()];
+        let mut saved = vec![0.0; n * l.saved_per_sample()];
+        l.forward(&t[nd.range()], &input, &mut out, &mut saved, n);
+        if matches!(l.kind(), "relu" | "leaky-relu") {
+            m = m.min(input.iter().fold(f64::INFINITY, |a, v| a.min(v.abs())));
+        }
+        input = out;
+    }
+    m
+}
+
+#[test]
+fn gradients_match_central_differences() {
+    for (name, model, _) in zoo() {
+        let n = 6;
+        let (x, y) = data(&model, n, 1);
+        let mut seed = 10;
+        let t = loop {
+            let t = theta(&model, seed);
+            if min_kink_distance(&model, &t, &x, n) > 1e-3 {
+                break t;
+            }
+            seed += 1;
+        };
+        let g = grad(&model, &t, &x, &y, n);
+        let mut ws = model.workspace(n);
+        let h = 1e-6;
+        for p in 0..model.n_params() {
+            let (mut tp, mut tm) = (t.clone(), t.clone());
+            tp[p] += h;
+            tm[p] -= h;
+            let fd = (model.loss(&tp, &x, &y, n, &mut ws) - model.loss(&tm, &x, &y, n, &mut ws)) / (2.0 * h);
+            // Central differences: truncation O(h²·|ℓ'''|) plus rounding O(ε·ℓ/h) ≈ 1e-9 here.
+            assert!(
+                (fd - g[p]).abs() <= 1e-6 * (1.0 + g[p].abs()),
+                "{name} param {p}: analytic {} vs central difference {fd}",
+                g[p]
+            );
+        }
+    }
+}
+
+#[test]
+fn hessian_vector_products_match_differences_of_gradients() {
+    for (name, model, _) in zoo() {
+        let n = 7;
+        let (x, y) = data(&model, n, 2);
+        let mut seed = 20;
+        let t = loop {
+            let t = theta(&model, seed);
+            if min_kink_distance(&model, &t, &x, n) > 1e-3 {
+                break t;
+            }
+            seed += 1;
+        };
+        let mut rng = Rng::new(3);
+        let mut v = vec![0.0; model.n_params()];
+        rng.fill_normal(&mut v);
+        for (chunk, threads, cache) in [(256, 1, 1 << 20), (3, 2, 0), (2, 1, 1 << 20)] {
+            let opts = HvpOptions {
+                chunk,
+                threads,
+                cache_bytes: cache,
+            };
+            let mut ws = HvpWorkspace::new(&model, opts);
+            let mut op = EmpiricalHessian::new(&model, &t, &x, &y, n, &mut ws).unwrap();
+            let mut hv = vec![0.0; model.n_params()];
+            op.apply(&v, &mut hv);
+            let h = 1e-5;
+            let tp: Vec<f64> = t.iter().zip(&v).map(|(a, b)| a + h * b).collect();
+            let tm: Vec<f64> = t.iter().zip(&v).map(|(a, b)| a - h * b).collect();
+            let (gp, gm) = (grad(&model, &tp, &x, &y, n), grad(&model, &tm, &x, &y, n));
+            let scale = hv.iter().fold(1.0f64, |a, b| a.max(b.abs()));
+            for p in 0..model.n_params() {
+                let fd = (gp[p] - gm[p]) / (2.0 * h);
+                // Truncation O(h²·|∇⁴L|·|v|³) ≈ 1e-9 at these sizes; rounding O(ε/h) ≈ 1e-11.
+                assert!(
+                    (fd - hv[p]).abs() <= 1e-6 * scale,
+                    "{name} (chunk {chunk}, threads {threads}) param {p}: Hv {} vs difference {fd}",
+                    hv[p]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn per_sample_statistics_match_a_naive_loop() {
+    for (name, model, _) in zoo() {
+        let n = 11;
+        let (x, y) = data(&model, n, 4);
+        let t = theta(&model, 5);
+        let p = model.n_params();
+        let g = per_sample_grads(&model, &t, &x, &y, n);
+        let mut rng = Rng::new(6);
+        let mut d = vec![0.0; p];
+        rng.fill_normal(&mut d);
+        for chunk in [1, 4, n] {
+            let mut ws = model.workspace(chunk);
+            let st = grad_stats(&model, &t, &x, &y, n, &mut ws);
+            let mut q = vec![0.0; n];
+            quad_forms(&model, &t, &x, &y, n, &d, &mut q, &mut ws);
+            for j in 0..p {
+                let mean: f64 = (0..n).map(|i| g.at(i, j)).sum::<f64>() / n as f64;
+                let sm: f64 = (0..n).map(|i| g.at(i, j) * g.at(i, j)).sum::<f64>() / n as f64;
+                // Same products summed in another order: relative 1e-12.
+                assert!(
+                    (st.mean[j] - mean).abs() <= 1e-12 * (1.0 + mean.abs()),
+                    "{name} mean {j}"
+                );
+                assert!(
+                    (st.second_moment[j] - sm).abs() <= 1e-12 * (1.0 + sm.abs()),
+                    "{name} second moment {j}: {} vs {sm}",
+                    st.second_moment[j]
+                );
+            }
+            for (i, qi) in q.iter().enumerate() {
+                let naive: f64 = (0..p).map(|j| d[j] * g.at(i, j) * g.at(i, j)).sum();
+                let mag: f64 = (0..p).map(|j| (d[j] * g.at(i, j) * g.at(i, j)).abs()).sum();
+                assert!(
+                    (qi - naive).abs() <= 1e-12 * (1.0 + mag),
+                    "{name} quad form {i}: {qi} vs {naive}"
+                );
+            }
+        }
+    }
+}
+
+/// Rank of a set of vectors (Gram–Schmidt with a relative tolerance).
+fn rank(vs: &[Vec<f64>], tol: f64) -> usize {
+    let mut basis: Vec<Vec<f64>> = vec![];
+    for v in vs {
+        let mut w = v.clone();
+        for b in &basis {
+            let c: f64 = w.iter().zip(b).map(|(a, b)| a * b).sum();
+            w.iter_mut().zip(b).for_each(|(a, b)| *a -= c * b);
+        }
+        let n = w.iter().map(|a| a * a).sum::<f64>().sqrt();
+        let n0 = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        if n > tol * n0.max(1e-300) {
+            basis.push(w.iter().map(|a| a / n).collect());
+        }
+    }
+    basis.len()
+}
+
+#[test]
+fn derived_symmetries_are_exact_and_span_the_discovered_ones() {
+    for (name, model, expected) in zoo() {
+        let n = 30;
+        let (x, y) = data(&model, n, 7);
+        let t = theta(&model, 8);
+        let cat = catalog(&model);
+        let derived: Vec<Vec<f64>> = cat
+            .symmetries
+            .iter()
+            .map(|s| match &s.generator {
+                Generator::Diagonal(a) => a.clone(),
+                _ => panic!("{name}: catalog generators are diagonal"),
+            })
+            .collect();
+        // Every derived generator leaves every per-sample loss unchanged along its orbit.
+        for s in &cat.symmetries {
+            let v = verify(&model, &t, &s.generator, &x, &y, n, &[-1.3, -0.2, 0.5, 1.7], 1e-12).unwrap();
+            assert!(v.holds, "{name} {}: {v:?}", s.name);
+        }
+        let d = discover_diagonal(&model, &x, &y, n, &DiscoverOptions::default(), &mut Rng::new(9)).unwrap();
+        let found = d.diagonals();
+        assert_eq!(d.null_dim, expected, "{name}: discovered dimension");
+        let r_derived = rank(&derived, 1e-9);
+        assert_eq!(r_derived, expected, "{name}: derived dimension");
+        // Same space: the union has the dimension of each.
+        let union: Vec<Vec<f64>> = derived.iter().chain(&found).cloned().collect();
+        assert_eq!(
+            rank(&union, 1e-6),
+            expected,
+            "{name}: derived and discovered spans differ"
+        );
+    }
+}
+
+#[test]
+fn mixed_stack_symmetries_have_the_expected_names() {
+    let (_, model, _) = zoo().into_iter().find(|z| z.0 == "mixed").unwrap();
+    let cat = catalog(&model);
+    let names: Vec<_> = cat.symmetries.iter().map(|s| s.name.as_str()).collect();
+    // Layer 0 → ReLU → layer 1: 4 neurons; layer 1 → layer 2 directly: 5 neurons and a double
+    // rotation; layer 2 → tanh → layer 3: none.
+    assert_eq!(names.iter().filter(|n| n.starts_with("neuron.0.")).count(), 4);
+    assert_eq!(names.iter().filter(|n| n.starts_with("neuron.1.")).count(), 5);
+    assert!(names.contains(&"layer_pair.0") && names.contains(&"layer_pair.1"));
+    assert!(!names.iter().any(|n| n.starts_with("neuron.2.")));
+    assert_eq!(cat.rotation_pairs, ["1"]);
+    assert!(cat.notes.iter().any(|n| n.contains("tanh")));
+    assert!(model.as_chain().is_none(), "a mixed stack is not a chain");
+}
