@@ -6,7 +6,7 @@
 //! in the paper's families and in mixed stacks that no family describes.
 
 use nequil::core::curvature::{EmpiricalHessian, HessianOp, HvpOptions, HvpWorkspace};
-use nequil::core::layers::{Activation, ActivationLayer, Layer, Linear};
+use nequil::core::layers::{Activation, ActivationLayer, Linear};
 use nequil::core::models::{Init, Model, NodeSpec, ScaleKind};
 use nequil::core::rng::Rng;
 use nequil::core::stats::{grad_stats, per_sample_grads, quad_forms};
