@@ -355,3 +355,66 @@ fn bad_instrument_tables_exit_2_name_the_key_and_write_nothing() {
         assert!(!d.join(&out).exists(), "case {i}: output directory was created");
     }
 }
+
+/// Models too large for memory are refused before anything is allocated: exit 2, quickly, with
+/// the widths, the parameter count or the bytes, and nothing written; through `nequil run`,
+/// `nequil sweep` and `nequil equilibrium`.
+#[test]
+fn models_too_large_for_memory_are_refused_up_front() {
+    let d = tmp("huge");
+    for (widths, says) in [
+        ("[100000, 100000, 100000]", "20000000000 parameters"),
+        ("[3000000000, 3000000000, 10]", "[3000000000, 3000000000, 10]"),
+    ] {
+        let spec = SPEC.replace("widths = [4, 6, 4]", &format!("widths = {widths}"));
+        let t = std::time::Instant::now();
+        let o = run(&d, &spec, "huge-out");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(t.elapsed().as_secs_f64() < 1.0, "took {:?}", t.elapsed());
+        assert!(
+            err.contains("model.widths") && err.contains(widths) && err.contains(says),
+            "{err}"
+        );
+        assert!(!d.join("huge-out").exists(), "nothing is written");
+        // The same through a sweep (every run is built before anything runs) ...
+        let sweep = format!("{spec}\n[sweep]\nseed = [0, 1]\n");
+        std::fs::write(d.join("sweep.toml"), &sweep).unwrap();
+        let o = bin()
+            .args(["sweep", d.join("sweep.toml").to_str().unwrap(), "--out"])
+            .arg(d.join("huge-sweep"))
+            .arg("--quiet")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(widths), "{err}");
+        assert!(!d.join("huge-sweep").exists(), "nothing is written");
+        // ... and through `nequil equilibrium` (the model file is read first).
+        std::fs::write(
+            d.join("model.toml"),
+            format!("[model]\nkind = \"linear\"\nwidths = {widths}\n"),
+        )
+        .unwrap();
+        let o = bin()
+            .args(["equilibrium", "--model"])
+            .arg(d.join("model.toml"))
+            .args([
+                "--weights",
+                "w.safetensors",
+                "--x",
+                "x.npy",
+                "--y",
+                "y.npy",
+                "--lr",
+                "0.1",
+                "--batch-size",
+                "1",
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(widths) && err.contains("model.toml"), "{err}");
+    }
+}

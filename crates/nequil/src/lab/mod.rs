@@ -2,6 +2,7 @@
 //! the instruments.
 //!
 //! * [`io`]: NumPy `.npy`/`.npz`, MNIST IDX, safetensors, atomic writes.
+//! * [`resources`]: the memory available, and the refusal of models too large for it.
 //! * [`spec`]: the TOML run specification, validated and built into a model, data and a
 //!   training configuration with its instruments.
 //! * [`runner`]: `nequil run`: a spec to a run directory.
@@ -10,6 +11,7 @@
 
 pub mod experiments;
 pub mod io;
+pub mod resources;
 pub mod runner;
 pub mod spec;
 pub mod sweep;

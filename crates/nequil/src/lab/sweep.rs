@@ -305,17 +305,11 @@ fn set_path(t: &mut toml::Table, key: &str, v: Value) -> Result<()> {
     Ok(())
 }
 
-/// Parses a run's table as a [`Spec`]. A parse error keeps only its last line (`unknown field
-/// …`, `invalid type …`): the snippet and line number would point into generated text.
+/// Parses a run's table as a [`Spec`] (errors name the key, without a line: the text is
+/// generated).
 fn parse_table(t: &toml::Table) -> Result<Spec> {
     let text = toml::to_string(t).map_err(|e| invalid!("spec: {e}"))?;
-    Spec::from_toml(&text).map_err(|e| match e {
-        Error::Invalid(m) if m.contains("TOML parse error") => {
-            let last = m.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(&m);
-            invalid!("{}", last.trim())
-        }
-        e => e,
-    })
+    super::spec::parse_toml_located(&text, "spec", false)
 }
 
 /// The message of an error without the "invalid input: " prefix (it is added once, outside).

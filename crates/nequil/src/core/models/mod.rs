@@ -184,7 +184,7 @@ impl Model {
                 label: n.label,
             });
         }
-        bytes_of(layout.len(), "model parameters")?;
+        bytes_of(layout.len(), "model: the parameters")?;
         Ok(Model {
             nodes: out,
             layout,

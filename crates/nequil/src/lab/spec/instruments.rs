@@ -8,7 +8,7 @@
 //! writes `nan` in the rows that are not on its own schedule. Validation happens in
 //! [`Spec::build`], before anything is run or written; errors name the dotted key.
 
-use super::{one_of, Built, ProbeSpec, Spec};
+use super::{choice, Built, ProbeSpec, Spec};
 use crate::core::curvature::LanczosOptions;
 use crate::core::data::Source;
 use crate::core::equilibrium::Time;
@@ -21,6 +21,29 @@ use crate::instruments::{
 use crate::train::{Probe, Schedule};
 use crate::{invalid, Result};
 use serde::{Deserialize, Serialize};
+
+choice!(
+    /// Where an instrument's data come from (`probes.hessian.data`, `probes.sharpness.data`,
+    /// `probes.equilibrium.data`).
+    DataChoice {
+        /// The exact population quantity where it is known, else the evaluation set.
+        Auto = "auto",
+        /// The run's evaluation set.
+        Eval = "eval",
+        /// The exact population quantity (an error where it is not known).
+        Population = "population",
+    }
+);
+
+choice!(
+    /// `probes.charges.time`.
+    TimeChoice {
+        /// The drift per unit time `Ċ = −4γC + (η/S)Tr[AΣ]` and the SDE's C*.
+        Continuous = "continuous",
+        /// The exact expected change per step and the discrete-time C*.
+        Discrete = "discrete",
+    }
+);
 
 /// Largest number of generator entries (symmetries × parameters) `[probes.charges]` may hold
 /// (2²⁷ values, 1 GiB): every catalog symmetry is a diagonal of P values, and a wide net has one
@@ -47,14 +70,14 @@ pub struct ChargesSpec {
     /// continuous-time C*; `"discrete"`: the exact expected change per step `E[ΔC]` and the
     /// discrete-time C*.
     #[serde(default = "continuous")]
-    pub time: String,
+    pub time: TimeChoice,
 }
 
 fn all_symmetries() -> Vec<String> {
     vec!["all".into()]
 }
-fn continuous() -> String {
-    "continuous".into()
+fn continuous() -> TimeChoice {
+    TimeChoice::Continuous
 }
 
 impl Default for ChargesSpec {
@@ -91,7 +114,7 @@ pub struct HessianSpec {
     /// data with an identity or linear teacher, else the evaluation set), `"eval"` or
     /// `"population"`.
     #[serde(default = "auto")]
-    pub data: String,
+    pub data: DataChoice,
     /// Use at most the first n samples of the evaluation set (default: all of it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_samples: Option<usize>,
@@ -115,8 +138,8 @@ pub struct HessianSpec {
 fn yes() -> bool {
     true
 }
-fn auto() -> String {
-    "auto".into()
+fn auto() -> DataChoice {
+    DataChoice::Auto
 }
 fn default_exact_max() -> usize {
     512
@@ -166,7 +189,7 @@ pub struct TwoLayerSpec {
     /// Where the data moments come from: `"auto"` (default: exact moments of the distribution for
     /// online data, the training set for fixed data), `"eval"` or `"population"`.
     #[serde(default = "auto")]
-    pub data: String,
+    pub data: DataChoice,
 }
 
 impl Default for TwoLayerSpec {
@@ -300,13 +323,12 @@ fn select_symmetries(model: &Model, wanted: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn curvature_data(key: &str, v: &str) -> Result<CurvatureData> {
-    one_of(key, v, &["auto", "eval", "population"])?;
-    Ok(match v {
-        "auto" => CurvatureData::Auto,
-        "eval" => CurvatureData::Eval,
-        _ => CurvatureData::Population,
-    })
+fn curvature_data(v: DataChoice) -> CurvatureData {
+    match v {
+        DataChoice::Auto => CurvatureData::Auto,
+        DataChoice::Eval => CurvatureData::Eval,
+        DataChoice::Population => CurvatureData::Population,
+    }
 }
 
 fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<Planned>> {
@@ -314,11 +336,9 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
     if let Some(c) = &p.charges {
         let key = "probes.charges";
         let schedule = schedule(key, c.every, c.log_points)?;
-        one_of("probes.charges.time", &c.time, &["continuous", "discrete"])?;
-        let time = if c.time == "discrete" {
-            Time::Discrete
-        } else {
-            Time::Continuous
+        let time = match c.time {
+            TimeChoice::Discrete => Time::Discrete,
+            TimeChoice::Continuous => Time::Continuous,
         };
         let names = select_symmetries(model, &c.symmetries)?;
         out.push(Planned::Charges { names, time, schedule });
@@ -331,7 +351,7 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
                 "{key}: trace and top_eigen are both false, so it records nothing; remove the table"
             ));
         }
-        let data = curvature_data("probes.hessian.data", &h.data)?;
+        let data = curvature_data(h.data);
         if data == CurvatureData::Population {
             if !is_deep_linear(model) {
                 return Err(invalid!(
@@ -400,7 +420,7 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
         let key = "probes.sharpness";
         let schedule = schedule(key, s.every, s.log_points)?;
         two_layer(key, "the paper's sharpness S = d_y Tr[WΣ_xWᵀ] + ‖U‖² TrΣ_x", model)?;
-        let data = curvature_data("probes.sharpness.data", &s.data)?;
+        let data = curvature_data(s.data);
         if data == CurvatureData::Population && source.distribution().is_none() {
             return Err(invalid!(
                 "probes.sharpness.data: \"population\" needs the data's distribution (Gaussian data); use \"auto\" or \"eval\""
@@ -416,11 +436,10 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
         let key = "probes.equilibrium";
         let schedule = schedule(key, e.every, e.log_points)?;
         two_layer(key, "the closed-form noise equilibrium (Thm 5.2)", model)?;
-        one_of("probes.equilibrium.data", &e.data, &["auto", "eval", "population"])?;
-        let moments = match e.data.as_str() {
-            "auto" => MomentSource::Auto,
-            "eval" => MomentSource::Eval,
-            _ => MomentSource::Population,
+        let moments = match e.data {
+            DataChoice::Auto => MomentSource::Auto,
+            DataChoice::Eval => MomentSource::Eval,
+            DataChoice::Population => MomentSource::Population,
         };
         if moments == MomentSource::Population && !has_exact_two_layer_moments(source) {
             return Err(invalid!(
