@@ -171,7 +171,7 @@ pub fn rebalance_with(
         .symmetries
         .iter()
         .map(|s| match s.kind {
-            SymmetryKind::NeuronRescaling { .. } => true,
+            SymmetryKind::NeuronRescaling { .. } | SymmetryKind::FamilyMember { .. } => true,
             SymmetryKind::LayerPairRescaling { .. } => !has_neurons,
             SymmetryKind::GlobalScale | SymmetryKind::BlockScale { .. } => true,
             SymmetryKind::DoubleRotation { .. } => false,

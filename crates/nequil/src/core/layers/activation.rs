@@ -6,7 +6,7 @@
 //! (used in the form `−2 y ⊙ R{x} ⊙ dx`, since `dx = (1 − y²) dy`) and `s(1 − s)(2 + x(1 − 2s))`,
 //! `s = sigmoid x`, for swish.
 
-use super::{BlockSpec, Fwd, Layer, RFwd, Structure};
+use super::{BlockSpec, Fwd, Layer, Pass, RFwd, Structure};
 
 /// An activation function φ.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -143,6 +143,14 @@ impl Layer for ActivationLayer {
         Structure::Elementwise {
             homogeneous: self.act.is_homogeneous(),
             activation: Some(self.act),
+        }
+    }
+
+    fn pass(&self, positions: &[usize]) -> Pass {
+        if self.act.is_homogeneous() {
+            Pass::Through(positions.to_vec())
+        } else {
+            Pass::Block
         }
     }
 

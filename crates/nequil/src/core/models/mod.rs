@@ -304,7 +304,12 @@ impl Model {
         for n in &self.nodes {
             let l = n.layer();
             match l.structure() {
-                Structure::Dense { out, inp, bias: has } if expect_dense => {
+                Structure::Dense {
+                    out,
+                    inp,
+                    bias: has,
+                    positions: 1,
+                } if expect_dense => {
                     if *bias.get_or_insert(has) != has {
                         return None;
                     }
@@ -323,7 +328,12 @@ impl Model {
                     }
                     expect_dense = true;
                 }
-                Structure::Dense { out, inp, bias: has } => {
+                Structure::Dense {
+                    out,
+                    inp,
+                    bias: has,
+                    positions: 1,
+                } => {
                     // Dense after dense: only in chains without activation layers.
                     if act.is_some() || *bias.get_or_insert(has) != has {
                         return None;
