@@ -32,7 +32,7 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use plotters::style::{register_font, FontStyle, FontTransform};
+use plotters::style::{register_font, FontStyle};
 
 /// The font family name every text element uses; the bundled font is registered under it.
 const FONT: &str = "sans-serif";
@@ -75,13 +75,18 @@ pub fn render_svg(fig: &Figure) -> Result<String> {
     let plan = plan(fig);
     let (w, h) = planned_size(fig, &plan);
     let mut svg = String::new();
+    let mut layouts = Vec::new();
     {
         let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
-        draw_figure(&root, fig, SVG_METRICS, &plan, &mut Vec::new())
+        draw_figure(&root, fig, SVG_METRICS, &plan, &mut layouts)
             .map_err(|e| io_err!("drawing figure '{}' as SVG: {e}", fig.title))?;
         root.present()
             .map_err(|e| io_err!("drawing figure '{}' as SVG: {e}", fig.title))?;
     }
+    // Labels are text elements laid out by the viewer (sub- and superscripts as tspans).
+    let labels: String = layouts.iter().flat_map(|l| &l.svg).map(|t| format!("{t}\n")).collect();
+    let end = svg.rfind("</svg>").unwrap_or(svg.len());
+    svg.insert_str(end, &labels);
     Ok(svg)
 }
 
@@ -287,6 +292,8 @@ struct PanelLayout {
     data: Vec<(f64, f64)>,
     /// Titles, axis descriptions and legend labels: the text and its box.
     texts: Vec<(String, Rect)>,
+    /// SVG only: the `<text>` elements of those labels, added to the document after drawing.
+    svg: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -305,33 +312,29 @@ struct PanelLayout {
 //   (U+0307) after a character: an accent drawn over it (Σ̄, Γ̃); other combining marks are
 //   dropped.
 
-/// How a backend places text of font size `size`: plotters puts the baseline of top-anchored
-/// text `baseline × size` below the anchor and draws an em of `em × size` pixels; `advance`
-/// scales the bundled font's advances to the backend's rendering.
+/// How a backend shows text of font size `size`: an em is `em × size` pixels and the bundled
+/// font's advances scale by `advance`; `raster` says whether labels are rasterised here from the
+/// font's outlines (PNG) or written as text elements for the viewer to lay out (SVG).
 #[derive(Clone, Copy, Debug)]
 struct Metrics {
-    baseline: f64,
     em: f64,
     advance: f64,
-    /// Rasterise labels here from the font's outlines (bitmaps) instead of writing text elements
-    /// (SVG).
     raster: bool,
 }
 
 /// PNG labels are rasterised here with ab_glyph at a pixel height of `size` (DejaVu Sans:
 /// ascent 1901 + descent 483 = 2384 units for an em of 2048), glyph by glyph with side bearings
-/// and kerning. (plotters' own bitmap text, used for tick labels, puts the baseline `size / 2`
-/// below a top anchor and drops side bearings, which overlaps `Tr`, `Wᵀ]` and stacked accents.)
+/// and kerning. (plotters' own bitmap text, used for tick labels, drops side bearings, which
+/// overlaps `Tr` and `Wᵀ]` and cannot stack an accent on its letter.)
 const PNG_METRICS: Metrics = Metrics {
-    baseline: 0.5,
     em: 2048.0 / 2384.0,
     advance: 1.0,
     raster: true,
 };
 
-/// The SVG backend writes `font-size = size / 1.24` and `dy = 0.76em` for a top anchor.
+/// plotters writes SVG text with `font-size = size / 1.24`; labels are measured (to fit them) as
+/// if the viewer's sans-serif were DejaVu Sans at that size.
 const SVG_METRICS: Metrics = Metrics {
-    baseline: 0.76 / 1.24,
     em: 1.0 / 1.24,
     advance: (1.0 / 1.24) / (2048.0 / 2384.0),
     raster: false,
@@ -362,6 +365,16 @@ enum Accent {
 }
 
 impl Accent {
+    /// The combining character (for SVG text, which the viewer lays out).
+    fn combining_mark(self) -> char {
+        match self {
+            Accent::Bar => '\u{0304}',
+            Accent::Tilde => '\u{0303}',
+            Accent::Hat => '\u{0302}',
+            Accent::Dot => '\u{0307}',
+        }
+    }
+
     /// The font's spacing (non-combining) form of the accent.
     fn spacing_mark(self) -> &'static str {
         match self {
@@ -510,6 +523,8 @@ struct Placed {
 #[derive(Clone, Debug)]
 struct RichLine {
     source: String,
+    /// The font size of its base text.
+    size: f64,
     pieces: Vec<Placed>,
     width: f64,
     /// Pixels above and below the baseline.
@@ -601,6 +616,7 @@ fn layout_line(text: &str, size: f64, m: Metrics) -> RichLine {
     }
     RichLine {
         source: text.to_string(),
+        size,
         pieces,
         width: u,
         ascent: LINE_ASCENT * em,
@@ -725,8 +741,8 @@ fn to_area(origin: (f64, f64), rotated: bool, (u, v): (f64, f64)) -> (i32, i32) 
     (x.round() as i32, y.round() as i32)
 }
 
-/// Draws one line with its baseline starting at `origin` (area pixels) and returns its box in
-/// backend pixels.
+/// Rasterises one line with its baseline starting at `origin` (area pixels) and returns its box
+/// in backend pixels.
 fn draw_line<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     line: &RichLine,
@@ -734,21 +750,8 @@ fn draw_line<DB: DrawingBackend>(
     rotated: bool,
     m: Metrics,
 ) -> std::result::Result<Rect, DrawingAreaErrorKind<DB::ErrorType>> {
-    // Text at `(u, v)` of the line's frame (the baseline's start), as glyphs or a text element.
-    let put = |text: &str, size: f64, (u, v): (f64, f64)| -> DrawResult<DB> {
-        if m.raster {
-            raster_text(area, text, size, origin, rotated, (u, v))
-        } else {
-            let mut style = TextStyle::from((FONT, size).into_font())
-                .color(&BLACK)
-                .pos(Pos::new(HPos::Left, VPos::Top));
-            if rotated {
-                style = style.transform(FontTransform::Rotate270);
-            }
-            let top = v - m.baseline * size;
-            area.draw_text(text, &style, to_area(origin, rotated, (u, top)))
-        }
-    };
+    // Text at `(u, v)` of the line's frame (the baseline's start), as glyphs.
+    let put = |text: &str, size: f64, (u, v): (f64, f64)| raster_text(area, text, size, origin, rotated, (u, v));
     for p in &line.pieces {
         put(&p.piece.text, p.size, (p.u, p.v))?;
         if let Some(accent) = p.piece.accent {
@@ -767,38 +770,102 @@ fn draw_line<DB: DrawingBackend>(
         }
     }
     let (bx, by) = area.get_base_pixel();
-    let (bx, by) = (f64::from(bx), f64::from(by));
-    let (x, y) = origin;
-    Ok(if rotated {
-        Rect::new(bx + x - line.ascent, by + y - line.width, bx + x + line.descent, by + y)
-    } else {
-        Rect::new(bx + x, by + y - line.ascent, bx + x + line.width, by + y + line.descent)
-    })
+    Ok(line_rect(
+        line,
+        (f64::from(bx) + origin.0, f64::from(by) + origin.1),
+        rotated,
+    ))
 }
 
-/// Draws fitted lines centred on `centre` (area pixels): horizontally, or rotated to read bottom
-/// to top (first line leftmost). Records each line's box in `texts`.
+/// The box of a line whose baseline starts at `origin` (backend pixels).
+fn line_rect(line: &RichLine, (x, y): (f64, f64), rotated: bool) -> Rect {
+    if rotated {
+        Rect::new(x - line.ascent, y - line.width, x + line.descent, y)
+    } else {
+        Rect::new(x, y - line.ascent, x + line.width, y + line.descent)
+    }
+}
+
+/// Escapes text for XML.
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// One line as an SVG `<text>` element whose sub- and superscripts are `<tspan>`s, so that the
+/// viewer's own font lays it out: `at` is the baseline point (backend pixels) of the line's
+/// start, or of its middle when `centred`.
+fn svg_line(line: &RichLine, at: (f64, f64), centred: bool, rotated: bool) -> String {
+    let px = line.size * SVG_METRICS.em; // the font size plotters writes for the same text
+    let mut body = String::new();
+    let mut v = 0.0;
+    for p in &line.pieces {
+        let (shift, scale) = match p.piece.level {
+            Level::Base => (0.0, 1.0),
+            Level::Sub => (0.22 * px, SCRIPT_SCALE),
+            Level::Sup => (-0.40 * px, SCRIPT_SCALE),
+        };
+        let mut text = xml_escape(&p.piece.text);
+        if let Some(accent) = p.piece.accent {
+            text.push(accent.combining_mark());
+        }
+        let size_attr = if scale < 1.0 {
+            format!(" font-size=\"{:.2}\"", px * scale)
+        } else {
+            String::new()
+        };
+        body.push_str(&format!("<tspan dy=\"{:.2}\"{size_attr}>{text}</tspan>", shift - v));
+        v = shift;
+    }
+    let transform = if rotated {
+        format!(" transform=\"rotate(-90, {:.2}, {:.2})\"", at.0, at.1)
+    } else {
+        String::new()
+    };
+    format!(
+        "<text x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"{}\" font-family=\"{FONT}\" font-size=\"{px:.2}\" fill=\"#000000\"{transform}>{body}</text>",
+        at.0,
+        at.1,
+        if centred { "middle" } else { "start" },
+    )
+}
+
+/// Draws fitted lines at `at` (area pixels), centred on it or starting from it: horizontally, or
+/// rotated to read bottom to top (first line leftmost). Records each line's box, and in SVG
+/// the line's `<text>` element, in `layout`.
 fn draw_fitted<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     fitted: &Fitted,
-    centre: (f64, f64),
+    at: (f64, f64),
+    centred: bool,
     rotated: bool,
     m: Metrics,
-    texts: &mut Vec<(String, Rect)>,
+    layout: &mut PanelLayout,
 ) -> DrawResult<DB> {
     let lh = fitted.line_height();
     let block = fitted.height();
+    let (bx, by) = area.get_base_pixel();
+    let (bx, by) = (f64::from(bx), f64::from(by));
     for (k, line) in fitted.lines.iter().enumerate() {
         // Offset of this line's baseline across the text direction, from the block's centre.
         let across = -0.5 * block + k as f64 * lh + line.ascent;
-        let along = -0.5 * line.width;
+        let along = if centred { -0.5 * line.width } else { 0.0 };
         let origin = if rotated {
-            (centre.0 + across, centre.1 - along)
+            (at.0 + across, at.1 - along)
         } else {
-            (centre.0 + along, centre.1 + across)
+            (at.0 + along, at.1 + across)
         };
-        let rect = draw_line(area, line, origin, rotated, m)?;
-        texts.push((line.source.clone(), rect));
+        let rect = if m.raster {
+            draw_line(area, line, origin, rotated, m)?
+        } else {
+            let anchor = if rotated {
+                (bx + at.0 + across, by + at.1)
+            } else {
+                (bx + at.0, by + at.1 + across)
+            };
+            layout.svg.push(svg_line(line, anchor, centred, rotated));
+            line_rect(line, (bx + origin.0, by + origin.1), rotated)
+        };
+        layout.texts.push((line.source.clone(), rect));
     }
     Ok(())
 }
@@ -818,20 +885,13 @@ fn draw_figure<DB: DrawingBackend>(
     let (title_area, body) = root.split_vertically(TITLE_H);
     let (w, h) = title_area.dim_in_pixel();
     let title = fit_rich(&fig.title, f64::from(w.saturating_sub(20)), TITLE_SIZE, 1, m);
-    let mut texts = Vec::new();
-    draw_fitted(
-        &title_area,
-        &title,
-        (f64::from(w) / 2.0, f64::from(h) / 2.0 + 2.0),
-        false,
-        m,
-        &mut texts,
-    )?;
-    layouts.push(PanelLayout {
+    let mut layout = PanelLayout {
         panel: Some(Rect::of(&title_area)),
-        texts,
         ..PanelLayout::default()
-    });
+    };
+    let centre = (f64::from(w) / 2.0, f64::from(h) / 2.0 + 2.0);
+    draw_fitted(&title_area, &title, centre, true, false, m, &mut layout)?;
+    layouts.push(layout);
 
     if fig.panels.is_empty() {
         return draw_no_data(&body);
@@ -896,14 +956,7 @@ fn draw_panel<DB: DrawingBackend>(
         let (w, _) = area.dim_in_pixel();
         let fitted = fit_rich(&title, f64::from(w.saturating_sub(8)), PANEL_TITLE_SIZE, 1, m);
         let band = fitted.height() + 6.0;
-        draw_fitted(
-            &area,
-            &fitted,
-            (f64::from(w) / 2.0, band / 2.0),
-            false,
-            m,
-            &mut layout.texts,
-        )?;
+        draw_fitted(&area, &fitted, (f64::from(w) / 2.0, band / 2.0), true, false, m, layout)?;
         area.margin(band.ceil() as u32, 0, 0, 0)
     };
     match &panel.kind {
@@ -1472,8 +1525,8 @@ fn draw_legend<DB: DrawingBackend>(
                 role_color(role).filled(),
             ))?,
         }
-        let centre = (ex + LEGEND_SAMPLE + LEGEND_GAP + 0.5 * label.width(), cy);
-        draw_fitted(area, label, centre, false, m, &mut layout.texts)?;
+        let start = (ex + LEGEND_SAMPLE + LEGEND_GAP, cy);
+        draw_fitted(area, label, start, false, false, m, layout)?;
     }
     layout.legend = Some(Rect::new(at.0, at.1, at.0 + w, at.1 + h));
     Ok(())
@@ -1611,12 +1664,12 @@ fn draw_xy<DB: DrawingBackend>(
         0.5 * (plot.x0 + plot.x1) - bx,
         plot.y1 - by + TICK_BAND + 0.5 * x_desc.height(),
     );
-    draw_fitted(area, &x_desc, x_centre, false, m, &mut layout.texts)?;
+    draw_fitted(area, &x_desc, x_centre, true, false, m, layout)?;
     let y_centre = (
         plot.x0 - bx - y_tick_w - 14.0 - 0.5 * y_desc.height(),
         0.5 * (plot.y0 + plot.y1) - by,
     );
-    draw_fitted(area, &y_desc, y_centre, true, m, &mut layout.texts)?;
+    draw_fitted(area, &y_desc, y_centre, true, true, m, layout)?;
 
     if let Some(at) = legend_at {
         draw_legend(area, &legend, &prepared, at, m, layout)?;
@@ -1810,12 +1863,12 @@ fn draw_heatmap<DB: DrawingBackend>(
         0.5 * (plot.x0 + plot.x1) - bx,
         plot.y1 - by + TICK_BAND + 0.5 * x_desc.height(),
     );
-    draw_fitted(&main, &x_desc, x_centre, false, m, &mut layout.texts)?;
+    draw_fitted(&main, &x_desc, x_centre, true, false, m, layout)?;
     let y_centre = (
         plot.x0 - bx - y_tick_w - 14.0 - 0.5 * y_desc.height(),
         0.5 * (plot.y0 + plot.y1) - by,
     );
-    draw_fitted(&main, &y_desc, y_centre, true, m, &mut layout.texts)?;
+    draw_fitted(&main, &y_desc, y_centre, true, true, m, layout)?;
     chart
         .configure_mesh()
         .disable_mesh()
