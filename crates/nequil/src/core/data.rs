@@ -2,7 +2,7 @@
 //! batch samplers.
 //!
 //! Conventions. Inputs and targets are stored row-major, one sample per row (`n × d_x` and
-//! `n × d_y`). `Σ_x = E[xxᵀ]` and `Σ_ε = E[εεᵀ]` are *second moments* (`paper.md` §6.6); for the
+//! `n × d_y`). `Σ_x = E[xxᵀ]` and `Σ_ε = E[εεᵀ]` are *second moments* (book `theory/constants.md#second-moments`); for the
 //! zero-mean Gaussians generated here they equal the covariances.
 //!
 //! Two modes: *online* draws fresh i.i.d. samples every step (SGD on the population); *fixed*

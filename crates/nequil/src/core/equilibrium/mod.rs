@@ -1,10 +1,10 @@
-//! The noise equilibrium (`paper.md` §2.2, §2.5, §3, §7): where SGD's gradient noise (and weight
+//! The noise equilibrium (book `theory/equilibrium.md#fixed-point-theorem`, `theory/law-of-motion.md#expected-discrete-drift`, `theory/closed-forms.md#closed-forms`, `theory/equilibrium.md#solving`): where SGD's gradient noise (and weight
 //! decay) drive the charge of each exponential symmetry.
 //!
 //! Conventions (crate-wide): per-sample loss `ℓ = ‖f(x) − y‖²` (no ½), batch loss = batch mean,
 //! weight decay `γ‖θ‖²` in the loss (a step is `θ ← (1 − 2ηγ)θ − ηĝ`), `σ² = η/(2S)`, continuous
 //! time `t = η·steps`, `Σ` the per-sample gradient covariance with weight `1/n`, and the constants
-//! of `paper.md` §6: the equilibrium is `4γC* = (η/S) Tr[Σ(θ*)A]` (the paper's Eq. 8 has σ² where
+//! of book `theory/constants.md#constants`: the equilibrium is `4γC* = (η/S) Tr[Σ(θ*)A]` (the paper's Eq. 8 has σ² where
 //! 2σ² is consistent).
 //!
 //! * [`orbit`]: the 1-D monotone root along one orbit ([`OrbitFlow`]), continuous or discrete time.

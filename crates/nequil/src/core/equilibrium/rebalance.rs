@@ -106,7 +106,7 @@ pub struct RebalanceTotals {
     pub drift_after: f64,
 }
 
-/// Solves the continuous-time noise equilibrium (`4γC* = (η/S)Tr[Σ(θ*)A]`, `paper.md` §6.1) of
+/// Solves the continuous-time noise equilibrium (`4γC* = (η/S)Tr[Σ(θ*)A]`, book `theory/constants.md#noether-flow-constant`) of
 /// every symmetry in the model's catalog from one pass of per-sample statistics over the `n`
 /// samples `(x, y)`, and returns one row per symmetry plus the rebalanced θ.
 ///

@@ -1,9 +1,9 @@
-//! Exponential symmetries (`paper.md` §1.4): generators acting on the flat θ, Noether charges,
+//! Exponential symmetries (book `theory/symmetries.md#exponential-symmetry`): generators acting on the flat θ, Noether charges,
 //! the per-model catalog, numerical discovery, and the law of motion of a charge under SGD.
 //!
 //! Conventions (crate-wide): per-sample loss `ℓ = ‖f(x) − y‖²` (no ½), batch loss = batch mean,
 //! weight decay `γ‖θ‖²` in the loss so that an SGD step is `θ ← (1 − 2ηγ)θ − ηĝ`, `σ² = η/(2S)`,
-//! continuous time `t = η·steps`, and the constants of `paper.md` §6 (`Ċ = −4γC + (η/S)Tr[AΣ]`).
+//! continuous time `t = η·steps`, and the constants of book `theory/constants.md#constants` (`Ċ = −4γC + (η/S)Tr[AΣ]`).
 //! A symmetry with generator `A` (symmetric) satisfies `ℓ(e^{λA}θ, z) = ℓ(θ, z)` for all λ and z;
 //! its charge is `C(θ) = θᵀAθ`.
 //!

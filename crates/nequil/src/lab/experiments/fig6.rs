@@ -136,7 +136,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         "tanh: a smaller SGD step gives a higher similarity (η = 0.002 minus η = 0.005)",
         0.0,
         res[0].cos.last().unwrap().1 - c_big,
-        "the equilibrium of Thm 5.2 is the small-η limit; finite η biases it (paper.md §7.2 shows the same trend)",
+        "the equilibrium of Thm 5.2 is the small-η limit; finite η biases it (book `theory/closed-forms.md#two-layer-recipe` shows the same trend)",
     ));
     checks.push(Check::at_least(
         "tanh: SGD increases the similarity above its value at initialization",

@@ -80,7 +80,7 @@ fn one(r: &Run, ctx: &Ctx) -> Result<Res> {
             t.push(step as f64 * r.eta);
             dist.push(((w2 - u2) - c_star) / c0);
             charge.push(w2 - u2);
-            // Exact expected change per step (paper.md §2.5): η²(∇LᵀA∇L + Tr[AΣ]/S) with
+            // Exact expected change per step (book `theory/law-of-motion.md#expected-discrete-drift`): η²(∇LᵀA∇L + Tr[AΣ]/S) with
             // A = diag(I_W, −I_U), from the Gaussian moments of the current product (Isserlis).
             let w = Dense::from_slice(d, d, &th[..d * d]);
             let u = Dense::from_slice(d, d, &th[d * d..]);
