@@ -146,6 +146,14 @@ impl Layer for ActivationLayer {
         }
     }
 
+    fn kink_distance(&self, _p: &[f64], x: &[f64], b: usize) -> f64 {
+        match self.act {
+            Activation::Relu | Activation::LeakyRelu(_) => {
+                x[..b * self.in_dim()].iter().fold(f64::INFINITY, |m, v| m.min(v.abs()))
+            }
+            _ => f64::INFINITY,
+        }
+    }
     fn pass(&self, positions: &[usize]) -> Pass {
         if self.act.is_homogeneous() {
             Pass::Through(positions.to_vec())
@@ -154,7 +162,7 @@ impl Layer for ActivationLayer {
         }
     }
 
-    fn forward(&self, _p: &[f64], x: &[f64], y: &mut [f64], _saved: &mut [f64], b: usize) {
+    fn forward(&self, _p: &[f64], x: &[f64], y: &mut [f64], _saved: &mut [f64], b: usize, _scratch: &mut [f64]) {
         let n = b * self.out_dim();
         let (y, z) = (&mut y[..n], &x[..n]);
         // One loop per activation, so that the compiler vectorizes each (tanh included).

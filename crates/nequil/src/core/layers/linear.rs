@@ -161,7 +161,7 @@ impl Layer for Linear {
         }
     }
 
-    fn forward(&self, p: &[f64], x: &[f64], y: &mut [f64], _saved: &mut [f64], b: usize) {
+    fn forward(&self, p: &[f64], x: &[f64], y: &mut [f64], _saved: &mut [f64], b: usize, _scratch: &mut [f64]) {
         let (din, dout) = self.dims();
         let b = b * self.t;
         gemm_nt(y, x, &p[..din * dout], b, dout, din, false);

@@ -32,17 +32,40 @@
 //!
 //! # Adding a layer kind
 //!
-//! Write one file here implementing [`Layer`], and register its spec form in
-//! [`crate::core::models`] (the builder). The statistics, Hessian-vector products, training loop,
-//! probes and symmetry catalog see only the trait.
+//! Write one file here implementing [`Layer`], and register it in
+//! [`crate::core::models::LayerDesc`] (the builder; the spec's `[model]` layers and the Python
+//! package's PyTorch adapter map onto it). The statistics, Hessian-vector products, training
+//! loop, probes and symmetry catalog see only the trait.
+//!
+//! The kinds: [`Linear`] (`linear`), [`ActivationLayer`] (`identity`, `tanh`, `relu`,
+//! `leaky-relu`, `swish`), [`Conv2d`] (`conv2d`), [`MaxPool2d`] (`max-pool2d`), [`AvgPool2d`]
+//! (`avg-pool2d`), [`Flatten`] (`flatten`), [`LayerNorm`] (`layer-norm`), [`SelfAttention`]
+//! (`self-attention`), [`Residual`] (`residual`), [`MeanPool`] (`mean-pool`), and [`ScaleNet`]
+//! (`net-a`, `net-b`, the paper's Fig. 7 nets).
 
 mod activation;
+mod attention;
+mod avg_pool2d;
+mod conv2d;
 pub(crate) mod dual;
+mod flatten;
+mod layer_norm;
 mod linear;
+mod max_pool2d;
+mod mean_pool;
+mod residual;
 mod scale_net;
 
 pub use activation::{Activation, ActivationLayer};
+pub use attention::SelfAttention;
+pub use avg_pool2d::AvgPool2d;
+pub use conv2d::Conv2d;
+pub use flatten::Flatten;
+pub use layer_norm::LayerNorm;
 pub use linear::Linear;
+pub use max_pool2d::MaxPool2d;
+pub use mean_pool::MeanPool;
+pub use residual::Residual;
 pub use scale_net::{ScaleKind, ScaleNet};
 
 use std::fmt::Debug;
@@ -269,6 +292,13 @@ pub trait Layer: Debug + Send + Sync {
     fn children(&self) -> &[Child] {
         &[]
     }
+    /// How far the inputs `x` (`b` samples) are from a point where the layer is not
+    /// differentiable (a ReLU's kink at 0, a tie in a max-pooling window), at parameters `p`;
+    /// `∞` for smooth layers. For finite-difference checks, whose steps must not cross such
+    /// points (allocates; not for hot loops).
+    fn kink_distance(&self, _p: &[f64], _x: &[f64], _b: usize) -> f64 {
+        f64::INFINITY
+    }
     /// Parameters that do not affect the output at all (attention's key bias: softmax ignores a
     /// shift shared by all keys), as local indices; their gradient is identically zero.
     fn inert_params(&self) -> Vec<usize> {
@@ -276,7 +306,7 @@ pub trait Layer: Debug + Send + Sync {
     }
 
     /// `y = layer(x)` for `b` samples; fills `saved`.
-    fn forward(&self, p: &[f64], x: &[f64], y: &mut [f64], saved: &mut [f64], b: usize);
+    fn forward(&self, p: &[f64], x: &[f64], y: &mut [f64], saved: &mut [f64], b: usize, scratch: &mut [f64]);
 
     /// From `dy`: writes `dx` (if asked) and, if `grad` is given, **overwrites** it with
     /// `alpha · Σ_i g_i`, where `g_i` is the gradient of `ℓ_i` with respect to the layer's parameters.
