@@ -360,7 +360,6 @@ impl Layer for Residual {
         let last = self.children.len() - 1;
         let lo_last = b * self.children[last].layer.out_dim();
         rds[offs[last]..offs[last] + lo_last].copy_from_slice(&rdy[..lo_last]);
-        let rdx = rdx;
         // The first child's R{dx} goes to a region of its own; the block adds R{dy} to it.
         for k in (0..self.children.len()).rev() {
             let c = &self.children[k];
