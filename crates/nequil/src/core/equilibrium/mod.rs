@@ -9,6 +9,8 @@
 //!
 //! * [`orbit`]: the 1-D monotone root along one orbit ([`OrbitFlow`]), continuous or discrete time.
 //! * [`family`]: all neuron rescalings of a net at once ([`solve_diagonal_family`]).
+//! * [`matrix_family`]: the equilibrium of a whole double-rotation family (every symmetric `M` at
+//!   once: linear chains' rotations, attention's per-head `qk`/`vo`), in closed form on the orbit.
 //! * [`two_layer`]: the closed-form matrix equilibrium of a two-layer linear net.
 //! * [`deep_linear`]: the corrected Theorem 5.4 for deep linear nets at the global minimum.
 //! * [`scalar`]: the decay rate of the scalar `uw` charge.
@@ -16,6 +18,7 @@
 
 pub mod deep_linear;
 pub mod family;
+pub mod matrix_family;
 pub mod orbit;
 pub mod rebalance;
 pub mod scalar;
@@ -23,6 +26,7 @@ pub mod two_layer;
 
 pub use deep_linear::{deep_linear_equilibrium, deep_linear_residuals, DeepLinearEquilibrium};
 pub use family::{solve_diagonal_family, FamilyOptions, FamilySolution};
+pub use matrix_family::{apply_family, family_balance, family_moments, FamilyBalance, FamilyMoments};
 pub use orbit::{FlowParams, FlowTerm, OrbitFlow, OrbitSolution, SolveStatus, Time};
 pub use rebalance::{rebalance, rebalance_with, RebalanceReport, RebalanceRow, RebalanceTotals};
 pub use scalar::{scalar_uw_decay_rate, scalar_uw_second_moment_rx, scalar_uw_var_rx};
