@@ -12,16 +12,15 @@
 //! * the R-operator: `R{Y} = X Vᵀ + R{X} Wᵀ + c`, `R{dX} = col2im(R{Δ} W + Δ V)`, and the weight
 //!   block of `Hv` is `Σ_i (R{Δ_i}ᵀ X_i + Δ_iᵀ R{X_i})`.
 //!
-//! Chunks are processed in sub-batches of at most [`SUB`] samples, which bounds the unfolded
-//! buffers. Output channel `o` is a unit (`W[o]`, `b_o` scale it); a set of whole input channels
-//! is absorbed by `W[:, c]` (zero padding stays zero under scaling).
+//! Samples are processed one at a time with the unfolded input kept transposed, `X_iᵀ` (`K × P`,
+//! gathered through a precomputed index table), so that the output `W X_iᵀ` is already in the
+//! layer's `[O, H', W']` layout and no transposes are needed. Output channel `o` is a unit (`W[o]`,
+//! `b_o` scale it); a set of whole input channels is absorbed by `W[:, c]` (zero padding stays
+//! zero under scaling).
 
 use super::max_pool2d::whole_channels;
 use super::{BlockInit, BlockSpec, Fwd, Layer, Pass, RFwd, Units};
 use crate::core::linalg::{gemm_nn, gemm_nt, gemm_tn};
-
-/// Samples unfolded at a time.
-pub const SUB: usize = 32;
 
 /// A 2-D convolution (see the module docs).
 #[derive(Clone, Debug)]
@@ -33,11 +32,16 @@ pub struct Conv2d {
     stride: usize,
     pad: usize,
     bias: bool,
+    /// For entry `(j, p)` of the unfolded input `X_iᵀ` (`K × P`, row j = one (channel, k_y, k_x),
+    /// column p = one output position): the input offset within a sample, or `u32::MAX` for
+    /// zero padding.
+    gather: Vec<u32>,
 }
 
 impl Conv2d {
     /// `out_channels` filters of `kernel = (k_h, k_w)` over `[C, H, W]` inputs. The output must
-    /// not be empty (checked by the model builder: `H + 2p ≥ k_h`, stride ≥ 1).
+    /// not be empty (checked by the model builder: `H + 2p ≥ k_h`, stride ≥ 1), and a sample's
+    /// input must have fewer than 2³² values.
     pub fn new(
         inp: [usize; 3],
         out_channels: usize,
@@ -46,7 +50,7 @@ impl Conv2d {
         pad: usize,
         bias: bool,
     ) -> Self {
-        let [_, h, w] = inp;
+        let [c, h, w] = inp;
         let o = |n: usize, k: usize| {
             if n + 2 * pad < k || stride == 0 {
                 0
@@ -54,14 +58,35 @@ impl Conv2d {
                 (n + 2 * pad - k) / stride + 1
             }
         };
+        let (ho, wo) = (o(h, kernel.0), o(w, kernel.1));
+        let p = ho * wo;
+        let k = c * kernel.0 * kernel.1;
+        let mut gather = vec![u32::MAX; k * p];
+        for ch in 0..c {
+            for ky in 0..kernel.0 {
+                for kx in 0..kernel.1 {
+                    let j = (ch * kernel.0 + ky) * kernel.1 + kx;
+                    for oy in 0..ho {
+                        let iy = (oy * stride + ky) as isize - pad as isize;
+                        for ox in 0..wo {
+                            let ix = (ox * stride + kx) as isize - pad as isize;
+                            if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w {
+                                gather[j * p + oy * wo + ox] = (ch * h * w + iy as usize * w + ix as usize) as u32;
+                            }
+                        }
+                    }
+                }
+            }
+        }
         Conv2d {
             inp,
-            out: [out_channels, o(h, kernel.0), o(w, kernel.1)],
+            out: [out_channels, ho, wo],
             kh: kernel.0,
             kw: kernel.1,
             stride,
             pad,
             bias,
+            gather,
         }
     }
     fn k(&self) -> usize {
@@ -73,99 +98,40 @@ impl Conv2d {
     fn nw(&self) -> usize {
         self.out[0] * self.k()
     }
-    /// Unfolds samples `x` (`bs` of them) into `cols` (`bs·P × K`).
-    fn im2col(&self, x: &[f64], cols: &mut [f64], bs: usize) {
-        let [c, h, w] = self.inp;
-        let [_, ho, wo] = self.out;
-        let (k, din) = (self.k(), c * h * w);
-        for i in 0..bs {
-            let xi = &x[i * din..(i + 1) * din];
-            for oy in 0..ho {
-                for ox in 0..wo {
-                    let row = &mut cols[((i * ho + oy) * wo + ox) * k..((i * ho + oy) * wo + ox + 1) * k];
-                    let mut j = 0;
-                    for ch in 0..c {
-                        for ky in 0..self.kh {
-                            let iy = (oy * self.stride + ky) as isize - self.pad as isize;
-                            for kx in 0..self.kw {
-                                let ix = (ox * self.stride + kx) as isize - self.pad as isize;
-                                row[j] = if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w {
-                                    xi[ch * h * w + iy as usize * w + ix as usize]
-                                } else {
-                                    0.0
-                                };
-                                j += 1;
-                            }
-                        }
-                    }
-                }
+    /// Unfolds one sample `x` into `cols` (`K × P`).
+    fn im2col(&self, x: &[f64], cols: &mut [f64]) {
+        for (c, &g) in cols.iter_mut().zip(&self.gather) {
+            *c = if g == u32::MAX { 0.0 } else { x[g as usize] };
+        }
+    }
+    /// Adds the folded `cols` (`K × P`) into one sample's `dx`.
+    fn col2im(&self, cols: &[f64], dx: &mut [f64]) {
+        for (c, &g) in cols.iter().zip(&self.gather) {
+            if g != u32::MAX {
+                dx[g as usize] += c;
             }
         }
     }
-    /// Adds the folded `cols` (`bs·P × K`) into `dx` (`bs` samples).
-    fn col2im(&self, cols: &[f64], dx: &mut [f64], bs: usize) {
-        let [c, h, w] = self.inp;
-        let [_, ho, wo] = self.out;
-        let (k, din) = (self.k(), c * h * w);
-        for i in 0..bs {
-            let dxi = &mut dx[i * din..(i + 1) * din];
-            for oy in 0..ho {
-                for ox in 0..wo {
-                    let row = &cols[((i * ho + oy) * wo + ox) * k..((i * ho + oy) * wo + ox + 1) * k];
-                    let mut j = 0;
-                    for ch in 0..c {
-                        for ky in 0..self.kh {
-                            let iy = (oy * self.stride + ky) as isize - self.pad as isize;
-                            for kx in 0..self.kw {
-                                let ix = (ox * self.stride + kx) as isize - self.pad as isize;
-                                if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w {
-                                    dxi[ch * h * w + iy as usize * w + ix as usize] += row[j];
-                                }
-                                j += 1;
-                            }
-                        }
-                    }
-                }
-            }
+    /// `y = W cols (+ b)` for one sample (`O × P`).
+    fn apply(&self, w: &[f64], cols: &[f64], y: &mut [f64], acc: bool) {
+        let (o, k, p) = (self.out[0], self.k(), self.p());
+        gemm_nn(y, w, cols, o, p, k, acc);
+    }
+    fn add_bias(&self, bias: &[f64], y: &mut [f64]) {
+        let p = self.p();
+        for (row, b) in y.chunks_exact_mut(p).zip(bias) {
+            row.iter_mut().for_each(|v| *v += b);
         }
     }
-    /// `[bs, O, P]` (channel-major, the layer's output layout) → `[bs·P, O]` rows.
-    fn out_to_rows(&self, y: &[f64], rows: &mut [f64], bs: usize) {
-        let (o, p) = (self.out[0], self.p());
-        for i in 0..bs {
-            for ch in 0..o {
-                for q in 0..p {
-                    rows[(i * p + q) * o + ch] = y[(i * o + ch) * p + q];
-                }
-            }
-        }
-    }
-    /// `[bs·P, O]` rows → `[bs, O, P]`, plus the bias (if given).
-    fn rows_to_out(&self, rows: &[f64], y: &mut [f64], bs: usize, bias: Option<&[f64]>) {
-        let (o, p) = (self.out[0], self.p());
-        for i in 0..bs {
-            for ch in 0..o {
-                let add = bias.map_or(0.0, |b| b[ch]);
-                for q in 0..p {
-                    y[(i * o + ch) * p + q] = rows[(i * p + q) * o + ch] + add;
-                }
-            }
-        }
-    }
-    /// Scratch of the sub-batch buffers: two unfolded inputs and two row blocks.
-    fn sub_len(&self, bs: usize) -> usize {
-        bs * self.p() * (2 * self.k() + 2 * self.out[0])
-    }
-    /// The per-sample gradient of sample `i` into `g` (`[W | b]`), with `cols`/`rows` scratch.
-    #[allow(clippy::too_many_arguments)]
-    fn sample_grad(&self, x: &[f64], dy: &[f64], i: usize, g: &mut [f64], cols: &mut [f64], rows: &mut [f64]) {
-        let (din, dout, o, k, p) = (self.in_dim(), self.out_dim(), self.out[0], self.k(), self.p());
-        self.im2col(&x[i * din..(i + 1) * din], cols, 1);
-        self.out_to_rows(&dy[i * dout..(i + 1) * dout], rows, 1);
-        gemm_tn(&mut g[..o * k], rows, cols, o, k, p, 1.0, false);
+    /// The per-sample gradient of one sample into `g` (`[W | b]`), with `cols` scratch (`K × P`):
+    /// `G = Δ · colsᵀ` (`Δ`: the sample's `dy`, `O × P`; `cols`: its unfolded input, `K × P`).
+    fn sample_grad(&self, x: &[f64], dy: &[f64], g: &mut [f64], cols: &mut [f64]) {
+        let (o, k, p) = (self.out[0], self.k(), self.p());
+        self.im2col(x, cols);
+        gemm_nt(&mut g[..o * k], dy, cols, o, k, p, false);
         if self.bias {
             for ch in 0..o {
-                g[o * k + ch] = dy[i * dout + ch * p..i * dout + (ch + 1) * p].iter().sum();
+                g[o * k + ch] = dy[ch * p..(ch + 1) * p].iter().sum();
             }
         }
     }
@@ -215,9 +181,9 @@ impl Layer for Conv2d {
     fn n_params(&self) -> usize {
         self.nw() + if self.bias { self.out[0] } else { 0 }
     }
-    fn scratch_len(&self, b: usize) -> usize {
-        self.sub_len(b.min(SUB))
-            .max(self.n_params() + self.p() * (self.k() + self.out[0]))
+    /// Two unfolded inputs (`K × P` each) and the statistics' per-sample gradient.
+    fn scratch_len(&self, _b: usize) -> usize {
+        2 * self.k() * self.p() + self.n_params()
     }
     fn units(&self) -> Option<Units> {
         let (o, k, p) = (self.out[0], self.k(), self.p());
@@ -253,17 +219,15 @@ impl Layer for Conv2d {
     }
 
     fn forward(&self, p: &[f64], x: &[f64], y: &mut [f64], _saved: &mut [f64], b: usize, scratch: &mut [f64]) {
-        let (din, dout, o, k, np) = (self.in_dim(), self.out_dim(), self.out[0], self.k(), self.p());
-        let bias = self.bias.then(|| &p[self.nw()..self.nw() + o]);
-        let mut i0 = 0;
-        while i0 < b {
-            let bs = SUB.min(b - i0);
-            let (cols, rest) = scratch.split_at_mut(bs * np * k);
-            let rows = &mut rest[..bs * np * o];
-            self.im2col(&x[i0 * din..(i0 + bs) * din], cols, bs);
-            gemm_nt(rows, cols, &p[..self.nw()], bs * np, o, k, false);
-            self.rows_to_out(rows, &mut y[i0 * dout..(i0 + bs) * dout], bs, bias);
-            i0 += bs;
+        let (din, dout, o, nw) = (self.in_dim(), self.out_dim(), self.out[0], self.nw());
+        let cols = &mut scratch[..self.k() * self.p()];
+        for i in 0..b {
+            let yi = &mut y[i * dout..(i + 1) * dout];
+            self.im2col(&x[i * din..(i + 1) * din], cols);
+            self.apply(&p[..nw], cols, yi, false);
+            if self.bias {
+                self.add_bias(&p[nw..nw + o], yi);
+            }
         }
     }
 
@@ -286,46 +250,42 @@ impl Layer for Conv2d {
             self.p(),
             self.nw(),
         );
+        let (cols, rest) = scratch.split_at_mut(k * np);
+        let dcols = &mut rest[..k * np];
         let mut grad = grad;
         let mut dx = dx;
         if let Some(g) = grad.as_deref_mut() {
             g.fill(0.0);
         }
-        if let Some(d) = dx.as_deref_mut() {
-            d[..b * din].fill(0.0);
-        }
-        let mut i0 = 0;
-        while i0 < b {
-            let bs = SUB.min(b - i0);
-            let (cols, rest) = scratch.split_at_mut(bs * np * k);
-            let (rows, rest) = rest.split_at_mut(bs * np * o);
-            let dcols = &mut rest[..bs * np * k];
-            let dyb = &dy[i0 * dout..(i0 + bs) * dout];
-            self.out_to_rows(dyb, rows, bs);
+        for i in 0..b {
+            let dyi = &dy[i * dout..(i + 1) * dout];
             if let Some(g) = grad.as_deref_mut() {
-                self.im2col(&f.x[i0 * din..(i0 + bs) * din], cols, bs);
-                gemm_tn(&mut g[..nw], rows, cols, o, k, bs * np, alpha, true);
+                self.im2col(&f.x[i * din..(i + 1) * din], cols);
+                gemm_nt(&mut g[..nw], dyi, cols, o, k, np, true);
                 if self.bias {
-                    for i in 0..bs {
-                        for ch in 0..o {
-                            g[nw + ch] += alpha * dyb[(i * o + ch) * np..(i * o + ch + 1) * np].iter().sum::<f64>();
-                        }
+                    for ch in 0..o {
+                        g[nw + ch] += dyi[ch * np..(ch + 1) * np].iter().sum::<f64>();
                     }
                 }
             }
             if let Some(d) = dx.as_deref_mut() {
-                gemm_nn(dcols, rows, &p[..nw], bs * np, k, o, false);
-                self.col2im(dcols, &mut d[i0 * din..(i0 + bs) * din], bs);
+                let dxi = &mut d[i * din..(i + 1) * din];
+                dxi.fill(0.0);
+                gemm_tn(dcols, &p[..nw], dyi, k, np, o, 1.0, false);
+                self.col2im(dcols, dxi);
             }
-            i0 += bs;
+        }
+        if let Some(g) = grad {
+            g.iter_mut().for_each(|v| *v *= alpha);
         }
     }
 
     fn grad_sq(&self, _p: &[f64], f: Fwd<'_>, dy: &[f64], b: usize, sm: &mut [f64], scratch: &mut [f64]) {
-        let (g, rest) = scratch.split_at_mut(self.n_params());
-        let (cols, rows) = rest.split_at_mut(self.p() * self.k());
+        let (din, dout) = (self.in_dim(), self.out_dim());
+        let (cols, rest) = scratch.split_at_mut(self.k() * self.p());
+        let g = &mut rest[self.k() * self.p()..self.k() * self.p() + self.n_params()];
         for i in 0..b {
-            self.sample_grad(f.x, dy, i, g, cols, rows);
+            self.sample_grad(&f.x[i * din..(i + 1) * din], &dy[i * dout..(i + 1) * dout], g, cols);
             for (s, v) in sm.iter_mut().zip(g.iter()) {
                 *s += v * v;
             }
@@ -333,10 +293,11 @@ impl Layer for Conv2d {
     }
 
     fn grad_quad(&self, _p: &[f64], f: Fwd<'_>, dy: &[f64], b: usize, d: &[f64], q: &mut [f64], scratch: &mut [f64]) {
-        let (g, rest) = scratch.split_at_mut(self.n_params());
-        let (cols, rows) = rest.split_at_mut(self.p() * self.k());
+        let (din, dout) = (self.in_dim(), self.out_dim());
+        let (cols, rest) = scratch.split_at_mut(self.k() * self.p());
+        let g = &mut rest[self.k() * self.p()..self.k() * self.p() + self.n_params()];
         for (i, qi) in q.iter_mut().enumerate().take(b) {
-            self.sample_grad(f.x, dy, i, g, cols, rows);
+            self.sample_grad(&f.x[i * din..(i + 1) * din], &dy[i * dout..(i + 1) * dout], g, cols);
             *qi += g.iter().zip(d).map(|(v, e)| v * v * e).sum::<f64>();
         }
     }
@@ -351,28 +312,19 @@ impl Layer for Conv2d {
         b: usize,
         scratch: &mut [f64],
     ) {
-        let (din, dout, o, k, np, nw) = (
-            self.in_dim(),
-            self.out_dim(),
-            self.out[0],
-            self.k(),
-            self.p(),
-            self.nw(),
-        );
-        let c = self.bias.then(|| &v[nw..nw + o]);
-        let mut i0 = 0;
-        while i0 < b {
-            let bs = SUB.min(b - i0);
-            let (cols, rest) = scratch.split_at_mut(bs * np * k);
-            let rows = &mut rest[..bs * np * o];
-            self.im2col(&f.x[i0 * din..(i0 + bs) * din], cols, bs);
-            gemm_nt(rows, cols, &v[..nw], bs * np, o, k, false);
+        let (din, dout, o, nw) = (self.in_dim(), self.out_dim(), self.out[0], self.nw());
+        let cols = &mut scratch[..self.k() * self.p()];
+        for i in 0..b {
+            let ryi = &mut ry[i * dout..(i + 1) * dout];
+            self.im2col(&f.x[i * din..(i + 1) * din], cols);
+            self.apply(&v[..nw], cols, ryi, false);
             if let Some(rx) = rx {
-                self.im2col(&rx[i0 * din..(i0 + bs) * din], cols, bs);
-                gemm_nt(rows, cols, &p[..nw], bs * np, o, k, true);
+                self.im2col(&rx[i * din..(i + 1) * din], cols);
+                self.apply(&p[..nw], cols, ryi, true);
             }
-            self.rows_to_out(rows, &mut ry[i0 * dout..(i0 + bs) * dout], bs, c);
-            i0 += bs;
+            if self.bias {
+                self.add_bias(&v[nw..nw + o], ryi);
+            }
         }
     }
 
@@ -396,39 +348,35 @@ impl Layer for Conv2d {
             self.p(),
             self.nw(),
         );
+        let (cols, rest) = scratch.split_at_mut(k * np);
+        let (dcols, rest) = rest.split_at_mut(k * np);
+        let gw = &mut rest[..nw];
         let mut rdx = rdx;
-        if let Some(d) = rdx.as_deref_mut() {
-            d[..b * din].fill(0.0);
-        }
-        let mut i0 = 0;
-        while i0 < b {
-            let bs = SUB.min(b - i0);
-            let (cols, rest) = scratch.split_at_mut(bs * np * k);
-            let (rrows, rest) = rest.split_at_mut(bs * np * o);
-            let (drows, rest) = rest.split_at_mut(bs * np * o);
-            let dcols = &mut rest[..bs * np * k];
-            let rdyb = &rdy[i0 * dout..(i0 + bs) * dout];
-            self.out_to_rows(rdyb, rrows, bs);
-            self.out_to_rows(&r.dy[i0 * dout..(i0 + bs) * dout], drows, bs);
-            self.im2col(&r.f.x[i0 * din..(i0 + bs) * din], cols, bs);
-            gemm_tn(&mut hv[..nw], rrows, cols, o, k, bs * np, alpha, true);
+        for i in 0..b {
+            let (rdyi, dyi) = (&rdy[i * dout..(i + 1) * dout], &r.dy[i * dout..(i + 1) * dout]);
+            // Hv_W += α (R{Δ} Xᵀ + Δ R{X}ᵀ), Hv_b += α Σ R{Δ}.
+            self.im2col(&r.f.x[i * din..(i + 1) * din], cols);
+            gemm_nt(gw, rdyi, cols, o, k, np, false);
             if let Some(rx) = r.rx {
-                self.im2col(&rx[i0 * din..(i0 + bs) * din], cols, bs);
-                gemm_tn(&mut hv[..nw], drows, cols, o, k, bs * np, alpha, true);
+                self.im2col(&rx[i * din..(i + 1) * din], cols);
+                gemm_nt(gw, dyi, cols, o, k, np, true);
+            }
+            for (h, g) in hv[..nw].iter_mut().zip(gw.iter()) {
+                *h += alpha * g;
             }
             if self.bias {
-                for i in 0..bs {
-                    for ch in 0..o {
-                        hv[nw + ch] += alpha * rdyb[(i * o + ch) * np..(i * o + ch + 1) * np].iter().sum::<f64>();
-                    }
+                for ch in 0..o {
+                    hv[nw + ch] += alpha * rdyi[ch * np..(ch + 1) * np].iter().sum::<f64>();
                 }
             }
+            // R{dx} = col2im(Wᵀ R{Δ} + Vᵀ Δ).
             if let Some(d) = rdx.as_deref_mut() {
-                gemm_nn(dcols, rrows, &p[..nw], bs * np, k, o, false);
-                gemm_nn(dcols, drows, &v[..nw], bs * np, k, o, true);
-                self.col2im(dcols, &mut d[i0 * din..(i0 + bs) * din], bs);
+                let di = &mut d[i * din..(i + 1) * din];
+                di.fill(0.0);
+                gemm_tn(dcols, &p[..nw], rdyi, k, np, o, 1.0, false);
+                gemm_tn(dcols, &v[..nw], dyi, k, np, o, 1.0, true);
+                self.col2im(dcols, di);
             }
-            i0 += bs;
         }
     }
 }
