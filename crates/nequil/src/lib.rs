@@ -19,6 +19,7 @@ pub mod models;
 pub mod params;
 pub mod rng;
 pub mod runner;
+pub mod simd;
 pub mod spec;
 pub mod stats;
 pub mod sweep;
