@@ -188,10 +188,11 @@ impl Mlp {
             }
             if !linear {
                 let (a, z) = (&mut rest[0][..b * dout], &ws.z[l][..b * dout]);
-                // One loop per activation, so that the compiler vectorizes each (tanh included).
+                // One loop per activation, so that the compiler vectorizes each; tanh and ReLU run
+                // the slice kernels compiled for the CPU's SIMD path.
                 match self.act {
-                    Activation::Tanh => a.iter_mut().zip(z).for_each(|(av, zv)| *av = crate::math::tanh(*zv)),
-                    Activation::Relu => a.iter_mut().zip(z).for_each(|(av, zv)| *av = zv.max(0.0)),
+                    Activation::Tanh => crate::math::tanh_slice(a, z),
+                    Activation::Relu => crate::math::relu_slice(a, z),
                     act => a.iter_mut().zip(z).for_each(|(av, zv)| *av = act.apply(*zv)),
                 }
             }
