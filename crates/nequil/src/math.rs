@@ -11,8 +11,9 @@
 //! Its polynomial uses fused multiply-adds on the [`crate::simd`] paths that have them (`avx2`,
 //! `avx512`) and separate multiplies and adds on `portable`, so its last bit can differ between
 //! `portable` and the others; [`tanh`] and [`tanh_slice`] agree with each other on every path.
-//! Loops over many values should call the slice functions ([`tanh_slice`], [`relu_slice`]), which
-//! run one vectorized loop compiled for the path; [`tanh`] dispatches per call.
+//! Loops over many values should call the slice functions ([`tanh_slice`], [`relu_slice`], and for
+//! the backward pass [`tanh_backward_slice`], [`relu_backward_slice`]), which run one vectorized
+//! loop compiled for the path; [`tanh`] dispatches per call.
 
 use crate::simd::{multiversion, Isa, SimdPath};
 
@@ -148,6 +149,46 @@ pub fn relu_slice(out: &mut [f64], z: &[f64]) {
     relu_slice_with(Isa::active(), out, z)
 }
 
+#[inline(always)]
+fn tanh_backward_map(delta: &mut [f64], a: &[f64]) {
+    for (d, a) in delta.iter_mut().zip(a) {
+        *d *= 1.0 - a * a;
+    }
+}
+
+multiversion! {
+    /// [`tanh_backward_slice`] on a given path.
+    pub(crate) fn tanh_backward_slice_with(delta: &mut [f64], a: &[f64]) = tanh_backward_map;
+}
+
+/// The chain rule through `a = tanh z`: `delta[i] *= 1 − a[i]²`, in one loop vectorized for the
+/// process's SIMD path; the same bits on every path (nothing fused). Covers the shorter of the
+/// two slices.
+#[inline]
+pub fn tanh_backward_slice(delta: &mut [f64], a: &[f64]) {
+    tanh_backward_slice_with(Isa::active(), delta, a)
+}
+
+#[inline(always)]
+fn relu_backward_map(delta: &mut [f64], z: &[f64]) {
+    for (d, z) in delta.iter_mut().zip(z) {
+        *d *= if *z > 0.0 { 1.0 } else { 0.0 };
+    }
+}
+
+multiversion! {
+    /// [`relu_backward_slice`] on a given path.
+    pub(crate) fn relu_backward_slice_with(delta: &mut [f64], z: &[f64]) = relu_backward_map;
+}
+
+/// The chain rule through `a = max(z, 0)`: `delta[i] *= 1` where `z[i] > 0`, `*= 0` elsewhere
+/// (a multiplication, so a non-finite δ stays visible), in one loop vectorized for the process's
+/// SIMD path; the same bits on every path. Covers the shorter of the two slices.
+#[inline]
+pub fn relu_backward_slice(delta: &mut [f64], z: &[f64]) {
+    relu_backward_slice_with(Isa::active(), delta, z)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +244,27 @@ mod tests {
             assert!(worst <= 4.0);
         }
         assert_eq!(tanh(0.5).to_bits(), tanh_with(Isa::active(), 0.5).to_bits());
+    }
+
+    #[test]
+    fn backward_slices_on_every_path() {
+        let z = [-2.0, -0.0, 0.0, 1.5, f64::NAN, 0.3, -1e-300, 3.0, -4.0, 0.7];
+        let a: Vec<f64> = z.iter().map(|v| v.tanh()).collect();
+        let d0 = [1.0, 2.0, -3.0, 0.5, 1.0, f64::INFINITY, 2.0, -1.0, 0.25, 8.0];
+        for isa in Isa::all() {
+            let mut d = d0;
+            tanh_backward_slice_with(isa, &mut d, &a);
+            for i in 0..z.len() {
+                let want = d0[i] * (1.0 - a[i] * a[i]);
+                assert!(d[i].to_bits() == want.to_bits() || (d[i].is_nan() && want.is_nan()));
+            }
+            let mut d = d0;
+            relu_backward_slice_with(isa, &mut d, &z);
+            for i in 0..z.len() {
+                let want = d0[i] * if z[i] > 0.0 { 1.0 } else { 0.0 };
+                assert_eq!(d[i].to_bits(), want.to_bits(), "{}: relu' at {}", isa.path(), z[i]);
+            }
+        }
     }
 
     #[test]

@@ -227,14 +227,16 @@ impl Mlp {
                 let (lo, hi) = ws.delta.split_at_mut(l);
                 let dprev = &mut lo[l - 1];
                 gemm_nn(dprev, &hi[0], w, b, din, dout, false);
-                if self.act != Activation::Identity {
-                    let act = self.act;
-                    for ((dv, zv), av) in dprev[..b * din]
-                        .iter_mut()
-                        .zip(&ws.z[l - 1][..b * din])
-                        .zip(&ws.a[l - 1][..b * din])
-                    {
-                        *dv *= act.deriv(*zv, *av);
+                let (z, a) = (&ws.z[l - 1], &ws.a[l - 1]);
+                // tanh and ReLU run the slice kernels compiled for the CPU's SIMD path.
+                match self.act {
+                    Activation::Identity => {}
+                    Activation::Tanh => crate::math::tanh_backward_slice(&mut dprev[..b * din], &a[..b * din]),
+                    Activation::Relu => crate::math::relu_backward_slice(&mut dprev[..b * din], &z[..b * din]),
+                    act => {
+                        for ((dv, zv), av) in dprev[..b * din].iter_mut().zip(&z[..b * din]).zip(&a[..b * din]) {
+                            *dv *= act.deriv(*zv, *av);
+                        }
                     }
                 }
             }
