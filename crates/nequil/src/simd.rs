@@ -6,7 +6,7 @@
 //! best [`SimdPath`] the CPU supports is chosen (or the one the environment variable
 //! `NEQUIL_SIMD` names: `portable`, `avx2`, `avx512`, or `auto`), and every dispatched kernel runs
 //! that path's version. A binary built anywhere therefore runs everywhere, at the speed of a
-//! `target-cpu=native` build.
+//! build tuned to the CPU it runs on.
 //!
 //! The paths differ in their floating-point rounding only where the code says so:
 //!
