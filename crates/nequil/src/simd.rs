@@ -18,8 +18,8 @@
 //!   and sum in a different order.
 //!
 //! Kernels in other modules are written once, as an `#[inline(always)]` body, and instantiated per
-//! path with `multiversion!` (crate-private). The [`Isa`] token proves to the type system that the
-//! CPU has been checked for the path it names, so that the dispatching functions are safe to call.
+//! path with `multiversion!` (crate-private). An `Isa` token (crate-private) certifies that the
+//! CPU was checked for the path it names, which makes the dispatching functions safe to call.
 
 use crate::{invalid, Error, Result};
 use std::fmt;
@@ -172,12 +172,12 @@ impl Isa {
         Isa(active())
     }
     /// `path`, if this CPU supports it.
-    #[allow(dead_code)] // used by the tests of every multiversioned kernel
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn new(path: SimdPath) -> Option<Isa> {
         path.is_supported().then_some(Isa(path))
     }
-    /// Every path this CPU supports.
-    #[allow(dead_code)]
+    /// Every path this CPU supports (the tests of the multiversioned kernels loop over them).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn all() -> Vec<Isa> {
         supported().into_iter().map(Isa).collect()
     }
