@@ -302,9 +302,7 @@ impl Layer for ScaleNet {
         for v in &mut z[..b * h] {
             *v *= s_in;
         }
-        for (av, zv) in a[..b * h].iter_mut().zip(&z[..b * h]) {
-            *av = crate::core::math::tanh(*zv);
-        }
+        crate::core::math::tanh_slice(&mut a[..b * h], &z[..b * h]);
         gemm_nt(y, a, u, b, dout, h, false);
         for v in &mut y[..b * dout] {
             *v *= s_out;
