@@ -54,9 +54,9 @@
 //! when the run is recorded.
 //!
 //! On NFS, Linux (since 2.6.12) emulates `flock` with POSIX byte-range locks, which the server
-//! arbitrates: they work between nodes with NFSv4 (and NFSv3 with the lock manager running). A
-//! mount with `nolock` or `local_lock=flock|all` keeps locks local to each node: copies on one
-//! node still exclude each other, copies on different nodes do not. Without lock support at all
+//! arbitrates: they work between nodes with NFSv4 (and NFSv3 with the lock manager running). An
+//! NFSv3 mount with `nolock` or `local_lock=flock|all` keeps locks local to each node: copies on
+//! one node still exclude each other, copies on different nodes do not. Without lock support at all
 //! (`ENOLCK`) the sweep stops with an error rather than run unprotected.
 //!
 //! ## Shards
