@@ -42,6 +42,7 @@ NEQUIL=$(realpath "$NEQUIL")
 
 WORK=$(mktemp -d /tmp/nequil-slurm.XXXXXX)
 PIDS=()           # daemons, in start order
+BG=()             # other commands this script waits for (sbatch --wait, local sweeps)
 POLICY_RC=""      # set while a temporary /usr/sbin/policy-rc.d of ours exists
 FAILED=0
 
@@ -50,6 +51,9 @@ cleanup() {
   set +e
   trap - EXIT INT TERM
   if [ -n "$POLICY_RC" ]; then rm -f "$POLICY_RC"; fi
+  for pid in "${BG[@]}"; do
+    kill -TERM "$pid" 2>/dev/null
+  done
   if [ "${#PIDS[@]}" -gt 0 ]; then
     # Jobs first (their processes are slurmstepd's, not ours), while the daemons still run.
     if kill -0 "${PIDS[1]:-0}" 2>/dev/null; then
@@ -113,6 +117,17 @@ die() {
   say "FAIL $*"
   exit 1
 }
+
+# Runs CMD... in the background and waits for it, so that a signal to this script is handled at
+# once (bash runs traps only between foreground commands), and the cleanup can stop it by pid.
+bg_wait() {
+  "$@" &
+  BG+=($!)
+  wait "$!"
+}
+# sbatch_wait DIR SCRIPT: sbatch --wait from DIR (the tasks' logs land there). Only in the
+# background (bg_wait, &): it replaces its shell by sbatch, so that its pid is sbatch's.
+sbatch_wait() { cd "$1" && exec sbatch --wait --quiet "$2"; }
 
 # wait_for WHAT SECONDS CMD...: polls CMD every 0.1 s until it succeeds; fails after SECONDS.
 wait_for() {
@@ -319,12 +334,12 @@ STEPS_A=${STEPS_A:-1000000}
 write_spec "$WORK/a.toml" "$STEPS_A"
 mkdir -p "$WORK/jobs/a" "$WORK/jobs/b"
 say "(a) local reference: nequil sweep a.toml --jobs 2"
-"$NEQUIL" sweep "$WORK/a.toml" --out "$WORK/local-a" --jobs 2 --quiet
+bg_wait "$NEQUIL" sweep "$WORK/a.toml" --out "$WORK/local-a" --jobs 2 --quiet
 "$NEQUIL" merge "$WORK/local-a" --quiet
 "$NEQUIL" slurm "$WORK/a.toml" --out "$WORK/a" --tasks 4 --time 00:10:00 >"$WORK/jobs/a/sweep.sh"
 say "(a) sbatch --wait sweep.sh (16 runs in 4 array tasks)"
 start=$SECONDS
-if (cd "$WORK/jobs/a" && sbatch --wait --quiet sweep.sh); then
+if bg_wait sbatch_wait "$WORK/jobs/a" sweep.sh; then
   say "(a) the job array ended after $((SECONDS - start)) s"
   if [ "$(ls "$WORK"/jobs/a/slurm-*.out | wc -l)" -ne 4 ]; then
     fail "(a) expected 4 task logs, got: $(ls "$WORK/jobs/a")"
@@ -370,7 +385,7 @@ merged=$("$NEQUIL" merge "$WORK/b" --allow-incomplete 2>&1)
 say "(b) before resubmitting: $merged"
 echo "$merged" | grep -q ' unfinished' || fail "(b) merge --allow-incomplete shows nothing unfinished"
 say "(b) sbatch --wait the same script"
-if (cd "$WORK/jobs/b" && sbatch --wait --quiet sweep.sh); then
+if bg_wait sbatch_wait "$WORK/jobs/b" sweep.sh; then
   if same_as_local "$WORK/b" "$WORK/local-a" "(b)"; then
     if ! untouched "$done_before" "$WORK/b"; then
       fail "(b) a run finished before the cancel was run again"
@@ -388,9 +403,10 @@ fi
 mkdir -p "$WORK/jobs/b2"
 "$NEQUIL" slurm "$WORK/a.toml" --out "$WORK/b2" --tasks 4 --time 00:10:00 >"$WORK/jobs/b2/sweep.sh"
 say "(b2) sbatch --wait the same script twice at once"
-(cd "$WORK/jobs/b2" && sbatch --wait --quiet sweep.sh) &
+sbatch_wait "$WORK/jobs/b2" sweep.sh &
 first=$!
-if (cd "$WORK/jobs/b2" && sbatch --wait --quiet sweep.sh) && wait "$first"; then
+BG+=("$first")
+if bg_wait sbatch_wait "$WORK/jobs/b2" sweep.sh && wait "$first"; then
   # Every task prints "(F finished before, N now[, H held by another process])": the N add up to
   # the runs executed.
   ran=$(cat "$WORK"/jobs/b2/slurm-*.out | sed -n 's/.* finished before, \([0-9]*\) now.*/\1/p' | awk '{s += $1} END {print s + 0}')
@@ -432,7 +448,7 @@ sweep_sessions() {
   return "$rc"
 }
 write_spec "$WORK/probe.toml" 400000 "[0, 1]"
-sweep_sessions "$WORK/probe.toml" "$WORK/probe" 8
+bg_wait sweep_sessions "$WORK/probe.toml" "$WORK/probe" 8
 rate=$(cat "$WORK"/probe/runs/run-*/status.json | awk -F': ' '/"seconds"/ {print $2}' | sort -g | sed -n 4p)
 steps=$(awk -v r="$rate" -v t="$C_TASK_SECONDS" 'BEGIN {printf "%d", 400000 * (t / 4) / r / 1000 * 1000}')
 say "(c) 8 runs of 400000 steps at once, one per process, took $rate s each"
@@ -446,6 +462,7 @@ for attempt in 1 2 3; do
   say "(c) submitted job $job with --time 00:01:00: runs of $steps steps"
   sweep_sessions "$C.toml" "$CREF" 4 &
   ref_pid=$!
+  BG+=("$ref_pid")
   csub=$SECONDS
   wait_for "(c) Slurm to end job $job at its time limit" 150 job_gone "$job"
   timed_out=$(cat "$CJ"/slurm-*.out | grep -c "DUE TO TIME LIMIT" || true)
@@ -471,7 +488,7 @@ if [ "$timed_out" -ge 1 ] && [ "$left" -ge 1 ]; then
 fi
 done_before=$(status_sums "$C")
 say "(c) sbatch --wait the sweep with --time 00:10:00"
-if ! (cd "$CJ" && sbatch --wait --quiet sweep.sh); then
+if ! bg_wait sbatch_wait "$CJ" sweep.sh; then
   fail "(c) the resubmitted job array failed"
 fi
 wait "$ref_pid" || fail "(c) the local reference sweep failed"
