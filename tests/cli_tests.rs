@@ -417,6 +417,8 @@ fn models_too_large_for_memory_are_refused_up_front() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert!(err.contains(widths) && err.contains("model.toml"), "{err}");
+    }
+}
 
 #[test]
 fn bad_simd_paths_exit_2_naming_the_variable() {
