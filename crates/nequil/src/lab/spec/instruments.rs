@@ -378,7 +378,7 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
             TimeChoice::Continuous => Time::Continuous,
         };
         // `symmetries = []` is allowed when only families are tracked.
-        if !(c.symmetries.is_empty() && !c.families.is_empty()) {
+        if !c.symmetries.is_empty() || c.families.is_empty() {
             let names = select_symmetries(model, &c.symmetries)?;
             out.push(Planned::Charges {
                 names,
