@@ -714,6 +714,13 @@ impl LayerDesc {
                 if inp.is_empty() {
                     return Err(bad("layer-norm needs a non-empty input shape".into()));
                 }
+                if *eps == 0.0 && inp[inp.len() - 1] == 1 {
+                    return Err(bad(
+                        "layer-norm with eps = 0 over a last axis of size 1 divides 0 by 0 (the centred input is 0); \
+                         give eps > 0 or normalize more than one feature"
+                            .into(),
+                    ));
+                }
                 Arc::new(LayerNorm::new(inp.to_vec(), *eps, *affine))
             }
             LayerDesc::SelfAttention { heads, causal, bias } => {
