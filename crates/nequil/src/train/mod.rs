@@ -109,7 +109,8 @@ pub struct TrainConfig {
     pub seed: u64,
 }
 
-/// A run's log: named columns, one row per recorded step.
+/// A run's log: named columns, one row per recorded step (written as CSV by
+/// `lab::files::log_csv`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Log {
     /// Column names.
@@ -128,34 +129,6 @@ impl Log {
     pub fn last(&self, name: &str) -> Option<f64> {
         let j = self.columns.iter().position(|c| c == name)?;
         self.rows.last().map(|r| r[j])
-    }
-    /// CSV text with a header line; values use Rust's shortest round-trip formatting, so reading
-    /// them back gives the same `f64` bits. Non-finite values are written as `nan`, `inf`, `-inf`.
-    pub fn to_csv(&self) -> String {
-        let mut s = self.columns.join(",");
-        s.push('\n');
-        for r in &self.rows {
-            let line: Vec<String> = r.iter().map(|v| fmt_value(*v)).collect();
-            s.push_str(&line.join(","));
-            s.push('\n');
-        }
-        s
-    }
-}
-
-fn fmt_value(v: f64) -> String {
-    if v.is_nan() {
-        "nan".into()
-    } else if v.is_infinite() {
-        if v > 0.0 {
-            "inf".into()
-        } else {
-            "-inf".into()
-        }
-    } else if v == v.trunc() && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v:?}")
     }
 }
 
@@ -508,20 +481,6 @@ mod tests {
         .validate()
         .is_err());
         assert!(LrSchedule::Constant(-1.0).validate().is_err());
-    }
-
-    #[test]
-    fn csv_round_trips() {
-        let log = Log {
-            columns: vec!["a".into(), "b".into()],
-            rows: vec![vec![1.0, 0.1 + 0.2], vec![f64::NAN, -3.5e-300]],
-        };
-        let csv = log.to_csv();
-        let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0], "a,b");
-        let v: f64 = lines[1].split(',').nth(1).unwrap().parse().unwrap();
-        assert_eq!(v.to_bits(), (0.1f64 + 0.2).to_bits());
-        assert!(lines[2].starts_with("nan,"));
     }
 
     /// Watches every update and checks it against the update rule.
