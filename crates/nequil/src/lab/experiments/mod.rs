@@ -59,96 +59,77 @@ impl Experiment {
     }
 }
 
-/// The four functions of an experiment module.
-macro_rules! fns {
-    ($m:ident) => {
-        (
-            $m::plan as fn(&Ctx) -> Result<Plan>,
-            $m::checks as fn(&Results) -> Result<Vec<Check>>,
-            $m::figure as fn(&Results) -> Result<Figure>,
-            $m::details as fn(&Results) -> Result<Details>,
-        )
+/// An [`Experiment`] from the four functions of an experiment module.
+macro_rules! experiment {
+    ($name:expr, $title:expr, $claim:expr, $m:ident $(,)?) => {
+        Experiment {
+            name: $name,
+            title: $title,
+            claim: $claim,
+            plan: $m::plan,
+            checks: $m::checks,
+            figure: $m::figure,
+            details: $m::details,
+        }
     };
-}
-
-fn experiment(
-    name: &'static str,
-    title: &'static str,
-    claim: &'static str,
-    f: (
-        fn(&Ctx) -> Result<Plan>,
-        fn(&Results) -> Result<Vec<Check>>,
-        fn(&Results) -> Result<Figure>,
-        fn(&Results) -> Result<Details>,
-    ),
-) -> Experiment {
-    Experiment {
-        name,
-        title,
-        claim,
-        plan: f.0,
-        checks: f.1,
-        figure: f.2,
-        details: f.3,
-    }
 }
 
 /// Every experiment, in the paper's figure order.
 pub fn catalog() -> Vec<Experiment> {
     vec![
-        experiment(
+        experiment!(
             "fig1-scale-invariance",
             "Fig. 1: a 2-D scale-invariant loss — gradient flow keeps ‖θ‖, SGD moves outward",
             "Under scale invariance the gradient is tangent to circles: gradient flow stays on its circle, while SGD's ‖θ‖² never decreases and grows.",
-            fns!(fig1),
+            fig1,
         ),
-        experiment(
+        experiment!(
             "fig2-matrix-factorization",
             "Fig. 2: matrix factorization — SGD aligns the layers as Theorem 5.2 predicts, GD keeps its initialization",
             "SGD drives UᵀΓ_U U − WΓ_W Wᵀ to zero and ends at the Theorem 5.2 solution; GD from the same initialization ends more than ten times farther from it.",
-            fns!(fig2),
+            fig2,
         ),
-        experiment(
+        experiment!(
             "fig3-norm-balance",
             "Fig. 3: the norm ratio ‖W‖²/‖U‖² of a linear autoencoder against the input anisotropy φ_x",
             "SGD's solution is norm-balanced only for isotropic input (φ_x = 1), following 1/√(φ(2 − φ)); SGD with tiny weight decay behaves like SGD, GD with weight decay is always balanced.",
-            fns!(fig3),
+            fig3,
         ),
-        experiment(
+        experiment!(
             "fig4-warmup",
             "Fig. 4: warmup — SGD's noise flattens a sharp rank-1 factorization until a large η is safe",
             "SGD from Kaiming init at η = 0.008 diverges, warmup (0.001 for 5000 steps) trains; Kaiming and Xavier reach the same sharpness; GD does not flatten.",
-            fns!(fig4),
+            fig4,
         ),
-        experiment(
+        experiment!(
             "fig5-deep-linear",
             "Fig. 5: per-layer norms of a deep linear net — intermediate layers converge to one norm",
             "Under SGD the intermediate layers of a deep linear net converge to a common norm, from equal or unequal initial norms, as the corrected Theorem 5.4 predicts; input and output layers differ.",
-            fns!(fig5),
+            fig5,
         ),
-        experiment(
+        experiment!(
             "fig6-representations",
             "Fig. 6/9: two-layer nets learn aligned representations under SGD, not under GD",
             "Under SGD the normalized matrices W Σ̄_x Wᵀ and Uᵀ Σ̄_ε U become similar (noise balance), under GD they do not.",
-            fns!(fig6),
+            fig6,
         ),
-        experiment(
+        experiment!(
             "fig7-net-a-net-b",
             "Fig. 7: norms of scale-invariant nets Net-A and Net-B under SGD and GD",
             "Under SGD the total norm never decreases (and Net-B's layer norms each never decrease); under GD the norm changes only by the η² term.",
-            fns!(fig7),
+            fig7,
         ),
-        experiment(
+        experiment!(
             "fig8-convergence",
             "Fig. 8: convergence to the noise equilibrium is robust, at a rate ∝ η/S",
             "The distance to the noise equilibrium decays exponentially for every η, S and dimension; the charge moves exactly as the Noether flow η²(∇LᵀA∇L + Tr[AΣ]/S) says, at a rate ∝ η/S.",
-            fns!(fig8),
+            fig8,
         ),
-        experiment(
+        experiment!(
             "law-of-balance",
             "Law of balance: the scalar u·w model balances u² = w² exponentially fast",
             "For ℓ = (u w x − y)², the charge u² − w² decays as exp(−4(γ + (η/S) Var[r x]) t).",
-            fns!(law),
+            law,
         ),
     ]
 }

@@ -17,7 +17,6 @@
 use super::common::Ctx;
 use crate::core::data::Source;
 use crate::core::models::Model;
-use crate::lab::files::Check;
 use crate::lab::runner::{run_spec_with, Overrides};
 use crate::lab::spec::{
     DataMode, DataSource, DataSpec, InitName, ModelKind, ModelSpec, OptimizerName, ProbeSpec, ScheduleName, Spec,
@@ -304,9 +303,6 @@ pub struct Details {
     /// Named logs, written as `<name>.csv`.
     pub logs: Vec<(String, Log)>,
 }
-
-/// The checks of an experiment's claims from its results.
-pub type ChecksFn = fn(&Results) -> Result<Vec<Check>>;
 
 /// A run spec with every table at its default, as the experiments start from it: seed `seed`,
 /// a `kind` model of `widths` with Kaiming init and no biases, online Gaussian data `x ~ N(0, I)`
