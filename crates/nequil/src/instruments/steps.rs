@@ -18,11 +18,16 @@ use crate::{invalid, Result};
 ///   updates (`‖θ‖²` is the scale of `C` for a generator with eigenvalues in `[−1, 1]`);
 /// * `{name}/steps`: the number of updates watched.
 ///
-/// It writes no columns. Each update costs a few passes over θ.
+/// and at the rows of the log a column `{name}/majorant`: a bound `B ≥ |C|` that holds at every
+/// step, `B' = (1 − 2ηγ)² B + η²|ĝᵀAĝ|` from `B = |C(θ₀)|` (e.g. how far weight decay has
+/// driven a charge toward 0 under GD, whatever the η² terms did on the way).
+///
+/// Each update costs a few passes over θ.
 pub struct StepChargeProbe {
     gens: Vec<(String, Generator)>,
     min_rel: Vec<f64>,
     max_err: Vec<f64>,
+    majorant: Vec<f64>,
     steps: u64,
 }
 
@@ -37,6 +42,7 @@ impl StepChargeProbe {
             gens,
             min_rel: vec![f64::INFINITY; k],
             max_err: vec![0.0; k],
+            majorant: vec![f64::NAN; k],
             steps: 0,
         })
     }
@@ -44,9 +50,15 @@ impl StepChargeProbe {
 
 impl Probe for StepChargeProbe {
     fn columns(&self) -> Vec<String> {
-        vec![]
+        self.gens.iter().map(|(n, _)| format!("{n}/majorant")).collect()
     }
-    fn record(&mut self, _: &ProbeCtx<'_>, _: &mut Vec<f64>) -> Result<()> {
+    fn record(&mut self, ctx: &ProbeCtx<'_>, out: &mut Vec<f64>) -> Result<()> {
+        for (j, (_, a)) in self.gens.iter().enumerate() {
+            if self.majorant[j].is_nan() && a.dim() == ctx.theta.len() {
+                self.majorant[j] = a.charge(ctx.theta).abs();
+            }
+            out.push(self.majorant[j]);
+        }
         Ok(())
     }
     fn observes_steps(&self) -> bool {
@@ -65,7 +77,12 @@ impl Probe for StepChargeProbe {
             }
             let c0 = a.charge(s.theta_before);
             let c1 = a.charge(s.theta_after);
-            let predicted = decay * decay * c0 + s.lr * s.lr * a.quad(s.grad);
+            let eta2_term = s.lr * s.lr * a.quad(s.grad);
+            let predicted = decay * decay * c0 + eta2_term;
+            if self.majorant[j].is_nan() {
+                self.majorant[j] = c0.abs();
+            }
+            self.majorant[j] = decay * decay * self.majorant[j] + eta2_term.abs();
             self.min_rel[j] = self.min_rel[j].min((c1 - c0) / c0.abs());
             self.max_err[j] = self.max_err[j].max((c1 - predicted).abs() / n2);
         }
