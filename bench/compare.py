@@ -30,9 +30,9 @@ import sys
 import tempfile
 import time
 
+# Everything is found relative to this file, so the script runs from any checkout.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS = os.path.join(ROOT, "bench", "peers")
-SHARED_PEERS = "/work/shared/bench/peers"
 SPECS = os.path.join(ROOT, "bench", "specs")
 
 ONE_THREAD = {
@@ -238,8 +238,6 @@ def small_extra(args, res):
 
 def noise(args, results):
     torch_script = os.path.join(PEERS, "noise_torch.py")
-    if not os.path.exists(torch_script):
-        torch_script = os.path.join(SHARED_PEERS, "noise_torch.py")
     series = [
         Series("PyTorch torch.func (vmap(grad), chunk 1000)",
                [args.python, torch_script, "784", "256", "10000", "1000", "0"], ONE_THREAD),

@@ -13,7 +13,7 @@ in PyTorch:
 
 Prerequisites: PyTorch, NumPy and safetensors, e.g.
     python3 -m venv ~/.nequil-peers && ~/.nequil-peers/bin/pip install torch numpy safetensors
-(or ../shared/bench/setup-peers.sh), and the nequil binary: $NEQUIL if set, otherwise
+(or bench/setup-peers.sh, which also installs JAX), and the nequil binary: $NEQUIL if set, otherwise
 `cargo run --release --quiet --` in this repository.
 
 Usage: python examples/pytorch_bridge.py [WORKDIR]   (default: a fresh temporary directory)

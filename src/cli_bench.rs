@@ -10,6 +10,10 @@
 //!   the per-neuron rescaling imbalance of its first hidden layer (the work of
 //!   `bench/peers/noise_torch.py`).
 //!
+//! * `bench stats MODEL.toml` computes the per-parameter gradient mean and variance of any model
+//!   (a `[model]` table, e.g. a CNN or a transformer block) over N samples (the work of
+//!   `bench/peers/stats_backpack.py` and `bench/peers/stats_torchfunc.py`).
+//!
 //! Every command prints one line `key=value …` with `time_s=` (the format of the peer scripts).
 
 use clap::{Args, Subcommand};
@@ -23,6 +27,52 @@ use nequil::{invalid, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
+
+/// Per-parameter gradient mean and variance of a model from a `[model]` file over `n` random
+/// samples: weights `U(±1/√fan_in)` (PyTorch's default for linear and convolution layers), norm
+/// gains 1, data `N(0, 1)`.
+fn bench_stats(model_file: &std::path::Path, n: usize, chunk: usize, seed: u64) -> Result<ExitCode> {
+    if n == 0 || chunk == 0 {
+        return Err(invalid!("bench stats: n and chunk must be ≥ 1"));
+    }
+    let model = nequil::lab::spec::load_model(model_file)?;
+    let mut rng = Rng::new(seed);
+    let mut theta = model.init(&nequil::core::models::Init::Kaiming, &mut rng)?;
+    let mut off = 0;
+    for nd in model.nodes() {
+        for b in nd.layer().blocks() {
+            let r = off..off + b.len();
+            off = r.end;
+            let fan_in = match b.init {
+                nequil::core::layers::BlockInit::Weight { fan_in, .. } => fan_in,
+                _ => continue,
+            };
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            theta[r]
+                .iter_mut()
+                .for_each(|v| *v = bound * (2.0 * rng.uniform() - 1.0));
+        }
+    }
+    let (dx, dy) = (model.d_in(), model.d_out());
+    let mut x = vec![0.0; n * dx];
+    let mut y = vec![0.0; n * dy];
+    rng.fill_normal(&mut x);
+    rng.fill_normal(&mut y);
+    let t0 = Instant::now();
+    let mut ws = model.workspace(chunk.min(n));
+    let st = grad_stats(&model, &theta, &x, &y, n, &mut ws);
+    let var = st.variance();
+    let el = t0.elapsed().as_secs_f64();
+    println!(
+        "nequil-stats model={:?} P={} N={n} chunk={chunk} time_s={el:.4} var_sum={:.6e} loss={:.6e} data_plus_params_bytes={}",
+        model.describe(),
+        model.n_params(),
+        var.iter().sum::<f64>(),
+        st.loss,
+        8 * (x.len() + y.len() + theta.len()),
+    );
+    Ok(ExitCode::SUCCESS)
+}
 
 /// Arguments of `nequil bench`.
 #[derive(Args)]
@@ -49,6 +99,17 @@ enum BenchCmd {
         /// Timed blocks (the best is reported).
         #[arg(long, default_value_t = 7)]
         reps: usize,
+    },
+    /// Per-sample gradient mean and variance of a `[model]` file's model over N random samples.
+    Stats {
+        /// A TOML file with a `[model]` table (or a run spec).
+        model: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        n: usize,
+        #[arg(long, default_value_t = 1000)]
+        chunk: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Train `runs` copies of a spec (seeds 0, 1, …) on `jobs` threads (no run directories).
     Parallel {
@@ -90,6 +151,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             steps,
         } => bench_parallel(&spec, runs, jobs, steps),
         BenchCmd::Noise { widths, n, chunk, seed } => bench_noise(&widths, n, chunk, seed),
+        BenchCmd::Stats { model, n, chunk, seed } => bench_stats(&model, n, chunk, seed),
     }
 }
 

@@ -67,6 +67,11 @@ pub struct EquilibriumArgs {
     /// Write the rebalanced weights here (safetensors, same names and shapes, f64), atomically.
     #[arg(long, value_name = "REBALANCED.safetensors")]
     out: Option<PathBuf>,
+    /// Also write the per-sample gradient statistics at the given weights (safetensors, f64):
+    /// `mean.{name}` (the mean gradient ∇L) and `var.{name}` (the per-parameter variance diag Σ,
+    /// weight 1/n), for every tensor, by PyTorch name.
+    #[arg(long, value_name = "STATS.safetensors")]
+    stats: Option<PathBuf>,
 }
 
 /// An error about one data file: the file's name in front of the message.
@@ -273,6 +278,31 @@ fn text_report(r: &RebalanceReport, out: Option<&Path>) -> String {
         s.push_str(line.trim_end());
         s.push('\n');
     }
+    if !r.families.is_empty() {
+        s.push_str("matrix families (every symmetric generator at once; reported, not applied):\n");
+        let w = r
+            .families
+            .iter()
+            .map(|f| f.name.chars().count())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        s.push_str(&format!(
+            "{:<w$}  {:>4}  {:>10}  {:>14}  {:>10}  note\n",
+            "family", "dim", "residual", "residual after", "‖B − I‖"
+        ));
+        for f in &r.families {
+            s.push_str(&format!(
+                "{:<w$}  {:>4}  {:>10}  {:>14}  {:>10}  {}\n",
+                f.name,
+                f.dim,
+                num(f.residual),
+                num(f.residual_after),
+                num(f.distance),
+                f.note.clone().unwrap_or_default()
+            ));
+        }
+    }
     for note in &r.notes {
         s.push_str(&format!("note: {note}\n"));
     }
@@ -307,6 +337,12 @@ fn json_report(r: &RebalanceReport, a: &EquilibriumArgs) -> serde_json::Value {
         "sweeps": r.sweeps,
         "notes": r.notes,
         "rows": rows,
+        "families": r.families.iter().map(|f| {
+            let mut v = serde_json::to_value(f).expect("family row serializes");
+            v["distance"] = json_num(f.distance);
+            v["loss_at_equilibrium"] = json_num(f.loss_at_equilibrium);
+            v
+        }).collect::<Vec<_>>(),
         "out": a.out.as_ref().map(|p| p.display().to_string()),
         "summary": summary_line(r, a.out.as_deref()),
     })
@@ -341,7 +377,31 @@ pub fn equilibrium(a: EquilibriumArgs) -> Result<ExitCode> {
         FlowParams::continuous(a.lr, a.batch_size, a.weight_decay)
     };
     let report = rebalance_with(&model, &theta, &x, &y, n, &params)?;
+    let stats = match &a.stats {
+        Some(_) => {
+            let mut ws = model.workspace(n.min(256));
+            Some(nequil::core::stats::grad_stats(&model, &theta, &x, &y, n, &mut ws))
+        }
+        None => None,
+    };
     // Everything has been checked and computed: only now is anything written (atomically).
+    if let (Some(path), Some(st)) = (&a.stats, &stats) {
+        let var = st.variance();
+        let mut tensors = vec![];
+        for b in model.layout().blocks() {
+            tensors.push((format!("mean.{}", b.name), b.shape.clone(), &st.mean[b.range()]));
+        }
+        for b in model.layout().blocks() {
+            tensors.push((format!("var.{}", b.name), b.shape.clone(), &var[b.range()]));
+        }
+        let mut meta = BTreeMap::new();
+        meta.insert("nequil.model".to_string(), model.describe());
+        meta.insert(
+            "nequil.stats".to_string(),
+            format!("per-sample gradients of ‖f(x) − y‖² over n = {n} samples, weight 1/n"),
+        );
+        write_safetensors(path, &tensors, Some(meta))?;
+    }
     if let Some(out) = &a.out {
         let mut meta = BTreeMap::new();
         meta.insert("format".to_string(), "pt".to_string());

@@ -4,7 +4,7 @@
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nequil::lab::io::write_atomic;
-use nequil::lab::sweep::{describe, merge as merge_dirs, run_sweep, Shard, Sweep, SweepEvent, SweepOptions};
+use nequil::lab::sweep::{describe, lock_path, merge as merge_dirs, run_sweep, Shard, Sweep, SweepEvent, SweepOptions};
 use nequil::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -191,13 +191,41 @@ pub fn sweep(a: SweepArgs) -> Result<ExitCode> {
             running.fetch_sub(1, Ordering::Relaxed);
             pb.suspend(|| eprintln!("nequil: {}: could not record the run: {err}", run.id));
         }
+        // Left to another process: off the bar and the count of runs to do here.
+        SweepEvent::Held(run) | SweepEvent::FinishedElsewhere(run, _) => {
+            pb.dec_length(run.spec.train.steps);
+            pending_n.fetch_sub(1, Ordering::Relaxed);
+            if !a.quiet && matches!(e, SweepEvent::Held(_)) {
+                let lock = lock_path(&a.out.join("runs"), &run.id);
+                // The holder notes its pid@host in the file (absent while it is being written).
+                let holder = std::fs::read_to_string(&lock)
+                    .ok()
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                pb.suspend(|| {
+                    eprintln!(
+                        "nequil: {}: another process is running it{holder}: its lock {} is held; skipped",
+                        run.id,
+                        lock.display()
+                    )
+                });
+            }
+            pb.set_message(message());
+        }
     };
     let report = run_sweep(&sweep, &runs, &spec_base(&a.spec), &a.out, &opts, &events);
     pb.finish_and_clear();
     let report = report?;
     if !a.quiet {
+        let held = if report.held > 0 {
+            format!(", {} held by another process", report.held)
+        } else {
+            String::new()
+        };
         eprintln!(
-            "nequil: {shard_label}{} runs ({} finished before, {} now): {} ok, {} diverged, {} failed; wrote {}",
+            "nequil: {shard_label}{} runs ({} finished before, {} now{held}): {} ok, {} diverged, {} failed; wrote {}",
             report.in_shard,
             report.skipped,
             report.ran,
@@ -309,7 +337,7 @@ pub fn slurm(a: SlurmArgs) -> Result<ExitCode> {
     ));
     s.push_str("# Submit: sbatch THIS_FILE. Task I runs the runs with index % N == I into one shared directory.\n");
     s.push_str("# Resumable: submitting the array again skips finished runs and restarts unfinished ones\n");
-    s.push_str("# (never run two copies of one task at once). When every task is done:\n");
+    s.push_str("# (a run being run by a live task is locked and left to it). When every task is done:\n");
     s.push_str(&format!("#   {} merge {}\n", sh_quote(&exe), sh_quote(&out)));
     s.push_str(&format!("#SBATCH --job-name={}\n", a.job_name));
     s.push_str(&format!("#SBATCH --array=0-{}\n", tasks - 1));

@@ -46,6 +46,10 @@ enum Command {
     /// Benchmarks behind bench/compare.py (training loop, GEMM rate, per-sample noise).
     #[command(hide = true)]
     Bench(cli_bench::BenchArgs),
+    /// The SIMD path in use and the paths this CPU supports, one line each: `active NAME` and
+    /// `supported NAME…` (for scripts; `NEQUIL_SIMD` chooses among them).
+    #[command(hide = true)]
+    Simd,
 }
 
 /// Exit status 2 for bad input (spec, flags, files), 1 for a run that failed (e.g. diverged).
@@ -57,6 +61,12 @@ pub(crate) fn exit_for(e: &nequil::Error) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // The SIMD path is chosen before anything runs: a NEQUIL_SIMD the CPU cannot honour is bad
+    // input.
+    if let Err(e) = nequil::simd::init() {
+        eprintln!("nequil: error: {e}");
+        return exit_for(&e);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => cli_run::run(a),
@@ -67,6 +77,7 @@ fn main() -> ExitCode {
         Command::Merge(a) => cli_sweep::merge(a),
         Command::Equilibrium(a) => cli_equilibrium::equilibrium(a),
         Command::Bench(a) => cli_bench::bench(a),
+        Command::Simd => simd(),
     };
     match result {
         Ok(code) => code,
@@ -75,4 +86,13 @@ fn main() -> ExitCode {
             exit_for(&e)
         }
     }
+}
+
+/// `nequil simd`: the active SIMD path and the supported ones.
+fn simd() -> nequil::Result<ExitCode> {
+    use nequil::simd;
+    let names: Vec<&str> = simd::supported().into_iter().map(|p| p.name()).collect();
+    println!("active {}", simd::active());
+    println!("supported {}", names.join(" "));
+    Ok(ExitCode::SUCCESS)
 }

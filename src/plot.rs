@@ -29,7 +29,7 @@ use std::sync::OnceLock;
 use nequil::lab::experiments::{Figure, Panel, PanelKind, Role, Series, Style};
 use nequil::{io_err, Result};
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
@@ -72,29 +72,48 @@ pub fn render(fig: &Figure, svg_path: &Path, png_path: &Path) -> Result<()> {
 /// The figure as an SVG document.
 pub fn render_svg(fig: &Figure) -> Result<String> {
     register_bundled_font()?;
-    let (w, h) = figure_size(fig);
+    let plan = plan(fig);
+    let (w, h) = planned_size(fig, &plan);
     let mut svg = String::new();
+    let mut layouts = Vec::new();
     {
         let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
-        draw_figure(&root, fig).map_err(|e| io_err!("drawing figure '{}' as SVG: {e}", fig.title))?;
+        draw_figure(&root, fig, SVG_METRICS, &plan, &mut layouts)
+            .map_err(|e| io_err!("drawing figure '{}' as SVG: {e}", fig.title))?;
         root.present()
             .map_err(|e| io_err!("drawing figure '{}' as SVG: {e}", fig.title))?;
     }
+    // Labels are text elements laid out by the viewer (sub- and superscripts as tspans).
+    let labels: String = layouts.iter().flat_map(|l| &l.svg).map(|t| format!("{t}\n")).collect();
+    let end = svg.rfind("</svg>").unwrap_or(svg.len());
+    svg.insert_str(end, &labels);
     Ok(svg)
 }
 
 /// The figure as the bytes of an 8-bit RGB PNG image.
 pub fn render_png(fig: &Figure) -> Result<Vec<u8>> {
+    let (rgb, (w, h), _) = render_rgb(fig)?;
+    encode_png(&rgb, w, h).map_err(|e| io_err!("encoding figure '{}' as PNG: {e}", fig.title))
+}
+
+/// An RGB image: its pixels, its size, and where each panel put its plot, data, legend and text.
+type Rendered = (Vec<u8>, (u32, u32), Vec<PanelLayout>);
+
+/// The figure as an RGB buffer of its size, with its layout.
+fn render_rgb(fig: &Figure) -> Result<Rendered> {
     register_bundled_font()?;
-    let (w, h) = figure_size(fig);
+    let plan = plan(fig);
+    let (w, h) = planned_size(fig, &plan);
     let mut rgb = vec![255u8; w as usize * h as usize * 3];
+    let mut layouts = Vec::new();
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
-        draw_figure(&root, fig).map_err(|e| io_err!("drawing figure '{}' as PNG: {e}", fig.title))?;
+        draw_figure(&root, fig, PNG_METRICS, &plan, &mut layouts)
+            .map_err(|e| io_err!("drawing figure '{}' as PNG: {e}", fig.title))?;
         root.present()
             .map_err(|e| io_err!("drawing figure '{}' as PNG: {e}", fig.title))?;
     }
-    encode_png(&rgb, w, h).map_err(|e| io_err!("encoding figure '{}' as PNG: {e}", fig.title))
+    Ok((rgb, (w, h), layouts))
 }
 
 /// The fixed colour of a role, identical in every figure.
@@ -142,6 +161,10 @@ fn encode_png(rgb: &[u8], w: u32, h: u32) -> std::result::Result<Vec<u8>, png::E
         let mut enc = png::Encoder::new(BufWriter::new(&mut out), w, h);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
+        // Figures are mostly flat colour: per-row filters and strong deflate make them several
+        // times smaller for the report and the book.
+        enc.set_compression(png::Compression::Best);
+        enc.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
         let mut writer = enc.write_header()?;
         writer.write_image_data(rgb)?;
         writer.finish()?;
@@ -156,66 +179,741 @@ fn grid(fig: &Figure) -> (usize, usize) {
     (cols, n.div_ceil(cols))
 }
 
-/// Figure size in pixels: `PANEL_W` per column, `PANEL_H` per row, plus the title band.
+/// Figure size in pixels: `PANEL_W` per column, `PANEL_H` per row plus the height of the
+/// legends placed under the plots of that row, plus the title band.
+#[cfg(test)]
 fn figure_size(fig: &Figure) -> (u32, u32) {
+    planned_size(fig, &plan(fig))
+}
+
+fn planned_size(fig: &Figure, plan: &Plan) -> (u32, u32) {
+    let (cols, _) = grid(fig);
+    let rows: u32 = plan.row_extra.iter().map(|e| PANEL_H + e).sum();
+    ((cols as u32 * PANEL_W).max(MIN_W), TITLE_H + rows.max(PANEL_H))
+}
+
+/// How a figure makes room for legends that do not fit inside their plots: the extra height of
+/// each row of panels, and the band each such panel keeps under its plot for the legend.
+#[derive(Clone, Debug)]
+struct Plan {
+    row_extra: Vec<u32>,
+    bands: Vec<Option<f64>>,
+}
+
+/// Lays the figure out once at the plain size: every legend that finds no place inside its
+/// plot gets a band under it, and its row grows by that band, so that plots keep their height.
+fn plan(fig: &Figure) -> Plan {
     let (cols, rows) = grid(fig);
-    ((cols as u32 * PANEL_W).max(MIN_W), TITLE_H + rows as u32 * PANEL_H)
+    let mut plan = Plan {
+        row_extra: vec![0; rows],
+        bands: vec![None; fig.panels.len()],
+    };
+    if register_bundled_font().is_err() {
+        return plan;
+    }
+    let (w, h) = planned_size(fig, &plan);
+    let mut rgb = vec![255u8; w as usize * h as usize * 3];
+    let mut layouts = Vec::new();
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        if draw_figure(&root, fig, PNG_METRICS, &plan, &mut layouts).is_err() {
+            return plan;
+        }
+    }
+    // layouts[0] is the figure title; the panels follow in order.
+    for (k, l) in layouts.iter().skip(1).enumerate() {
+        if let (Some(legend), false) = (l.legend, l.legend_inside) {
+            let band = (legend.y1 - legend.y0 + 8.0).ceil();
+            plan.bands[k] = Some(band);
+            plan.row_extra[k / cols] = plan.row_extra[k / cols].max(band as u32);
+        }
+    }
+    plan
 }
 
 type DrawResult<DB> = std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
-fn draw_figure<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> DrawResult<DB> {
-    root.fill(&WHITE)?;
-    let (title_area, body) = root.split_vertically(TITLE_H);
-    let (w, h) = title_area.dim_in_pixel();
-    let (title, size) = fit_text(&title_area, &fig.title, TITLE_SIZE, w.saturating_sub(20))?;
-    let style = TextStyle::from((FONT, size).into_font())
-        .color(&BLACK)
-        .pos(Pos::new(HPos::Center, VPos::Center));
-    title_area.draw_text(&title, &style, (w as i32 / 2, h as i32 / 2 + 2))?;
+/// A rectangle in backend pixels, `[x0, x1) × [y0, y1)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Rect {
+    x0: f64,
+    y0: f64,
+    x1: f64,
+    y1: f64,
+}
 
-    if fig.panels.is_empty() {
-        return draw_no_data(&body);
+impl Rect {
+    fn new(x0: f64, y0: f64, x1: f64, y1: f64) -> Rect {
+        Rect { x0, y0, x1, y1 }
     }
-    let (cols, rows) = grid(fig);
-    let areas = body.split_evenly((rows, cols));
-    for (panel, area) in fig.panels.iter().zip(areas.iter()) {
-        draw_panel(area, panel)?;
+
+    /// The pixel rectangle of a drawing area.
+    fn of<DB: DrawingBackend, CT: CoordTranslate>(area: &DrawingArea<DB, CT>) -> Rect {
+        let (xs, ys) = area.get_pixel_range();
+        Rect::new(
+            f64::from(xs.start),
+            f64::from(ys.start),
+            f64::from(xs.end),
+            f64::from(ys.end),
+        )
+    }
+
+    fn contains(&self, (x, y): (f64, f64)) -> bool {
+        x >= self.x0 && x < self.x1 && y >= self.y0 && y < self.y1
+    }
+
+    fn inflate(&self, d: f64) -> Rect {
+        Rect::new(self.x0 - d, self.y0 - d, self.x1 + d, self.y1 + d)
+    }
+
+    /// Whether `inner` lies inside this rectangle, allowing `slack` pixels of rounding.
+    fn holds(&self, inner: &Rect, slack: f64) -> bool {
+        inner.x0 >= self.x0 - slack
+            && inner.x1 <= self.x1 + slack
+            && inner.y0 >= self.y0 - slack
+            && inner.y1 <= self.y1 + slack
+    }
+}
+
+/// Where a panel put things, in backend pixels: what the layout tests check (legends never over
+/// data, text never outside its panel).
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(not(test), allow(dead_code))] // read by the layout tests
+struct PanelLayout {
+    /// The panel's own area.
+    panel: Option<Rect>,
+    /// The plotting area of an x–y panel.
+    plot: Option<Rect>,
+    /// The legend box, if any.
+    legend: Option<Rect>,
+    /// Whether the legend sits inside the plotting area (where no data comes near).
+    legend_inside: bool,
+    /// Every drawn data point, and points sampled every 2 px along drawn lines.
+    data: Vec<(f64, f64)>,
+    /// Titles, axis descriptions and legend labels: the text and its box.
+    texts: Vec<(String, Rect)>,
+    /// SVG only: the `<text>` elements of those labels, added to the document after drawing.
+    svg: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text: sub- and superscripts and accents, laid out by the renderer
+// ---------------------------------------------------------------------------------------------
+//
+// Labels use a small notation that the renderer lays out itself, so that it reads the same in
+// the PNG (glyphs rasterised from the bundled font, which places every glyph at its advance and
+// cannot stack a combining accent on its base) and in the SVG:
+//
+// * `_x`, `_max`, `_ij`, `_ε`: a subscript of lower-case letters and digits; `_U`: one capital
+//   (so `Γ̃_UU` is Γ̃ with subscript U, then U), or a method name (`_GD`, `_SGD`, `_WD`, `_GF`);
+//   `_{…}` for anything else; `_` before anything else is a plain underscore;
+// * `^{…}` or `^c`: a superscript;
+// * a combining macron or overline (U+0304, U+0305), tilde (U+0303), circumflex (U+0302) or dot
+//   (U+0307) after a character: an accent drawn over it (Σ̄, Γ̃); other combining marks are
+//   dropped.
+
+/// How a backend shows text of font size `size`: an em is `em × size` pixels and the bundled
+/// font's advances scale by `advance`; `raster` says whether labels are rasterised here from the
+/// font's outlines (PNG) or written as text elements for the viewer to lay out (SVG).
+#[derive(Clone, Copy, Debug)]
+struct Metrics {
+    em: f64,
+    advance: f64,
+    raster: bool,
+}
+
+/// PNG labels are rasterised here with ab_glyph at a pixel height of `size` (DejaVu Sans:
+/// ascent 1901 + descent 483 = 2384 units for an em of 2048), glyph by glyph with side bearings
+/// and kerning. (plotters' own bitmap text, used for tick labels, drops side bearings, which
+/// overlaps `Tr` and `Wᵀ]` and cannot stack an accent on its letter.)
+const PNG_METRICS: Metrics = Metrics {
+    em: 2048.0 / 2384.0,
+    advance: 1.0,
+    raster: true,
+};
+
+/// plotters writes SVG text with `font-size = size / 1.24`; labels are measured (to fit them) as
+/// if the viewer's sans-serif were DejaVu Sans at that size.
+const SVG_METRICS: Metrics = Metrics {
+    em: 1.0 / 1.24,
+    advance: (1.0 / 1.24) / (2048.0 / 2384.0),
+    raster: false,
+};
+
+/// Size of sub- and superscripts relative to the text.
+const SCRIPT_SCALE: f64 = 0.72;
+/// Line box above and below the baseline, in ems (room for accents over capitals and for
+/// subscripts).
+const LINE_ASCENT: f64 = 1.06;
+const LINE_DESCENT: f64 = 0.42;
+/// The smallest font size text is shrunk to before it is wrapped or shortened.
+const MIN_TEXT_SIZE: f64 = 10.0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Level {
+    Base,
+    Sub,
+    Sup,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Accent {
+    Bar,
+    Tilde,
+    Hat,
+    Dot,
+}
+
+impl Accent {
+    /// The combining character (for SVG text, which the viewer lays out).
+    fn combining_mark(self) -> char {
+        match self {
+            Accent::Bar => '\u{0304}',
+            Accent::Tilde => '\u{0303}',
+            Accent::Hat => '\u{0302}',
+            Accent::Dot => '\u{0307}',
+        }
+    }
+
+    /// The font's spacing (non-combining) form of the accent.
+    fn spacing_mark(self) -> &'static str {
+        match self {
+            Accent::Bar => "\u{00af}",
+            Accent::Tilde => "\u{02dc}",
+            Accent::Hat => "\u{02c6}",
+            Accent::Dot => "\u{02d9}",
+        }
+    }
+}
+
+/// A run of text at one level, or one accented character.
+#[derive(Clone, Debug, PartialEq)]
+struct Piece {
+    text: String,
+    level: Level,
+    accent: Option<Accent>,
+}
+
+/// `Some(accent)` for a combining mark the renderer draws, `Some(None)` for one it drops, `None`
+/// for a character that is not a combining mark.
+fn combining(c: char) -> Option<Option<Accent>> {
+    match c {
+        '\u{0304}' | '\u{0305}' => Some(Some(Accent::Bar)),
+        '\u{0303}' => Some(Some(Accent::Tilde)),
+        '\u{0302}' => Some(Some(Accent::Hat)),
+        '\u{0307}' => Some(Some(Accent::Dot)),
+        '\u{0300}'..='\u{036f}' | '\u{20d0}'..='\u{20ff}' => Some(None),
+        _ => None,
+    }
+}
+
+/// Characters a subscript run continues with: lower-case Latin and Greek letters and digits.
+fn subscript_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || ('\u{03b1}'..='\u{03c9}').contains(&c) || "ϵϑϕϱϖ".contains(c)
+}
+
+/// How many characters after `_` at `chars[j..]` form the subscript (0: a plain underscore).
+fn subscript_len(chars: &[char], j: usize) -> usize {
+    let Some(&c) = chars.get(j) else { return 0 };
+    let marks = |k: usize| chars[k..].iter().take_while(|c| combining(**c).is_some()).count();
+    if c.is_uppercase() {
+        for name in ["SGD", "GD", "WD", "GF"] {
+            let n = name.chars().count();
+            let matches = chars.len() >= j + n && chars[j..j + n].iter().copied().eq(name.chars());
+            if matches && !chars.get(j + n).is_some_and(|c| c.is_alphanumeric()) {
+                return n;
+            }
+        }
+        return 1 + marks(j + 1);
+    }
+    let mut k = j;
+    while k < chars.len() && (subscript_char(chars[k]) || (k > j && combining(chars[k]).is_some())) {
+        k += 1;
+    }
+    k - j
+}
+
+/// Splits a label into pieces (see the notation above).
+fn parse_rich(text: &str) -> Vec<Piece> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out: Vec<Piece> = Vec::new();
+    let push = |out: &mut Vec<Piece>, c: char, level: Level| {
+        if let Some(accent) = combining(c) {
+            let Some(accent) = accent else { return };
+            let Some(last) = out.last_mut() else { return };
+            if last.level != level || last.accent.is_some() {
+                return; // an accent on nothing, or a second accent: dropped
+            }
+            let Some(base) = last.text.pop() else { return };
+            if last.text.is_empty() {
+                out.pop();
+            }
+            out.push(Piece {
+                text: base.to_string(),
+                level,
+                accent: Some(accent),
+            });
+            return;
+        }
+        match out.last_mut() {
+            Some(last) if last.level == level && last.accent.is_none() => last.text.push(c),
+            _ => out.push(Piece {
+                text: c.to_string(),
+                level,
+                accent: None,
+            }),
+        }
+    };
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let level = match c {
+            '_' => Level::Sub,
+            '^' => Level::Sup,
+            _ => Level::Base,
+        };
+        if level == Level::Base {
+            push(&mut out, c, Level::Base);
+            i += 1;
+            continue;
+        }
+        if chars.get(i + 1) == Some(&'{') {
+            let close = chars[i + 2..].iter().position(|&c| c == '}').map(|p| i + 2 + p);
+            let end = close.unwrap_or(chars.len());
+            for &c in &chars[i + 2..end] {
+                push(&mut out, c, level);
+            }
+            i = close.map_or(chars.len(), |k| k + 1);
+            continue;
+        }
+        let n = if level == Level::Sub {
+            subscript_len(&chars, i + 1)
+        } else {
+            match chars.get(i + 1) {
+                Some(c) if !c.is_whitespace() => {
+                    1 + chars[i + 2..].iter().take_while(|c| combining(**c).is_some()).count()
+                }
+                _ => 0,
+            }
+        };
+        if n == 0 {
+            push(&mut out, c, Level::Base);
+            i += 1;
+        } else {
+            for &c in &chars[i + 1..i + 1 + n] {
+                push(&mut out, c, level);
+            }
+            i += 1 + n;
+        }
+    }
+    out
+}
+
+/// A piece placed on a line: offset along the line and below the baseline, in pixels.
+#[derive(Clone, Debug)]
+struct Placed {
+    piece: Piece,
+    size: f64,
+    u: f64,
+    v: f64,
+    width: f64,
+}
+
+/// One line of laid-out text.
+#[derive(Clone, Debug)]
+struct RichLine {
+    source: String,
+    /// The font size of its base text.
+    size: f64,
+    pieces: Vec<Placed>,
+    width: f64,
+    /// Pixels above and below the baseline.
+    ascent: f64,
+    descent: f64,
+}
+
+/// The bundled font's outlines.
+fn bundled_font() -> &'static ab_glyph::FontRef<'static> {
+    static FONT_REF: OnceLock<ab_glyph::FontRef<'static>> = OnceLock::new();
+    FONT_REF.get_or_init(|| ab_glyph::FontRef::try_from_slice(DEJAVU_SANS).expect("the bundled font parses"))
+}
+
+/// Advance width of plain text in the bundled font (with kerning), in pixels.
+fn text_width(text: &str, size: f64, m: Metrics) -> f64 {
+    use ab_glyph::{Font, ScaleFont};
+    let font = bundled_font().as_scaled(size as f32);
+    let mut width = 0f32;
+    let mut prev = None;
+    for c in text.chars() {
+        let id = font.glyph_id(c);
+        if let Some(p) = prev {
+            width += font.kern(p, id);
+        }
+        width += font.h_advance(id);
+        prev = Some(id);
+    }
+    f64::from(width) * m.advance
+}
+
+/// Rasterises `text` with its baseline starting at `(u, v)` of a line's frame (see [`to_area`]):
+/// every glyph at its pen position plus side bearing, with kerning and anti-aliased coverage.
+fn raster_text<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    text: &str,
+    size: f64,
+    origin: (f64, f64),
+    rotated: bool,
+    (u, v): (f64, f64),
+) -> DrawResult<DB> {
+    use ab_glyph::{point, Font, ScaleFont};
+    let font = bundled_font().as_scaled(size as f32);
+    let mut pen = u as f32;
+    let mut prev = None;
+    let mut pixels: Vec<((i32, i32), f32)> = Vec::new();
+    for c in text.chars() {
+        let id = font.glyph_id(c);
+        if let Some(p) = prev {
+            pen += font.kern(p, id);
+        }
+        let glyph = id.with_scale_and_position(size as f32, point(pen, v as f32));
+        if let Some(outline) = font.outline_glyph(glyph) {
+            let b = outline.px_bounds();
+            outline.draw(|x, y, coverage| {
+                if coverage > 0.0 {
+                    let local = (f64::from(b.min.x) + f64::from(x), f64::from(b.min.y) + f64::from(y));
+                    pixels.push((to_area(origin, rotated, local), coverage.min(1.0)));
+                }
+            });
+        }
+        pen += font.h_advance(id);
+        prev = Some(id);
+    }
+    for (at, coverage) in pixels {
+        area.draw_pixel(at, &BLACK.mix(f64::from(coverage)))?;
     }
     Ok(())
 }
 
-/// The largest font size (from `max` down to 10 px) at which `text` fits in `width` pixels,
-/// truncating with an ellipsis when even the smallest does not fit.
-fn fit_text<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    text: &str,
-    max: f64,
-    width: u32,
-) -> std::result::Result<(String, f64), DrawingAreaErrorKind<DB::ErrorType>> {
-    let min = 10.0;
-    let mut size = max;
-    loop {
-        let (w, _) = area.estimate_text_size(text, &TextStyle::from((FONT, size).into_font()))?;
-        if w <= width {
-            return Ok((text.to_string(), size));
+fn layout_line(text: &str, size: f64, m: Metrics) -> RichLine {
+    let em = m.em * size;
+    let mut u = 0.0;
+    let mut pieces = Vec::new();
+    for piece in parse_rich(text) {
+        let (psize, v) = match piece.level {
+            Level::Base => (size, 0.0),
+            Level::Sub => (size * SCRIPT_SCALE, 0.22 * em),
+            Level::Sup => (size * SCRIPT_SCALE, -0.40 * em),
+        };
+        let width = text_width(&piece.text, psize, m);
+        pieces.push(Placed {
+            piece,
+            size: psize,
+            u,
+            v,
+            width,
+        });
+        u += width;
+    }
+    RichLine {
+        source: text.to_string(),
+        size,
+        pieces,
+        width: u,
+        ascent: LINE_ASCENT * em,
+        descent: LINE_DESCENT * em,
+    }
+}
+
+/// Lines of text at one size.
+#[derive(Clone, Debug)]
+struct Fitted {
+    lines: Vec<RichLine>,
+}
+
+impl Fitted {
+    fn width(&self) -> f64 {
+        self.lines.iter().map(|l| l.width).fold(0.0, f64::max)
+    }
+    fn line_height(&self) -> f64 {
+        self.lines.first().map_or(0.0, |l| l.ascent + l.descent)
+    }
+    fn height(&self) -> f64 {
+        self.lines.len() as f64 * self.line_height()
+    }
+}
+
+/// The spaces of `text` (outside braces) where a second line may start: first those after a
+/// comma or semicolon or before a parenthesis, then the others.
+fn split_points(text: &str) -> [Vec<usize>; 2] {
+    let mut depth = 0i32;
+    let (mut good, mut other) = (Vec::new(), Vec::new());
+    let bytes = text.as_bytes();
+    for (i, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ' ' if depth <= 0 && i > 0 => {
+                let after_punct = matches!(bytes[i - 1], b',' | b';');
+                let before_paren = bytes.get(i + 1) == Some(&b'(');
+                if after_punct || before_paren {
+                    good.push(i);
+                } else {
+                    other.push(i);
+                }
+            }
+            _ => {}
         }
-        if size <= min {
-            break;
+    }
+    [good, other]
+}
+
+/// `text` at the largest size from `max` down to [`MIN_TEXT_SIZE`] at which it fits in `width`
+/// pixels: on one line (when `lines > 1`, shrinking by at most 3 px), else on two lines split at
+/// a space, else on one line at the smallest size, shortened with an ellipsis.
+fn fit_rich(text: &str, width: f64, max: f64, lines: usize, m: Metrics) -> Fitted {
+    let sizes = |min: f64| {
+        let mut s = max;
+        std::iter::from_fn(move || {
+            let out = (s >= min - 1e-9).then_some(s);
+            s -= 1.0;
+            out
+        })
+    };
+    // Text that may wrap shrinks a little on one line before it wraps, and more on two.
+    let one_line_min = if lines > 1 {
+        (max - 3.0).max(MIN_TEXT_SIZE)
+    } else {
+        MIN_TEXT_SIZE
+    };
+    for size in sizes(one_line_min) {
+        let line = layout_line(text, size, m);
+        if line.width <= width {
+            return Fitted { lines: vec![line] };
         }
-        size = (size - 1.0).max(min);
+    }
+    if lines > 1 {
+        let splits = split_points(text);
+        for size in sizes(MIN_TEXT_SIZE) {
+            for class in &splits {
+                let best = class
+                    .iter()
+                    .map(|&i| {
+                        (
+                            layout_line(text[..i].trim_end(), size, m),
+                            layout_line(text[i..].trim_start(), size, m),
+                        )
+                    })
+                    .filter(|(a, b)| a.width <= width && b.width <= width)
+                    .min_by(|x, y| x.0.width.max(x.1.width).total_cmp(&y.0.width.max(y.1.width)));
+                if let Some((a, b)) = best {
+                    return Fitted { lines: vec![a, b] };
+                }
+            }
+        }
     }
     let chars: Vec<char> = text.chars().collect();
     let mut keep = chars.len();
     while keep > 0 {
         keep -= 1;
-        let candidate: String = chars[..keep].iter().collect::<String>() + "…";
-        let (w, _) = area.estimate_text_size(&candidate, &TextStyle::from((FONT, min).into_font()))?;
-        if w <= width {
-            return Ok((candidate, min));
+        if combining(chars[keep]).is_some() {
+            continue;
+        }
+        let candidate: String = chars[..keep].iter().collect::<String>().trim_end().to_string() + "…";
+        let line = layout_line(&candidate, MIN_TEXT_SIZE, m);
+        if line.width <= width {
+            return Fitted { lines: vec![line] };
         }
     }
-    Ok((String::new(), min))
+    Fitted {
+        lines: vec![layout_line("", MIN_TEXT_SIZE, m)],
+    }
+}
+
+/// Maps a point of a line's own frame (`u` along the text, `v` down from the baseline) to
+/// drawing-area pixels, for a line whose baseline starts at `origin`; rotated text reads
+/// bottom to top.
+fn to_area(origin: (f64, f64), rotated: bool, (u, v): (f64, f64)) -> (i32, i32) {
+    let (x, y) = if rotated {
+        (origin.0 + v, origin.1 - u)
+    } else {
+        (origin.0 + u, origin.1 + v)
+    };
+    (x.round() as i32, y.round() as i32)
+}
+
+/// Rasterises one line with its baseline starting at `origin` (area pixels) and returns its box
+/// in backend pixels.
+fn draw_line<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    line: &RichLine,
+    origin: (f64, f64),
+    rotated: bool,
+    m: Metrics,
+) -> std::result::Result<Rect, DrawingAreaErrorKind<DB::ErrorType>> {
+    // Text at `(u, v)` of the line's frame (the baseline's start), as glyphs.
+    let put = |text: &str, size: f64, (u, v): (f64, f64)| raster_text(area, text, size, origin, rotated, (u, v));
+    for p in &line.pieces {
+        put(&p.piece.text, p.size, (p.u, p.v))?;
+        if let Some(accent) = p.piece.accent {
+            // The font's spacing accent, centred over the character. It is drawn at the height
+            // of lower-case accents; over capitals and tall letters it is lifted by the
+            // difference between cap height and x-height (0.73 − 0.55 em) and a little more.
+            let mark = accent.spacing_mark();
+            let tall = p
+                .piece
+                .text
+                .chars()
+                .all(|c| c.is_uppercase() || c.is_ascii_digit() || "bdfhkltβδζθλξ".contains(c));
+            let lift = if tall { 0.25 * m.em * p.size } else { 0.0 };
+            let w = text_width(mark, p.size, m);
+            put(mark, p.size, (p.u + 0.5 * (p.width - w), p.v - lift))?;
+        }
+    }
+    let (bx, by) = area.get_base_pixel();
+    Ok(line_rect(
+        line,
+        (f64::from(bx) + origin.0, f64::from(by) + origin.1),
+        rotated,
+    ))
+}
+
+/// The box of a line whose baseline starts at `origin` (backend pixels).
+fn line_rect(line: &RichLine, (x, y): (f64, f64), rotated: bool) -> Rect {
+    if rotated {
+        Rect::new(x - line.ascent, y - line.width, x + line.descent, y)
+    } else {
+        Rect::new(x, y - line.ascent, x + line.width, y + line.descent)
+    }
+}
+
+/// Escapes text for XML.
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// One line as an SVG `<text>` element whose sub- and superscripts are `<tspan>`s, so that the
+/// viewer's own font lays it out: `at` is the baseline point (backend pixels) of the line's
+/// start, or of its middle when `centred`.
+fn svg_line(line: &RichLine, at: (f64, f64), centred: bool, rotated: bool) -> String {
+    let px = line.size * SVG_METRICS.em; // the font size plotters writes for the same text
+    let mut body = String::new();
+    let mut v = 0.0;
+    for p in &line.pieces {
+        let (shift, scale) = match p.piece.level {
+            Level::Base => (0.0, 1.0),
+            Level::Sub => (0.22 * px, SCRIPT_SCALE),
+            Level::Sup => (-0.40 * px, SCRIPT_SCALE),
+        };
+        let mut text = xml_escape(&p.piece.text);
+        if let Some(accent) = p.piece.accent {
+            text.push(accent.combining_mark());
+        }
+        let size_attr = if scale < 1.0 {
+            format!(" font-size=\"{:.2}\"", px * scale)
+        } else {
+            String::new()
+        };
+        body.push_str(&format!("<tspan dy=\"{:.2}\"{size_attr}>{text}</tspan>", shift - v));
+        v = shift;
+    }
+    let transform = if rotated {
+        format!(" transform=\"rotate(-90, {:.2}, {:.2})\"", at.0, at.1)
+    } else {
+        String::new()
+    };
+    format!(
+        "<text x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"{}\" font-family=\"{FONT}\" font-size=\"{px:.2}\" fill=\"#000000\"{transform}>{body}</text>",
+        at.0,
+        at.1,
+        if centred { "middle" } else { "start" },
+    )
+}
+
+/// Draws fitted lines at `at` (area pixels), centred on it or starting from it: horizontally, or
+/// rotated to read bottom to top (first line leftmost). Records each line's box, and in SVG
+/// the line's `<text>` element, in `layout`.
+fn draw_fitted<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    fitted: &Fitted,
+    at: (f64, f64),
+    centred: bool,
+    rotated: bool,
+    m: Metrics,
+    layout: &mut PanelLayout,
+) -> DrawResult<DB> {
+    let lh = fitted.line_height();
+    let block = fitted.height();
+    let (bx, by) = area.get_base_pixel();
+    let (bx, by) = (f64::from(bx), f64::from(by));
+    for (k, line) in fitted.lines.iter().enumerate() {
+        // Offset of this line's baseline across the text direction, from the block's centre.
+        let across = -0.5 * block + k as f64 * lh + line.ascent;
+        let along = if centred { -0.5 * line.width } else { 0.0 };
+        let origin = if rotated {
+            (at.0 + across, at.1 - along)
+        } else {
+            (at.0 + along, at.1 + across)
+        };
+        let rect = if m.raster {
+            draw_line(area, line, origin, rotated, m)?
+        } else {
+            let anchor = if rotated {
+                (bx + at.0 + across, by + at.1)
+            } else {
+                (bx + at.0, by + at.1 + across)
+            };
+            layout.svg.push(svg_line(line, anchor, centred, rotated));
+            line_rect(line, (bx + origin.0, by + origin.1), rotated)
+        };
+        layout.texts.push((line.source.clone(), rect));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures and panels
+// ---------------------------------------------------------------------------------------------
+
+fn draw_figure<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    fig: &Figure,
+    m: Metrics,
+    plan: &Plan,
+    layouts: &mut Vec<PanelLayout>,
+) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let (title_area, body) = root.split_vertically(TITLE_H);
+    let (w, h) = title_area.dim_in_pixel();
+    let title = fit_rich(&fig.title, f64::from(w.saturating_sub(20)), TITLE_SIZE, 1, m);
+    let mut layout = PanelLayout {
+        panel: Some(Rect::of(&title_area)),
+        ..PanelLayout::default()
+    };
+    let centre = (f64::from(w) / 2.0, f64::from(h) / 2.0 + 2.0);
+    draw_fitted(&title_area, &title, centre, true, false, m, &mut layout)?;
+    layouts.push(layout);
+
+    if fig.panels.is_empty() {
+        return draw_no_data(&body);
+    }
+    let (cols, _) = grid(fig);
+    let mut rest = body;
+    let mut areas = Vec::new();
+    for extra in &plan.row_extra {
+        let (row, next) = rest.split_vertically(PANEL_H + extra);
+        areas.extend(row.split_evenly((1, cols)));
+        rest = next;
+    }
+    for (k, (panel, area)) in fig.panels.iter().zip(areas.iter()).enumerate() {
+        let mut layout = PanelLayout {
+            panel: Some(Rect::of(area)),
+            ..PanelLayout::default()
+        };
+        let band = plan.bands.get(k).copied().flatten();
+        draw_panel(area, panel, m, band, &mut layout)?;
+        layouts.push(layout);
+    }
+    Ok(())
 }
 
 fn no_data_style() -> TextStyle<'static> {
@@ -236,7 +934,14 @@ fn draw_no_data<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>) -> DrawResult
     area.draw_text(NO_DATA, &no_data_style(), (w / 2, h / 2))
 }
 
-fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel) -> DrawResult<DB> {
+/// Draws one panel; `band` reserves that many pixels under an x–y plot for its legend.
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    m: Metrics,
+    band: Option<f64>,
+    layout: &mut PanelLayout,
+) -> DrawResult<DB> {
     let area = area.margin(4, 6, 8, 14);
     let mut title = panel.title.clone();
     if let PanelKind::Heatmap { rows, cols, .. } = &panel.kind {
@@ -249,17 +954,19 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel) 
         area.margin(10, 0, 0, 0)
     } else {
         let (w, _) = area.dim_in_pixel();
-        let (text, size) = fit_text(&area, &title, PANEL_TITLE_SIZE, w.saturating_sub(8))?;
-        area.titled(&text, (FONT, size).into_font().color(&BLACK))?
+        let fitted = fit_rich(&title, f64::from(w.saturating_sub(8)), PANEL_TITLE_SIZE, 1, m);
+        let band = fitted.height() + 6.0;
+        draw_fitted(&area, &fitted, (f64::from(w) / 2.0, band / 2.0), true, false, m, layout)?;
+        area.margin(band.ceil() as u32, 0, 0, 0)
     };
     match &panel.kind {
-        PanelKind::Xy { series, log_x, log_y } => draw_xy(&inner, panel, series, *log_x, *log_y),
+        PanelKind::Xy { series, log_x, log_y } => draw_xy(&inner, panel, series, *log_x, *log_y, m, band, layout),
         PanelKind::Heatmap {
             rows,
             cols,
             values,
             symmetric,
-        } => draw_heatmap(&inner, panel, *rows, *cols, values, *symmetric),
+        } => draw_heatmap(&inner, panel, *rows, *cols, values, *symmetric, m, layout),
     }
 }
 
@@ -354,16 +1061,6 @@ impl Axis {
                 minor: Vec::new(),
                 step,
             }
-        }
-    }
-
-    /// Position of a drawing coordinate in `[0, 1]` along the axis.
-    fn frac(&self, t: f64) -> f64 {
-        let span = self.hi - self.lo;
-        if span > 0.0 && span.is_finite() {
-            (t - self.lo) / span
-        } else {
-            0.5
         }
     }
 
@@ -660,39 +1357,179 @@ fn line_style(role: Role) -> ShapeStyle {
     role_color(role).stroke_width(2)
 }
 
-/// The corner whose legend-sized box holds the fewest drawn points (lines sampled densely).
-fn legend_corner(prepared: &[Prepared], x: &Axis, y: &Axis, box_w: f64, box_h: f64) -> SeriesLabelPosition {
-    let corners = [
-        (SeriesLabelPosition::UpperRight, (1.0 - box_w, 1.0), (1.0 - box_h, 1.0)),
-        (SeriesLabelPosition::UpperLeft, (0.0, box_w), (1.0 - box_h, 1.0)),
-        (SeriesLabelPosition::LowerRight, (1.0 - box_w, 1.0), (0.0, box_h)),
-        (SeriesLabelPosition::LowerLeft, (0.0, box_w), (0.0, box_h)),
-    ];
-    let mut counts = [0usize; 4];
-    let mut count = |fx: f64, fy: f64| {
-        for (k, (_, (x0, x1), (y0, y1))) in corners.iter().enumerate() {
-            if fx >= *x0 && fx <= *x1 && fy >= *y0 && fy <= *y1 {
-                counts[k] += 1;
-            }
-        }
+/// Pixels of the gap between the plotting area and its tick labels, and of the tick labels'
+/// band under the x axis.
+const TICK_BAND: f64 = TICK_SIZE + 14.0;
+/// Padding inside a legend box, the width of a legend entry's sample, and the gap after it.
+const LEGEND_PAD: f64 = 6.0;
+const LEGEND_SAMPLE: f64 = 26.0;
+const LEGEND_GAP: f64 = 6.0;
+/// Free space kept between a legend inside the plot and any data point or line.
+const LEGEND_CLEARANCE: f64 = 8.0;
+
+/// Points in backend pixels along everything a panel draws: every point, and every 2 px along
+/// its lines.
+fn data_pixels<CT>(chart: &ChartContext<'_, impl DrawingBackend, CT>, prepared: &[Prepared]) -> Vec<(f64, f64)>
+where
+    CT: CoordTranslate<From = (f64, f64)>,
+{
+    let px = |p: &(f64, f64)| {
+        let (x, y) = chart.as_coord_spec().translate(p);
+        (f64::from(x), f64::from(y))
     };
+    let mut out = Vec::new();
     for p in prepared {
-        let lines = p.series.style != Style::Markers;
         for seg in p.segments() {
-            for (i, &(px, py)) in seg.iter().enumerate() {
-                count(x.frac(px), y.frac(py));
-                if lines && i + 1 < seg.len() {
-                    let (qx, qy) = seg[i + 1];
-                    for s in 1..8 {
-                        let f = s as f64 / 8.0;
-                        count(x.frac(px + f * (qx - px)), y.frac(py + f * (qy - py)));
-                    }
+            let pts: Vec<(f64, f64)> = seg.iter().map(px).collect();
+            out.push(pts[0]);
+            if p.series.style == Style::Markers {
+                out.extend(pts.iter().skip(1));
+                continue;
+            }
+            for w in pts.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                let n = ((b.0 - a.0).hypot(b.1 - a.1) / 2.0).ceil().clamp(1.0, 10_000.0) as usize;
+                for k in 1..=n {
+                    let f = k as f64 / n as f64;
+                    out.push((a.0 + f * (b.0 - a.0), a.1 + f * (b.1 - a.1)));
                 }
             }
         }
     }
-    let best = (0..4).min_by_key(|&k| counts[k]).unwrap_or(0);
-    corners[best].0.clone()
+    out
+}
+
+/// Space between two legend entries on one row.
+const LEGEND_SPACING: f64 = 16.0;
+
+/// The legend: its entries' labels and which entries go on which row.
+struct Legend {
+    labels: Vec<Fitted>,
+    rows: Vec<Vec<usize>>,
+    row_h: f64,
+}
+
+impl Legend {
+    /// One entry per row; labels wider than `max_w` (with the sample) are shrunk or shortened.
+    fn new(labels: &[String], max_w: f64, m: Metrics) -> Legend {
+        let text_w = (max_w - 2.0 * LEGEND_PAD - LEGEND_SAMPLE - LEGEND_GAP).max(20.0);
+        let labels: Vec<Fitted> = labels.iter().map(|l| fit_rich(l, text_w, LEGEND_SIZE, 1, m)).collect();
+        let row_h = labels.iter().map(Fitted::height).fold(0.0, f64::max) + 2.0;
+        let rows = (0..labels.len()).map(|k| vec![k]).collect();
+        Legend { labels, rows, row_h }
+    }
+    fn entry_w(&self, k: usize) -> f64 {
+        LEGEND_SAMPLE + LEGEND_GAP + self.labels[k].width()
+    }
+    fn row_w(&self, row: &[usize]) -> f64 {
+        row.iter().map(|&k| self.entry_w(k)).sum::<f64>() + LEGEND_SPACING * row.len().saturating_sub(1) as f64
+    }
+    fn size(&self) -> (f64, f64) {
+        let w = self.rows.iter().map(|r| self.row_w(r)).fold(0.0, f64::max);
+        (
+            w + 2.0 * LEGEND_PAD,
+            self.rows.len() as f64 * self.row_h + 2.0 * LEGEND_PAD,
+        )
+    }
+    /// Entries flowed into rows no wider than `width`, in order.
+    fn flow(&mut self, width: f64) {
+        let inner = width - 2.0 * LEGEND_PAD;
+        let mut rows: Vec<Vec<usize>> = Vec::new();
+        for k in 0..self.labels.len() {
+            match rows.last_mut() {
+                Some(row) if self.row_w(row) + LEGEND_SPACING + self.entry_w(k) <= inner => row.push(k),
+                _ => rows.push(vec![k]),
+            }
+        }
+        self.rows = rows;
+    }
+}
+
+/// A place inside the plotting area where a `w × h` box keeps [`LEGEND_CLEARANCE`] from every
+/// data pixel: the first free corner (upper right, upper left, lower right, lower left), else the
+/// middle of a side, else the first free spot scanning the plot from the top.
+fn free_spot(plot: &Rect, (w, h): (f64, f64), data: &[(f64, f64)]) -> Option<Rect> {
+    let inset = 6.0;
+    if w + 2.0 * inset > plot.x1 - plot.x0 || h + 2.0 * inset > plot.y1 - plot.y0 {
+        return None;
+    }
+    let (l, r) = (plot.x0 + inset, plot.x1 - inset - w);
+    let (t, b) = (plot.y0 + inset, plot.y1 - inset - h);
+    let (cx, cy) = (0.5 * (l + r), 0.5 * (t + b));
+    let named = [(r, t), (l, t), (r, b), (l, b), (cx, t), (cx, b), (l, cy), (r, cy)];
+    let step = 6.0;
+    let (nx, ny) = (((r - l) / step).floor() as usize, ((b - t) / step).floor() as usize);
+    let scan = (0..=ny).flat_map(move |j| (0..=nx).map(move |i| (l + i as f64 * step, t + j as f64 * step)));
+    named
+        .into_iter()
+        .chain(scan)
+        .map(|(x, y)| Rect::new(x, y, x + w, y + h))
+        .find(|rect| {
+            let guard = rect.inflate(LEGEND_CLEARANCE);
+            !data.iter().any(|&p| guard.contains(p))
+        })
+}
+
+/// Draws the legend box with its top-left corner at `at` (backend pixels).
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    legend: &Legend,
+    prepared: &[Prepared],
+    at: (f64, f64),
+    m: Metrics,
+    layout: &mut PanelLayout,
+) -> DrawResult<DB> {
+    let (bx, by) = area.get_base_pixel();
+    let (x0, y0) = (at.0 - f64::from(bx), at.1 - f64::from(by));
+    let (w, h) = legend.size();
+    let corner = |x: f64, y: f64| (x.round() as i32, y.round() as i32);
+    area.draw(&Rectangle::new(
+        [corner(x0, y0), corner(x0 + w, y0 + h)],
+        WHITE.filled(),
+    ))?;
+    area.draw(&Rectangle::new(
+        [corner(x0, y0), corner(x0 + w, y0 + h)],
+        BLACK.mix(0.3).stroke_width(1),
+    ))?;
+    let mut place = Vec::new();
+    for (r, row) in legend.rows.iter().enumerate() {
+        let mut ex = x0 + LEGEND_PAD;
+        for &k in row {
+            place.push((k, ex, y0 + LEGEND_PAD + r as f64 * legend.row_h));
+            ex += legend.entry_w(k) + LEGEND_SPACING;
+        }
+    }
+    for (k, ex, ey) in place {
+        let (p, label) = (&prepared[k], &legend.labels[k]);
+        let cy = ey + 0.5 * legend.row_h;
+        let role = p.series.role;
+        let (sx0, sx1) = (ex + 2.0, ex + LEGEND_SAMPLE - 2.0);
+        match p.series.style {
+            Style::Line => area.draw(&PathElement::new(
+                vec![corner(sx0, cy), corner(sx1, cy)],
+                line_style(role),
+            ))?,
+            Style::Dashed => {
+                area.draw(&PathElement::new(
+                    vec![corner(sx0, cy), corner(sx0 + 8.0, cy)],
+                    line_style(role),
+                ))?;
+                area.draw(&PathElement::new(
+                    vec![corner(sx0 + 13.0, cy), corner(sx1, cy)],
+                    line_style(role),
+                ))?;
+            }
+            Style::Markers => area.draw(&Circle::new(
+                corner(0.5 * (sx0 + sx1), cy),
+                4,
+                role_color(role).filled(),
+            ))?,
+        }
+        let start = (ex + LEGEND_SAMPLE + LEGEND_GAP, cy);
+        draw_fitted(area, label, start, false, false, m, layout)?;
+    }
+    layout.legend = Some(Rect::new(at.0, at.1, at.0 + w, at.1 + h));
+    Ok(())
 }
 
 fn draw_xy<DB: DrawingBackend>(
@@ -701,6 +1538,9 @@ fn draw_xy<DB: DrawingBackend>(
     series: &[Series],
     log_x: bool,
     log_y: bool,
+    m: Metrics,
+    band: Option<f64>,
+    layout: &mut PanelLayout,
 ) -> DrawResult<DB> {
     let prepared: Vec<Prepared> = series.iter().map(|s| prepare(s, log_x, log_y)).collect();
     let pts = || prepared.iter().flat_map(|p| p.points.iter().flatten());
@@ -708,21 +1548,81 @@ fn draw_xy<DB: DrawingBackend>(
     let y = Axis::fit(pts().map(|p| p.1), log_y);
     let any_drawn = prepared.iter().any(|p| p.drawn > 0);
 
-    let mut chart = ChartBuilder::on(area)
-        .margin_right(6)
-        .x_label_area_size(46)
-        .y_label_area_size(66)
-        .build_cartesian_2d(
-            AxisCoord::new(x.lo, x.hi, x.ticks.clone(), x.minor.clone()),
-            AxisCoord::new(y.lo, y.hi, y.ticks.clone(), y.minor.clone()),
-        )?;
+    let (aw, ah) = area.dim_in_pixel();
+    let (aw, ah) = (f64::from(aw), f64::from(ah));
+    let (margin_top, margin_right) = (8.0, 10.0);
+    let y_tick_w = y
+        .ticks
+        .iter()
+        .map(|t| text_width(&y.label(*t), TICK_SIZE, m))
+        .fold(0.0, f64::max);
+    let labels: Vec<String> = prepared.iter().map(|p| p.legend_label(log_x, log_y)).collect();
+
+    // Label areas sized to their contents; the axis descriptions are fitted to the plot's sides
+    // (shrunk, then wrapped onto two lines), so nothing is clipped.
+    let label_areas = |height: f64| {
+        let mut y_area = y_tick_w + 40.0;
+        let (mut x_desc, mut y_desc) = (None::<Fitted>, None::<Fitted>);
+        for _ in 0..3 {
+            let xd = fit_rich(&panel.x_label, aw - y_area - margin_right, AXIS_DESC_SIZE, 2, m);
+            let x_area = TICK_BAND + xd.height() + 4.0;
+            let yd = fit_rich(&panel.y_label, height - x_area - margin_top, AXIS_DESC_SIZE, 2, m);
+            y_area = y_tick_w + 14.0 + yd.height() + 4.0;
+            (x_desc, y_desc) = (Some(xd), Some(yd));
+        }
+        let (x_desc, y_desc) = (x_desc.expect("fitted"), y_desc.expect("fitted"));
+        let x_area = TICK_BAND + x_desc.height() + 4.0;
+        (x_area, y_area, x_desc, y_desc)
+    };
+    let build = |on: &DrawingArea<DB, Shift>, x_area: f64, y_area: f64| {
+        ChartBuilder::on(on)
+            .margin_top(margin_top as u32)
+            .margin_right(margin_right as u32)
+            .x_label_area_size(x_area.ceil() as u32)
+            .y_label_area_size(y_area.ceil() as u32)
+            .build_cartesian_2d(
+                AxisCoord::new(x.lo, x.hi, x.ticks.clone(), x.minor.clone()),
+                AxisCoord::new(y.lo, y.hi, y.ticks.clone(), y.minor.clone()),
+            )
+    };
+
+    // The legend goes where no data comes near inside the plot (a corner if one is free), else
+    // below the plot.
+    let (mut x_area, mut y_area, mut x_desc, mut y_desc) = label_areas(ah);
+    let mut chart = build(area, x_area, y_area)?;
+    let mut plot = Rect::of(chart.plotting_area());
+    let mut data = data_pixels(&chart, &prepared);
+    let mut legend = Legend::new(&labels, plot.x1 - plot.x0 - 12.0, m);
+    let mut legend_at = None;
+    let mut below = None;
+    if !labels.is_empty() {
+        let spot = match band {
+            Some(_) => None,
+            None => free_spot(&plot, legend.size(), &data),
+        };
+        if let Some(rect) = spot {
+            legend_at = Some((rect.x0, rect.y0));
+        } else {
+            legend = Legend::new(&labels, aw - 8.0, m);
+            legend.flow(aw - 8.0);
+            let band = band.unwrap_or(0.0).max(legend.size().1 + 8.0);
+            let (top, bottom) = area.split_vertically((ah - band).max(1.0) as u32);
+            (x_area, y_area, x_desc, y_desc) = label_areas(ah - band);
+            chart = build(&top, x_area, y_area)?;
+            plot = Rect::of(chart.plotting_area());
+            data = data_pixels(&chart, &prepared);
+            let b = Rect::of(&bottom);
+            let w = legend.size().0;
+            legend_at = Some(((b.x0 + b.x1 - w) / 2.0, b.y0 + 4.0));
+            below = Some(bottom);
+        }
+    }
+    let _ = below;
+
     let x_fmt = |v: &f64| x.label(*v);
     let y_fmt = |v: &f64| y.label(*v);
     chart
         .configure_mesh()
-        .x_desc(panel.x_label.as_str())
-        .y_desc(panel.y_label.as_str())
-        .axis_desc_style((FONT, AXIS_DESC_SIZE))
         .label_style((FONT, TICK_SIZE))
         .x_label_formatter(&x_fmt)
         .y_label_formatter(&y_fmt)
@@ -756,51 +1656,28 @@ fn draw_xy<DB: DrawingBackend>(
         let centre = (0.5 * (x.lo + x.hi), 0.5 * (y.lo + y.hi));
         chart.draw_series(std::iter::once(Text::new(NO_DATA, centre, no_data_style())))?;
     }
-    if prepared.is_empty() {
-        return Ok(());
-    }
 
-    // Legend entries, in series order.
-    let labels: Vec<String> = prepared.iter().map(|p| p.legend_label(log_x, log_y)).collect();
-    for (p, label) in prepared.iter().zip(&labels) {
-        let (style, role) = (p.series.style, p.series.role);
-        chart
-            .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
-            .label(label.as_str())
-            .legend(move |(lx, ly)| {
-                // One element type for every style; the unused parts are transparent.
-                let (stroke, dot) = (line_style(role), role_color(role).filled());
-                let hidden = ShapeStyle::from(&TRANSPARENT);
-                let (a, b, line, radius, dot) = match style {
-                    Style::Line => ((0, 22), (22, 22), stroke, 0, hidden),
-                    Style::Dashed => ((0, 8), (13, 22), stroke, 0, hidden),
-                    Style::Markers => ((0, 0), (0, 0), hidden, 4, dot),
-                };
-                EmptyElement::at((lx, ly))
-                    + PathElement::new(vec![(a.0, 0), (a.1, 0)], line)
-                    + PathElement::new(vec![(b.0, 0), (b.1, 0)], line)
-                    + Circle::new((11, 0), radius, dot)
-            });
+    // Axis descriptions: under the x tick labels, and left of the y tick labels (rotated).
+    let base = area.get_base_pixel();
+    let (bx, by) = (f64::from(base.0), f64::from(base.1));
+    let x_centre = (
+        0.5 * (plot.x0 + plot.x1) - bx,
+        plot.y1 - by + TICK_BAND + 0.5 * x_desc.height(),
+    );
+    draw_fitted(area, &x_desc, x_centre, true, false, m, layout)?;
+    let y_centre = (
+        plot.x0 - bx - y_tick_w - 14.0 - 0.5 * y_desc.height(),
+        0.5 * (plot.y0 + plot.y1) - by,
+    );
+    draw_fitted(area, &y_desc, y_centre, true, true, m, layout)?;
+
+    if let Some(at) = legend_at {
+        draw_legend(area, &legend, &prepared, at, m, layout)?;
+        layout.legend_inside = layout.legend.is_some_and(|l| plot.holds(&l, 0.0));
     }
-    let (pw, ph) = chart.plotting_area().dim_in_pixel();
-    let mut text_w = 0u32;
-    for label in &labels {
-        text_w = text_w.max(
-            area.estimate_text_size(label, &TextStyle::from((FONT, LEGEND_SIZE).into_font()))?
-                .0,
-        );
-    }
-    let box_w = (f64::from(text_w) + 50.0) / f64::from(pw.max(1));
-    let box_h = (labels.len() as f64 * 19.0 + 16.0) / f64::from(ph.max(1));
-    chart
-        .configure_series_labels()
-        .position(legend_corner(&prepared, &x, &y, box_w, box_h))
-        .margin(8)
-        .legend_area_size(28)
-        .label_font((FONT, LEGEND_SIZE))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()
+    layout.plot = Some(plot);
+    layout.data = data;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -944,6 +1821,8 @@ fn draw_heatmap<DB: DrawingBackend>(
     cols: usize,
     values: &[f64],
     symmetric: bool,
+    m: Metrics,
+    layout: &mut PanelLayout,
 ) -> DrawResult<DB> {
     if rows == 0 || cols == 0 || rows.checked_mul(cols) != Some(values.len()) {
         return draw_no_data(area);
@@ -959,21 +1838,40 @@ fn draw_heatmap<DB: DrawingBackend>(
     let (br, bc) = block_size(rows, cols);
     let x_ticks: Vec<f64> = index_ticks(cols, 6).into_iter().map(|c| c as f64).collect();
     let y_ticks: Vec<f64> = index_ticks(rows, 6).into_iter().map(|r| -(r as f64)).collect();
+    let x_fmt = |v: &f64| format!("{}", (v.round() as i64) * bc as i64);
+    let y_fmt = |v: &f64| format!("{}", (-v.round() as i64) * br as i64);
+    let y_tick_w = y_ticks
+        .iter()
+        .map(|t| text_width(&y_fmt(t), TICK_SIZE, m))
+        .fold(0.0, f64::max);
+    let (mw, mh) = main.dim_in_pixel();
+    let x_desc = fit_rich(&panel.x_label, f64::from(mw) - y_tick_w - 60.0, AXIS_DESC_SIZE, 2, m);
+    let x_area = TICK_BAND + x_desc.height() + 4.0;
+    let y_desc = fit_rich(&panel.y_label, f64::from(mh) - x_area, AXIS_DESC_SIZE, 2, m);
+    let y_area = y_tick_w + 14.0 + y_desc.height() + 4.0;
     let mut chart = ChartBuilder::on(&main)
-        .x_label_area_size(46)
-        .y_label_area_size(56)
+        .x_label_area_size(x_area.ceil() as u32)
+        .y_label_area_size(y_area.ceil() as u32)
         .build_cartesian_2d(
             AxisCoord::new(-0.5, cols as f64 - 0.5, x_ticks, Vec::new()),
             AxisCoord::new(-(rows as f64) + 0.5, 0.5, y_ticks, Vec::new()),
         )?;
-    let x_fmt = |v: &f64| format!("{}", (v.round() as i64) * bc as i64);
-    let y_fmt = |v: &f64| format!("{}", (-v.round() as i64) * br as i64);
+    let plot = Rect::of(chart.plotting_area());
+    let (bx, by) = main.get_base_pixel();
+    let (bx, by) = (f64::from(bx), f64::from(by));
+    let x_centre = (
+        0.5 * (plot.x0 + plot.x1) - bx,
+        plot.y1 - by + TICK_BAND + 0.5 * x_desc.height(),
+    );
+    draw_fitted(&main, &x_desc, x_centre, true, false, m, layout)?;
+    let y_centre = (
+        plot.x0 - bx - y_tick_w - 14.0 - 0.5 * y_desc.height(),
+        0.5 * (plot.y0 + plot.y1) - by,
+    );
+    draw_fitted(&main, &y_desc, y_centre, true, true, m, layout)?;
     chart
         .configure_mesh()
         .disable_mesh()
-        .x_desc(panel.x_label.as_str())
-        .y_desc(panel.y_label.as_str())
-        .axis_desc_style((FONT, AXIS_DESC_SIZE))
         .label_style((FONT, TICK_SIZE))
         .x_label_formatter(&x_fmt)
         .y_label_formatter(&y_fmt)
@@ -1115,7 +2013,7 @@ mod tests {
                 Panel::xy(
                     "Trajectories (log y)",
                     "time t = η·step",
-                    "C(θ_t)",
+                    "C(θ",
                     vec![sgd, sgd_wd, gd, gd_wd, theory.clone(), threshold],
                     false,
                     true,
@@ -1206,7 +2104,7 @@ mod tests {
         for text in [
             "Demo — every panel kind",
             "time t = η·step",
-            "C(θ_t)",
+            "C(θ",
             "learning rate η",
             "SGD (η = 0.1)",
             "SGD + WD",
@@ -1374,6 +2272,252 @@ mod tests {
         ];
         write_report(&dir, &entries).unwrap();
         eprintln!("demo report: {}", dir.join("report.html").display());
+    }
+
+    #[test]
+    fn labels_lay_out_subscripts_and_accents() {
+        use Level::{Base, Sub, Sup};
+        let parse = |s: &str| -> Vec<(String, Level, Option<Accent>)> {
+            parse_rich(s).into_iter().map(|p| (p.text, p.level, p.accent)).collect()
+        };
+        let piece = |t: &str, l: Level, a: Option<Accent>| (t.to_string(), l, a);
+        assert_eq!(
+            parse("W Σ̄_x Wᵀ"),
+            [
+                piece("W ", Base, None),
+                piece("Σ", Base, Some(Accent::Bar)),
+                piece("x", Sub, None),
+                piece(" Wᵀ", Base, None)
+            ]
+        );
+        assert_eq!(
+            parse("UᵀΓ̃_UU"),
+            [
+                piece("Uᵀ", Base, None),
+                piece("Γ", Base, Some(Accent::Tilde)),
+                piece("U", Sub, None),
+                piece("U", Base, None)
+            ]
+        );
+        assert_eq!(
+            parse("Uᵀ Σ̄_ε U"),
+            [
+                piece("Uᵀ ", Base, None),
+                piece("Σ", Base, Some(Accent::Bar)),
+                piece("ε", Sub, None),
+                piece(" U", Base, None)
+            ]
+        );
+        assert_eq!(
+            parse("η_GD/η"),
+            [piece("η", Base, None), piece("GD", Sub, None), piece("/η", Base, None)]
+        );
+        assert_eq!(
+            parse("λ_max (x)"),
+            [
+                piece("λ", Base, None),
+                piece("max", Sub, None),
+                piece(" (x)", Base, None)
+            ]
+        );
+        assert_eq!(
+            parse("d_y Tr[WΣ_xWᵀ]"),
+            [
+                piece("d", Base, None),
+                piece("y", Sub, None),
+                piece(" Tr[WΣ", Base, None),
+                piece("x", Sub, None),
+                piece("Wᵀ]", Base, None)
+            ]
+        );
+        assert_eq!(
+            parse("θ_{t+1} e^{−k t} x^2"),
+            [
+                piece("θ", Base, None),
+                piece("t+1", Sub, None),
+                piece(" e", Base, None),
+                piece("−k t", Sup, None),
+                piece(" x", Base, None),
+                piece("2", Sup, None)
+            ]
+        );
+        // Plain underscores and carets stay, and an unknown combining mark is dropped.
+        assert_eq!(parse("a_ b ^ c_"), [piece("a_ b ^ c_", Base, None)]);
+        assert_eq!(parse("x\u{0301}y"), [piece("xy", Base, None)]);
+        assert_eq!(parse("_{unclosed"), [piece("unclosed", Sub, None)]);
+    }
+
+    #[test]
+    fn long_labels_shrink_then_wrap_then_shorten() {
+        let m = PNG_METRICS;
+        let short = fit_rich("φ_x", 200.0, 15.0, 2, m);
+        assert_eq!(short.lines.len(), 1);
+        let long = "S = d_y Tr[WΣ_xWᵀ] + ‖U‖² Tr Σ_x (paper convention = ½ Hessian trace)";
+        let two = fit_rich(long, 260.0, 15.0, 2, m);
+        assert_eq!(two.lines.len(), 2, "{two:?}");
+        assert!(two.width() <= 260.0);
+        let cut = fit_rich(long, 120.0, 15.0, 2, m);
+        assert_eq!(cut.lines.len(), 1);
+        assert!(cut.width() <= 120.0 && cut.lines[0].source.ends_with('…'), "{cut:?}");
+    }
+
+    /// A figure whose data fill every corner of the plot, with many legend entries.
+    fn crowded_figure() -> Figure {
+        let grid: Vec<(f64, f64)> = (0..21)
+            .flat_map(|i| (0..21).map(move |j| (f64::from(i), f64::from(j))))
+            .collect();
+        let (gx, gy): (Vec<f64>, Vec<f64>) = grid.into_iter().unzip();
+        let line = |k: u8| {
+            Series::new(
+                format!("a long legend label number {k}, with Σ̄_x and Γ̃_U"),
+                Role::Other(k),
+                if k.is_multiple_of(2) {
+                    Style::Line
+                } else {
+                    Style::Dashed
+                },
+                vec![0.0, 20.0],
+                vec![f64::from(k), 20.0 - f64::from(k)],
+            )
+        };
+        let mut series = vec![Series::new("grid", Role::Sgd, Style::Markers, gx, gy)];
+        series.extend((0..6).map(line));
+        Figure {
+            title: "Crowded: data in every corner, W Σ̄_x Wᵀ vs Uᵀ Σ̄_ε U".into(),
+            columns: 2,
+            panels: vec![
+                Panel::xy(
+                    "every corner has data",
+                    "a very long x-axis description that has to wrap onto a second line, φ_x",
+                    "S = d_y Tr[WΣ_xWᵀ] + ‖U‖² Tr Σ_x (paper convention = ½ Hessian trace)",
+                    series,
+                    false,
+                    false,
+                ),
+                Panel::xy(
+                    "corner free",
+                    "x",
+                    "y",
+                    vec![Series::new(
+                        "diagonal",
+                        Role::Gd,
+                        Style::Markers,
+                        (0..50).map(f64::from).collect(),
+                        (0..50).map(f64::from).collect(),
+                    )],
+                    false,
+                    false,
+                ),
+            ],
+        }
+    }
+
+    /// What is wrong with a figure's layout: a legend over data or outside its panel, a label
+    /// outside its panel or the image, an axis label or title over the plot.
+    fn layout_problems(name: &str, fig: &Figure) -> Vec<String> {
+        let (_, _, layouts) = render_rgb(fig).unwrap();
+        let (w, h) = figure_size(fig);
+        let canvas = Rect::new(0.0, 0.0, f64::from(w), f64::from(h));
+        let mut problems = Vec::new();
+        for (i, l) in layouts.iter().enumerate() {
+            let panel = l.panel.unwrap_or(canvas);
+            if let Some(legend) = l.legend {
+                if !panel.holds(&legend, 1.0) {
+                    problems.push(format!(
+                        "{name}, panel {i}: legend {legend:?} outside its panel {panel:?}"
+                    ));
+                }
+                // Markers have a radius of 3 px and lines a width of 2 px.
+                let guard = legend.inflate(3.0);
+                if let Some(p) = l.data.iter().find(|p| guard.contains(**p)) {
+                    problems.push(format!("{name}, panel {i}: legend {legend:?} covers data at {p:?}"));
+                }
+                if let Some(plot) = l.plot {
+                    let overlaps =
+                        legend.x0 < plot.x1 && legend.x1 > plot.x0 && legend.y0 < plot.y1 && legend.y1 > plot.y0;
+                    if overlaps && !l.legend_inside {
+                        problems.push(format!(
+                            "{name}, panel {i}: legend {legend:?} straddles the plot {plot:?}"
+                        ));
+                    }
+                }
+            }
+            for (text, rect) in &l.texts {
+                if !panel.holds(rect, 1.0) || !canvas.holds(rect, 0.0) {
+                    problems.push(format!(
+                        "{name}, panel {i}: {text:?} at {rect:?} is clipped (panel {panel:?})"
+                    ));
+                }
+                let in_legend = l.legend.is_some_and(|g| g.holds(rect, 1.0));
+                if let (Some(plot), false) = (l.plot, in_legend) {
+                    let r = rect.inflate(-1.0);
+                    if r.x0 < plot.x1 && r.x1 > plot.x0 && r.y0 < plot.y1 && r.y1 > plot.y0 {
+                        problems.push(format!(
+                            "{name}, panel {i}: {text:?} at {rect:?} overlaps the plot {plot:?}"
+                        ));
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    /// Legends never cover data and labels are never clipped: on the demo and a crowded figure,
+    /// and on every `figure.json` under `$NEQUIL_FIGURES_DIR` when it is set (CI points it at
+    /// the quick reproduction's output).
+    #[test]
+    fn legends_never_cover_data_and_labels_are_not_clipped() {
+        let mut figures = vec![
+            ("demo".to_string(), demo_figure()),
+            ("crowded".to_string(), crowded_figure()),
+        ];
+        if let Some(dir) = std::env::var_os("NEQUIL_FIGURES_DIR") {
+            let dir = std::path::PathBuf::from(dir);
+            let mut found = 0;
+            for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+                let path = entry.unwrap().path().join("figure.json");
+                if let Ok(text) = fs::read_to_string(&path) {
+                    let fig: Figure = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    figures.push((path.display().to_string(), fig));
+                    found += 1;
+                }
+            }
+            assert!(found > 0, "no */figure.json under {}", dir.display());
+        }
+        let mut problems = Vec::new();
+        let mut inside = 0;
+        let mut legends = 0;
+        for (name, fig) in &figures {
+            problems.extend(layout_problems(name, fig));
+            let (_, _, layouts) = render_rgb(fig).unwrap();
+            legends += layouts.iter().filter(|l| l.legend.is_some()).count();
+            inside += layouts.iter().filter(|l| l.legend_inside).count();
+        }
+        assert!(
+            problems.is_empty(),
+            "{} layout problem(s):\n{}",
+            problems.len(),
+            problems.join("\n")
+        );
+        assert!(legends >= 2 && inside >= 1, "{legends} legends, {inside} inside a plot");
+    }
+
+    /// Renders again every `figure.json` under `$NEQUIL_FIGURES_DIR` into its `figure.svg` and
+    /// `figure.png` (for looking at the figures after a change to this file, without re-running
+    /// the experiments): `NEQUIL_FIGURES_DIR=nequil-out cargo test --release --bin nequil --
+    /// --ignored rerender_figures`.
+    #[test]
+    #[ignore]
+    fn rerender_figures() {
+        let dir = std::path::PathBuf::from(std::env::var_os("NEQUIL_FIGURES_DIR").expect("set NEQUIL_FIGURES_DIR"));
+        for entry in fs::read_dir(&dir).unwrap() {
+            let d = entry.unwrap().path();
+            if let Ok(text) = fs::read_to_string(d.join("figure.json")) {
+                let fig: Figure = serde_json::from_str(&text).unwrap();
+                render(&fig, &d.join("figure.svg"), &d.join("figure.png")).unwrap();
+                eprintln!("rendered {}", d.join("figure.png").display());
+            }
+        }
     }
 
     #[test]

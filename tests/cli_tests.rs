@@ -1,6 +1,7 @@
 //! End-to-end tests of `nequil run`: outputs, determinism, clear errors with exit status 2 and
-//! nothing written, divergence with exit status 1 and the log kept, data from `.npy` files; and of
-//! `nequil reproduce`: typed summaries and figures, logs and the report.
+//! nothing written, divergence with exit status 1 and the log kept, data from `.npy` files, and
+//! the SIMD paths (`NEQUIL_SIMD`); and of `nequil reproduce`: typed summaries and figures, logs and
+//! the report.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -467,4 +468,57 @@ fn reproduce_writes_typed_files_and_a_report() {
         err.contains("law-of-balance") && err.contains("summary.json") && err.contains("`checks`"),
         "{err}"
     );
+}
+
+#[test]
+fn bad_simd_paths_exit_2_naming_the_variable() {
+    let o = bin().arg("list").env("NEQUIL_SIMD", "bogus").output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("NEQUIL_SIMD=bogus") && err.contains("portable"), "{err}");
+    assert!(o.stdout.is_empty());
+    // A path the CPU lacks is refused the same way; the portable one always runs.
+    let o = bin().arg("simd").env("NEQUIL_SIMD", "portable").output().unwrap();
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("active portable\nsupported portable"), "{out}");
+    for p in ["avx2", "avx512"] {
+        let o = bin().arg("list").env("NEQUIL_SIMD", p).output().unwrap();
+        if out.split_whitespace().any(|w| w == p) {
+            assert!(o.status.success(), "{p}");
+        } else {
+            assert_eq!(o.status.code(), Some(2), "{p}");
+            assert!(String::from_utf8_lossy(&o.stderr).contains("does not support"));
+        }
+    }
+}
+
+#[test]
+fn linear_runs_are_bit_identical_on_the_portable_and_avx2_paths() {
+    // Nothing but tanh fuses on the avx2 path, so a linear model's run is the same bit for bit.
+    let o = bin().arg("simd").output().unwrap();
+    let supported = String::from_utf8_lossy(&o.stdout).to_string();
+    if !supported
+        .lines()
+        .any(|l| l.starts_with("supported") && l.contains("avx2"))
+    {
+        return;
+    }
+    let d = tmp("simd");
+    let p = d.join("spec.in.toml");
+    std::fs::write(&p, SPEC).unwrap();
+    for path in ["portable", "avx2"] {
+        let o = bin()
+            .args(["run", p.to_str().unwrap(), "--quiet", "--out"])
+            .arg(d.join(path))
+            .env("NEQUIL_SIMD", path)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{path}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    for f in ["metrics.csv", "final.safetensors"] {
+        let a = std::fs::read(d.join("portable").join(f)).unwrap();
+        let b = std::fs::read(d.join("avx2").join(f)).unwrap();
+        assert_eq!(a, b, "{f} differs between the portable and avx2 paths");
+    }
 }

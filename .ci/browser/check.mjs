@@ -4,13 +4,14 @@
 //
 // Fails (exit 1) on any console error, uncaught page error, failed request, request that is not
 // to a local file (nothing may be fetched from the network), <img> that does not load
-// (naturalWidth == 0), or linked SVG figure that does not load as an image. Always writes a
+// (naturalWidth == 0) or loads at another size than its PNG file's own (width and height from
+// the file's IHDR header), or linked SVG figure that does not load as an image. Always writes a
 // full-page screenshot when the page could be opened.
 import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, openSync, readSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const [reportArg, shotArg] = process.argv.slice(2);
 if (!reportArg || !shotArg) {
@@ -25,6 +26,20 @@ if (!existsSync(report)) {
 }
 const url = pathToFileURL(report).href;
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+
+// Width and height of a PNG file from its IHDR chunk, or null if it is not a PNG.
+function pngSize(path) {
+  const buf = Buffer.alloc(24);
+  const fd = openSync(path, 'r');
+  try {
+    if (readSync(fd, buf, 0, 24, 0) < 24) return null;
+  } finally {
+    closeSync(fd);
+  }
+  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  if (!buf.subarray(0, 8).equals(signature) || buf.toString('ascii', 12, 16) !== 'IHDR') return null;
+  return { w: buf.readUInt32BE(16), h: buf.readUInt32BE(20) };
+}
 
 const problems = [];
 const userDataDir = mkdtempSync(join(tmpdir(), 'nequil-chromium-'));
@@ -65,11 +80,34 @@ try {
   await page.goto(url, { waitUntil: 'load', timeout: 60_000 });
 
   const images = await page.$$eval('img', (imgs) =>
-    imgs.map((i) => ({ src: i.getAttribute('src'), alt: i.alt, complete: i.complete, w: i.naturalWidth, h: i.naturalHeight })),
+    imgs.map((i) => ({
+      src: i.getAttribute('src'),
+      url: i.currentSrc || i.src,
+      alt: i.alt,
+      complete: i.complete,
+      w: i.naturalWidth,
+      h: i.naturalHeight,
+    })),
   );
+  let sized = 0;
   for (const img of images) {
-    if (!img.complete || img.w === 0) problems.push(`image did not load: ${img.src}`);
+    if (!img.complete || img.w === 0) {
+      problems.push(`image did not load: ${img.src}`);
+      continue;
+    }
     if (!img.alt) problems.push(`image without alt text: ${img.src}`);
+    // The image must arrive at its natural size: the size written in the PNG file itself.
+    if (img.url.startsWith('file:') && /\.png$/i.test(new URL(img.url).pathname)) {
+      const file = fileURLToPath(img.url);
+      const size = existsSync(file) ? pngSize(file) : null;
+      if (!size) {
+        problems.push(`image is not a readable PNG file: ${img.src} (${file})`);
+      } else if (size.w !== img.w || size.h !== img.h) {
+        problems.push(`image loaded at ${img.w}×${img.h}, but ${img.src} is ${size.w}×${size.h}`);
+      } else {
+        sized += 1;
+      }
+    }
   }
   // Linked SVG figures must load as images too.
   const svgs = await page.$$eval('a[href$=".svg"]', (as) => [...new Set(as.map((a) => a.getAttribute('href')))]);
@@ -93,7 +131,8 @@ try {
   }));
   await page.screenshot({ path: shot, fullPage: true });
   console.log(
-    `browser-check: "${info.title}": ${info.sections} sections, ${images.length} images, ` +
+    `browser-check: "${info.title}": ${info.sections} sections, ${images.length} images ` +
+      `(${sized} at their PNG files' size), ` +
       `${svgs.length} linked SVGs, page ${info.height}px tall; screenshot ${shot}`,
   );
 } catch (err) {
@@ -108,4 +147,4 @@ if (problems.length) {
   for (const p of problems) console.error(`  - ${p}`);
   process.exit(1);
 }
-console.log('browser-check: OK (no console errors, no page errors, every image loaded)');
+console.log('browser-check: OK (no console errors, no page errors, every image loaded at its natural size)');

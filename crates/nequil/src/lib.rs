@@ -78,6 +78,7 @@ pub mod core;
 pub mod error;
 pub mod instruments;
 pub mod lab;
+pub mod simd;
 pub mod train;
 
 pub use error::{Error, Result};

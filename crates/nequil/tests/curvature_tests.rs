@@ -549,7 +549,7 @@ fn paper_sharpness_is_half_the_hessian_trace() {
     assert!(paper_sharpness(&deep, &vec![0.1; deep.n_params()], &Dense::eye(2)).is_err());
 }
 
-/// The paper's worked example (`paper.md` §7.2 step 5): at the noise-equilibrium solution of the
+/// The paper's worked example (book `theory/closed-forms.md#worked-example`): at the noise-equilibrium solution of the
 /// Fig. 3 setting with φ = 1 the paper's sharpness is `2 min(d, d_x) Tr Σ_x`; with `U = Wᵀ = I` for
 /// d = d_x = d_y = 10 and `Σ_x = I`, `S = 10·10 + 10·10 = 200`.
 #[test]

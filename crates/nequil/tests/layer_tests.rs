@@ -7,7 +7,7 @@
 
 use nequil::core::curvature::{EmpiricalHessian, HessianOp, HvpOptions, HvpWorkspace};
 use nequil::core::layers::{Activation, ActivationLayer, Linear};
-use nequil::core::models::{Init, Model, NodeSpec, ScaleKind};
+use nequil::core::models::{Init, LayerDesc as L, Model, NodeSpec, ScaleKind};
 use nequil::core::rng::Rng;
 use nequil::core::stats::{grad_stats, per_sample_grads, quad_forms};
 use nequil::core::symmetry::{catalog, discover_diagonal, verify, DiscoverOptions, Generator};
@@ -29,7 +29,104 @@ fn act(a: Activation, w: usize) -> NodeSpec {
     }
 }
 
-/// Stacks covering every layer kind, with the number of diagonal symmetries each must have.
+fn relu() -> L {
+    L::Activation(Activation::Relu)
+}
+
+/// A small CNN: conv, ReLU, max-pool, conv, ReLU, avg-pool, flatten, linear.
+fn cnn() -> Model {
+    Model::sequential(
+        &[2, 6, 6],
+        &[
+            L::Conv2d {
+                out_channels: 3,
+                kernel: (3, 3),
+                stride: 1,
+                padding: 1,
+                bias: true,
+            },
+            relu(),
+            L::MaxPool2d { kernel: 2, stride: 2 },
+            L::Conv2d {
+                out_channels: 4,
+                kernel: (2, 2),
+                stride: 1,
+                padding: 0,
+                bias: false,
+            },
+            relu(),
+            L::AvgPool2d { kernel: 2, stride: 1 },
+            L::Flatten,
+            L::Linear {
+                out_features: 2,
+                bias: true,
+            },
+        ],
+    )
+    .unwrap()
+}
+
+/// A strided, padded CNN with a non-square kernel.
+fn cnn_strided() -> Model {
+    Model::sequential(
+        &[1, 7, 5],
+        &[
+            L::Conv2d {
+                out_channels: 2,
+                kernel: (3, 2),
+                stride: 2,
+                padding: 1,
+                bias: true,
+            },
+            L::Activation(Activation::LeakyRelu(0.1)),
+            L::Flatten,
+            L::Linear {
+                out_features: 2,
+                bias: false,
+            },
+        ],
+    )
+    .unwrap()
+}
+
+/// A one-block transformer: LayerNorm + causal attention, LayerNorm + MLP, each residual, then a
+/// mean over the sequence and a linear head.
+fn transformer(eps: f64, causal: bool) -> Model {
+    Model::sequential(
+        &[4, 4],
+        &[
+            L::Residual(vec![
+                L::LayerNorm { eps, affine: true },
+                L::SelfAttention {
+                    heads: 2,
+                    causal,
+                    bias: true,
+                },
+            ]),
+            L::Residual(vec![
+                L::LayerNorm { eps, affine: true },
+                L::Linear {
+                    out_features: 6,
+                    bias: true,
+                },
+                relu(),
+                L::Linear {
+                    out_features: 4,
+                    bias: true,
+                },
+            ]),
+            L::MeanPool,
+            L::Linear {
+                out_features: 2,
+                bias: true,
+            },
+        ],
+    )
+    .unwrap()
+}
+
+/// Stacks covering every layer kind, with the number of diagonal symmetries each must have
+/// (not counting inert parameters).
 fn zoo() -> Vec<(&'static str, Model, usize)> {
     let mixed = Model::from_nodes(
         vec![
@@ -69,6 +166,82 @@ fn zoo() -> Vec<(&'static str, Model, usize)> {
         ("leaky-swish", leaky_swish, 3),
         ("net-a", Model::scale_net(ScaleKind::NetA, 3, 4, 2).unwrap(), 1),
         ("net-b", Model::scale_net(ScaleKind::NetB, 3, 4, 2).unwrap(), 2),
+        // conv channels (3) through ReLU and max-pool to the next conv; its channels (4) through
+        // ReLU, avg-pool and flatten to the linear head.
+        ("cnn", cnn(), 7),
+        ("cnn-strided", cnn_strided(), 2),
+        // The linear layer feeding a normalization without ε is scale invariant; the affine
+        // features (4) reach the head through ReLU.
+        (
+            "layer-norm",
+            Model::sequential(
+                &[5],
+                &[
+                    L::Linear {
+                        out_features: 4,
+                        bias: true,
+                    },
+                    L::LayerNorm { eps: 0.0, affine: true },
+                    relu(),
+                    L::Linear {
+                        out_features: 2,
+                        bias: true,
+                    },
+                ],
+            )
+            .unwrap(),
+            5,
+        ),
+        (
+            "layer-norm-eps",
+            Model::sequential(
+                &[5],
+                &[
+                    L::Linear {
+                        out_features: 4,
+                        bias: true,
+                    },
+                    L::LayerNorm {
+                        eps: 1e-3,
+                        affine: false,
+                    },
+                    L::Linear {
+                        out_features: 2,
+                        bias: false,
+                    },
+                ],
+            )
+            .unwrap(),
+            0,
+        ),
+        // Per residual block: 4 LayerNorm features absorbed by the next map; attention: 2 heads ×
+        // 2 dims of qk and of vo; MLP: 6 neurons.
+        ("transformer", transformer(0.0, true), 4 + 8 + 4 + 6),
+        ("transformer-eps", transformer(1e-5, false), 4 + 8 + 4 + 6),
+        (
+            "sequence-mlp",
+            Model::sequential(
+                &[3, 2],
+                &[
+                    L::Linear {
+                        out_features: 4,
+                        bias: true,
+                    },
+                    L::Activation(Activation::LeakyRelu(0.3)),
+                    L::Linear {
+                        out_features: 3,
+                        bias: false,
+                    },
+                    L::MeanPool,
+                    L::Linear {
+                        out_features: 2,
+                        bias: true,
+                    },
+                ],
+            )
+            .unwrap(),
+            4 + 3,
+        ),
     ]
 }
 
@@ -98,24 +271,8 @@ fn grad(model: &Model, t: &[f64], x: &[f64], y: &[f64], n: usize) -> Vec<f64> {
     g
 }
 
-/// Smallest |input| of any element-wise layer over the samples: ReLU-type kinks closer than the
-/// difference step make central differences meaningless.
 fn min_kink_distance(model: &Model, t: &[f64], x: &[f64], n: usize) -> f64 {
-    let mut ws = model.workspace(n);
-    model.forward(t, x, n, &mut ws);
-    let mut m = f64::INFINITY;
-    let mut input = x.to_vec();
-    for nd in model.nodes() {
-        let l = nd.layer();
-        let mut out = vec![0.0; n * l.out_dim()];
-        let mut saved = vec![0.0; n * l.saved_per_sample()];
-        l.forward(&t[nd.range()], &input, &mut out, &mut saved, n);
-        if matches!(l.kind(), "relu" | "leaky-relu") {
-            m = m.min(input.iter().fold(f64::INFINITY, |a, v| a.min(v.abs())));
-        }
-        input = out;
-    }
-    m
+    model.kink_distance(t, x, n)
 }
 
 #[test]
@@ -274,10 +431,22 @@ fn derived_symmetries_are_exact_and_span_the_discovered_ones() {
             assert!(v.holds, "{name} {}: {v:?}", s.name);
         }
         let d = discover_diagonal(&model, &x, &y, n, &DiscoverOptions::default(), &mut Rng::new(9)).unwrap();
-        let found = d.diagonals();
-        assert_eq!(d.null_dim, expected, "{name}: discovered dimension");
-        let r_derived = rank(&derived, 1e-9);
-        assert_eq!(r_derived, expected, "{name}: derived dimension");
+        // Inert parameters (zero gradient everywhere) are trivially in the discovered space: each
+        // one its own generator. Compare the spaces without them.
+        assert_eq!(d.null_dim, expected + cat.inert.len(), "{name}: discovered dimension");
+        let strip = |v: &Vec<f64>| {
+            let mut w = v.clone();
+            cat.inert.iter().for_each(|&i| w[i] = 0.0);
+            w
+        };
+        let derived: Vec<Vec<f64>> = derived.iter().map(strip).collect();
+        let found: Vec<Vec<f64>> = d.diagonals().iter().map(strip).collect();
+        assert_eq!(rank(&derived, 1e-9), expected, "{name}: derived dimension");
+        assert_eq!(
+            rank(&found, 1e-6),
+            expected,
+            "{name}: discovered dimension without inert parameters"
+        );
         // Same space: the union has the dimension of each.
         let union: Vec<Vec<f64>> = derived.iter().chain(&found).cloned().collect();
         assert_eq!(
@@ -285,6 +454,29 @@ fn derived_symmetries_are_exact_and_span_the_discovered_ones() {
             expected,
             "{name}: derived and discovered spans differ"
         );
+        // Inert parameters really have no gradient.
+        let g = per_sample_grads(&model, &t, &x, &y, n);
+        for &i in &cat.inert {
+            assert!(
+                (0..n).all(|s| g.at(s, i).abs() < 1e-12),
+                "{name}: parameter {i} is not inert"
+            );
+        }
+        // Matrix families: a random symmetric generator leaves the loss unchanged.
+        for fam in &cat.families {
+            let mut m = nequil::core::linalg::Dense::zeros(fam.dim, fam.dim);
+            let mut r = Rng::new(11);
+            for i in 0..fam.dim {
+                for j in 0..=i {
+                    let v = r.normal();
+                    *m.at_mut(i, j) = v;
+                    *m.at_mut(j, i) = v;
+                }
+            }
+            let gen = fam.generator(model.n_params(), &m).unwrap();
+            let v = verify(&model, &t, &gen, &x, &y, n, &[-0.7, 0.4], 1e-10).unwrap();
+            assert!(v.holds, "{name} {}: {v:?}", fam.name);
+        }
     }
 }
 

@@ -74,7 +74,7 @@ fn matrix_charge(u: &Dense, w: &Dense) -> Dense {
 
 #[test]
 fn autoencoder_sgd_approaches_the_noise_equilibrium_and_gd_does_not() {
-    // paper.md §7.2 [CHK]: d_x = d_y = 10, hidden 20, Σ_x = diag(φ×5, (2−φ)×5) with φ = 0.25,
+    // book `theory/closed-forms.md#worked-example`: d_x = d_y = 10, hidden 20, Σ_x = diag(φ×5, (2−φ)×5) with φ = 0.25,
     // Σ_ε = I, V = I, fan-in (Kaiming) init, online SGD with S = 1, γ = 0.
     let (model, mut dist) = autoencoder();
     let m = &mlp_of(&model);
@@ -218,7 +218,7 @@ fn scalar_uw_charge_decays_at_the_predicted_rate() {
     // (1 − 2ηγ)² − 4η²(r_t x_t)² exactly. The measured rate is k̂ = −ln(C_T/C_0)/(ηT).
     // * Exact discrete expectation: E[ln factor] = ln(1−2ηγ)² − 4η²E[(rx)²]/(1−2ηγ)² − 8η⁴E[(rx)⁴]/(1−2ηγ)⁴ + O(η⁶),
     //   with the moments at the current product p_t = u_t w_t.
-    // * Paper (continuous): k = 4(γ + η Var[rx]) (paper.md §3.1), which differs from the above by
+    // * Paper (continuous): k = 4(γ + η Var[rx]) (book `theory/closed-forms.md#scalar-uw`), which differs from the above by
     //   4η(E[rx])² = 4η(p−v)²σ_x⁴ and O(η²) terms: O(η) relative, since p − v = O(√η).
     // * Statistical error: the increments' deviations from their conditional means are independent
     //   given the past, so Var(ln C_T) = Σ_t Var_t, with Var_t ≈ 16η⁴ Var[(rx)²] (≈ 16η⁴·8 at p = v:

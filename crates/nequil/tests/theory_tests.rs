@@ -943,7 +943,7 @@ fn two_layer_closed_form_satisfies_its_defining_equation() {
 
 #[test]
 fn two_layer_closed_form_reproduces_the_worked_example() {
-    // paper.md §7.2 at d = 10 (Σ_x = diag(φ×5, (2−φ)×5), Σ_ε = I, V = I, γ = 0):
+    // book `theory/closed-forms.md#two-layer-recipe` at d = 10 (Σ_x = diag(φ×5, (2−φ)×5), Σ_ε = I, V = I, γ = 0):
     // ‖U*‖² = 5(√φ + √(2−φ)), ‖W*‖² = 5(1/√φ + 1/√(2−φ)), and the paper-convention sharpness
     // S = d_y Tr[W*Σ_xW*ᵀ] + ‖U*‖² TrΣ_x = 10·5(√φ + √(2−φ)) + 10·5(√φ + √(2−φ)) = 100(√φ + √(2−φ)).
     let phi: f64 = 0.25;

@@ -2,7 +2,7 @@
 //! batch samplers.
 //!
 //! Conventions. Inputs and targets are stored row-major, one sample per row (`n × d_x` and
-//! `n × d_y`). `Σ_x = E[xxᵀ]` and `Σ_ε = E[εεᵀ]` are *second moments* (`paper.md` §6.6); for the
+//! `n × d_y`). `Σ_x = E[xxᵀ]` and `Σ_ε = E[εεᵀ]` are *second moments* (book `theory/constants.md#second-moments`); for the
 //! zero-mean Gaussians generated here they equal the covariances.
 //!
 //! Two modes: *online* draws fresh i.i.d. samples every step (SGD on the population); *fixed*
@@ -10,6 +10,7 @@
 
 use crate::core::linalg::{cholesky, Dense};
 use crate::core::rng::Rng;
+use crate::simd::{multiversion, Isa};
 use crate::{invalid, Result};
 
 /// A covariance (second-moment) matrix for a zero-mean Gaussian in `ℝ^d`.
@@ -301,17 +302,11 @@ impl Gaussian {
         // fused loop: the same draws in the same order as the general loop below.
         if let (Factor::Diag(sx), Target::Identity) = (&self.x_factor, &self.target) {
             let noise = match &self.noise_factor {
-                Some(Factor::Diag(se)) => Some(se),
+                Some(Factor::Diag(se)) => Some(se.as_slice()),
                 None => None,
                 Some(Factor::Chol(_)) => return self.sample_general(rng, x, y, b),
             };
-            for (xi, yi) in x[..b * dx].chunks_exact_mut(dx).zip(y[..b * dy].chunks_exact_mut(dy)) {
-                rng.fill_normal_scaled(xi, sx, None);
-                match noise {
-                    Some(se) => rng.fill_normal_scaled(yi, se, Some(xi)),
-                    None => yi.copy_from_slice(xi),
-                }
-            }
+            sample_identity_diag_with(Isa::active(), rng, sx, noise, &mut x[..b * dx], &mut y[..b * dy]);
             return;
         }
         self.sample_general(rng, x, y, b)
@@ -513,9 +508,67 @@ impl Batcher {
     }
 }
 
+/// The fused sampling loop of [`Gaussian::sample`] for a diagonal input covariance, the identity
+/// target and diagonal or no label noise: per sample, `x = s_x ⊙ z`, then `y = x + s_ε ⊙ z'` (or
+/// `y = x`), with the draws in that order. `x` holds whole rows of `sx.len()`, `y` as many rows.
+#[inline(always)]
+fn sample_identity_diag_body(rng: &mut Rng, sx: &[f64], noise: Option<&[f64]>, x: &mut [f64], y: &mut [f64]) {
+    let d = sx.len();
+    for (xi, yi) in x.chunks_exact_mut(d).zip(y.chunks_exact_mut(d)) {
+        rng.fill_normal_scaled(xi, sx, None);
+        match noise {
+            Some(se) => rng.fill_normal_scaled(yi, se, Some(xi)),
+            None => yi.copy_from_slice(xi),
+        }
+    }
+}
+
+multiversion! {
+    /// [`sample_identity_diag_body`] compiled for a SIMD path (the same draws and bits on every
+    /// path: nothing is fused).
+    fn sample_identity_diag_with(rng: &mut Rng, sx: &[f64], noise: Option<&[f64]>, x: &mut [f64], y: &mut [f64]) =
+        sample_identity_diag_body;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fused_sampling_is_the_same_on_every_path() {
+        let sx = [0.5, 1.0, 2.0];
+        let se = [0.1, 0.2, 0.3];
+        for noise in [None, Some(&se[..])] {
+            let mut want: Option<(Vec<f64>, Vec<f64>)> = None;
+            for isa in Isa::all() {
+                let mut rng = Rng::new(9);
+                let (mut x, mut y) = (vec![0.0; 15], vec![0.0; 15]);
+                sample_identity_diag_with(isa, &mut rng, &sx, noise, &mut x, &mut y);
+                // The same draws as the general loop: x = s_x ⊙ z, then y = x + s_ε ⊙ z'.
+                let mut r2 = Rng::new(9);
+                for i in 0..5 {
+                    for j in 0..3 {
+                        assert_eq!(x[3 * i + j], sx[j] * r2.normal());
+                    }
+                    for j in 0..3 {
+                        let e = noise.map_or(0.0, |se| se[j] * r2.normal());
+                        assert_eq!(
+                            y[3 * i + j],
+                            if noise.is_some() {
+                                x[3 * i + j] + e
+                            } else {
+                                x[3 * i + j]
+                            }
+                        );
+                    }
+                }
+                match &want {
+                    None => want = Some((x, y)),
+                    Some((wx, wy)) => assert!(wx == &x && wy == &y, "{}", isa.path()),
+                }
+            }
+        }
+    }
 
     #[test]
     fn second_moments_match_samples() {

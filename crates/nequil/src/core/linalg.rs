@@ -2,15 +2,20 @@
 //!
 //! Hot loops call the three product shapes below with preallocated outputs. Small products run in
 //! register-tiled kernels of our own (at the sizes of the paper's toy problems the set-up cost of a
-//! tuned GEMM dominates): AVX-512 with masked tails where the build targets it (`target-cpu=native`
-//! on a machine that has it), plain loops otherwise. Larger products go through `faer`'s matmul. Matrix functions used by the theory
-//! (symmetric eigendecomposition, SVD, SPD square roots) are thin wrappers around `faer`.
+//! tuned GEMM dominates), chosen at run time by [`crate::simd`]: on the `avx512` path AVX-512
+//! kernels with masked tails and fused multiply-adds; on the `portable` and `avx2` paths plain
+//! loops (compiled with AVX2 enabled on the `avx2` path; they never fuse or reorder, so the two
+//! paths give the same bits). Larger products go through `faer`'s matmul, which picks its own
+//! kernels from the CPU (AVX-512, AVX2+FMA or generic) whatever the path. Matrix functions used by
+//! the theory (symmetric eigendecomposition, SVD, SPD square roots) are thin wrappers around
+//! `faer`.
 
+use crate::simd::{clean_upper, multiversion, Isa};
 use crate::{Error, Result};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 
-/// Products with `m·n·k` below this run in plain loops.
+/// Products with `m·n·k` below this run in our own kernels.
 const SMALL: usize = 32 * 32 * 32;
 
 #[inline]
@@ -22,10 +27,9 @@ fn accum(acc: bool) -> Accum {
     }
 }
 
-/// Dot product with four independent accumulators (so the compiler can keep several FMAs in
-/// flight and use SIMD); the summation order is fixed, so results are deterministic.
-#[inline]
-pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+/// The body of [`dot`]: four independent accumulators, a fixed summation order.
+#[inline(always)]
+fn dot_body(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut s = [0.0f64; 4];
@@ -44,82 +48,139 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     t
 }
 
+multiversion! {
+    /// [`dot`] on a given path.
+    pub(crate) fn dot_with(a: &[f64], b: &[f64]) -> f64 = dot_body;
+}
+
+/// Dot product with four independent accumulators (so that several multiply-adds are in flight and
+/// SIMD applies); the summation order is fixed and nothing is fused, so the result is the same on
+/// every [`crate::simd`] path. Extra entries of the longer slice are ignored.
+#[inline]
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    dot_with(Isa::active(), a, b)
+}
+
 /// `C (m×n) [+]= A (m×k) · Bᵀ` where `B` is `n×k`. All row-major.
 pub fn gemm_nt(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
+    gemm_nt_with(Isa::active(), c, a, b, m, n, k, acc)
+}
+
+/// [`gemm_nt`] with the small-product kernel of a given path.
+#[inline]
+pub(crate) fn gemm_nt_with(isa: Isa, c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
     assert!(
         c.len() >= m * n && a.len() >= m * k && b.len() >= n * k,
         "gemm_nt: buffers too short"
     );
     if m * n * k < SMALL {
-        #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-        simd::nt(c, a, b, m, n, k, acc);
-        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
-        portable::nt(c, a, b, m, n, k, acc);
+        #[cfg(target_arch = "x86_64")]
+        if isa.path() == crate::simd::SimdPath::Avx512 {
+            // SAFETY: the Isa certifies AVX-512F (with AVX2 and FMA); the lengths are checked above.
+            unsafe { avx512::nt(c, a, b, m, n, k, acc) };
+            return;
+        }
+        portable::nt(isa, c, a, b, m, n, k, acc);
         return;
     }
     let cm = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
     let am = MatRef::from_row_major_slice(&a[..m * k], m, k);
     let bm = MatRef::from_row_major_slice(&b[..n * k], n, k);
     matmul(cm, accum(acc), am, bm.transpose(), 1.0, Par::Seq);
+    clean_upper();
 }
 
 /// `C (m×n) [+]= A (m×k) · B (k×n)`. All row-major.
 pub fn gemm_nn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
+    gemm_nn_with(Isa::active(), c, a, b, m, n, k, acc)
+}
+
+/// [`gemm_nn`] with the small-product kernel of a given path.
+#[inline]
+pub(crate) fn gemm_nn_with(isa: Isa, c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
     assert!(
         c.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
         "gemm_nn: buffers too short"
     );
     if m * n * k < SMALL {
-        #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-        simd::nn(c, a, b, m, n, k, acc);
-        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
-        portable::nn(c, a, b, m, n, k, acc);
+        #[cfg(target_arch = "x86_64")]
+        if isa.path() == crate::simd::SimdPath::Avx512 {
+            // SAFETY: the Isa certifies AVX-512F (with AVX2 and FMA); the lengths are checked above.
+            unsafe { avx512::nn(c, a, b, m, n, k, acc) };
+            return;
+        }
+        portable::nn(isa, c, a, b, m, n, k, acc);
         return;
     }
     let cm = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
     let am = MatRef::from_row_major_slice(&a[..m * k], m, k);
     let bm = MatRef::from_row_major_slice(&b[..k * n], k, n);
     matmul(cm, accum(acc), am, bm, 1.0, Par::Seq);
+    clean_upper();
 }
 
 /// `C (m×n) [+]= α · Aᵀ · B` where `A` is `k×m` and `B` is `k×n`. All row-major.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_tn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, alpha: f64, acc: bool) {
+    gemm_tn_with(Isa::active(), c, a, b, m, n, k, alpha, acc)
+}
+
+/// [`gemm_tn`] with the small-product kernel of a given path.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_tn_with(
+    isa: Isa,
+    c: &mut [f64],
+    a: &[f64],
+    b: &[f64],
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f64,
+    acc: bool,
+) {
     assert!(
         c.len() >= m * n && a.len() >= k * m && b.len() >= k * n,
         "gemm_tn: buffers too short"
     );
     if m * n * k < SMALL {
-        #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-        simd::tn(c, a, b, m, n, k, alpha, acc);
-        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
-        portable::tn(c, a, b, m, n, k, alpha, acc);
+        #[cfg(target_arch = "x86_64")]
+        if isa.path() == crate::simd::SimdPath::Avx512 {
+            // SAFETY: the Isa certifies AVX-512F (with AVX2 and FMA); the lengths are checked above.
+            unsafe { avx512::tn(c, a, b, m, n, k, alpha, acc) };
+            return;
+        }
+        portable::tn(isa, c, a, b, m, n, k, alpha, acc);
         return;
     }
     let cm = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
     let am = MatRef::from_row_major_slice(&a[..k * m], k, m);
     let bm = MatRef::from_row_major_slice(&b[..k * n], k, n);
     matmul(cm, accum(acc), am.transpose(), bm, alpha, Par::Seq);
+    clean_upper();
 }
 
-/// The small-product kernels in plain Rust (used where AVX-512 is not available; always compiled
-/// so the tests check them everywhere). Same contracts as the `gemm_*` functions.
-#[cfg_attr(all(target_arch = "x86_64", target_feature = "avx512f"), allow(dead_code))]
+/// The small-product kernels in plain Rust, for the `portable` and `avx2` paths (and compiled for
+/// `avx512` too, so that the tests check them there). Same contracts as the `gemm_*` functions;
+/// the callers check the buffer lengths.
 pub(crate) mod portable {
-    use super::dot;
+    use super::dot_body;
+    use crate::simd::multiversion;
 
-    pub(crate) fn nt(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
+    #[inline(always)]
+    fn nt_body(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
         for i in 0..m {
             let ar = &a[i * k..(i + 1) * k];
             let cr = &mut c[i * n..(i + 1) * n];
             for (j, cj) in cr.iter_mut().enumerate() {
-                let s = dot(ar, &b[j * k..(j + 1) * k]);
+                let s = dot_body(ar, &b[j * k..(j + 1) * k]);
                 *cj = if acc { *cj + s } else { s };
             }
         }
     }
 
-    pub(crate) fn nn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
+    #[inline(always)]
+    fn nn_body(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
         for i in 0..m {
             let cr = &mut c[i * n..(i + 1) * n];
             if !acc {
@@ -134,8 +195,9 @@ pub(crate) mod portable {
         }
     }
 
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn tn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, alpha: f64, acc: bool) {
+    fn tn_body(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, alpha: f64, acc: bool) {
         if !acc {
             c[..m * n].fill(0.0);
         }
@@ -149,13 +211,27 @@ pub(crate) mod portable {
             }
         }
     }
+
+    multiversion! {
+        /// `C (m×n) [+]= A·Bᵀ` by dot products.
+        pub(crate) fn nt(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) = nt_body;
+    }
+    multiversion! {
+        /// `C (m×n) [+]= A·B` row by row.
+        pub(crate) fn nn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) = nn_body;
+    }
+    multiversion! {
+        /// `C (m×n) [+]= α AᵀB` by rank-one updates.
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) fn tn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, alpha: f64, acc: bool) = tn_body;
+    }
 }
 
 /// AVX-512 kernels for small products: 8-lane registers, masked loads and stores for the tails,
 /// fused multiply-adds. Callers check the buffer lengths (the `gemm_*` asserts), which makes every
-/// pointer offset below in bounds.
-#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-mod simd {
+/// pointer offset below in bounds, and that the CPU has AVX-512F (an `Isa` of the `avx512` path).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
     use std::arch::x86_64::*;
 
     /// Mask of the first `r` lanes (`r < 8`).
@@ -166,27 +242,29 @@ mod simd {
 
     /// The eight horizontal sums `[Σ v0, …, Σ v7]` in one register (a fixed addition tree:
     /// pairs within 128-bit lanes, then lanes).
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
     fn hsum8(v: [__m512d; 8]) -> __m512d {
-        // SAFETY: register-only intrinsics of a feature the build enables.
-        unsafe {
-            let pair = |x: __m512d, y: __m512d| _mm512_add_pd(_mm512_unpacklo_pd(x, y), _mm512_unpackhi_pd(x, y));
-            let lanes = |x: __m512d, y: __m512d| {
-                _mm512_add_pd(
-                    _mm512_shuffle_f64x2::<0b10_00_10_00>(x, y),
-                    _mm512_shuffle_f64x2::<0b11_01_11_01>(x, y),
-                )
-            };
-            let b0 = lanes(pair(v[0], v[1]), pair(v[2], v[3]));
-            let b1 = lanes(pair(v[4], v[5]), pair(v[6], v[7]));
-            lanes(b0, b1)
-        }
+        let pair = |x: __m512d, y: __m512d| _mm512_add_pd(_mm512_unpacklo_pd(x, y), _mm512_unpackhi_pd(x, y));
+        let lanes = |x: __m512d, y: __m512d| {
+            _mm512_add_pd(
+                _mm512_shuffle_f64x2::<0b10_00_10_00>(x, y),
+                _mm512_shuffle_f64x2::<0b11_01_11_01>(x, y),
+            )
+        };
+        let b0 = lanes(pair(v[0], v[1]), pair(v[2], v[3]));
+        let b1 = lanes(pair(v[4], v[5]), pair(v[6], v[7]));
+        lanes(b0, b1)
     }
 
     /// `C[i, j] (+)= Σ_p A[i, p] B[j, p]`: dot products along rows, eight rows of B at a time so that
     /// each loaded chunk of A's row feeds eight accumulators, whose sums land in one register and
     /// one store. A last partial group repeats its last row and masks the store.
-    pub(super) fn nt(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; `c`, `a`, `b` must hold m·n, m·k and n·k entries.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn nt(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
         if k == 0 {
             if !acc {
                 c[..m * n].fill(0.0);
@@ -197,7 +275,7 @@ mod simd {
         let mt = mask(k - kf);
         // SAFETY: row pointers are clamped to row n − 1 of b, so every load is below n·k in b and
         // m·k in a; the masked loads touch only the first k − kf lanes past kf; stores are masked
-        // to the j < n columns of row i of c (m·n entries). Lengths are checked by gemm_nt.
+        // to the j < n columns of row i of c (m·n entries). Lengths are the caller's contract.
         unsafe {
             let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
             for i in 0..m {
@@ -242,8 +320,10 @@ mod simd {
     /// time in four registers held over the whole sum, then 8, then a masked tail.
     ///
     /// # Safety
-    /// `c` must be valid for m·n writes, `b` for k·n reads, and `coef(i, p)` valid for i < m, p < k.
-    #[inline(always)]
+    /// The CPU must have AVX-512F; `c` must be valid for m·n writes, `b` for k·n reads, and
+    /// `coef(i, p)` valid for i < m, p < k.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
     unsafe fn rows<const ACC: bool, const K1: bool>(
         c: *mut f64,
         b: *const f64,
@@ -310,10 +390,15 @@ mod simd {
     }
 
     /// `C (+)= A·B`: row i of C is Σ_p A[i, p] · B[p, :].
-    pub(super) fn nn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; `c`, `a`, `b` must hold m·n, m·k and k·n entries.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn nn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, acc: bool) {
         let (cp, bp) = (c.as_mut_ptr(), b.as_ptr());
-        // SAFETY: c has m·n entries, b has k·n and a has m·k (checked by gemm_nn).
+        // SAFETY: a has m·k entries (the caller's contract) and rows() asks for i < m, p < k.
         let coef = |i: usize, p: usize| unsafe { *a.get_unchecked(i * k + p) };
+        // SAFETY: the CPU has AVX-512F, c has m·n entries and b has k·n (the caller's contract).
         unsafe {
             match (acc, k == 1) {
                 (true, true) => rows::<true, true>(cp, bp, m, n, k, 1.0, coef),
@@ -325,11 +410,16 @@ mod simd {
     }
 
     /// `C (+)= α AᵀB`: row i of C is α Σ_p A[p, i] · B[p, :].
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; `c`, `a`, `b` must hold m·n, k·m and k·n entries.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn tn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, alpha: f64, acc: bool) {
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn tn(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize, alpha: f64, acc: bool) {
         let (cp, bp) = (c.as_mut_ptr(), b.as_ptr());
-        // SAFETY: c has m·n entries, b has k·n and a has k·m (checked by gemm_tn).
+        // SAFETY: a has k·m entries (the caller's contract) and rows() asks for i < m, p < k.
         let coef = |i: usize, p: usize| unsafe { *a.get_unchecked(p * m + i) };
+        // SAFETY: the CPU has AVX-512F, c has m·n entries and b has k·n (the caller's contract).
         unsafe {
             match (acc, k == 1) {
                 (true, true) => rows::<true, true>(cp, bp, m, n, k, alpha, coef),
@@ -477,9 +567,9 @@ pub fn sym_eigen(a: &Dense) -> Result<(Vec<f64>, Dense)> {
         )));
     }
     let s = a.sym().to_faer();
-    let evd = s
-        .self_adjoint_eigen(faer::Side::Lower)
-        .map_err(|e| Error::Numerical(format!("symmetric eigendecomposition failed: {e:?}")))?;
+    let evd = s.self_adjoint_eigen(faer::Side::Lower);
+    clean_upper();
+    let evd = evd.map_err(|e| Error::Numerical(format!("symmetric eigendecomposition failed: {e:?}")))?;
     let n = a.rows;
     let vals: Vec<f64> = (0..n).map(|i| evd.S()[i]).collect();
     Ok((vals, Dense::from_faer(evd.U())))
@@ -502,9 +592,9 @@ pub fn sym_fn(a: &Dense, f: impl Fn(f64) -> f64) -> Result<Dense> {
 /// non-increasing.
 pub fn svd(a: &Dense) -> Result<(Dense, Vec<f64>, Dense)> {
     let m = a.to_faer();
-    let svd = m
-        .thin_svd()
-        .map_err(|e| Error::Numerical(format!("SVD failed: {e:?}")))?;
+    let svd = m.thin_svd();
+    clean_upper();
+    let svd = svd.map_err(|e| Error::Numerical(format!("SVD failed: {e:?}")))?;
     let k = a.rows.min(a.cols);
     let s: Vec<f64> = (0..k).map(|i| svd.S()[i]).collect();
     Ok((Dense::from_faer(svd.U()), s, Dense::from_faer(svd.V())))
@@ -544,6 +634,7 @@ pub fn cholesky(a: &Dense) -> Result<Dense> {
 mod tests {
     use super::*;
     use crate::core::rng::Rng;
+    use crate::simd::SimdPath;
 
     fn naive(a: &[f64], b: &[f64], m: usize, n: usize, k: usize) -> Vec<f64> {
         let mut c = vec![0.0; m * n];
@@ -559,6 +650,7 @@ mod tests {
 
     #[test]
     fn products_match_naive_small_and_large() {
+        let isas = Isa::all();
         let mut r = Rng::new(1);
         for &(m, n, k) in &[
             (3, 4, 5),
@@ -573,43 +665,87 @@ mod tests {
             (7, 16, 8),
             (3, 37, 9),
             (2, 3, 0),
+            (9, 70, 3),
+            (33, 8, 31),
         ] {
             let mut a = vec![0.0; m * k];
             let mut b = vec![0.0; k * n];
             r.fill_normal(&mut a);
             r.fill_normal(&mut b);
             let want = naive(&a, &b, m, n, k);
-            let mut c = vec![1.0; m * n];
-            gemm_nn(&mut c, &a, &b, m, n, k, false);
             let bt = Dense::from_slice(k, n, &b).t();
-            let mut c2 = vec![0.0; m * n];
-            gemm_nt(&mut c2, &a, &bt.data, m, n, k, false);
             let at = Dense::from_slice(m, k, &a).t();
-            let mut c3 = vec![0.5; m * n];
-            gemm_tn(&mut c3, &at.data, &b, m, n, k, 2.0, true);
-            // The portable small kernels too (the AVX-512 ones replace them where available).
-            let mut p1 = vec![1.0; m * n];
-            portable::nn(&mut p1, &a, &b, m, n, k, false);
-            let mut p2 = vec![0.0; m * n];
-            portable::nt(&mut p2, &a, &bt.data, m, n, k, false);
-            let mut p3 = vec![0.5; m * n];
-            portable::tn(&mut p3, &at.data, &b, m, n, k, 2.0, true);
-            // Accumulating forms of nn and nt.
-            let mut c4 = vec![0.25; m * n];
-            gemm_nn(&mut c4, &a, &b, m, n, k, true);
-            let mut c5 = vec![0.25; m * n];
-            gemm_nt(&mut c5, &a, &bt.data, m, n, k, true);
-            for i in 0..m * n {
-                let tol = 1e-12 * (1.0 + want[i].abs());
-                assert!((c[i] - want[i]).abs() < tol, "nn {m}×{n}×{k}");
-                assert!((c2[i] - want[i]).abs() < tol, "nt {m}×{n}×{k}");
-                assert!((c3[i] - (0.5 + 2.0 * want[i])).abs() < 2.0 * tol, "tn {m}×{n}×{k}");
-                assert!((c4[i] - (0.25 + want[i])).abs() < tol, "nn acc {m}×{n}×{k}");
-                assert!((c5[i] - (0.25 + want[i])).abs() < tol, "nt acc {m}×{n}×{k}");
-                assert!((p1[i] - want[i]).abs() < tol);
-                assert!((p2[i] - want[i]).abs() < tol);
-                assert!((p3[i] - (0.5 + 2.0 * want[i])).abs() < 2.0 * tol);
+            // Per path: [nn, nt, tn (α = 2, accumulating), nn acc, nt acc, and the portable
+            // kernels compiled for the path].
+            let mut by_path: Vec<Vec<Vec<f64>>> = vec![];
+            for &isa in &isas {
+                let path = isa.path();
+                let mut c = vec![1.0; m * n];
+                gemm_nn_with(isa, &mut c, &a, &b, m, n, k, false);
+                let mut c2 = vec![0.0; m * n];
+                gemm_nt_with(isa, &mut c2, &a, &bt.data, m, n, k, false);
+                let mut c3 = vec![0.5; m * n];
+                gemm_tn_with(isa, &mut c3, &at.data, &b, m, n, k, 2.0, true);
+                let mut c4 = vec![0.25; m * n];
+                gemm_nn_with(isa, &mut c4, &a, &b, m, n, k, true);
+                let mut c5 = vec![0.25; m * n];
+                gemm_nt_with(isa, &mut c5, &a, &bt.data, m, n, k, true);
+                let mut p1 = vec![1.0; m * n];
+                portable::nn(isa, &mut p1, &a, &b, m, n, k, false);
+                let mut p2 = vec![0.0; m * n];
+                portable::nt(isa, &mut p2, &a, &bt.data, m, n, k, false);
+                let mut p3 = vec![0.5; m * n];
+                portable::tn(isa, &mut p3, &at.data, &b, m, n, k, 2.0, true);
+                for i in 0..m * n {
+                    let tol = 1e-12 * (1.0 + want[i].abs());
+                    let at = |what: &str| format!("{path}: {what} {m}×{n}×{k}");
+                    assert!((c[i] - want[i]).abs() < tol, "{}", at("nn"));
+                    assert!((c2[i] - want[i]).abs() < tol, "{}", at("nt"));
+                    assert!((c3[i] - (0.5 + 2.0 * want[i])).abs() < 2.0 * tol, "{}", at("tn"));
+                    assert!((c4[i] - (0.25 + want[i])).abs() < tol, "{}", at("nn acc"));
+                    assert!((c5[i] - (0.25 + want[i])).abs() < tol, "{}", at("nt acc"));
+                    assert!((p1[i] - want[i]).abs() < tol, "{}", at("portable nn"));
+                    assert!((p2[i] - want[i]).abs() < tol, "{}", at("portable nt"));
+                    assert!(
+                        (p3[i] - (0.5 + 2.0 * want[i])).abs() < 2.0 * tol,
+                        "{}",
+                        at("portable tn")
+                    );
+                }
+                by_path.push(vec![c, c2, c3, c4, c5, p1, p2, p3]);
             }
+            // The portable kernels give the same bits on every path (no fusing, no reordering), and
+            // so does everything on the avx2 path.
+            for (isa, res) in isas.iter().zip(&by_path).skip(1) {
+                assert_eq!(
+                    res[5..],
+                    by_path[0][5..],
+                    "{}: portable kernels {m}×{n}×{k}",
+                    isa.path()
+                );
+                if isa.path() == SimdPath::Avx2 {
+                    assert_eq!(res, &by_path[0], "avx2 {m}×{n}×{k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dot_on_every_path() {
+        let mut r = Rng::new(4);
+        for n in [0usize, 1, 3, 4, 5, 17, 1000] {
+            let mut a = vec![0.0; n + 2];
+            let mut b = vec![0.0; n];
+            r.fill_normal(&mut a);
+            r.fill_normal(&mut b);
+            let want: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            let first = dot_with(Isa::all()[0], &a, &b);
+            for isa in Isa::all() {
+                let got = dot_with(isa, &a, &b);
+                assert!((got - want).abs() <= 1e-12 * (1.0 + want.abs()), "{} n={n}", isa.path());
+                assert_eq!(got.to_bits(), first.to_bits(), "{} n={n}", isa.path());
+            }
+            assert_eq!(dot(&a, &b).to_bits(), first.to_bits());
         }
     }
 

@@ -13,7 +13,7 @@
 //!
 //! Conventions: `g_i = ∇_θ ℓ(θ, (x_i, y_i))` is the gradient of the per-sample loss `‖f(x_i) − y_i‖²`
 //! (no ½, no batch factor). Means and covariances are over the `n` given samples with weight `1/n`
-//! (the population convention of `paper.md` §1.1: `Σ = E[ggᵀ] − E[g]E[g]ᵀ`, not the unbiased `1/(n−1)`).
+//! (the population convention of book `theory/conventions.md#noise-covariance`: `Σ = E[ggᵀ] − E[g]E[g]ᵀ`, not the unbiased `1/(n−1)`).
 //! Data are processed in chunks of the workspace's batch size, so memory stays at one chunk.
 
 use crate::core::layers::Fwd;

@@ -2,7 +2,7 @@
 //!
 //! For an exponential symmetry with generator `A` every per-sample gradient is orthogonal to
 //! `Aθ`, so one update `θ' = (1 − 2ηγ)θ − η ĝ` changes the charge `C = θᵀAθ` by exactly
-//! `C' = (1 − 2ηγ)² C + η² ĝᵀAĝ` (`paper.md` §2.5), up to rounding. With `A` positive
+//! `C' = (1 − 2ηγ)² C + η² ĝᵀAĝ` (book `theory/law-of-motion.md#expected-discrete-drift`), up to rounding. With `A` positive
 //! semi-definite and γ = 0 the charge never decreases (e.g. `‖θ‖²` under scale invariance).
 
 use crate::core::symmetry::generator::Generator;

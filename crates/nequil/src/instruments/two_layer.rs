@@ -1,5 +1,5 @@
 //! A probe that tracks the distance of a two-layer linear net to its predicted matrix noise
-//! equilibrium (Thm 5.2 with the constants of `paper.md` §6.2, closed form of §7.2) during training
+//! equilibrium (Thm 5.2 with the constants of book `theory/constants.md#two-layer-linear-net`, closed form of `theory/closed-forms.md#two-layer-recipe`) during training
 //! (see [`crate::train::Probe`]).
 //!
 //! At each scheduled step the probe takes the current product `V = UW`, computes the

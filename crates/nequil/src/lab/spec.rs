@@ -8,7 +8,7 @@
 
 use crate::core::data::{Cov, Dataset, Gaussian, Source, Target};
 use crate::core::linalg::Dense;
-use crate::core::models::{Activation, Init, Model, ScaleKind};
+use crate::core::models::{Activation, Init, LayerDesc, Model, ScaleKind};
 use crate::core::rng::Rng;
 use crate::lab::io::{read_npy, read_npz, NdArray};
 use crate::train::{Batching, LrSchedule, Schedule, TrainConfig};
@@ -56,6 +56,8 @@ choice!(
         NetA = "net-a",
         /// Net-B.
         NetB = "net-b",
+        /// A stack of layers (`input`, `layers`), named as PyTorch's `nn.Sequential`.
+        Sequential = "sequential",
     }
 );
 
@@ -198,10 +200,17 @@ pub struct Spec {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    /// `"linear"` (deep linear chain, no biases), `"mlp"`, `"net-a"` or `"net-b"`.
+    /// `"linear"` (deep linear chain, no biases), `"mlp"`, `"net-a"`, `"net-b"` or `"sequential"`.
     pub kind: ModelKind,
-    /// Widths `[d_in, h_1, …, d_out]` (Net-A/Net-B: exactly three).
+    /// Widths `[d_in, h_1, …, d_out]` (Net-A/Net-B: exactly three); not with `"sequential"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub widths: Vec<usize>,
+    /// `"sequential"`: the per-sample input shape (`[d]`, `[C, H, W]`, `[T, d]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Vec<usize>>,
+    /// `"sequential"`: the layers, in order (see [`LayerSpec`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerSpec>>,
     /// MLP hidden activation: `"identity"`, `"tanh"`, `"relu"` (default), `"leaky-relu"`, `"swish"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activation: Option<ActivationName>,
@@ -223,6 +232,174 @@ fn default_init() -> InitName {
     InitName::Kaiming
 }
 
+/// One layer of a `kind = "sequential"` model: `{ type = "conv2d", out_channels = 8, kernel = 3,
+/// padding = 1 }`. PyTorch's names and defaults (`bias = true`, a pooling stride equal to its
+/// kernel, `eps = 1e-5`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum LayerSpec {
+    /// `nn.Linear(·, out_features, bias)` on the last axis.
+    Linear {
+        /// Output features.
+        out_features: usize,
+        /// With a bias (default true).
+        #[serde(default = "yes")]
+        bias: bool,
+    },
+    /// `nn.Conv2d(·, out_channels, kernel, stride, padding, bias)` on `[C, H, W]`.
+    Conv2d {
+        /// Output channels.
+        out_channels: usize,
+        /// `k` or `[k_h, k_w]`.
+        kernel: KernelSpec,
+        /// Stride (default 1).
+        #[serde(default = "one")]
+        stride: usize,
+        /// Zero padding on every side (default 0).
+        #[serde(default)]
+        padding: usize,
+        /// With a bias (default true).
+        #[serde(default = "yes")]
+        bias: bool,
+    },
+    /// `nn.MaxPool2d(kernel, stride)`.
+    MaxPool2d {
+        /// Window size.
+        kernel: usize,
+        /// Stride (default: the kernel).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stride: Option<usize>,
+    },
+    /// `nn.AvgPool2d(kernel, stride)`.
+    AvgPool2d {
+        /// Window size.
+        kernel: usize,
+        /// Stride (default: the kernel).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stride: Option<usize>,
+    },
+    /// `nn.Flatten()`.
+    Flatten,
+    /// `nn.LayerNorm(d, eps, elementwise_affine)` over the last axis.
+    LayerNorm {
+        /// ε (default 1e-5, PyTorch's; 0 makes the scale invariance exact).
+        #[serde(default = "ln_eps")]
+        eps: f64,
+        /// Learnable `weight` and `bias` (default true).
+        #[serde(default = "yes")]
+        affine: bool,
+    },
+    /// `nn.MultiheadAttention(E, heads, bias, batch_first=True)` applied as `attn(x, x, x)` on
+    /// `[T, E]`.
+    SelfAttention {
+        /// Number of heads (dividing E).
+        heads: usize,
+        /// A causal mask (default false).
+        #[serde(default)]
+        causal: bool,
+        /// `in_proj_bias` and `out_proj.bias` (default true).
+        #[serde(default = "yes")]
+        bias: bool,
+    },
+    /// The mean over a sequence, `[T, d] → [d]`.
+    MeanPool,
+    /// `x + F(x)`, F the inner layers (named `{i}.{j}`).
+    Residual {
+        /// The inner layers.
+        layers: Vec<LayerSpec>,
+    },
+    /// φ(z) = z.
+    Identity,
+    /// tanh.
+    Tanh,
+    /// ReLU.
+    Relu,
+    /// Leaky ReLU.
+    LeakyRelu {
+        /// Negative-side slope (default 0.01).
+        #[serde(default = "leaky")]
+        slope: f64,
+    },
+    /// Swish (SiLU).
+    Swish,
+}
+
+/// A convolution kernel size: `3` or `[3, 5]`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum KernelSpec {
+    /// Square.
+    Square(usize),
+    /// `[k_h, k_w]`.
+    Rect([usize; 2]),
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> usize {
+    1
+}
+fn ln_eps() -> f64 {
+    1e-5
+}
+fn leaky() -> f64 {
+    0.01
+}
+
+impl LayerSpec {
+    /// The core's description of the layer.
+    pub fn desc(&self) -> LayerDesc {
+        match self {
+            LayerSpec::Linear { out_features, bias } => LayerDesc::Linear {
+                out_features: *out_features,
+                bias: *bias,
+            },
+            LayerSpec::Conv2d {
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                bias,
+            } => LayerDesc::Conv2d {
+                out_channels: *out_channels,
+                kernel: match kernel {
+                    KernelSpec::Square(k) => (*k, *k),
+                    KernelSpec::Rect([a, b]) => (*a, *b),
+                },
+                stride: *stride,
+                padding: *padding,
+                bias: *bias,
+            },
+            LayerSpec::MaxPool2d { kernel, stride } => LayerDesc::MaxPool2d {
+                kernel: *kernel,
+                stride: stride.unwrap_or(*kernel),
+            },
+            LayerSpec::AvgPool2d { kernel, stride } => LayerDesc::AvgPool2d {
+                kernel: *kernel,
+                stride: stride.unwrap_or(*kernel),
+            },
+            LayerSpec::Flatten => LayerDesc::Flatten,
+            LayerSpec::LayerNorm { eps, affine } => LayerDesc::LayerNorm {
+                eps: *eps,
+                affine: *affine,
+            },
+            LayerSpec::SelfAttention { heads, causal, bias } => LayerDesc::SelfAttention {
+                heads: *heads,
+                causal: *causal,
+                bias: *bias,
+            },
+            LayerSpec::MeanPool => LayerDesc::MeanPool,
+            LayerSpec::Residual { layers } => LayerDesc::Residual(layers.iter().map(LayerSpec::desc).collect()),
+            LayerSpec::Identity => LayerDesc::Activation(Activation::Identity),
+            LayerSpec::Tanh => LayerDesc::Activation(Activation::Tanh),
+            LayerSpec::Relu => LayerDesc::Activation(Activation::Relu),
+            LayerSpec::LeakyRelu { slope } => LayerDesc::Activation(Activation::LeakyRelu(*slope)),
+            LayerSpec::Swish => LayerDesc::Activation(Activation::Swish),
+        }
+    }
+}
+
 impl ModelSpec {
     /// Builds and validates the model alone (kind, widths, activation, biases), with errors naming
     /// the `model.*` key. The initialization keys are checked by [`ModelSpec::init_scheme`].
@@ -230,22 +407,60 @@ impl ModelSpec {
         self.build_model_inner().map_err(|e| match e {
             // The stack's own errors ("model: …") name the widths they came from.
             Error::Invalid(m) if m.starts_with("model:") => {
-                invalid!(
-                    "model.widths {:?}: {}",
-                    self.widths,
-                    m.trim_start_matches("model:").trim()
-                )
+                invalid!("{}: {}", self.shape_key(), m.trim_start_matches("model:").trim())
             }
             e => e,
         })
     }
 
+    /// The key and value that fix the model's size, for messages: `model.widths [10, 20, 10]` or
+    /// `model.input [1, 28, 28]`.
+    pub fn shape_key(&self) -> String {
+        match &self.input {
+            Some(i) if self.kind == ModelKind::Sequential => format!("model.input {i:?}"),
+            _ => format!("model.widths {:?}", self.widths),
+        }
+    }
+
     fn build_model_inner(&self) -> Result<Model> {
         let m = self;
+        if m.kind == ModelKind::Sequential {
+            for (k, set) in [
+                ("widths", !m.widths.is_empty()),
+                ("activation", m.activation.is_some()),
+                ("leaky_slope", m.leaky_slope.is_some()),
+                ("bias", m.bias),
+            ] {
+                if set {
+                    return Err(invalid!(
+                        "model.{k}: not used with kind = \"sequential\" (give model.input and model.layers)"
+                    ));
+                }
+            }
+            let input = m
+                .input
+                .as_ref()
+                .ok_or_else(|| invalid!("model.input: required with kind = \"sequential\" (the per-sample shape)"))?;
+            let layers = m
+                .layers
+                .as_ref()
+                .ok_or_else(|| invalid!("model.layers: required with kind = \"sequential\""))?;
+            let descs: Vec<LayerDesc> = layers.iter().map(LayerSpec::desc).collect();
+            return Model::sequential(input, &descs);
+        }
+        for (k, set) in [("input", m.input.is_some()), ("layers", m.layers.is_some())] {
+            if set {
+                return Err(invalid!("model.{k}: only meaningful with kind = \"sequential\""));
+            }
+        }
+        if m.widths.is_empty() {
+            return Err(invalid!("model.widths: required with kind = \"{}\"", m.kind));
+        }
         if let Some(i) = m.widths.iter().position(|&w| w == 0) {
             return Err(invalid!("model.widths[{i}]: widths must be positive"));
         }
         Ok(match m.kind {
+            ModelKind::Sequential => unreachable!("handled above"),
             ModelKind::Linear => {
                 if m.bias || m.activation.is_some_and(|a| a != ActivationName::Identity) {
                     return Err(invalid!(
@@ -350,13 +565,7 @@ pub fn load_model(path: &Path) -> Result<Model> {
     let spec = load_model_spec(path)?;
     spec.build_model()
         .and_then(|model| {
-            crate::lab::resources::check_fits(
-                &model,
-                6,
-                256,
-                &format!("model.widths {:?}", spec.widths),
-                "the equilibrium analysis",
-            )?;
+            crate::lab::resources::check_fits(&model, 6, 256, &spec.shape_key(), "the equilibrium analysis")?;
             Ok(model)
         })
         .map_err(|e| match e {
@@ -611,13 +820,7 @@ impl Spec {
             OptimizerName::Gd => self.data.n.unwrap_or(1),
             OptimizerName::Sgd => self.train.batch_size,
         };
-        crate::lab::resources::check_fits(
-            &model,
-            4,
-            batch.max(1),
-            &format!("model.widths {:?}", self.model.widths),
-            "training",
-        )?;
+        crate::lab::resources::check_fits(&model, 4, batch.max(1), &self.model.shape_key(), "training")?;
         let init = self.model.init_scheme()?;
         let theta0 = model.init(&init, &mut Rng::derive(self.seed, "init"))?;
         let source = self.data.build(model.d_in(), model.d_out(), self.seed, base)?;

@@ -30,6 +30,7 @@
 //!                   spec.toml, metrics.csv, final.safetensors, summary.json   (as `nequil run`)
 //!                   status.json {"status": "ok" | "diverged" | "failed", "error": …, "seconds": …}
 //!                               (written last)
+//! OUT/runs/run-0003.lock        the run's lock while a process executes it (see below)
 //! ```
 //!
 //! The JSON files are typed ([`RunParams`], [`RunStatus`], [`RunSummary`] in
@@ -41,6 +42,27 @@
 //! included, unless [`SweepOptions::retry_failed`]. A restart into a directory whose `sweep.toml`
 //! holds a different sweep is refused. Every file is written atomically, so a killed sweep never
 //! leaves a truncated file behind a `status.json`.
+//!
+//! ## One writer per run: the run lock
+//!
+//! A process executes a run only while it holds an exclusive lock on `OUT/runs/<id>.lock` (next
+//! to the run directory, not in it: an unfinished run directory is deleted and rerun, and that
+//! deletion happens only under the lock). The lock is an advisory lock of the operating system
+//! ([`std::fs::File::try_lock`]: `flock` on Unix), so the kernel releases it when the process
+//! dies, however it dies (SIGKILL, a Slurm time limit, preemption): a lock file left behind by a
+//! dead process is stale and simply taken over. A run whose lock a live process holds is skipped
+//! (reported as [`SweepEvent::Held`] and counted in [`SweepReport::held`]); it stays unfinished
+//! for [`merge`] until its holder records it. So two copies of one shard in one directory share
+//! the work instead of restarting each other's runs. After taking the lock, the run's status is
+//! read again: a run another process finished in the meantime is not run twice. The lock file
+//! holds the holder's pid and host (for people; the lock itself is the kernel's) and is removed
+//! when the run is recorded.
+//!
+//! On NFS, Linux (since 2.6.12) emulates `flock` with POSIX byte-range locks, which the server
+//! arbitrates: they work between nodes with NFSv4 (and NFSv3 with the lock manager running). An
+//! NFSv3 mount with `nolock` or `local_lock=flock|all` keeps locks local to each node: copies on
+//! one node still exclude each other, copies on different nodes do not. Without lock support at all
+//! (`ENOLCK`) the sweep stops with an error rather than run unprotected.
 //!
 //! ## Shards
 //!
@@ -55,7 +77,7 @@ use crate::{invalid, io_err, Error, Result};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 use toml::Value;
@@ -476,6 +498,12 @@ pub enum SweepEvent<'a> {
     Finished(&'a SweepRun, &'a RunStatus),
     /// A run could not be recorded (e.g. the disk is full); it stays unfinished.
     Unrecorded(&'a SweepRun, &'a Error),
+    /// A run planned here is locked by another live process (another copy of the shard): it is
+    /// skipped and left to that process.
+    Held(&'a SweepRun),
+    /// A run planned here was finished by another process before this one took its lock: it is
+    /// skipped (counted as finished before).
+    FinishedElsewhere(&'a SweepRun, &'a RunStatus),
 }
 
 /// Final state of the shard after [`run_sweep`].
@@ -485,10 +513,14 @@ pub struct SweepReport {
     pub total: usize,
     /// Runs in this shard.
     pub in_shard: usize,
-    /// Runs of the shard that had finished before (skipped).
+    /// Runs of the shard that had finished before, or that another process finished while this
+    /// one ran (skipped).
     pub skipped: usize,
     /// Runs executed now.
     pub ran: usize,
+    /// Runs of the shard skipped because another live process held their lock (it is running
+    /// them; they are unfinished until it records them).
+    pub held: usize,
     /// Runs of the shard now recorded ok (previous and new).
     pub ok: usize,
     /// … recorded diverged.
@@ -542,10 +574,11 @@ pub fn init_out_dir(sweep: &Sweep, out: &Path) -> Result<()> {
 }
 
 /// Executes the runs of `opts.shard` that have not finished, `opts.jobs` at a time, into
-/// `out/runs/<id>/` (see the module documentation). `runs` comes from [`Sweep::prepare`] on the
-/// same sweep; `base` resolves relative data paths. A run that diverges or fails is recorded as
-/// such and the sweep goes on; the result is `Err` only when the directory is refused or a run's
-/// status could not be written.
+/// `out/runs/<id>/` (see the module documentation), each under its run lock; runs whose lock a
+/// live process holds are skipped. `runs` comes from [`Sweep::prepare`] on the same sweep; `base`
+/// resolves relative data paths. A run that diverges or fails is recorded as such and the sweep
+/// goes on; the result is `Err` only when the directory is refused, a run's status could not be
+/// written, or a run could not be locked.
 pub fn run_sweep(
     sweep: &Sweep,
     runs: &[SweepRun],
@@ -567,7 +600,8 @@ pub fn run_sweep(
         total: runs.len(),
         ..Default::default()
     };
-    let mut pending = Vec::new();
+    // Each pending run with the status it had when planned (a failed run, with retry_failed).
+    let mut pending: Vec<(&SweepRun, Option<RunStatus>)> = Vec::new();
     for r in runs.iter().filter(|r| opts.shard.contains(r.index)) {
         report.in_shard += 1;
         // A malformed status (impossible with atomic writes, but a person may have edited it)
@@ -577,49 +611,174 @@ pub fn run_sweep(
                 report.skipped += 1;
                 count(&mut report, &st);
             }
-            _ => pending.push(r),
+            st => pending.push((r, st)),
         }
     }
     events(SweepEvent::Planned {
         in_shard: report.in_shard,
         skipped: report.skipped,
         pending: pending.len(),
-        pending_steps: pending.iter().map(|r| r.spec.train.steps).sum(),
+        pending_steps: pending.iter().map(|(r, _)| r.spec.train.steps).sum(),
     });
+    enum Outcome {
+        Ran(Result<RunStatus>),
+        FinishedElsewhere(RunStatus),
+        Held,
+    }
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Result<RunStatus>>> = Mutex::new(Vec::new());
+    let stop = AtomicBool::new(false);
+    let results: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..opts.jobs.clamp(1, pending.len().max(1)) {
             s.spawn(|| loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                let Some(run) = pending.get(k) else { break };
-                events(SweepEvent::Started(run));
-                let dir = runs_dir.join(&run.id);
-                let r = execute(run, base, &dir, &|d| events(SweepEvent::Steps(d)));
-                match &r {
-                    Ok(st) => events(SweepEvent::Finished(run, st)),
-                    Err(e) => events(SweepEvent::Unrecorded(run, e)),
+                if stop.load(Ordering::Relaxed) {
+                    break;
                 }
-                results.lock().expect("no poisoned lock").push(r);
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some((run, planned)) = pending.get(k) else { break };
+                let dir = runs_dir.join(&run.id);
+                let outcome = match RunLock::try_acquire(&lock_path(&runs_dir, &run.id)) {
+                    Err(e) => {
+                        // No locks on this filesystem: stop rather than run unprotected.
+                        stop.store(true, Ordering::Relaxed);
+                        Outcome::Ran(Err(e))
+                    }
+                    Ok(None) => {
+                        events(SweepEvent::Held(run));
+                        Outcome::Held
+                    }
+                    Ok(Some(lock)) => match read_status(&dir).unwrap_or(None) {
+                        // Recorded by another process since the plan (with retry_failed: recorded
+                        // again, so it was retried there).
+                        Some(st) if st.is_ok() || !opts.retry_failed || Some(&st) != planned.as_ref() => {
+                            drop(lock);
+                            events(SweepEvent::FinishedElsewhere(run, &st));
+                            Outcome::FinishedElsewhere(st)
+                        }
+                        _ => {
+                            events(SweepEvent::Started(run));
+                            let r = execute(run, base, &dir, &|d| events(SweepEvent::Steps(d)));
+                            // Released (and its file removed) once the status is on disk.
+                            drop(lock);
+                            match &r {
+                                Ok(st) => events(SweepEvent::Finished(run, st)),
+                                Err(e) => events(SweepEvent::Unrecorded(run, e)),
+                            }
+                            Outcome::Ran(r)
+                        }
+                    },
+                };
+                results.lock().expect("no poisoned lock").push(outcome);
             });
         }
     });
     let mut first_err = None;
     for r in results.into_inner().expect("lock") {
         match r {
-            Ok(st) => {
+            Outcome::Ran(Ok(st)) => {
                 report.ran += 1;
                 count(&mut report, &st);
             }
-            Err(e) => {
+            Outcome::Ran(Err(e)) => {
                 first_err.get_or_insert(e);
             }
+            Outcome::FinishedElsewhere(st) => {
+                report.skipped += 1;
+                count(&mut report, &st);
+            }
+            Outcome::Held => report.held += 1,
         }
     }
     match first_err {
         Some(e) => Err(e),
         None => Ok(report),
     }
+}
+
+/// Where the lock of run `id` lives: `OUT/runs/<id>.lock`, next to its directory.
+pub fn lock_path(runs_dir: &Path, id: &str) -> PathBuf {
+    runs_dir.join(format!("{id}.lock"))
+}
+
+/// An exclusive lock on one run (see the module documentation), released when dropped. The
+/// lock file is removed while the lock is still held, so that a process waiting on the old file
+/// sees that it no longer is the lock file and tries again with the current one.
+struct RunLock {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl RunLock {
+    /// Takes the lock at `path` without waiting: `Ok(None)` when a live process holds it. A lock
+    /// file left by a dead process is taken over. `Err` when the file cannot be created or the
+    /// filesystem does not support locks.
+    fn try_acquire(path: &Path) -> Result<Option<RunLock>> {
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| io_err!("cannot create the run lock {}: {e}", path.display()))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(io_err!(
+                        "cannot lock {}: {e}; a sweep directory must be on a filesystem with file locks (on NFS: \
+                         NFSv4, or NFSv3 with the lock manager)",
+                        path.display()
+                    ))
+                }
+            }
+            // The previous holder may have removed the file between our open and our lock: then
+            // the lock is on a file no longer at `path`; try again with the one there now.
+            if same_file(&file, path) {
+                let mut lock = RunLock {
+                    file,
+                    path: path.to_path_buf(),
+                };
+                lock.note_holder();
+                return Ok(Some(lock));
+            }
+        }
+    }
+
+    /// Writes `pid@host` into the lock file, for people looking at a running sweep.
+    fn note_holder(&mut self) {
+        use std::io::{Seek, Write};
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        let _ = self.file.set_len(0);
+        let _ = self.file.rewind();
+        let _ = writeln!(self.file, "{}@{host}", std::process::id());
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Removed while held (the file is closed, and the lock released, right after).
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(unix)]
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Elsewhere an open file cannot be removed, so the file at `path` is the one locked.
+#[cfg(not(unix))]
+fn same_file(_file: &std::fs::File, _path: &Path) -> bool {
+    true
 }
 
 fn count(report: &mut SweepReport, st: &RunStatus) {
@@ -631,7 +790,8 @@ fn count(report: &mut SweepReport, st: &RunStatus) {
 }
 
 /// Runs one sweep run from scratch into `dir` and records its status. `Err` only when the
-/// status could not be written.
+/// status could not be written. Called only with the run's lock held (it deletes an unfinished
+/// `dir`).
 fn execute(run: &SweepRun, base: &Path, dir: &Path, steps: &dyn Fn(u64)) -> Result<RunStatus> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| io_err!("cannot remove unfinished run {}: {e}", dir.display()))?;
@@ -751,6 +911,10 @@ pub fn merge(dirs: &[PathBuf], allow_incomplete: bool) -> Result<Merged> {
         for e in entries {
             let name = e.file_name().to_string_lossy().to_string();
             if name.starts_with('.') {
+                continue;
+            }
+            // A run's lock (a run in progress, or a stale lock of a killed one).
+            if name.strip_suffix(".lock").is_some_and(|id| ids.contains_key(id)) {
                 continue;
             }
             let &i = ids
@@ -1004,6 +1168,42 @@ steps = 100
         assert!(env(&[("SLURM_ARRAY_TASK_ID", "x"), ("SLURM_ARRAY_TASK_COUNT", "2")]).is_err());
         let s = Shard::parse("1/3").unwrap();
         assert_eq!((0..9).filter(|&i| s.contains(i)).collect::<Vec<_>>(), [1, 4, 7]);
+    }
+
+    #[test]
+    fn run_lock_excludes_and_takes_over_stale_files() {
+        let d = std::env::temp_dir().join(format!("nequil-runlock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let p = lock_path(&d, "run-0001");
+        assert_eq!(p, d.join("run-0001.lock"));
+        let held = RunLock::try_acquire(&p).unwrap().expect("free");
+        let holder = std::fs::read_to_string(&p).unwrap();
+        assert!(holder.starts_with(&format!("{}@", std::process::id())), "{holder}");
+        // flock is per open file: a second open, even in this process, is refused.
+        assert!(RunLock::try_acquire(&p).unwrap().is_none());
+        drop(held);
+        assert!(!p.exists(), "the lock file is removed on release");
+        // A file left behind with no lock on it (its process died) is taken over.
+        std::fs::write(&p, "12345@elsewhere\n").unwrap();
+        let taken = RunLock::try_acquire(&p).unwrap().expect("stale");
+        assert!(std::fs::read_to_string(&p)
+            .unwrap()
+            .starts_with(&format!("{}@", std::process::id())));
+        drop(taken);
+        // Someone's old handle to a removed lock file does not lock the run.
+        let old = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&p)
+            .unwrap();
+        std::fs::remove_file(&p).unwrap();
+        old.lock().unwrap();
+        let fresh = RunLock::try_acquire(&p).unwrap().expect("a new file");
+        drop(fresh);
+        drop(old);
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub use probe::{Probe, ProbeCtx, Schedule, StepCtx};
 use crate::core::data::{Batcher, Source};
 use crate::core::models::{Model, Workspace};
 use crate::core::rng::Rng;
+use crate::simd::{multiversion, Isa};
 use crate::{invalid, Error, Result};
 
 /// Learning-rate schedule η(step).
@@ -227,11 +228,8 @@ impl Stepper {
     }
 }
 
-/// `θ ← decay·θ − lr·g` in one pass, returning whether every new value is finite. The check
-/// adds `0·v` (0 for finite `v`, NaN for ±∞ and NaN) into sixteen independent lanes, so it
-/// vectorizes with the update and costs no extra pass over θ.
-#[inline]
-pub fn sgd_update(theta: &mut [f64], g: &[f64], decay: f64, lr: f64) -> bool {
+#[inline(always)]
+fn sgd_update_body(theta: &mut [f64], g: &[f64], decay: f64, lr: f64) -> bool {
     let n = theta.len().min(g.len());
     let (theta, g) = (&mut theta[..n], &g[..n]);
     let mut acc = [0.0f64; 16];
@@ -253,9 +251,23 @@ pub fn sgd_update(theta: &mut [f64], g: &[f64], decay: f64, lr: f64) -> bool {
     acc.iter().sum::<f64>() + rest == 0.0
 }
 
-/// Whether every value is finite (`0·v` summed in sixteen independent lanes, so it vectorizes).
+multiversion! {
+    /// [`sgd_update`] on a given path.
+    pub(crate) fn sgd_update_with(theta: &mut [f64], g: &[f64], decay: f64, lr: f64) -> bool = sgd_update_body;
+}
+
+/// `θ ← decay·θ − lr·g` in one pass, returning whether every new value is finite. The check
+/// adds `0·v` (0 for finite `v`, NaN for ±∞ and NaN) into sixteen independent lanes, so it
+/// vectorizes with the update and costs no extra pass over θ. Compiled for the process's
+/// [`crate::simd`] path; nothing is fused, so every path gives the same bits. Covers the shorter
+/// of the two slices.
 #[inline]
-pub fn all_finite(v: &[f64]) -> bool {
+pub fn sgd_update(theta: &mut [f64], g: &[f64], decay: f64, lr: f64) -> bool {
+    sgd_update_with(Isa::active(), theta, g, decay, lr)
+}
+
+#[inline(always)]
+fn all_finite_body(v: &[f64]) -> bool {
     let mut acc = [0.0f64; 16];
     let mut it = v.chunks_exact(16);
     for c in &mut it {
@@ -265,6 +277,18 @@ pub fn all_finite(v: &[f64]) -> bool {
     }
     let rest: f64 = it.remainder().iter().map(|x| x * 0.0).sum();
     acc.iter().sum::<f64>() + rest == 0.0
+}
+
+multiversion! {
+    /// [`all_finite`] on a given path.
+    pub(crate) fn all_finite_with(v: &[f64]) -> bool = all_finite_body;
+}
+
+/// Whether every value is finite (`0·v` summed in sixteen independent lanes, so it vectorizes;
+/// compiled for the process's [`crate::simd`] path).
+#[inline]
+pub fn all_finite(v: &[f64]) -> bool {
+    all_finite_with(Isa::active(), v)
 }
 
 /// The outcome of a run: final θ, the log, and the error that stopped it, if any.
@@ -457,6 +481,47 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sgd_update_and_all_finite_on_every_path() {
+        let mut r = Rng::new(5);
+        for n in [0usize, 1, 7, 16, 33, 100] {
+            let mut theta = vec![0.0; n];
+            let mut g = vec![0.0; n];
+            r.fill_normal(&mut theta);
+            r.fill_normal(&mut g);
+            let (decay, lr) = (0.999, 0.01);
+            let want: Vec<f64> = theta.iter().zip(&g).map(|(t, gv)| decay * t - lr * gv).collect();
+            for isa in Isa::all() {
+                let mut t = theta.clone();
+                assert!(sgd_update_with(isa, &mut t, &g, decay, lr));
+                // Nothing is fused: the same bits as the scalar formula on every path.
+                assert_eq!(t, want, "{} n={n}", isa.path());
+                assert!(all_finite_with(isa, &t));
+                for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                    for at in [0, n / 2, n.saturating_sub(1)] {
+                        if n == 0 {
+                            continue;
+                        }
+                        let mut t = theta.clone();
+                        let mut gb = g.clone();
+                        gb[at] = bad;
+                        assert!(
+                            !sgd_update_with(isa, &mut t, &gb, decay, lr),
+                            "{} {bad} at {at}",
+                            isa.path()
+                        );
+                        t[at] = bad;
+                        assert!(!all_finite_with(isa, &t));
+                    }
+                }
+            }
+        }
+        let mut t = [1.0, 2.0];
+        assert!(sgd_update(&mut t, &[1.0, 1.0], 1.0, 0.5));
+        assert_eq!(t, [0.5, 1.5]);
+        assert!(all_finite(&t) && !all_finite(&[f64::NAN]));
+    }
 
     #[test]
     fn schedules() {

@@ -12,7 +12,7 @@
 //! * Weight decay is **not** included unless asked for: wrap an operator in [`WeightDecay`] to get
 //!   the Hessian of `L(θ) + γ‖θ‖²`, i.e. `H + 2γI`.
 //! * The paper's sharpness `S(θ)` (Prop. 5.3) is **half** the true Hessian trace of the population
-//!   loss `E‖UWx − y‖²`, at every θ; see [`sharpness`] and `paper.md` §6.3.
+//!   loss `E‖UWx − y‖²`, at every θ; see [`sharpness`] and book `theory/constants.md#sharpness-convention`
 //!
 //! # Pieces
 //!

@@ -10,7 +10,7 @@
 //! For the two-layer net `U W` (U: `d_y × d`, W: `d × d_x`) this is
 //! `Tr ∇²L = 2 (d_y Tr[W Σ_x Wᵀ] + ‖U‖_F² Tr Σ_x)`. The paper's sharpness (Prop. 5.3),
 //! `S(θ) = d_y Tr[W Σ_x Wᵀ] + ‖U‖_F² Tr Σ_x`, is therefore **half** the true Hessian trace
-//! (its Appendix B.5 drops the factor 2 of the squared loss; `paper.md` §6.3):
+//! (its Appendix B.5 drops the factor 2 of the squared loss; book `theory/constants.md#sharpness-convention`):
 //! `S(θ) =` [`PAPER_SHARPNESS_FACTOR`]` · Tr ∇²L(θ)`.
 
 use crate::core::linalg::{gemm_nn, Dense};

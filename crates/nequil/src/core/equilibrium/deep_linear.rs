@@ -1,4 +1,4 @@
-//! Deep linear nets at the global minimum: the corrected Theorem 5.4 (`paper.md` §3.3, §7.3).
+//! Deep linear nets at the global minimum: the corrected Theorem 5.4 (book `theory/closed-forms.md#deep-linear`, `theory/closed-forms.md#deep-linear`).
 //!
 //! For `f(x) = W_D ⋯ W_1 x` at a global minimum `W_D⋯W_1 = V` of data `y = Vx + ε` (ε independent
 //! of x, no weight decay), with trace-normalised second moments `Σ̄ = Σ / Tr Σ`:

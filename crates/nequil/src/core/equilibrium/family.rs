@@ -1,5 +1,5 @@
 //! Joint noise equilibrium of a family of commuting diagonal symmetries (all the neuron
-//! rescalings of a net at once), from one pass of per-parameter statistics (`paper.md` §7.1).
+//! rescalings of a net at once), from one pass of per-parameter statistics (book `theory/equilibrium.md#solving`).
 //!
 //! With `Λ = (λ_k)` and `z_p = Σ_k λ_k a_{k,p}`, the point `θ_Λ = e^{Σ λ_k A_k}θ` has per-sample
 //! gradients `e^{−Σλ_kA_k}∇ℓ`, so the flow of charge k at `θ_Λ` is

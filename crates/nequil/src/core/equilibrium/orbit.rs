@@ -1,4 +1,4 @@
-//! The noise equilibrium on one orbit: a 1-D monotone root (`paper.md` §2.1–§2.5, §7.1).
+//! The noise equilibrium on one orbit: a 1-D monotone root (book `theory/equilibrium.md#noise-equilibrium`, `theory/equilibrium.md#solving`).
 //!
 //! Along the orbit `θ_λ = e^{λA}θ` every per-sample gradient transforms as `e^{−λA}∇ℓ(θ)`
 //! (Lemma B.1), so the statistics at θ alone determine the flow everywhere on the orbit. In A's

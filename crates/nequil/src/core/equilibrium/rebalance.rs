@@ -81,8 +81,31 @@ pub struct RebalanceReport {
     pub sweeps: usize,
     /// Totals over the applied rows, at θ and at the rebalanced θ.
     pub totals: RebalanceTotals,
+    /// The matrix families' balances (reported, not applied).
+    pub families: Vec<FamilyRow>,
     /// Remarks for a person (families not handled by the 1-D solver, and so on).
     pub notes: Vec<String>,
+}
+
+/// A double-rotation family's noise balance ([`super::matrix_family`]): reported, not applied to
+/// the rebalanced θ (its equilibrium is on its own orbit).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FamilyRow {
+    /// `rotation.{l}`, `qk.{label}.{h}`, `vo.{label}.{h}`.
+    pub name: String,
+    /// The dimension d of its generators.
+    pub dim: usize,
+    /// The relative size of the matrix drift `D` at θ (0 at the equilibrium).
+    pub residual: f64,
+    /// The same at the rebalanced θ of the applied rows.
+    pub residual_after: f64,
+    /// `‖B − I‖_F` of the member that moves θ to the family's equilibrium (∞ if none is finite).
+    pub distance: f64,
+    /// The loss at θ moved to the family's equilibrium (equal to the loss at θ up to rounding;
+    /// NaN if there is none).
+    pub loss_at_equilibrium: f64,
+    /// Why there is no finite equilibrium, if there is none.
+    pub note: Option<String>,
 }
 
 /// Sums over the applied rows of a [`RebalanceReport`] (the symmetries that moved θ), at θ
@@ -106,7 +129,7 @@ pub struct RebalanceTotals {
     pub drift_after: f64,
 }
 
-/// Solves the continuous-time noise equilibrium (`4γC* = (η/S)Tr[Σ(θ*)A]`, `paper.md` §6.1) of
+/// Solves the continuous-time noise equilibrium (`4γC* = (η/S)Tr[Σ(θ*)A]`, book `theory/constants.md#noether-flow-constant`) of
 /// every symmetry in the model's catalog from one pass of per-sample statistics over the `n`
 /// samples `(x, y)`, and returns one row per symmetry plus the rebalanced θ.
 ///
@@ -171,7 +194,7 @@ pub fn rebalance_with(
         .symmetries
         .iter()
         .map(|s| match s.kind {
-            SymmetryKind::NeuronRescaling { .. } => true,
+            SymmetryKind::NeuronRescaling { .. } | SymmetryKind::FamilyMember { .. } => true,
             SymmetryKind::LayerPairRescaling { .. } => !has_neurons,
             SymmetryKind::GlobalScale | SymmetryKind::BlockScale { .. } => true,
             SymmetryKind::DoubleRotation { .. } => false,
@@ -264,6 +287,24 @@ pub fn rebalance_with(
             fam.sweeps, fam.max_residual
         ));
     }
+    let mut families = vec![];
+    for f in &cat.families {
+        let before = super::matrix_family::family_balance(model, f, theta, x, y, n, &params)?;
+        let at = super::matrix_family::family_balance(model, f, &fam.theta_star, x, y, n, &params)?;
+        let loss_at_equilibrium = match &before.theta_star {
+            Some(t) => model.loss_chunked(t, x, y, n, &mut ws),
+            None => f64::NAN,
+        };
+        families.push(FamilyRow {
+            name: f.name.clone(),
+            dim: f.dim,
+            residual: before.residual,
+            residual_after: at.residual,
+            distance: before.distance,
+            loss_at_equilibrium,
+            note: before.note,
+        });
+    }
     Ok(RebalanceReport {
         model: model.describe(),
         eta,
@@ -277,6 +318,7 @@ pub fn rebalance_with(
         loss_after,
         sweeps: fam.sweeps,
         totals,
+        families,
         notes,
     })
 }

@@ -1,4 +1,4 @@
-//! The scalar `uw` model, `ℓ = (u w x − y)²` (`paper.md` §3.1): the charge of the rescaling
+//! The scalar `uw` model, `ℓ = (u w x − y)²` (book `theory/closed-forms.md#scalar-uw`): the charge of the rescaling
 //! symmetry decays exponentially, `C(t) ∝ exp(−4(γ + (η/S) Var[r x]) t)` with `r = uwx − y` and
 //! `t = η·steps`. `r x` depends on θ only through the product `p = uw`, so the rate is constant on
 //! the orbit. (Either sign convention, `u² − w²` or `w² − u²`, decays at the same rate.)

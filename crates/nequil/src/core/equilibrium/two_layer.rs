@@ -1,5 +1,5 @@
 //! The matrix (double-rotation) noise equilibrium of a two-layer linear net `f(x) = UWx`
-//! (`paper.md` §3.2, §6.2, §7.2).
+//! (book `theory/closed-forms.md#two-layer-linear`, `theory/constants.md#two-layer-linear-net`, `theory/closed-forms.md#two-layer-recipe`).
 //!
 //! Notation: `U ∈ ℝ^{d_y×h}` is `layers.1.weight`, `W ∈ ℝ^{h×d_x}` is `layers.0.weight`, the product
 //! `V = UW`, the residual `r = Vx − y`, `M = E[r xᵀ]`, `Γ'_W = E[‖r‖² xxᵀ]`, `Γ'_U = E[‖x‖² rrᵀ]`.

@@ -6,7 +6,7 @@
 //! (used in the form `−2 y ⊙ R{x} ⊙ dx`, since `dx = (1 − y²) dy`) and `s(1 − s)(2 + x(1 − 2s))`,
 //! `s = sigmoid x`, for swish.
 
-use super::{BlockSpec, Fwd, Layer, RFwd, Structure};
+use super::{BlockSpec, Fwd, Layer, Pass, RFwd, Structure};
 
 /// An activation function φ.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -146,17 +146,31 @@ impl Layer for ActivationLayer {
         }
     }
 
-    fn forward(&self, _p: &[f64], x: &[f64], y: &mut [f64], _saved: &mut [f64], b: usize) {
+    fn kink_distance(&self, _p: &[f64], x: &[f64], b: usize) -> f64 {
+        match self.act {
+            Activation::Relu | Activation::LeakyRelu(_) => {
+                x[..b * self.in_dim()].iter().fold(f64::INFINITY, |m, v| m.min(v.abs()))
+            }
+            _ => f64::INFINITY,
+        }
+    }
+    fn pass(&self, positions: &[usize]) -> Pass {
+        if self.act.is_homogeneous() {
+            Pass::Through(positions.to_vec())
+        } else {
+            Pass::Block
+        }
+    }
+
+    fn forward(&self, _p: &[f64], x: &[f64], y: &mut [f64], _saved: &mut [f64], b: usize, _scratch: &mut [f64]) {
         let n = b * self.out_dim();
         let (y, z) = (&mut y[..n], &x[..n]);
-        // One loop per activation, so that the compiler vectorizes each (tanh included).
+        // tanh and ReLU run the slice kernels compiled for the CPU's SIMD path; the others one
+        // loop each, so that the compiler vectorizes them.
         match self.act {
             Activation::Identity => y.copy_from_slice(z),
-            Activation::Tanh => y
-                .iter_mut()
-                .zip(z)
-                .for_each(|(av, zv)| *av = crate::core::math::tanh(*zv)),
-            Activation::Relu => y.iter_mut().zip(z).for_each(|(av, zv)| *av = zv.max(0.0)),
+            Activation::Tanh => crate::core::math::tanh_slice(y, z),
+            Activation::Relu => crate::core::math::relu_slice(y, z),
             act => y.iter_mut().zip(z).for_each(|(av, zv)| *av = act.apply(*zv)),
         }
     }
@@ -175,12 +189,16 @@ impl Layer for ActivationLayer {
         let Some(dx) = dx else { return };
         let n = b * self.out_dim();
         let act = self.act;
-        if act == Activation::Identity {
-            dx[..n].copy_from_slice(&dy[..n]);
-            return;
-        }
-        for (((d, g), z), a) in dx[..n].iter_mut().zip(&dy[..n]).zip(&f.x[..n]).zip(&f.y[..n]) {
-            *d = g * act.deriv(*z, *a);
+        dx[..n].copy_from_slice(&dy[..n]);
+        match act {
+            Activation::Identity => {}
+            Activation::Tanh => crate::core::math::tanh_backward_slice(&mut dx[..n], &f.y[..n]),
+            Activation::Relu => crate::core::math::relu_backward_slice(&mut dx[..n], &f.x[..n]),
+            _ => {
+                for ((d, z), a) in dx[..n].iter_mut().zip(&f.x[..n]).zip(&f.y[..n]) {
+                    *d *= act.deriv(*z, *a);
+                }
+            }
         }
     }
 

@@ -16,6 +16,10 @@ pub(crate) trait Num: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Outpu
     fn tanh(self) -> Self;
     /// `√self`.
     fn sqrt(self) -> Self;
+    /// `e^self`.
+    fn exp(self) -> Self;
+    /// The value (the real part of a dual number).
+    fn val(self) -> f64;
 }
 
 impl Num for f64 {
@@ -38,6 +42,14 @@ impl Num for f64 {
     #[inline]
     fn sqrt(self) -> Self {
         f64::sqrt(self)
+    }
+    #[inline]
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    #[inline]
+    fn val(self) -> f64 {
+        self
     }
 }
 
@@ -124,6 +136,15 @@ impl Num for Dual {
             v: s,
             d: self.d * 0.5 / s,
         }
+    }
+    #[inline]
+    fn exp(self) -> Self {
+        let e = self.v.exp();
+        Dual { v: e, d: self.d * e }
+    }
+    #[inline]
+    fn val(self) -> f64 {
+        self.v
     }
 }
 

@@ -32,17 +32,40 @@
 //!
 //! # Adding a layer kind
 //!
-//! Write one file here implementing [`Layer`], and register its spec form in
-//! [`crate::core::models`] (the builder). The statistics, Hessian-vector products, training loop,
-//! probes and symmetry catalog see only the trait.
+//! Write one file here implementing [`Layer`], and register it in
+//! [`crate::core::models::LayerDesc`] (the builder; the spec's `[model]` layers and the Python
+//! package's PyTorch adapter map onto it). The statistics, Hessian-vector products, training
+//! loop, probes and symmetry catalog see only the trait.
+//!
+//! The kinds: [`Linear`] (`linear`), [`ActivationLayer`] (`identity`, `tanh`, `relu`,
+//! `leaky-relu`, `swish`), [`Conv2d`] (`conv2d`), [`MaxPool2d`] (`max-pool2d`), [`AvgPool2d`]
+//! (`avg-pool2d`), [`Flatten`] (`flatten`), [`LayerNorm`] (`layer-norm`), [`SelfAttention`]
+//! (`self-attention`), [`Residual`] (`residual`), [`MeanPool`] (`mean-pool`), and [`ScaleNet`]
+//! (`net-a`, `net-b`, the paper's Fig. 7 nets).
 
 mod activation;
+mod attention;
+mod avg_pool2d;
+mod conv2d;
 pub(crate) mod dual;
+mod flatten;
+mod layer_norm;
 mod linear;
+mod max_pool2d;
+mod mean_pool;
+mod residual;
 mod scale_net;
 
 pub use activation::{Activation, ActivationLayer};
+pub use attention::SelfAttention;
+pub use avg_pool2d::AvgPool2d;
+pub use conv2d::Conv2d;
+pub use flatten::Flatten;
+pub use layer_norm::LayerNorm;
 pub use linear::Linear;
+pub use max_pool2d::MaxPool2d;
+pub use mean_pool::MeanPool;
+pub use residual::Residual;
 pub use scale_net::{ScaleKind, ScaleNet};
 
 use std::fmt::Debug;
@@ -87,11 +110,13 @@ impl BlockSpec {
     }
 }
 
-/// What the symmetry catalog needs to know about a layer.
+/// The coarse kind of a layer, for recognising chains of dense layers ([`crate::core::models::Model::as_chain`])
+/// and double rotations between two dense maps with nothing between them.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Structure {
-    /// `y = W x + b` on one axis: `out` output units, `inp` inputs per unit; block 0 is the weight
-    /// `[out, inp]`, block 1 (if `bias`) the bias `[out]`.
+    /// `y = W x + b` on the last axis: `out` output units, `inp` inputs per unit, applied at
+    /// `positions` positions per sample (1 for a vector input, T for a sequence); block 0 is the
+    /// weight `[out, inp]`, block 1 (if `bias`) the bias `[out]`.
     Dense {
         /// Output units (neurons).
         out: usize,
@@ -99,6 +124,8 @@ pub enum Structure {
         inp: usize,
         /// Whether there is a bias block.
         bias: bool,
+        /// Positions per sample the map is applied at.
+        positions: usize,
     },
     /// An element-wise map `y = φ(x)`; `homogeneous` if `φ(cx) = cφ(x)` for every `c > 0`.
     Elementwise {
@@ -112,6 +139,34 @@ pub enum Structure {
     Opaque,
 }
 
+/// The output units of a layer whose values scale with some of its parameters: scaling the
+/// parameters `params[k]` by `c > 0` scales the outputs at `positions[k]` by `c` and leaves every
+/// other output unchanged (a dense layer's neuron k: row k of `W` and `b_k`; a convolution's
+/// channel; a normalization's affine feature).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Units {
+    /// What a unit is called in symmetry names (`neuron`, `channel`, `feature`).
+    pub noun: &'static str,
+    /// Local parameter indices of each unit.
+    pub params: Vec<Vec<usize>>,
+    /// Output positions (per sample, row-major) of each unit.
+    pub positions: Vec<Vec<usize>>,
+}
+
+/// What a layer does with a set of its input positions all scaled by one `c > 0`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Pass {
+    /// The output equals the unscaled one except at these output positions, which are scaled by
+    /// `c` (positively homogeneous element-wise maps, pooling of whole channels, reshapes).
+    Through(Vec<usize>),
+    /// Scaling these local parameters by `1/c` restores the unscaled output exactly (the inputs
+    /// enter linearly through them: the columns of a dense layer's weight, a convolution's input
+    /// channels).
+    Absorb(Vec<usize>),
+    /// Neither: the scaling is visible in the output.
+    Block,
+}
+
 /// A symmetry a layer has on its own, whatever surrounds it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Intrinsic {
@@ -122,6 +177,34 @@ pub enum Intrinsic {
         /// Indices into [`Layer::blocks`].
         blocks: Vec<usize>,
     },
+    /// A double rotation: for any symmetric `d × d` matrix `M`, each vector of local parameters
+    /// `plus[i]` (length `d`) maps to `e^{λM}` times itself and each `minus[i]` to `e^{−λM}` times
+    /// itself, leaving the output unchanged (attention's query/key and value/output pairs per
+    /// head). The catalog lists the family as `{name}.{label}.{tag}` and its `d` diagonal members
+    /// (`M = e_k e_kᵀ`) as `{name}.{label}.{tag}.{k}`.
+    Rotation {
+        /// Family name (`qk`, `vo`).
+        name: &'static str,
+        /// Which one (the head).
+        tag: String,
+        /// Vectors that transform by `e^{λM}`.
+        plus: Vec<Vec<usize>>,
+        /// Vectors that transform by `e^{−λM}`.
+        minus: Vec<Vec<usize>>,
+    },
+}
+
+/// A layer inside a block layer: the layer, the offset of its parameters in the block's
+/// parameters, its module name relative to the block (`0`, `1`) and its label relative to the
+/// block.
+#[derive(Clone, Debug)]
+pub struct Child {
+    /// The layer.
+    pub layer: std::sync::Arc<dyn Layer>,
+    /// Offset of its parameters within the block's.
+    pub offset: usize,
+    /// Module name relative to the block (its index).
+    pub module: String,
 }
 
 /// What a layer sees of one chunk of `b` samples after its forward pass.
@@ -190,9 +273,40 @@ pub trait Layer: Debug + Send + Sync {
     fn intrinsic_symmetries(&self) -> Vec<Intrinsic> {
         Vec::new()
     }
+    /// Output units that scale with parameters (see [`Units`]); `None` for none.
+    fn units(&self) -> Option<Units> {
+        None
+    }
+    /// What happens to the input positions `positions`, all scaled by one `c > 0` (see [`Pass`]).
+    fn pass(&self, _positions: &[usize]) -> Pass {
+        Pass::Block
+    }
+    /// Whether the output is unchanged, exactly, when the whole input is scaled by any `c > 0`
+    /// (a normalization without an ε): the parameters that produce its input are then scale
+    /// invariant.
+    fn normalizes_input(&self) -> bool {
+        false
+    }
+    /// The layers inside a block layer (a residual block), with their places in the block's
+    /// parameters; the symmetry catalog looks inside.
+    fn children(&self) -> &[Child] {
+        &[]
+    }
+    /// How far the inputs `x` (`b` samples) are from a point where the layer is not
+    /// differentiable (a ReLU's kink at 0, a tie in a max-pooling window), at parameters `p`;
+    /// `∞` for smooth layers. For finite-difference checks, whose steps must not cross such
+    /// points (allocates; not for hot loops).
+    fn kink_distance(&self, _p: &[f64], _x: &[f64], _b: usize) -> f64 {
+        f64::INFINITY
+    }
+    /// Parameters that do not affect the output at all (attention's key bias: softmax ignores a
+    /// shift shared by all keys), as local indices; their gradient is identically zero.
+    fn inert_params(&self) -> Vec<usize> {
+        Vec::new()
+    }
 
     /// `y = layer(x)` for `b` samples; fills `saved`.
-    fn forward(&self, p: &[f64], x: &[f64], y: &mut [f64], saved: &mut [f64], b: usize);
+    fn forward(&self, p: &[f64], x: &[f64], y: &mut [f64], saved: &mut [f64], b: usize, scratch: &mut [f64]);
 
     /// From `dy`: writes `dx` (if asked) and, if `grad` is given, **overwrites** it with
     /// `alpha · Σ_i g_i`, where `g_i` is the gradient of `ℓ_i` with respect to the layer's parameters.
@@ -249,6 +363,22 @@ pub trait Layer: Debug + Send + Sync {
         b: usize,
         scratch: &mut [f64],
     );
+}
+
+/// The features `J` when `positions` (in a row-major `[t, width]` tensor) are exactly
+/// `{p·width + j : p < t, j ∈ J}`: the same features at every position. `None` otherwise.
+pub fn features_at_every_position(positions: &[usize], width: usize, t: usize) -> Option<Vec<usize>> {
+    let mut feats: Vec<usize> = positions.iter().filter(|&&p| p < width).copied().collect();
+    feats.sort_unstable();
+    feats.dedup();
+    if feats.is_empty() || positions.len() != feats.len() * t {
+        return None;
+    }
+    let mut all: Vec<usize> = (0..t).flat_map(|p| feats.iter().map(move |j| p * width + j)).collect();
+    let mut given = positions.to_vec();
+    all.sort_unstable();
+    given.sort_unstable();
+    (all == given).then_some(feats)
 }
 
 /// The sample-`i` view of a chunk.

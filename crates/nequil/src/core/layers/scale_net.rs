@@ -293,7 +293,7 @@ impl Layer for ScaleNet {
         }
     }
 
-    fn forward(&self, p: &[f64], x: &[f64], y: &mut [f64], saved: &mut [f64], b: usize) {
+    fn forward(&self, p: &[f64], x: &[f64], y: &mut [f64], saved: &mut [f64], b: usize, _scratch: &mut [f64]) {
         let [din, h, dout] = self.widths();
         let (w, u) = p.split_at(self.nw());
         let (s_in, s_out, _, _) = self.scales(p);
@@ -302,9 +302,7 @@ impl Layer for ScaleNet {
         for v in &mut z[..b * h] {
             *v *= s_in;
         }
-        for (av, zv) in a[..b * h].iter_mut().zip(&z[..b * h]) {
-            *av = crate::core::math::tanh(*zv);
-        }
+        crate::core::math::tanh_slice(&mut a[..b * h], &z[..b * h]);
         gemm_nt(y, a, u, b, dout, h, false);
         for v in &mut y[..b * dout] {
             *v *= s_out;
@@ -473,7 +471,7 @@ mod tests {
             rng.fill_normal(&mut dy);
             let mut y0 = vec![0.0; b * 2];
             let mut saved = vec![0.0; b * 8];
-            net.forward(&p, &x, &mut y0, &mut saved, b);
+            net.forward(&p, &x, &mut y0, &mut saved, b, &mut []);
             let mut scratch = vec![0.0; net.scratch_len(b)];
             let mut g0 = vec![0.0; np];
             let mut dx0 = vec![0.0; b * 3];

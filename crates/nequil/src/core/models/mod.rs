@@ -22,7 +22,10 @@
 //! deviation directly (`σ_W`, `σ_U` in layer order). Biases start at zero.
 
 pub use crate::core::layers::{Activation, ScaleKind, ScaleNet};
-use crate::core::layers::{ActivationLayer, BlockInit, Fwd, Layer, Linear, Structure};
+use crate::core::layers::{
+    ActivationLayer, AvgPool2d, BlockInit, Child, Conv2d, Flatten, Fwd, Layer, LayerNorm, Linear, MaxPool2d, MeanPool,
+    Residual, SelfAttention, Structure,
+};
 use crate::core::params::Layout;
 use crate::core::rng::Rng;
 use crate::{invalid, Result};
@@ -304,7 +307,12 @@ impl Model {
         for n in &self.nodes {
             let l = n.layer();
             match l.structure() {
-                Structure::Dense { out, inp, bias: has } if expect_dense => {
+                Structure::Dense {
+                    out,
+                    inp,
+                    bias: has,
+                    positions: 1,
+                } if expect_dense => {
                     if *bias.get_or_insert(has) != has {
                         return None;
                     }
@@ -323,7 +331,12 @@ impl Model {
                     }
                     expect_dense = true;
                 }
-                Structure::Dense { out, inp, bias: has } => {
+                Structure::Dense {
+                    out,
+                    inp,
+                    bias: has,
+                    positions: 1,
+                } => {
                     // Dense after dense: only in chains without activation layers.
                     if act.is_some() || *bias.get_or_insert(has) != has {
                         return None;
@@ -468,8 +481,14 @@ impl Model {
         for (k, n) in self.nodes.iter().enumerate() {
             let (prev, rest) = ws.out.split_at_mut(k);
             let input: &[f64] = if k == 0 { x } else { &prev[k - 1] };
-            n.layer
-                .forward(&theta[n.range()], input, &mut rest[0], &mut ws.saved[k], b);
+            n.layer.forward(
+                &theta[n.range()],
+                input,
+                &mut rest[0],
+                &mut ws.saved[k],
+                b,
+                &mut ws.scratch,
+            );
         }
     }
 
@@ -495,6 +514,22 @@ impl Model {
             n.layer
                 .backward(&theta[n.range()], f, &hi[0], dx, g, inv_b, b, &mut ws.scratch);
         }
+    }
+
+    /// How far the `b` samples `x` are, at θ, from a point where the model is not differentiable
+    /// (ReLU kinks, pooling ties; [`Layer::kink_distance`]); `∞` for smooth models. For
+    /// finite-difference checks (allocates).
+    pub fn kink_distance(&self, theta: &[f64], x: &[f64], b: usize) -> f64 {
+        let mut ws = self.workspace(b);
+        self.forward(theta, x, b, &mut ws);
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(k, n)| {
+                let input: &[f64] = if k == 0 { x } else { &ws.out[k - 1] };
+                n.layer.kink_distance(&theta[n.range()], input, b)
+            })
+            .fold(f64::INFINITY, f64::min)
     }
 
     /// Mean loss `(1/b) Σ_i ‖f(x_i) − y_i‖²` of a batch.
@@ -546,6 +581,227 @@ impl Model {
             total += b as f64 * self.loss(theta, &x[i * dx..(i + b) * dx], &y[i * dy..(i + b) * dy], b, ws);
         });
         total / n as f64
+    }
+}
+
+/// A layer of a sequential model, before shapes are known (the builder infers each input shape
+/// from the previous layer's output). The names are PyTorch's: `nn.Linear(·, out_features)`,
+/// `nn.Conv2d(·, out_channels, kernel, stride, padding)`, `nn.MaxPool2d(kernel, stride)`, …
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayerDesc {
+    /// `linear`: dense on the last axis.
+    Linear {
+        /// Output features.
+        out_features: usize,
+        /// With a bias.
+        bias: bool,
+    },
+    /// `conv2d` on `[C, H, W]`.
+    Conv2d {
+        /// Output channels.
+        out_channels: usize,
+        /// Kernel `(k_h, k_w)`.
+        kernel: (usize, usize),
+        /// Stride (≥ 1).
+        stride: usize,
+        /// Zero padding on every side.
+        padding: usize,
+        /// With a bias.
+        bias: bool,
+    },
+    /// `max-pool2d` on `[C, H, W]`.
+    MaxPool2d {
+        /// Window size.
+        kernel: usize,
+        /// Stride (PyTorch's default: the kernel size).
+        stride: usize,
+    },
+    /// `avg-pool2d` on `[C, H, W]`.
+    AvgPool2d {
+        /// Window size.
+        kernel: usize,
+        /// Stride (PyTorch's default: the kernel size).
+        stride: usize,
+    },
+    /// `flatten` to a vector.
+    Flatten,
+    /// `layer-norm` over the last axis.
+    LayerNorm {
+        /// ε (PyTorch's default 1e-5; 0 makes the scale invariance exact).
+        eps: f64,
+        /// With `weight` and `bias`.
+        affine: bool,
+    },
+    /// `self-attention` on `[T, E]`.
+    SelfAttention {
+        /// Number of heads (dividing E).
+        heads: usize,
+        /// Causal mask.
+        causal: bool,
+        /// With `in_proj_bias` and `out_proj.bias`.
+        bias: bool,
+    },
+    /// `mean-pool`: `[T, d] → [d]`.
+    MeanPool,
+    /// `residual`: `x + F(x)` for the inner stack.
+    Residual(Vec<LayerDesc>),
+    /// An element-wise activation.
+    Activation(Activation),
+}
+
+impl LayerDesc {
+    /// The layer for inputs of shape `inp`, or an error (naming `key`) if it does not fit.
+    fn build(&self, inp: &[usize], key: &str) -> Result<Arc<dyn Layer>> {
+        let bad = |m: String| invalid!("{key}: {m}");
+        let chw = |what: &str| -> Result<[usize; 3]> {
+            match inp {
+                [c, h, w] => Ok([*c, *h, *w]),
+                _ => Err(bad(format!("{what} needs inputs of shape [C, H, W], got {inp:?}"))),
+            }
+        };
+        Ok(match self {
+            LayerDesc::Linear { out_features, bias } => {
+                if *out_features == 0 {
+                    return Err(bad("out_features must be ≥ 1".into()));
+                }
+                if inp.is_empty() {
+                    return Err(bad("linear needs a non-empty input shape".into()));
+                }
+                Arc::new(Linear::on_shape(inp, *out_features, *bias))
+            }
+            LayerDesc::Conv2d {
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                bias,
+            } => {
+                let [c, h, w] = chw("conv2d")?;
+                if *out_channels == 0 || kernel.0 == 0 || kernel.1 == 0 || *stride == 0 {
+                    return Err(bad("out_channels, kernel and stride must be ≥ 1".into()));
+                }
+                if h + 2 * padding < kernel.0 || w + 2 * padding < kernel.1 {
+                    return Err(bad(format!(
+                        "kernel {}×{} is larger than the padded input {}×{}",
+                        kernel.0,
+                        kernel.1,
+                        h + 2 * padding,
+                        w + 2 * padding
+                    )));
+                }
+                Arc::new(Conv2d::new([c, h, w], *out_channels, *kernel, *stride, *padding, *bias))
+            }
+            LayerDesc::MaxPool2d { kernel, stride } | LayerDesc::AvgPool2d { kernel, stride } => {
+                let max = matches!(self, LayerDesc::MaxPool2d { .. });
+                let [c, h, w] = chw(if max { "max-pool2d" } else { "avg-pool2d" })?;
+                if *kernel == 0 || *stride == 0 {
+                    return Err(bad("kernel and stride must be ≥ 1".into()));
+                }
+                if *kernel > h || *kernel > w {
+                    return Err(bad(format!("kernel {kernel} is larger than the input {h}×{w}")));
+                }
+                if max {
+                    Arc::new(MaxPool2d::new([c, h, w], *kernel, *stride))
+                } else {
+                    Arc::new(AvgPool2d::new([c, h, w], *kernel, *stride))
+                }
+            }
+            LayerDesc::Flatten => Arc::new(Flatten::new(inp.to_vec())),
+            LayerDesc::LayerNorm { eps, affine } => {
+                if !(eps.is_finite() && *eps >= 0.0) {
+                    return Err(bad(format!("eps must be finite and ≥ 0, got {eps}")));
+                }
+                if inp.is_empty() {
+                    return Err(bad("layer-norm needs a non-empty input shape".into()));
+                }
+                Arc::new(LayerNorm::new(inp.to_vec(), *eps, *affine))
+            }
+            LayerDesc::SelfAttention { heads, causal, bias } => {
+                let [t, e] = match inp {
+                    [t, e] => [*t, *e],
+                    _ => {
+                        return Err(bad(format!(
+                            "self-attention needs sequences of shape [T, E], got {inp:?}"
+                        )))
+                    }
+                };
+                if *heads == 0 || e % heads != 0 {
+                    return Err(bad(format!("heads = {heads} must be ≥ 1 and divide E = {e}")));
+                }
+                Arc::new(SelfAttention::new(t, e, *heads, *causal, *bias))
+            }
+            LayerDesc::MeanPool => match inp {
+                [t, d] => Arc::new(MeanPool::new(*t, *d)),
+                _ => return Err(bad(format!("mean-pool needs sequences of shape [T, d], got {inp:?}"))),
+            },
+            LayerDesc::Residual(inner) => {
+                if inner.is_empty() {
+                    return Err(bad("a residual block needs at least one layer".into()));
+                }
+                let mut children = vec![];
+                let mut shape = inp.to_vec();
+                let mut offset = 0;
+                for (j, d) in inner.iter().enumerate() {
+                    let l = d.build(&shape, &format!("{key}.layers[{j}]"))?;
+                    shape = l.out_shape().to_vec();
+                    let np = l.n_params();
+                    children.push(Child {
+                        layer: l,
+                        offset,
+                        module: j.to_string(),
+                    });
+                    offset = offset
+                        .checked_add(np)
+                        .ok_or_else(|| bad("the parameter count overflows".into()))?;
+                }
+                if shape != inp {
+                    return Err(bad(format!(
+                        "a residual block must map its input shape {inp:?} to itself, its layers give {shape:?}"
+                    )));
+                }
+                Arc::new(Residual::new(children, inp.to_vec()))
+            }
+            LayerDesc::Activation(a) => {
+                if let Activation::LeakyRelu(s) = a {
+                    if !s.is_finite() {
+                        return Err(bad(format!("slope must be finite, got {s}")));
+                    }
+                }
+                Arc::new(ActivationLayer::new(*a, inp.to_vec()))
+            }
+        })
+    }
+}
+
+impl Model {
+    /// An `nn.Sequential` model: the layers applied in order to per-sample inputs of shape
+    /// `input`, named `{i}.weight`, `{i}.bias`, … (`{i}.{j}.weight` inside residual blocks), as
+    /// PyTorch names them. Each layer's input shape is the previous one's output; errors name
+    /// the layer (`model.layers[2]`) and what does not fit.
+    pub fn sequential(input: &[usize], layers: &[LayerDesc]) -> Result<Self> {
+        if input.is_empty() || input.contains(&0) {
+            return Err(invalid!(
+                "model.input: the per-sample shape must be non-empty with positive sizes, got {input:?}"
+            ));
+        }
+        if layers.is_empty() {
+            return Err(invalid!("model.layers: needs at least one layer"));
+        }
+        let mut shape = input.to_vec();
+        let mut nodes = vec![];
+        let mut names = vec![];
+        for (i, d) in layers.iter().enumerate() {
+            let l = d.build(&shape, &format!("model.layers[{i}]"))?;
+            shape = l.out_shape().to_vec();
+            names.push(l.kind());
+            nodes.push(NodeSpec {
+                layer: l,
+                module: i.to_string(),
+                label: i.to_string(),
+            });
+        }
+        let desc = format!("sequential {input:?} → {shape:?}: {}", names.join(", "));
+        Self::from_nodes(nodes, desc)
     }
 }
 

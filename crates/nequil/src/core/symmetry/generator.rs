@@ -1,6 +1,6 @@
 //! Generators `A` of exponential symmetries, acting on the flat parameter vector θ.
 //!
-//! A generator is a symmetric `P × P` matrix `A` (`paper.md` §1.4, Definition 4.1): the symmetry is
+//! A generator is a symmetric `P × P` matrix `A` (book `theory/symmetries.md#exponential-symmetry`, Definition 4.1): the symmetry is
 //! `ℓ(θ, z) = ℓ(e^{λA}θ, z)` for all λ, its infinitesimal form is `∇ℓ(θ, z)ᵀ A θ = 0`, and its
 //! Noether charge is `C(θ) = θᵀAθ` (no factor ½; `∇C = 2Aθ`). Three storage forms:
 //!
@@ -229,7 +229,7 @@ impl Generator {
         self.bilinear(g, g)
     }
 
-    /// The Noether charge `C(θ) = θᵀAθ` (`paper.md` Eq. 6; no ½).
+    /// The Noether charge `C(θ) = θᵀAθ` (book `theory/symmetries.md#noether-charge`; no ½).
     pub fn charge(&self, theta: &[f64]) -> f64 {
         self.quad(theta)
     }
@@ -319,7 +319,7 @@ impl Generator {
         }
     }
 
-    /// The exact action `e^{λA} θ` (`paper.md` Eq. 8–9). Element-wise for diagonal generators;
+    /// The exact action `e^{λA} θ` (book `theory/symmetries.md#exponential-map`). Element-wise for diagonal generators;
     /// through the eigendecomposition `A = Σ μ n nᵀ` otherwise (`e^{λA}θ = θ + Σ (e^{λμ} − 1)(nᵀθ) n`).
     /// Overflows to ±∞ for large `|λμ|`, as the true action does.
     pub fn exp_apply(&self, lambda: f64, theta: &[f64]) -> Vec<f64> {

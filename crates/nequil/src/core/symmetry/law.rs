@@ -1,4 +1,4 @@
-//! The law of motion of a Noether charge under SGD (`paper.md` §1.5, §2.5, §6).
+//! The law of motion of a Noether charge under SGD (book `theory/law-of-motion.md#noether-flow`, `theory/law-of-motion.md#expected-discrete-drift`, `theory/constants.md#constants`).
 //!
 //! Conventions: per-sample loss `ℓ = ‖f(x) − y‖²` (no ½), `Σ` the per-sample gradient covariance
 //! over the data (weight `1/n`), a batch of S samples drawn with replacement, weight decay

@@ -1,6 +1,6 @@
 //! Fig. 3: norm balance of the two-layer linear autoencoder against the input anisotropy φ_x.
 //!
-//! Setting (`paper.md` §7.2; the paper's Fig. 3 uses d = 100, hidden 2000, η = 0.1, S = 100): y =
+//! Setting (book `theory/closed-forms.md#two-layer-recipe`; the paper's Fig. 3 uses d = 100, hidden 2000, η = 0.1, S = 100): y =
 //! x + ε ∈ ℝ^d, `Σ_x = diag(φ·I_{d/2}, (2 − φ)·I_{d/2})`, `Σ_ε = I`, Kaiming init. At the global
 //! minimum (UW = I, γ = 0) Theorem 5.2 with §6 constants gives ‖U*‖² = (d/2)(√φ + √(2−φ)),
 //! ‖W*‖² = (d/2)(1/√φ + 1/√(2−φ)), so ‖W*‖²/‖U*‖² = 1/√(φ(2−φ)): balanced only at φ = 1.
@@ -229,7 +229,7 @@ pub fn checks(r: &Results) -> Result<Vec<Check>> {
         "the finite-η gap shrinks with η: Σ_φ|ratio − theory| at η = 0.0025 over that at η = 0.01",
         1.0,
         err_s / err_b,
-        "the gap is the O(η) bias of the discrete noise equilibrium (paper.md §7.2)",
+        "the gap is the O(η) bias of the discrete noise equilibrium (book `theory/closed-forms.md#two-layer-recipe`)",
     ));
     let mut worst_wd: f64 = 0.0;
     for ti in &t {

@@ -2,7 +2,7 @@
 //! (Kaiming) initialization along the rescaling orbit toward the flatter noise equilibrium, so a
 //! learning rate that diverges from the initialization becomes safe after a warmup.
 //!
-//! Setting (the paper gives no sizes; `paper.md` §7.4 [CHK]): autoencoding y = x + ε with
+//! Setting (the paper gives no sizes; book `theory/sharpness.md#warmup-experiment`): autoencoding y = x + ε with
 //! d_x = d_y = 100, hidden width 1, Σ_x = Σ_ε = I, online SGD with S = 10. Kaiming fan-in init
 //! (U ~ N(0, 1), W ~ N(0, 1/100)); Xavier init (both N(0, 2/101)). The stability measure is the
 //! paper's sharpness S(θ) = d_y ‖W‖² + ‖U‖² Tr Σ_x (Prop. 5.3; half the trace of the population
@@ -222,7 +222,7 @@ pub fn checks(r: &Results) -> Result<Vec<Check>> {
         3.0,
         (gd - mk) / sk,
         &format!(
-            "k = 3 standard errors over {SEEDS} seeds (GD {}, SGD {} ± {}): GD moves the charge only through η² terms (paper.md §2.5), SGD through its noise",
+            "k = 3 standard errors over {SEEDS} seeds (GD {}, SGD {} ± {}): GD moves the charge only through η² terms (book `theory/law-of-motion.md#expected-discrete-drift`), SGD through its noise",
             fmt(gd),
             fmt(mk),
             fmt(sk)
@@ -377,7 +377,7 @@ pub fn details(r: &Results) -> Result<Details> {
                 ratios.iter().map(|v| fmt(*v)).collect::<Vec<_>>().join(", ")
             ),
             format!(
-                "Final S (mean over {SEEDS} seeds of the last quarter's average): SGD-Kaiming {} ± {}, SGD-Xavier {} ± {}; S* = 200 in the η → 0 limit; the gap is the finite-η bias (paper.md §7.4 reports ≈ 220–225).",
+                "Final S (mean over {SEEDS} seeds of the last quarter's average): SGD-Kaiming {} ± {}, SGD-Xavier {} ± {}; S* = 200 in the η → 0 limit; the gap is the finite-η bias (book `theory/sharpness.md#warmup-experiment` reports ≈ 220–225).",
                 fmt(mk),
                 fmt(sk),
                 fmt(mx),

@@ -1,5 +1,5 @@
 //! Fig. 5: per-layer norms of a deep linear net under SGD. The corrected Theorem 5.4
-//! (`paper.md` §3.3, §7.3) predicts that at the noise equilibrium all intermediate layers share one
+//! (book `theory/closed-forms.md#deep-linear`, `theory/closed-forms.md#deep-linear`) predicts that at the noise equilibrium all intermediate layers share one
 //! norm, `‖W_i‖² = d c²`, while the input and output layers are set by the input and output noise.
 //!
 //! Synthetic setting (the paper uses MNIST with unstated depth and width): depth 4, widths

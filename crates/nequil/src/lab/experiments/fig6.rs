@@ -161,7 +161,7 @@ pub fn checks(r: &Results) -> Result<Vec<Check>> {
         3.0,
         m / se,
         &format!(
-            "k = 3 standard errors over {SEEDS} seeds (difference {} ± {}): the equilibrium of Thm 5.2 is the small-η limit; finite η biases it (paper.md §7.2 shows the same trend)",
+            "k = 3 standard errors over {SEEDS} seeds (difference {} ± {}): the equilibrium of Thm 5.2 is the small-η limit; finite η biases it (book `theory/closed-forms.md#two-layer-recipe` shows the same trend)",
             fmt(m),
             fmt(se)
         ),

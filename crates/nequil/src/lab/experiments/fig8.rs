@@ -75,8 +75,8 @@ fn name(d: usize, eta: f64, s: usize, seed: u64) -> String {
     format!("d={d}/eta={eta}/S={s}/seed={seed}")
 }
 
-/// Records the charge `C = ‖W‖² − ‖U‖²` and the exact expected change per step (`paper.md`
-/// §2.5), `η²(∇LᵀA∇L + Tr[AΣ]/S)` with `A = diag(I_W, −I_U)`, from the Gaussian moments of the
+/// Records the charge `C = ‖W‖² − ‖U‖²` and the exact expected change per step (book
+/// `theory/law-of-motion.md#expected-discrete-drift`), `η²(∇LᵀA∇L + Tr[AΣ]/S)` with `A = diag(I_W, −I_U)`, from the Gaussian moments of the
 /// current product (Isserlis): columns `C` and `drift_per_step`.
 struct DriftProbe {
     d: usize,

@@ -1,4 +1,4 @@
-//! The law of balance (`paper.md` §3.1): for ℓ = (u w x − y)² the charge C = u² − w² decays as
+//! The law of balance (book `theory/closed-forms.md#scalar-uw`): for ℓ = (u w x − y)² the charge C = u² − w² decays as
 //! exp(−4(γ + (η/S) Var[r x]) t), with r = u w x − y.
 //!
 //! Setting (not in the paper, fixed here): x ~ N(0, 1), y = x + ε with ε ~ N(0, 1); start at

@@ -1,0 +1,328 @@
+//! `layer-norm`: normalization over the last axis (PyTorch `nn.LayerNorm(d, eps,
+//! elementwise_affine)`): per position, `x̂ = (x − μ)/√(σ² + ε)` with the mean μ and the biased
+//! variance σ² of the `d` values, and `y = γ ⊙ x̂ + β` with an affine `weight` γ and `bias` β
+//! (each `[d]`, initialized to 1 and 0) when affine.
+//!
+//! Backward: `dx̂ = γ ⊙ dy`, `dx = (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)) / √(σ² + ε)`,
+//! `g_γ = Σ_t dy ⊙ x̂`, `g_β = Σ_t dy` (summed over positions: the per-sample statistics form them
+//! one sample at a time). The R-operator runs the same passes, written once generic in the scalar
+//! type, on dual numbers.
+//!
+//! Symmetries: with `ε = 0` the output does not change when the whole input is scaled by `c > 0`,
+//! so the parameters that produce the input are scale invariant (the catalog's `scale.{label}`).
+//! With `ε > 0` (PyTorch's default 1e-5) that holds only approximately and is not claimed. The
+//! affine features are units: scaling `γ_j, β_j` by `c` scales output feature `j`.
+
+use super::dual::{as_duals, Dual, Num};
+use super::{BlockInit, BlockSpec, Fwd, Layer, Pass, RFwd, Units};
+
+/// Layer normalization over the last axis (see the module docs).
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    shape: Vec<usize>,
+    eps: f64,
+    affine: bool,
+}
+
+impl LayerNorm {
+    /// Normalizes the last axis of per-sample tensors of shape `shape` (non-empty).
+    pub fn new(shape: Vec<usize>, eps: f64, affine: bool) -> Self {
+        LayerNorm { shape, eps, affine }
+    }
+    /// `(positions, d)`.
+    fn dims(&self) -> (usize, usize) {
+        let d = *self.shape.last().expect("non-empty shape");
+        (self.shape[..self.shape.len() - 1].iter().product(), d)
+    }
+
+    /// Forward on `rows` rows of `d` values: `y`, `x̂`, `1/√(σ² + ε)` per row.
+    fn forward_num<T: Num>(&self, p: &[T], x: &[T], y: &mut [T], xhat: &mut [T], rstd: &mut [T], rows: usize) {
+        let (_, d) = self.dims();
+        let inv_d = 1.0 / d as f64;
+        for r in 0..rows {
+            let xr = &x[r * d..(r + 1) * d];
+            let mut mu = T::cst(0.0);
+            for v in xr {
+                mu += *v;
+            }
+            let mu = mu.scale(inv_d);
+            let mut var = T::cst(0.0);
+            for v in xr {
+                let c = *v - mu;
+                var += c * c;
+            }
+            let rs = (var.scale(inv_d) + T::cst(self.eps)).sqrt().recip();
+            rstd[r] = rs;
+            for j in 0..d {
+                let h = (xr[j] - mu) * rs;
+                xhat[r * d + j] = h;
+                y[r * d + j] = if self.affine { h * p[j] + p[d + j] } else { h };
+            }
+        }
+    }
+
+    /// Backward on `rows` rows; `grad` (if given) is overwritten with `alpha Σ g`.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_num<T: Num>(
+        &self,
+        p: &[T],
+        xhat: &[T],
+        rstd: &[T],
+        dy: &[T],
+        dx: Option<&mut [T]>,
+        grad: Option<&mut [T]>,
+        alpha: f64,
+        rows: usize,
+    ) {
+        let (_, d) = self.dims();
+        let inv_d = 1.0 / d as f64;
+        if let Some(g) = grad {
+            let zero = T::cst(0.0);
+            g.iter_mut().for_each(|v| *v = zero);
+            for r in 0..rows {
+                for j in 0..d {
+                    g[j] += dy[r * d + j] * xhat[r * d + j];
+                    g[d + j] += dy[r * d + j];
+                }
+            }
+            g.iter_mut().for_each(|v| *v = v.scale(alpha));
+        }
+        if let Some(dx) = dx {
+            for r in 0..rows {
+                let (mut m1, mut m2) = (T::cst(0.0), T::cst(0.0));
+                for j in 0..d {
+                    let dh = if self.affine {
+                        dy[r * d + j] * p[j]
+                    } else {
+                        dy[r * d + j]
+                    };
+                    m1 += dh;
+                    m2 += dh * xhat[r * d + j];
+                }
+                let (m1, m2) = (m1.scale(inv_d), m2.scale(inv_d));
+                for j in 0..d {
+                    let dh = if self.affine {
+                        dy[r * d + j] * p[j]
+                    } else {
+                        dy[r * d + j]
+                    };
+                    dx[r * d + j] = (dh - m1 - xhat[r * d + j] * m2) * rstd[r];
+                }
+            }
+        }
+    }
+
+    fn dual_len(&self, b: usize) -> usize {
+        let (t, d) = self.dims();
+        2 * (2 * self.n_params() + b * t * (5 * d + 1))
+    }
+
+    /// The dual buffers (θ, x, x̂, rstd, y, dy, dx, grad) with the forward pass at `(p + εv, x + ε rx)`.
+    #[allow(clippy::type_complexity)]
+    fn dual_forward<'s>(
+        &self,
+        p: &[f64],
+        v: &[f64],
+        x: &[f64],
+        rx: Option<&[f64]>,
+        b: usize,
+        scratch: &'s mut [f64],
+    ) -> [&'s mut [Dual]; 8] {
+        let (t, d) = self.dims();
+        let (np, n) = (self.n_params(), b * t * d);
+        let s = as_duals(&mut scratch[..self.dual_len(b)]);
+        let (th, s) = s.split_at_mut(np);
+        let (xd, s) = s.split_at_mut(n);
+        let (xh, s) = s.split_at_mut(n);
+        let (rs, s) = s.split_at_mut(b * t);
+        let (yd, s) = s.split_at_mut(n);
+        let (dyd, s) = s.split_at_mut(n);
+        let (dxd, s) = s.split_at_mut(n);
+        let gd = &mut s[..np];
+        for ((a, pv), vv) in th.iter_mut().zip(p).zip(v) {
+            *a = Dual { v: *pv, d: *vv };
+        }
+        for (k, a) in xd.iter_mut().enumerate() {
+            *a = Dual {
+                v: x[k],
+                d: rx.map_or(0.0, |r| r[k]),
+            };
+        }
+        self.forward_num(th, xd, yd, xh, rs, b * t);
+        [th, xd, xh, rs, yd, dyd, dxd, gd]
+    }
+}
+
+impl Layer for LayerNorm {
+    fn kind(&self) -> &'static str {
+        "layer-norm"
+    }
+    fn describe(&self) -> String {
+        format!(
+            "layer-norm over the last axis of {:?}, eps {}{}",
+            self.shape,
+            self.eps,
+            if self.affine { ", affine" } else { "" }
+        )
+    }
+    fn in_shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn out_shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn blocks(&self) -> Vec<BlockSpec> {
+        let (_, d) = self.dims();
+        if !self.affine {
+            return vec![];
+        }
+        vec![
+            BlockSpec {
+                name: "weight".into(),
+                shape: vec![d],
+                init: BlockInit::Ones,
+            },
+            BlockSpec {
+                name: "bias".into(),
+                shape: vec![d],
+                init: BlockInit::Zeros,
+            },
+        ]
+    }
+    fn n_params(&self) -> usize {
+        if self.affine {
+            2 * self.dims().1
+        } else {
+            0
+        }
+    }
+    /// `[x̂ (T·d) | 1/√(σ² + ε) (T)]` per sample.
+    fn saved_per_sample(&self) -> usize {
+        let (t, d) = self.dims();
+        t * (d + 1)
+    }
+    fn scratch_len(&self, b: usize) -> usize {
+        self.dual_len(b).max(self.n_params())
+    }
+    fn normalizes_input(&self) -> bool {
+        self.eps == 0.0
+    }
+    fn units(&self) -> Option<Units> {
+        let (t, d) = self.dims();
+        self.affine.then(|| Units {
+            noun: "feature",
+            params: (0..d).map(|j| vec![j, d + j]).collect(),
+            positions: (0..d).map(|j| (0..t).map(|p| p * d + j).collect()).collect(),
+        })
+    }
+    fn pass(&self, _positions: &[usize]) -> Pass {
+        Pass::Block
+    }
+
+    fn forward(&self, p: &[f64], x: &[f64], y: &mut [f64], saved: &mut [f64], b: usize, _scratch: &mut [f64]) {
+        let (t, d) = self.dims();
+        let per = t * (d + 1);
+        for i in 0..b {
+            let (xh, rs) = saved[i * per..(i + 1) * per].split_at_mut(t * d);
+            self.forward_num(
+                p,
+                &x[i * t * d..(i + 1) * t * d],
+                &mut y[i * t * d..(i + 1) * t * d],
+                xh,
+                rs,
+                t,
+            );
+        }
+    }
+
+    fn backward(
+        &self,
+        p: &[f64],
+        f: Fwd<'_>,
+        dy: &[f64],
+        dx: Option<&mut [f64]>,
+        grad: Option<&mut [f64]>,
+        alpha: f64,
+        b: usize,
+        scratch: &mut [f64],
+    ) {
+        let (t, d) = self.dims();
+        let per = t * (d + 1);
+        let np = self.n_params();
+        let mut dx = dx;
+        let mut grad = grad;
+        if let Some(g) = grad.as_deref_mut() {
+            g.fill(0.0);
+        }
+        let gs = &mut scratch[..np];
+        for i in 0..b {
+            let (xh, rs) = f.saved[i * per..(i + 1) * per].split_at(t * d);
+            let dyi = &dy[i * t * d..(i + 1) * t * d];
+            let dxi = dx.as_deref_mut().map(|v| &mut v[i * t * d..(i + 1) * t * d]);
+            let want = grad.is_some() && np > 0;
+            self.backward_num(p, xh, rs, dyi, dxi, want.then_some(&mut *gs), alpha, t);
+            if let (Some(g), true) = (grad.as_deref_mut(), want) {
+                for (a, v) in g.iter_mut().zip(gs.iter()) {
+                    *a += v;
+                }
+            }
+        }
+    }
+
+    fn rforward(
+        &self,
+        p: &[f64],
+        v: &[f64],
+        f: Fwd<'_>,
+        rx: Option<&[f64]>,
+        ry: &mut [f64],
+        b: usize,
+        scratch: &mut [f64],
+    ) {
+        let [_, _, _, _, yd, ..] = self.dual_forward(p, v, f.x, rx, b, scratch);
+        for (r, a) in ry.iter_mut().zip(yd.iter()) {
+            *r = a.d;
+        }
+    }
+
+    fn rbackward(
+        &self,
+        p: &[f64],
+        v: &[f64],
+        r: RFwd<'_>,
+        rdy: &[f64],
+        rdx: Option<&mut [f64]>,
+        hv: &mut [f64],
+        alpha: f64,
+        b: usize,
+        scratch: &mut [f64],
+    ) {
+        let (t, _) = self.dims();
+        let [th, _xd, xh, rs, _yd, dyd, dxd, gd] = self.dual_forward(p, v, r.f.x, r.rx, b, scratch);
+        for (k, a) in dyd.iter_mut().enumerate() {
+            *a = Dual { v: r.dy[k], d: rdy[k] };
+        }
+        let want_dx = rdx.is_some();
+        let np = self.n_params();
+        self.backward_num(
+            th,
+            xh,
+            rs,
+            dyd,
+            want_dx.then_some(&mut *dxd),
+            (np > 0).then_some(&mut *gd),
+            alpha,
+            b * t,
+        );
+        if np > 0 {
+            for (h, g) in hv.iter_mut().zip(gd.iter()) {
+                *h += g.d;
+            }
+        }
+        if let Some(rdx) = rdx {
+            for (o, a) in rdx.iter_mut().zip(dxd.iter()) {
+                *o = a.d;
+            }
+        }
+    }
+}
