@@ -511,7 +511,7 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
 }
 
 /// Checks the instrument tables against the model and the data (called by [`Spec::build`]).
-pub(super) fn validate(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<()> {
+pub(crate) fn validate(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<()> {
     plan(p, model, source, seed).map(|_| ())
 }
 
