@@ -502,6 +502,7 @@ mod random_shapes {
     //! per-sample loop (relative 1e-12).
 
     use super::*;
+    use nequil::core::rng::Rng;
     use proptest::prelude::*;
 
     fn check(model: &Model, seed: u64) -> Result<(), TestCaseError> {
