@@ -1,6 +1,6 @@
 //! A probe that tracks Noether charges during training (see [`crate::train::Probe`]).
 
-use crate::core::equilibrium::{FlowParams, OrbitFlow, Time};
+use crate::core::equilibrium::{OrbitFlow, Time};
 use crate::core::linalg::Dense;
 use crate::core::stats::{grad_stats, per_sample_grads};
 use crate::core::symmetry::catalog::{catalog, Symmetry};
@@ -94,17 +94,7 @@ impl Probe for ChargeProbe {
         let (model, theta, n) = (ctx.model, ctx.theta, ctx.eval_n);
         let (eta, batch, gamma) = (ctx.lr, ctx.batch_size.max(1), ctx.weight_decay);
         // The law of the run's optimizer: SGD's, momentum's (effective step ηρ), or none (Adam).
-        let params = match ctx.optimizer {
-            Optimizer::Sgd => Some(FlowParams {
-                eta,
-                batch,
-                gamma,
-                time: self.time,
-                mean_weight: 1.0,
-            }),
-            Optimizer::Momentum(m) => Some(FlowParams::momentum(m, eta, batch, gamma, self.time)),
-            Optimizer::Adam { .. } => None,
-        };
+        let params = ctx.optimizer.flow_params(eta, batch, gamma, self.time);
         let need_stats = self.syms.iter().any(|(_, g)| g.as_diagonal().is_some());
         let need_grads = self.syms.iter().any(|(_, g)| g.as_diagonal().is_none());
         let stats = need_stats.then(|| {

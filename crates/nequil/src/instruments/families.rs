@@ -1,9 +1,9 @@
 //! A probe that tracks the noise balance of whole double-rotation families during training (see
 //! [`crate::core::equilibrium::matrix_family`]).
 
-use crate::core::equilibrium::{family_balance, FlowParams, Time};
+use crate::core::equilibrium::{family_balance, Time};
 use crate::core::symmetry::MatrixFamily;
-use crate::train::{Optimizer, Probe, ProbeCtx, Schedule};
+use crate::train::{Probe, ProbeCtx, Schedule};
 use crate::Result;
 
 /// Records, for each family, four columns computed on the run's evaluation set:
@@ -58,25 +58,15 @@ impl Probe for FamilyProbe {
 
     fn record(&mut self, ctx: &ProbeCtx<'_>, out: &mut Vec<f64>) -> Result<()> {
         let (eta, batch, gamma) = (ctx.lr, ctx.batch_size.max(1), ctx.weight_decay);
-        let params = match ctx.optimizer {
-            Optimizer::Sgd => FlowParams {
-                eta,
-                batch,
-                gamma,
-                time: self.time,
-                mean_weight: 1.0,
-            },
-            Optimizer::Momentum(m) => FlowParams::momentum(m, eta, batch, gamma, self.time),
-            Optimizer::Adam { .. } => {
-                // No law is claimed under Adam: the charge is measured, the rest is nan.
-                for f in &self.families {
-                    let m = crate::core::equilibrium::family_moments(
-                        ctx.model, f, ctx.theta, ctx.eval_x, ctx.eval_y, ctx.eval_n,
-                    )?;
-                    out.extend([m.q.add_scaled(-1.0, &m.k).frob2().sqrt(), f64::NAN, f64::NAN, f64::NAN]);
-                }
-                return Ok(());
+        let Some(params) = ctx.optimizer.flow_params(eta, batch, gamma, self.time) else {
+            // No law is claimed under Adam: the charge is measured, the rest is nan.
+            for f in &self.families {
+                let m = crate::core::equilibrium::family_moments(
+                    ctx.model, f, ctx.theta, ctx.eval_x, ctx.eval_y, ctx.eval_n,
+                )?;
+                out.extend([m.q.add_scaled(-1.0, &m.k).frob2().sqrt(), f64::NAN, f64::NAN, f64::NAN]);
             }
+            return Ok(());
         };
         for f in &self.families {
             let b = family_balance(ctx.model, f, ctx.theta, ctx.eval_x, ctx.eval_y, ctx.eval_n, &params)?;

@@ -15,6 +15,7 @@
 //!   `θ ← θ − (η/(1 − β₁ᵏ)) m / (√s/√(1 − β₂ᵏ) + ε)` (bias correction as PyTorch computes it).
 //! * AdamW: `θ ← (1 − 2ηγ)θ`, then the Adam step on `g = ĝ`.
 
+use crate::core::equilibrium::{FlowParams, Time};
 use crate::core::symmetry::Momentum;
 use crate::{invalid, Result};
 
@@ -56,6 +57,23 @@ impl Optimizer {
         match self {
             Optimizer::Momentum(m) => Some(m),
             _ => None,
+        }
+    }
+
+    /// The flow whose root is the noise equilibrium under this rule (book `theory/momentum.md`):
+    /// SGD's for [`Optimizer::Sgd`], SGD's at the effective step `ηρ` for momentum
+    /// ([`FlowParams::momentum`]), and `None` for Adam (no law is claimed).
+    pub fn flow_params(&self, eta: f64, batch: usize, gamma: f64, time: Time) -> Option<FlowParams> {
+        match self {
+            Optimizer::Sgd => Some(FlowParams {
+                eta,
+                batch,
+                gamma,
+                time,
+                mean_weight: 1.0,
+            }),
+            Optimizer::Momentum(m) => Some(FlowParams::momentum(m, eta, batch, gamma, time)),
+            Optimizer::Adam { .. } => None,
         }
     }
 
