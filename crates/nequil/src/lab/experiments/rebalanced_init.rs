@@ -340,10 +340,10 @@ pub fn figure(r: &Results) -> Result<Figure> {
         loss_panels.push(Panel::xy(
             &format!("loss, {} (seed 0)", s.title()),
             "iteration",
-            "loss on the evaluation sample (log scale)",
+            "loss on the evaluation sample",
             loss,
             false,
-            true,
+            false,
         ));
     }
     sharp.push(Series::new(
