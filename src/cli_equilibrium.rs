@@ -212,7 +212,7 @@ fn summary_line(r: &RebalanceReport, out: Option<&Path>) -> String {
     s
 }
 
-fn text_report(r: &RebalanceReport, out: Option<&Path>) -> String {
+pub(crate) fn text_report(r: &RebalanceReport, out: Option<&Path>) -> String {
     let mut s = String::new();
     s.push_str(&format!(
         "model: {}; eta = {}, S = {}, gamma = {}, {} time, n = {}\n",
