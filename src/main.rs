@@ -86,7 +86,7 @@ fn main() -> ExitCode {
     // The SIMD path is chosen before anything runs: a NEQUIL_SIMD the CPU cannot honour is bad
     // input.
     // So is a NEQUIL_MAX_MEMORY that is not a byte count.
-    if let Err(e) = nequil::simd::init().and_then(|()| nequil::lab::resources::init()) {
+    if let Err(e) = nequil::simd::init().and_then(|_| nequil::lab::resources::init()) {
         eprintln!("nequil: error: {e}");
         return exit_for(&e);
     }
