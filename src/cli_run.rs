@@ -2,7 +2,7 @@
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use nequil::lab::runner::{run_spec, write_run_dir};
+use nequil::lab::runner::{check_writable, run_spec, write_run_dir};
 use nequil::lab::spec::Spec;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +38,8 @@ pub fn progress_bar(total: u64, label: &str, quiet: bool) -> ProgressBar {
 
 pub fn run(a: RunArgs) -> nequil::Result<ExitCode> {
     let spec = Spec::from_file(&a.spec)?;
+    // Before hours of training: the output directory must be writable (nothing is left there).
+    check_writable(&a.out)?;
     let base = a.spec.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     let pb = progress_bar(spec.train.steps, "training", a.quiet);
     let start = Instant::now();

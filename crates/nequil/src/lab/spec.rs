@@ -12,6 +12,7 @@ use crate::core::models::{Activation, Init, LayerDesc, Model, ScaleKind};
 use crate::core::rng::Rng;
 use crate::core::symmetry::Momentum;
 use crate::lab::io::{read_npy, read_npz, NdArray};
+use crate::lab::resources::{model_footprint, Footprint};
 use crate::train::{Batching, LrSchedule, Optimizer, Schedule, TrainConfig};
 use crate::{invalid, Error, Result};
 use serde::{Deserialize, Serialize};
@@ -858,7 +859,11 @@ impl Spec {
             OptimizerName::Gd => self.data.n.unwrap_or(1),
             _ => self.train.batch_size,
         };
-        crate::lab::resources::check_fits(&model, 4, batch.max(1), &self.model.shape_key(), "training")?;
+        let what = format!("{}: the model has {} parameters", self.model.shape_key(), model.n_params());
+        let mut footprint = model_footprint(&model, 4, batch.max(1));
+        footprint.check(&what, "training")?;
+        self.data_footprint(&model, &mut footprint);
+        footprint.check(&what, "training")?;
         let init = self.model.init_scheme()?;
         let theta0 = match &self.model.init_from {
             Some(p) => {
@@ -873,13 +878,87 @@ impl Spec {
         };
         let source = self.data.build(model.d_in(), model.d_out(), self.seed, base)?;
         let config = self.train_config(&source)?;
-        instruments::validate(&self.probes, &model, &source, self.seed)?;
+        let columns = instruments::columns(&self.probes, &model, &source, self.seed)?;
+        // The log: a row of every column at each step of every schedule, and the steps themselves.
+        let mut rows = config.schedule.count_bound(config.steps);
+        for s in instruments::schedules(&self.probes)?.iter().flatten() {
+            rows = rows.saturating_add(s.count_bound(config.steps));
+        }
+        let cols = 5 + model.layout().blocks().len() as u128 + columns as u128;
+        footprint.add(
+            format!("probes.every / log_points: the log of up to {rows} rows × {cols} columns"),
+            rows,
+            8 * (cols + 1),
+        );
+        footprint.check(&what, "training")?;
         Ok(Built {
             model,
             source,
             theta0,
             config,
         })
+    }
+
+    /// Adds to `f` what the data will take before they exist: the teacher, covariance factors
+    /// and exact second moments, the fixed dataset (and its copy as the evaluation set) or the
+    /// evaluation sample, and the layer buffers of evaluation batches. Arrays read from files are
+    /// bounded by the files themselves (and [`crate::lab::resources::read_budget`]).
+    fn data_footprint(&self, model: &Model, f: &mut Footprint) {
+        let d = &self.data;
+        let (dx, dy) = (model.d_in() as u128, model.d_out() as u128);
+        let sample = dx + dy;
+        let eval_n = match (d.source, d.mode) {
+            (DataSource::Gaussian, DataMode::Fixed) => d.n.unwrap_or(1) as u128,
+            (DataSource::Gaussian, DataMode::Population) => dx,
+            (DataSource::Gaussian, DataMode::Online) => self.probes.eval_samples as u128,
+            (DataSource::Npy, _) => 0,
+        };
+        if d.source == DataSource::Gaussian {
+            match d.target {
+                TargetKind::Linear if d.teacher.is_none() => {
+                    f.add("data.target = \"linear\": the random teacher (d_y × d_x)", dy * dx, 8)
+                }
+                TargetKind::TanhTeacher => f.add(
+                    "data.teacher_hidden: the tanh teacher",
+                    d.teacher_hidden.unwrap_or(32) as u128 * (dx + dy),
+                    8,
+                ),
+                _ => {}
+            }
+            // A full covariance and its factor; Σ_x and Σ_ε as matrices where population data
+            // or the instruments use them.
+            if matches!(d.x_cov, Some(CovSpec::Full(_))) {
+                f.add("data.x_cov: the full covariance's factor", 2 * dx * dx, 8);
+            }
+            if matches!(d.noise_cov, Some(CovSpec::Full(_))) {
+                f.add("data.noise_cov: the full covariance's factor", 2 * dy * dy, 8);
+            }
+            let p = &self.probes;
+            if d.mode == DataMode::Population || p.hessian.is_some() || p.sharpness.is_some() || p.equilibrium.is_some() {
+                f.add("the exact second moments Σ_x and Σ_ε", dx * dx + dy * dy, 8);
+            }
+            let what = match d.mode {
+                DataMode::Fixed => "data.n: the fixed dataset and its copy as the evaluation set",
+                DataMode::Population => "data.mode = \"population\": d_x samples and their copy as the evaluation set",
+                DataMode::Online => "probes.eval_samples: the evaluation sample",
+            };
+            let copies = if d.mode == DataMode::Online { 1 } else { 2 };
+            f.add(what, copies * eval_n * sample, 8);
+        }
+        let eval_batch = usize::try_from(eval_n.clamp(1, 1024)).unwrap_or(1024);
+        let buffers = model.workspace_bytes(eval_batch).map(|b| b as u128).unwrap_or(u128::MAX / 4);
+        f.add(format!("layer buffers for evaluation batches of {eval_batch}"), buffers, 1);
+        if let Some(h) = &self.probes.hessian {
+            // The Krylov basis of Lanczos (at most P vectors of P values) and Hutchinson's
+            // probe vectors.
+            let p = model.n_params() as u128;
+            f.add(
+                "probes.hessian.lanczos_iter: the Krylov basis",
+                (h.lanczos_iter as u128).clamp(1, p.max(1)) * p,
+                8,
+            );
+            f.add("probes.hessian: Hessian-vector products", 4 * p, 8);
+        }
     }
 
     fn train_config(&self, source: &Source) -> Result<TrainConfig> {

@@ -231,6 +231,11 @@ pub fn simulate(plan: Plan, ctx: &Ctx) -> Result<Results> {
             Error::Numerical(m) => Error::Numerical(format!("run `{}`: {m}", r.name)),
             e => e,
         })?;
+        // An experiment's instruments are part of its measurement: one that fails fails the
+        // experiment (a divergence is recorded, for the checks to judge).
+        if let Some(e @ Error::ProbeFailed { .. }) = &out.error {
+            return Err(Error::Numerical(format!("run `{}`: {e}", r.name)));
+        }
         let mut summary = BTreeMap::new();
         for p in &r.probes {
             for (k, v) in p.summary() {

@@ -515,6 +515,39 @@ pub(crate) fn validate(p: &ProbeSpec, model: &Model, source: &Source, seed: u64)
     plan(p, model, source, seed).map(|_| ())
 }
 
+/// [`validate`], returning the number of columns the instruments add to the log.
+pub(crate) fn columns(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<usize> {
+    Ok(plan(p, model, source, seed)?
+        .iter()
+        .map(|q| match q {
+            Planned::Ready(b) => b.columns().len(),
+            Planned::Charges { names, .. } => 5 * names.len(),
+        })
+        .sum())
+}
+
+/// The instruments' own schedules (`None`: the run's), for sizing the log.
+pub(crate) fn schedules(p: &ProbeSpec) -> Result<Vec<Option<Schedule>>> {
+    Ok(vec![
+        match &p.charges {
+            Some(c) => schedule("probes.charges", c.every, c.log_points)?,
+            None => None,
+        },
+        match &p.hessian {
+            Some(h) => schedule("probes.hessian", h.every, h.log_points)?,
+            None => None,
+        },
+        match &p.sharpness {
+            Some(s) => schedule("probes.sharpness", s.every, s.log_points)?,
+            None => None,
+        },
+        match &p.equilibrium {
+            Some(e) => schedule("probes.equilibrium", e.every, e.log_points)?,
+            None => None,
+        },
+    ])
+}
+
 impl Spec {
     /// The instruments of the spec's `[probes.*]` tables as probes for [`crate::train::train`], in
     /// the order charges, Hessian trace, top eigenvalue, paper sharpness, equilibrium (the order of
