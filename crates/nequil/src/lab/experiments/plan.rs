@@ -314,6 +314,8 @@ pub fn base_spec(seed: u64, kind: ModelKind, widths: &[usize], steps: u64) -> Sp
         model: ModelSpec {
             kind,
             widths: widths.to_vec(),
+            input: None,
+            layers: None,
             activation: None,
             leaky_slope: None,
             bias: false,
