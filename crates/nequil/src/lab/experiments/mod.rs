@@ -8,6 +8,7 @@
 //! rounding), and passes or fails. Settings the paper leaves out are chosen here, fixed, and
 //! reported with the experiment.
 
+mod beyond_cnn;
 mod common;
 mod fig1;
 mod fig2;
@@ -26,14 +27,35 @@ pub use plan::{simulate, Details, Plan, PlannedRun, Results, RunResult};
 
 use crate::Result;
 
+/// Where an experiment belongs in the report and in `nequil list`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// A figure or claim of the paper.
+    Paper,
+    /// The theory applied where the paper does not go (convolutions, normalization, attention).
+    Beyond,
+}
+
+impl Group {
+    /// The heading of the group.
+    pub fn heading(self) -> &'static str {
+        match self {
+            Group::Paper => "The paper",
+            Group::Beyond => "Beyond the paper",
+        }
+    }
+}
+
 /// One named experiment.
 pub struct Experiment {
     /// Short name used on the command line (e.g. `fig1-scale-invariance`).
     pub name: &'static str,
     /// One-line title.
     pub title: &'static str,
-    /// What the paper claims, in one sentence.
+    /// What the paper claims (or, beyond the paper, what the theory predicts), in one sentence.
     pub claim: &'static str,
+    /// The group it belongs to.
+    pub group: Group,
     /// The named runs.
     pub plan: fn(&Ctx) -> Result<Plan>,
     /// The checks of the claims, from the runs.
@@ -62,10 +84,14 @@ impl Experiment {
 /// An [`Experiment`] from the four functions of an experiment module.
 macro_rules! experiment {
     ($name:expr, $title:expr, $claim:expr, $m:ident $(,)?) => {
+        experiment!($name, $title, $claim, $m, Group::Paper)
+    };
+    ($name:expr, $title:expr, $claim:expr, $m:ident, $group:expr $(,)?) => {
         Experiment {
             name: $name,
             title: $title,
             claim: $claim,
+            group: $group,
             plan: $m::plan,
             checks: $m::checks,
             figure: $m::figure,
@@ -74,7 +100,7 @@ macro_rules! experiment {
     };
 }
 
-/// Every experiment, in the paper's figure order.
+/// Every experiment: the paper's, in its figure order, then those beyond the paper.
 pub fn catalog() -> Vec<Experiment> {
     vec![
         experiment!(
@@ -130,6 +156,13 @@ pub fn catalog() -> Vec<Experiment> {
             "Law of balance: the scalar u·w model balances u² = w² exponentially fast",
             "For ℓ = (u w x − y)², the charge u² − w² decays as exp(−4(γ + (η/S) Var[r x]) t).",
             law,
+        ),
+        experiment!(
+            "beyond-cnn",
+            "Beyond (a): a ReLU CNN — SGD balances the gradient noise of every channel, GD does not",
+            "Each conv channel's rescaling symmetry has a charge that only gradient noise moves: SGD drives the per-channel noise imbalance Tr[A_kΣ] to zero (on average, exactly, with the per-step term), GD from the same initialization stays unbalanced.",
+            beyond_cnn,
+            Group::Beyond,
         ),
     ]
 }
