@@ -9,6 +9,7 @@
 //! reported with the experiment.
 
 mod beyond_cnn;
+mod beyond_layernorm;
 mod common;
 mod fig1;
 mod fig2;
@@ -162,6 +163,13 @@ pub fn catalog() -> Vec<Experiment> {
             "Beyond (a): a ReLU CNN — SGD balances the gradient noise of every channel, GD does not",
             "Each conv channel's rescaling symmetry has a charge that only gradient noise moves: SGD drives the per-channel noise imbalance Tr[A_kΣ] to zero (on average, exactly, with the per-step term), GD from the same initialization stays unbalanced.",
             beyond_cnn,
+            Group::Beyond,
+        ),
+        experiment!(
+            "beyond-layernorm",
+            "Beyond (b): LayerNorm — the norm of the weights feeding it never decreases under SGD, and settles at the noise equilibrium with weight decay",
+            "The weights feeding a LayerNorm with ε = 0 are scale invariant: without weight decay SGD's step adds exactly η²‖ĝ‖² to their squared norm, so it never decreases; with weight decay it settles where the expected change vanishes, the charge probe's C*.",
+            beyond_layernorm,
             Group::Beyond,
         ),
     ]
