@@ -123,6 +123,8 @@ choice!(
         Linear = "linear",
         /// A random two-layer tanh teacher.
         TanhTeacher = "tanh-teacher",
+        /// A random teacher of the model's own architecture, drawn with `model.init`.
+        ModelTeacher = "model-teacher",
     }
 );
 
@@ -652,7 +654,8 @@ pub struct DataSpec {
     /// Input second moment Σ_x (default `{ scalar = 1.0 }`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x_cov: Option<CovSpec>,
-    /// `"identity"` (default), `"linear"` or `"tanh-teacher"`.
+    /// `"identity"` (default), `"linear"`, `"tanh-teacher"` or `"model-teacher"` (the model itself
+    /// at parameters drawn with `model.init` from the seed's teacher stream).
     #[serde(default = "default_target")]
     pub target: TargetKind,
     /// Linear teacher `V` (`d_y × d_x`); random `N(0, 1/d_x)` from the seed if omitted.
@@ -876,7 +879,7 @@ impl Spec {
             }
             None => model.init(&init, &mut Rng::derive(self.seed, "init"))?,
         };
-        let source = self.data.build(model.d_in(), model.d_out(), self.seed, base)?;
+        let source = self.data.build(&model, &init, self.seed, base)?;
         let config = self.train_config(&source)?;
         let columns = instruments::columns(&self.probes, &model, &source, self.seed)?;
         // The log: a row of every column at each step of every schedule, and the steps themselves.
@@ -1112,7 +1115,8 @@ impl Spec {
 }
 
 impl DataSpec {
-    fn build(&self, d_x: usize, d_y: usize, seed: u64, base: &Path) -> Result<Source> {
+    fn build(&self, model: &Model, init: &Init, seed: u64, base: &Path) -> Result<Source> {
+        let (d_x, d_y) = (model.d_in(), model.d_out());
         if self.source == DataSource::Npy {
             return self.build_npy(d_x, d_y, base);
         }
@@ -1148,7 +1152,11 @@ impl DataSpec {
                 }
                 Target::random_tanh(d_x, h, d_y, &mut trng)
             }
+            TargetKind::ModelTeacher => Target::model_teacher(model, init, &mut trng)?,
         };
+        if self.teacher_hidden.is_some() && self.target != TargetKind::TanhTeacher {
+            return Err(invalid!("data.teacher_hidden: only meaningful with target = \"tanh-teacher\""));
+        }
         if self.teacher.is_some() && self.target != TargetKind::Linear {
             return Err(invalid!("data.teacher: only meaningful with target = \"linear\""));
         }

@@ -417,7 +417,7 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
             if !has_exact_two_layer_moments(source) {
                 return Err(invalid!(
                     "probes.hessian.data: \"population\" needs Gaussian data with an identity or linear teacher \
-                     (the data's distribution is unknown or has a tanh teacher); use \"auto\" or \"eval\""
+                     (the data's distribution is unknown or has a non-linear teacher); use \"auto\" or \"eval\""
                 ));
             }
         }
@@ -498,7 +498,7 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
         if moments == MomentSource::Population && !has_exact_two_layer_moments(source) {
             return Err(invalid!(
                 "probes.equilibrium.data: \"population\" needs Gaussian data with an identity or linear teacher \
-                 (the data's distribution is unknown or has a tanh teacher); use \"auto\" or \"eval\""
+                 (the data's distribution is unknown or has a non-linear teacher); use \"auto\" or \"eval\""
             ));
         }
         let mut probe = TwoLayerEquilibriumProbe::new().with_moments(moments);
