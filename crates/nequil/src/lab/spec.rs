@@ -862,7 +862,11 @@ impl Spec {
             OptimizerName::Gd => self.data.n.unwrap_or(1),
             _ => self.train.batch_size,
         };
-        let what = format!("{}: the model has {} parameters", self.model.shape_key(), model.n_params());
+        let what = format!(
+            "{}: the model has {} parameters",
+            self.model.shape_key(),
+            model.n_params()
+        );
         let mut footprint = model_footprint(&model, 4, batch.max(1));
         footprint.check(&what, "training")?;
         self.data_footprint(&model, &mut footprint);
@@ -937,7 +941,8 @@ impl Spec {
                 f.add("data.noise_cov: the full covariance's factor", 2 * dy * dy, 8);
             }
             let p = &self.probes;
-            if d.mode == DataMode::Population || p.hessian.is_some() || p.sharpness.is_some() || p.equilibrium.is_some() {
+            if d.mode == DataMode::Population || p.hessian.is_some() || p.sharpness.is_some() || p.equilibrium.is_some()
+            {
                 f.add("the exact second moments Σ_x and Σ_ε", dx * dx + dy * dy, 8);
             }
             let what = match d.mode {
@@ -949,8 +954,15 @@ impl Spec {
             f.add(what, copies * eval_n * sample, 8);
         }
         let eval_batch = usize::try_from(eval_n.clamp(1, 1024)).unwrap_or(1024);
-        let buffers = model.workspace_bytes(eval_batch).map(|b| b as u128).unwrap_or(u128::MAX / 4);
-        f.add(format!("layer buffers for evaluation batches of {eval_batch}"), buffers, 1);
+        let buffers = model
+            .workspace_bytes(eval_batch)
+            .map(|b| b as u128)
+            .unwrap_or(u128::MAX / 4);
+        f.add(
+            format!("layer buffers for evaluation batches of {eval_batch}"),
+            buffers,
+            1,
+        );
         if let Some(h) = &self.probes.hessian {
             // The Krylov basis of Lanczos (at most P vectors of P values) and Hutchinson's
             // probe vectors.
@@ -1155,7 +1167,9 @@ impl DataSpec {
             TargetKind::ModelTeacher => Target::model_teacher(model, init, &mut trng)?,
         };
         if self.teacher_hidden.is_some() && self.target != TargetKind::TanhTeacher {
-            return Err(invalid!("data.teacher_hidden: only meaningful with target = \"tanh-teacher\""));
+            return Err(invalid!(
+                "data.teacher_hidden: only meaningful with target = \"tanh-teacher\""
+            ));
         }
         if self.teacher.is_some() && self.target != TargetKind::Linear {
             return Err(invalid!("data.teacher: only meaningful with target = \"linear\""));

@@ -60,7 +60,10 @@ fn layers() -> Vec<LayerSpec> {
             bias: false,
         },
         LayerSpec::Relu,
-        LayerSpec::AvgPool2d { kernel: 4, stride: None },
+        LayerSpec::AvgPool2d {
+            kernel: 4,
+            stride: None,
+        },
         LayerSpec::Flatten,
         LayerSpec::Linear {
             out_features: 2,
@@ -315,7 +318,13 @@ pub fn figure(r: &Results) -> Result<Figure> {
     for k in 0..CH {
         let rho = sgd.column(&format!("{}/rho", channel(k)))?;
         let (x, y) = windows(&ts[1..], &rho[1..], 10);
-        imb.push(Series::new(format!("SGD ρ_{k} (means of 10 records)"), role(k, false), Style::Markers, x, y));
+        imb.push(Series::new(
+            format!("SGD ρ_{k} (means of 10 records)"),
+            role(k, false),
+            Style::Markers,
+            x,
+            y,
+        ));
         imb.push(Series::new(
             format!("GD ρ_{k}"),
             role(k, true),
@@ -339,10 +348,28 @@ pub fn figure(r: &Results) -> Result<Figure> {
         ));
     }
     let (t0, t_end) = (ts[1].min(tg[1]), ts[ts.len() - 1].max(tg[tg.len() - 1]));
-    imb.push(Series::new("balance ρ = 0", Role::Theory, Style::Dashed, vec![t0, t_end], vec![0.0, 0.0]));
+    imb.push(Series::new(
+        "balance ρ = 0",
+        Role::Theory,
+        Style::Dashed,
+        vec![t0, t_end],
+        vec![0.0, 0.0],
+    ));
     let loss = vec![
-        Series::new("SGD", Role::Sgd, Style::Markers, ts[1..].to_vec(), sgd.column("loss")?[1..].to_vec()),
-        Series::new("GD", Role::Gd, Style::Line, tg[1..].to_vec(), gd.column("loss")?[1..].to_vec()),
+        Series::new(
+            "SGD",
+            Role::Sgd,
+            Style::Markers,
+            ts[1..].to_vec(),
+            sgd.column("loss")?[1..].to_vec(),
+        ),
+        Series::new(
+            "GD",
+            Role::Gd,
+            Style::Line,
+            tg[1..].to_vec(),
+            gd.column("loss")?[1..].to_vec(),
+        ),
         Series::new(
             "label noise Tr Σ_ε",
             Role::Theory,
@@ -404,13 +431,28 @@ pub fn details(r: &Results) -> Result<Details> {
     let mut logs = vec![(
         "per_channel".to_string(),
         log_of(
-            &["seed", "channel", "sgd_rho_step_tail", "sgd_rho_step_tail_se", "z", "sgd_rho_tail"],
+            &[
+                "seed",
+                "channel",
+                "sgd_rho_step_tail",
+                "sgd_rho_step_tail_se",
+                "z",
+                "sgd_rho_tail",
+            ],
             channel_rows,
         ),
     )];
     logs.push((
         "per_seed".to_string(),
-        log_of(&["seed", "sgd_mean_abs_rho_tail", "gd_mean_abs_rho_end", "gd_mean_abs_rho_start"], rows),
+        log_of(
+            &[
+                "seed",
+                "sgd_mean_abs_rho_tail",
+                "gd_mean_abs_rho_end",
+                "gd_mean_abs_rho_start",
+            ],
+            rows,
+        ),
     ));
     for gd in [false, true] {
         let run = r.run(&name(gd, 0))?;
@@ -421,7 +463,9 @@ pub fn details(r: &Results) -> Result<Details> {
             }
         }
         let data: Vec<Vec<f64>> = cols.iter().map(|c| run.column(c)).collect::<Result<_>>()?;
-        let rows = (0..data[0].len()).map(|j| data.iter().map(|c| c[j]).collect()).collect();
+        let rows = (0..data[0].len())
+            .map(|j| data.iter().map(|c| c[j]).collect())
+            .collect();
         let names: Vec<String> = cols.iter().map(|c| c.replace(['/', '.'], "_")).collect();
         let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
         logs.push((format!("{}_seed0", if gd { "gd" } else { "sgd" }), log_of(&refs, rows)));

@@ -143,7 +143,9 @@ pub fn checks(r: &Results) -> Result<Vec<Check>> {
         })
         .collect::<Result<_>>()?;
     let (mgr, segr) = mean_se(&growth);
-    let tails: Vec<Tail> = (0..seeds).map(|s| tail(r.run(&name(GAMMA, s))?)).collect::<Result<_>>()?;
+    let tails: Vec<Tail> = (0..seeds)
+        .map(|s| tail(r.run(&name(GAMMA, s))?))
+        .collect::<Result<_>>()?;
     // Per seed: mean(C)/mean(C*) − 1 and mean(C)/mean(C*²/C) − 1; the scatter over seeds is
     // the noise, the gap between the two predictions the second-order term.
     let rel: Vec<f64> = tails.iter().map(|t| t.c.0 / t.c_star.0 - 1.0).collect();
@@ -233,7 +235,13 @@ pub fn figure(r: &Results) -> Result<Figure> {
     let t0 = tail(run)?;
     let t_end = t[t.len() - 1];
     let wd = vec![
-        Series::new("C* on the current orbit (discrete time)", Role::Theory, Style::Markers, t.clone(), cs),
+        Series::new(
+            "C* on the current orbit (discrete time)",
+            Role::Theory,
+            Style::Markers,
+            t.clone(),
+            cs,
+        ),
         Series::new("SGD ‖θ₀‖²", Role::SgdWd, Style::Line, t.clone(), c),
         Series::new(
             "tail average of C*",
@@ -243,7 +251,9 @@ pub fn figure(r: &Results) -> Result<Figure> {
             vec![t0.c_star.0, t0.c_star.0],
         ),
     ];
-    let tails: Vec<Tail> = (0..seeds).map(|s| tail(r.run(&name(GAMMA, s))?)).collect::<Result<_>>()?;
+    let tails: Vec<Tail> = (0..seeds)
+        .map(|s| tail(r.run(&name(GAMMA, s))?))
+        .collect::<Result<_>>()?;
     let xs: Vec<f64> = tails.iter().map(|t| t.c_star.0).collect();
     let ys: Vec<f64> = tails.iter().map(|t| t.c.0).collect();
     let lo = xs.iter().chain(&ys).cloned().fold(f64::INFINITY, f64::min) * 0.95;
@@ -289,12 +299,23 @@ pub fn details(r: &Results) -> Result<Details> {
     let mut rows = vec![];
     for s in 0..seeds {
         let t = tail(r.run(&name(GAMMA, s))?)?;
-        rows.push(vec![s as f64, t.c0, t.c.0, t.c.1, t.c_star.0, t.c_star.1, t.exact.0, t.exact.1]);
+        rows.push(vec![
+            s as f64, t.c0, t.c.0, t.c.1, t.c_star.0, t.c_star.1, t.exact.0, t.exact.1,
+        ]);
     }
     let mut logs = vec![(
         "weight_decay_tails".to_string(),
         log_of(
-            &["seed", "c_initial", "c_tail", "c_tail_se", "c_star_tail", "c_star_tail_se", "c_star2_over_c_tail", "c_star2_over_c_tail_se"],
+            &[
+                "seed",
+                "c_initial",
+                "c_tail",
+                "c_tail_se",
+                "c_star_tail",
+                "c_star_tail_se",
+                "c_star2_over_c_tail",
+                "c_star2_over_c_tail_se",
+            ],
             rows,
         ),
     )];
@@ -302,7 +323,9 @@ pub fn details(r: &Results) -> Result<Details> {
         let run = r.run(&name(gamma, 0))?;
         let cols = ["t", "loss", "scale.0/C", "scale.0/C_star", "scale.0/tr_a_sigma"];
         let data: Vec<Vec<f64>> = cols.iter().map(|c| run.column(c)).collect::<Result<_>>()?;
-        let rows = (0..data[0].len()).map(|j| data.iter().map(|c| c[j]).collect()).collect();
+        let rows = (0..data[0].len())
+            .map(|j| data.iter().map(|c| c[j]).collect())
+            .collect();
         logs.push((
             format!("gamma_{gamma}_seed0"),
             log_of(&["t", "loss", "norm2_theta0", "c_star", "tr_sigma0"], rows),

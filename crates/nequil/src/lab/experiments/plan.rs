@@ -19,8 +19,8 @@ use crate::core::data::Source;
 use crate::core::models::Model;
 use crate::lab::runner::{run_spec_with, Overrides};
 use crate::lab::spec::{
-    DataMode, DataSource, DataSpec, InitName, LayerSpec, ModelKind, ModelSpec, OptimizerName, ProbeSpec,
-    ScheduleName, Spec, TargetKind, TrainSpec,
+    DataMode, DataSource, DataSpec, InitName, LayerSpec, ModelKind, ModelSpec, OptimizerName, ProbeSpec, ScheduleName,
+    Spec, TargetKind, TrainSpec,
 };
 use crate::train::{Log, Probe};
 use crate::{Error, Result};
