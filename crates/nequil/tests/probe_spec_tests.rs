@@ -399,7 +399,7 @@ fn bad_instrument_tables_are_refused_at_build_naming_the_key() {
         (
             format!("{tanh_teacher}[probes.hessian]\ndata = \"population\"\n"),
             "probes.hessian.data",
-            "tanh",
+            "non-linear teacher",
         ),
         (
             format!("{mlp}[probes.hessian]\ndata = \"population\"\n"),
@@ -424,7 +424,7 @@ fn bad_instrument_tables_are_refused_at_build_naming_the_key() {
         (
             format!("{tanh_teacher}[probes.equilibrium]\ndata = \"population\"\n"),
             "probes.equilibrium.data",
-            "tanh",
+            "non-linear teacher",
         ),
         (
             format!(
