@@ -411,8 +411,9 @@ pub fn train(
     } else {
         theta.clone()
     };
-    // …and the velocity before each update, for the exact per-step law under momentum.
-    let mut velocity_before = if observers.is_empty() {
+    // …and momentum's velocity before each update, for the exact per-step law under momentum.
+    let has_velocity = matches!(cfg.optimizer, Optimizer::Momentum(_));
+    let mut velocity_before = if observers.is_empty() || !has_velocity {
         Vec::new()
     } else {
         stepper.state().buf.clone()
@@ -454,7 +455,7 @@ pub fn train(
                 batch_size,
                 weight_decay: cfg.weight_decay,
                 optimizer: &cfg.optimizer,
-                velocity: &stepper.state().buf,
+                velocity: if has_velocity { &stepper.state().buf } else { &[] },
                 model,
                 theta: &theta,
                 eval_x: &ex,
@@ -503,7 +504,9 @@ pub fn train(
         let lr = cfg.lr.lr(step);
         if !observers.is_empty() {
             theta_before.copy_from_slice(&theta);
-            velocity_before.copy_from_slice(&stepper.state().buf);
+            if has_velocity {
+                velocity_before.copy_from_slice(&stepper.state().buf);
+            }
         }
         match stepper.step(model, source, &mut theta, lr, step) {
             Ok(l) => {
