@@ -35,7 +35,12 @@ pub struct ReproduceArgs {
 }
 
 pub fn list() -> nequil::Result<ExitCode> {
+    let mut group = None;
     for e in catalog() {
+        if group != Some(e.group) {
+            println!("== {}\n", e.group.heading());
+            group = Some(e.group);
+        }
         println!("{:<26} {}\n{:<26} claim: {}\n", e.name, e.title, "", e.claim);
     }
     Ok(ExitCode::SUCCESS)
@@ -85,6 +90,7 @@ fn gather(out: &Path) -> nequil::Result<Vec<ReportEntry>> {
         };
         entries.push(ReportEntry {
             name: e.name.to_string(),
+            group: e.group.heading().to_string(),
             title: e.title.to_string(),
             claim: e.claim.to_string(),
             figure_png: fig("png"),

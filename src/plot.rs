@@ -2242,6 +2242,7 @@ mod tests {
         let entries = vec![
             ReportEntry {
                 name: "demo".into(),
+                group: "Demo".into(),
                 title: "Every panel kind".into(),
                 claim: "The renderer draws lines, markers, dashes, log axes and heatmaps legibly.".into(),
                 figure_png: "demo/figure.png".into(),
@@ -2260,6 +2261,7 @@ mod tests {
             },
             ReportEntry {
                 name: "small <b>".into(),
+                group: "Demo <b>".into(),
                 title: "A failing <script>alert(1)</script> experiment".into(),
                 claim: "Shows how a failed check looks.".into(),
                 figure_png: "small/figure.png".into(),

@@ -3,7 +3,9 @@
 //!
 //! The page opens with a verdict banner and a summary table (one row per experiment, linking to
 //! its section, failed checks counted and highlighted), so a reader sees at a glance whether the
-//! reproduction holds, then one section per experiment. Every piece of text is HTML-escaped;
+//! reproduction holds, then one section per experiment. Experiments come in groups (the paper's
+//! figures, then "Beyond the paper"): each group has a heading row in the table and a heading
+//! above its sections. Every piece of text is HTML-escaped;
 //! figure paths are relative to the report's directory.
 
 use std::fmt::Write as _;
@@ -143,6 +145,8 @@ table.kv th { width: 38%; font-weight: 500; }
 ul.notes { margin: 0; padding-left: 20px; }
 .empty { color: var(--muted); font-style: italic; }
 footer { color: var(--muted); font-size: 13px; margin-top: 32px; }
+tr.group th { background: #e8edf2; font-size: 15px; }
+h2.group { font-size: 23px; margin: 40px 0 0; padding-bottom: 6px; border-bottom: 2px solid var(--line); }
 "#;
 
 /// The whole report page.
@@ -196,7 +200,15 @@ pub fn render_html(experiments: &[ReportEntry]) -> String {
     if experiments.is_empty() {
         h.push_str("<tr><td colspan=\"6\" class=\"empty\">No experiments.</td></tr>\n");
     }
-    for (e, id) in experiments.iter().zip(&ids) {
+    let groups = group_ids(experiments);
+    for ((e, id), g) in experiments.iter().zip(&ids).zip(&groups) {
+        if let Some(gid) = g {
+            let _ = writeln!(
+                h,
+                "<tr class=\"group\"><th colspan=\"6\"><a href=\"#{gid}\">{}</a></th></tr>",
+                escape(&e.group)
+            );
+        }
         let (p, f) = (e.passed(), e.failed());
         let _ = writeln!(
             h,
@@ -218,7 +230,10 @@ pub fn render_html(experiments: &[ReportEntry]) -> String {
     }
     h.push_str("</tbody>\n</table>\n");
 
-    for (e, id) in experiments.iter().zip(&ids) {
+    for ((e, id), g) in experiments.iter().zip(&ids).zip(&groups) {
+        if let Some(gid) = g {
+            let _ = writeln!(h, "<h2 class=\"group\" id=\"{gid}\">{}</h2>", escape(&e.group));
+        }
         write_section(&mut h, e, id);
     }
 
@@ -226,6 +241,36 @@ pub fn render_html(experiments: &[ReportEntry]) -> String {
     h.push_str("each tolerance is derived as its row says, never tuned to pass. ");
     h.push_str("Figures: click for the SVG.</footer>\n</main>\n</body>\n</html>\n");
     h
+}
+
+/// For each experiment, the id of the group heading that opens before it: `Some` where a
+/// non-empty group starts (the first entry, or one whose group differs from the entry before),
+/// `None` elsewhere. Ids are `group-` and the group's letters and digits, made unique.
+fn group_ids(experiments: &[ReportEntry]) -> Vec<Option<String>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut prev: Option<&str> = None;
+    experiments
+        .iter()
+        .map(|e| {
+            let starts = !e.group.trim().is_empty() && prev != Some(e.group.as_str());
+            prev = Some(e.group.as_str());
+            starts.then(|| {
+                let base: String = e
+                    .group
+                    .to_lowercase()
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                    .collect();
+                let mut id = format!("group-{base}");
+                let mut k = 2;
+                while !seen.insert(id.clone()) {
+                    id = format!("group-{base}-{k}");
+                    k += 1;
+                }
+                id
+            })
+        })
+        .collect()
 }
 
 fn plural(n: usize) -> &'static str {
@@ -378,6 +423,7 @@ mod tests {
         vec![
             ReportEntry {
                 name: "fig1-balance".into(),
+                group: "The paper".into(),
                 title: "Noise balances the layers".into(),
                 claim: "SGD drives ‖u‖² − ‖w‖² to its noise equilibrium.".into(),
                 figure_png: "fig1-balance/figure.png".into(),
@@ -389,6 +435,7 @@ mod tests {
             },
             ReportEntry {
                 name: "fig2 <script>alert(1)</script>".into(),
+                group: "Beyond <the> paper".into(),
                 title: "Bad <script>alert('x')</script> & co".into(),
                 claim: "a < b && c > d".into(),
                 figure_png: "fig 2/figure.png".into(),
@@ -478,6 +525,21 @@ mod tests {
         let empty = render_html(&[]);
         assert!(empty.contains("No experiments.") && empty.contains("All 0 checks passed."));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn groups_get_one_heading_each() {
+        let html = render_html(&entries());
+        // A heading row in the summary table and a heading above the sections, per group.
+        assert_eq!(html.matches("<tr class=\"group\">").count(), 2);
+        assert!(html.contains("<h2 class=\"group\" id=\"group-the-paper\">The paper</h2>"));
+        assert!(html.contains("<h2 class=\"group\" id=\"group-beyond--the--paper\">Beyond &lt;the&gt; paper</h2>"));
+        assert!(html.contains("href=\"#group-the-paper\""));
+        // The heading comes before its first section; an entry without a group gets none.
+        let head = html.find("id=\"group-beyond--the--paper\"").unwrap();
+        let section = html.find("<section class=\"exp has-fail\"").unwrap();
+        assert!(head < section);
+        assert_eq!(html.matches("<h2 class=\"group\"").count(), 2);
     }
 
     #[test]

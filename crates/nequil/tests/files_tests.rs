@@ -132,6 +132,7 @@ fn every_file_type_round_trips() {
         "experiment.json",
         &ExperimentSummary {
             name: "fig1".into(),
+            group: "The paper".into(),
             title: "Fig. 1".into(),
             claim: "c".into(),
             passed: 1,
@@ -148,6 +149,7 @@ fn every_file_type_round_trips() {
         "entry.json",
         &ReportEntry {
             name: "fig1".into(),
+            group: "The paper".into(),
             title: "Fig. 1".into(),
             claim: "c".into(),
             figure_png: "fig1/figure.png".into(),

@@ -527,6 +527,9 @@ impl ExperimentSummary {
 pub struct ReportEntry {
     /// Short identifier (also the figure directory name), e.g. `fig2-matrix-factorization`.
     pub name: String,
+    /// The heading of the group it belongs to (`The paper`, `Beyond the paper`); consecutive
+    /// entries of one group are shown under one heading, an empty group under none.
+    pub group: String,
     /// Human title.
     pub title: String,
     /// The paper's claim the experiment tests, in one sentence.
