@@ -132,7 +132,6 @@ fn every_file_type_round_trips() {
         "experiment.json",
         &ExperimentSummary {
             name: "fig1".into(),
-            group: "The paper".into(),
             title: "Fig. 1".into(),
             claim: "c".into(),
             passed: 1,
