@@ -368,11 +368,8 @@ pub fn figure(r: &Results) -> Result<Figure> {
     let mut res = vec![];
     let mut charges = vec![];
     for (k, (f, _)) in family_names(sgd)?.iter().enumerate() {
-        let (role_s, role_g) = if k == 0 {
-            (Role::Sgd, Role::Gd)
-        } else {
-            (Role::Other(k as u8), Role::Other(k as u8 + 4))
-        };
+        // One colour per family; SGD as markers, GD as lines.
+        let (role_s, role_g) = (Role::Other(k as u8), Role::Other(k as u8));
         let rho = sgd.column(&format!("{f}/rho"))?;
         let (x, y) = windows(&ts[1..], &rho[1..], 10);
         res.push(Series::new(format!("SGD {f} (means of 10 records)"), role_s, Style::Markers, x, y));
@@ -406,15 +403,15 @@ pub fn figure(r: &Results) -> Result<Figure> {
         columns: 3,
         panels: vec![
             Panel::xy(
-                "alignment residual ‖Γ₊ − Γ₋‖/(‖Γ₊‖ + ‖Γ₋‖) of each head family (seed 0)",
+                "alignment residual per head family (seed 0; markers SGD, lines GD)",
                 "t = η · steps",
-                "residual",
+                "‖Y − X‖/(‖X‖ + ‖Y‖), mean-gradient terms left out",
                 res,
                 true,
                 false,
             ),
             Panel::xy(
-                "matrix charges ‖Q − K‖_F (seed 0)",
+                "matrix charges ‖Q − K‖_F (seed 0; markers SGD, lines GD)",
                 "t = η · steps",
                 "‖Q − K‖_F",
                 charges,
