@@ -4,7 +4,7 @@ use crate::cli_run::progress_bar;
 use crate::plot;
 use crate::report::{write_report, ReportEntry};
 use clap::Args;
-use nequil::lab::experiments::{catalog, Ctx, Experiment, Group, Outcome};
+use nequil::lab::experiments::{catalog, Ctx, Experiment, Outcome};
 use nequil::lab::files::{log_csv, write_json, Check, ExperimentSummary};
 use nequil::lab::io::write_atomic;
 use std::path::{Path, PathBuf};
@@ -35,7 +35,12 @@ pub struct ReproduceArgs {
 }
 
 pub fn list() -> nequil::Result<ExitCode> {
+    let mut group = None;
     for e in catalog() {
+        if group != Some(e.group) {
+            println!("== {}\n", e.group.heading());
+            group = Some(e.group);
+        }
         println!("{:<26} {}\n{:<26} claim: {}\n", e.name, e.title, "", e.claim);
     }
     Ok(ExitCode::SUCCESS)
@@ -85,6 +90,7 @@ fn gather(out: &Path) -> nequil::Result<Vec<ReportEntry>> {
         };
         entries.push(ReportEntry {
             name: e.name.to_string(),
+            group: e.group.heading().to_string(),
             title: e.title.to_string(),
             claim: e.claim.to_string(),
             figure_png: fig("png"),
@@ -93,7 +99,6 @@ fn gather(out: &Path) -> nequil::Result<Vec<ReportEntry>> {
             settings: s.settings,
             notes: s.notes,
             seconds: s.seconds,
-            beyond_the_paper: e.group == Group::Beyond,
         });
     }
     Ok(entries)

@@ -2242,6 +2242,7 @@ mod tests {
         let entries = vec![
             ReportEntry {
                 name: "demo".into(),
+                group: "Demo".into(),
                 title: "Every panel kind".into(),
                 claim: "The renderer draws lines, markers, dashes, log axes and heatmaps legibly.".into(),
                 figure_png: "demo/figure.png".into(),
@@ -2257,10 +2258,10 @@ mod tests {
                 ],
                 notes: vec!["Synthetic data for the renderer's demo.".into()],
                 seconds: 3.25,
-                beyond_the_paper: false,
             },
             ReportEntry {
                 name: "small <b>".into(),
+                group: "Demo <b>".into(),
                 title: "A failing <script>alert(1)</script> experiment".into(),
                 claim: "Shows how a failed check looks.".into(),
                 figure_png: "small/figure.png".into(),
@@ -2269,7 +2270,6 @@ mod tests {
                 settings: vec![("batch".into(), "8".into())],
                 notes: vec![],
                 seconds: 75.0,
-                beyond_the_paper: true,
             },
         ];
         write_report(&dir, &entries).unwrap();

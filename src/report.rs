@@ -3,23 +3,24 @@
 //!
 //! The page opens with a verdict banner and a summary table (one row per experiment, linking to
 //! its section, failed checks counted and highlighted), so a reader sees at a glance whether the
-//! reproduction holds, then one section per experiment. Every piece of text is HTML-escaped;
+//! reproduction holds, then one section per experiment. Experiments come in groups (the paper's
+//! figures, then "Beyond the paper"): each group has a heading row in the table and a heading
+//! above its sections. Every piece of text is HTML-escaped;
 //! figure paths are relative to the report's directory.
 
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 
-use nequil::lab::io::write_atomic;
 use nequil::{io_err, Result};
 
 pub use nequil::lab::files::ReportEntry;
 
-/// Writes `dir/report.html` (creating `dir` if needed), atomically: a reader, or a browser
-/// reloading it, sees the previous report or the complete new one.
+/// Writes `dir/report.html` (creating `dir` if needed).
 pub fn write_report(dir: &Path, experiments: &[ReportEntry]) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| io_err!("cannot create directory {}: {e}", dir.display()))?;
-    write_atomic(&dir.join("report.html"), render_html(experiments).as_bytes())
+    let path = dir.join("report.html");
+    fs::write(&path, render_html(experiments)).map_err(|e| io_err!("cannot write {}: {e}", path.display()))
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -129,8 +130,6 @@ tr.fail td:first-child { box-shadow: inset 4px 0 0 var(--fail); }
 .badge.fail { background: var(--fail); }
 .badge.none { background: #8c959f; }
 section.exp { background: #fff; border: 1px solid var(--line); border-radius: 8px; margin: 26px 0; padding: 18px 22px; }
-h2.part { margin: 40px 0 4px; padding-top: 12px; border-top: 2px solid var(--line); }
-tr.part td { font-weight: 600; background: #f4f4f4; }
 section.exp.has-fail { border-left: 6px solid var(--fail); }
 .exp-head { display: flex; justify-content: space-between; align-items: baseline; gap: 16px; flex-wrap: wrap; }
 .exp-head .name { color: var(--muted); font-weight: 400; font-size: 14px; margin-left: 8px; }
@@ -146,6 +145,8 @@ table.kv th { width: 38%; font-weight: 500; }
 ul.notes { margin: 0; padding-left: 20px; }
 .empty { color: var(--muted); font-style: italic; }
 footer { color: var(--muted); font-size: 13px; margin-top: 32px; }
+tr.group th { background: #e8edf2; font-size: 15px; }
+h2.group { font-size: 23px; margin: 40px 0 0; padding-bottom: 6px; border-bottom: 2px solid var(--line); }
 "#;
 
 /// The whole report page.
@@ -199,11 +200,13 @@ pub fn render_html(experiments: &[ReportEntry]) -> String {
     if experiments.is_empty() {
         h.push_str("<tr><td colspan=\"6\" class=\"empty\">No experiments.</td></tr>\n");
     }
-    let first_beyond = experiments.iter().position(|e| e.beyond_the_paper);
-    for (i, (e, id)) in experiments.iter().zip(&ids).enumerate() {
-        if Some(i) == first_beyond {
-            h.push_str(
-                "<tr class=\"part\"><td colspan=\"6\"><a href=\"#beyond-the-paper\">Beyond the paper</a></td></tr>\n",
+    let groups = group_ids(experiments);
+    for ((e, id), g) in experiments.iter().zip(&ids).zip(&groups) {
+        if let Some(gid) = g {
+            let _ = writeln!(
+                h,
+                "<tr class=\"group\"><th colspan=\"6\"><a href=\"#{gid}\">{}</a></th></tr>",
+                escape(&e.group)
             );
         }
         let (p, f) = (e.passed(), e.failed());
@@ -227,12 +230,9 @@ pub fn render_html(experiments: &[ReportEntry]) -> String {
     }
     h.push_str("</tbody>\n</table>\n");
 
-    for (i, (e, id)) in experiments.iter().zip(&ids).enumerate() {
-        if Some(i) == first_beyond {
-            h.push_str(
-                "<h2 class=\"part\" id=\"beyond-the-paper\">Beyond the paper</h2>\n<p class=\"sub\">Experiments that \
-                 go beyond the paper: their checks test what the book derives; the rest is measured and reported as found.</p>\n",
-            );
+    for ((e, id), g) in experiments.iter().zip(&ids).zip(&groups) {
+        if let Some(gid) = g {
+            let _ = writeln!(h, "<h2 class=\"group\" id=\"{gid}\">{}</h2>", escape(&e.group));
         }
         write_section(&mut h, e, id);
     }
@@ -241,6 +241,36 @@ pub fn render_html(experiments: &[ReportEntry]) -> String {
     h.push_str("each tolerance is derived as its row says, never tuned to pass. ");
     h.push_str("Figures: click for the SVG.</footer>\n</main>\n</body>\n</html>\n");
     h
+}
+
+/// For each experiment, the id of the group heading that opens before it: `Some` where a
+/// non-empty group starts (the first entry, or one whose group differs from the entry before),
+/// `None` elsewhere. Ids are `group-` and the group's letters and digits, made unique.
+fn group_ids(experiments: &[ReportEntry]) -> Vec<Option<String>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut prev: Option<&str> = None;
+    experiments
+        .iter()
+        .map(|e| {
+            let starts = !e.group.trim().is_empty() && prev != Some(e.group.as_str());
+            prev = Some(e.group.as_str());
+            starts.then(|| {
+                let base: String = e
+                    .group
+                    .to_lowercase()
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                    .collect();
+                let mut id = format!("group-{base}");
+                let mut k = 2;
+                while !seen.insert(id.clone()) {
+                    id = format!("group-{base}-{k}");
+                    k += 1;
+                }
+                id
+            })
+        })
+        .collect()
 }
 
 fn plural(n: usize) -> &'static str {
@@ -393,6 +423,7 @@ mod tests {
         vec![
             ReportEntry {
                 name: "fig1-balance".into(),
+                group: "The paper".into(),
                 title: "Noise balances the layers".into(),
                 claim: "SGD drives ‖u‖² − ‖w‖² to its noise equilibrium.".into(),
                 figure_png: "fig1-balance/figure.png".into(),
@@ -401,10 +432,10 @@ mod tests {
                 settings: vec![("η".into(), "0.01".into()), ("batch".into(), "8".into())],
                 notes: vec!["Gaussian data".into()],
                 seconds: 1.5,
-                beyond_the_paper: false,
             },
             ReportEntry {
                 name: "fig2 <script>alert(1)</script>".into(),
+                group: "Beyond <the> paper".into(),
                 title: "Bad <script>alert('x')</script> & co".into(),
                 claim: "a < b && c > d".into(),
                 figure_png: "fig 2/figure.png".into(),
@@ -417,30 +448,12 @@ mod tests {
                 settings: vec![("<k>".into(), "\"v\"".into())],
                 notes: vec![],
                 seconds: 125.0,
-                beyond_the_paper: false,
             },
             ReportEntry {
                 name: "empty".into(),
                 ..Default::default()
             },
-            ReportEntry {
-                name: "beyond-one".into(),
-                beyond_the_paper: true,
-                ..Default::default()
-            },
         ]
-    }
-
-    #[test]
-    fn experiments_beyond_the_paper_come_under_their_own_heading() {
-        let html = render_html(&entries());
-        assert_eq!(html.matches("id=\"beyond-the-paper\"").count(), 1);
-        let heading = html.find("id=\"beyond-the-paper\"").unwrap();
-        assert!(html.find("id=\"exp-empty\"").unwrap() < heading);
-        assert!(heading < html.find("id=\"exp-beyond-one\"").unwrap());
-        assert!(html.contains("href=\"#beyond-the-paper\""));
-        let none = render_html(&entries()[..3]);
-        assert!(!none.contains("Beyond the paper"));
     }
 
     #[test]
@@ -512,6 +525,21 @@ mod tests {
         let empty = render_html(&[]);
         assert!(empty.contains("No experiments.") && empty.contains("All 0 checks passed."));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn groups_get_one_heading_each() {
+        let html = render_html(&entries());
+        // A heading row in the summary table and a heading above the sections, per group.
+        assert_eq!(html.matches("<tr class=\"group\">").count(), 2);
+        assert!(html.contains("<h2 class=\"group\" id=\"group-the-paper\">The paper</h2>"));
+        assert!(html.contains("<h2 class=\"group\" id=\"group-beyond--the--paper\">Beyond &lt;the&gt; paper</h2>"));
+        assert!(html.contains("href=\"#group-the-paper\""));
+        // The heading comes before its first section; an entry without a group gets none.
+        let head = html.find("id=\"group-beyond--the--paper\"").unwrap();
+        let section = html.find("<section class=\"exp has-fail\"").unwrap();
+        assert!(head < section);
+        assert_eq!(html.matches("<h2 class=\"group\"").count(), 2);
     }
 
     #[test]

@@ -120,6 +120,18 @@ fn bad_specs_exit_2_name_the_key_and_write_nothing() {
             SPEC.replace("[train]", "[train]\noptimizer = \"gd\""),
             "train.optimizer",
         ),
+        (
+            SPEC.replace("[data]", "[data]\ntarget = \"model-teacher\"\nteacher_hidden = 8"),
+            "data.teacher_hidden",
+        ),
+        (
+            SPEC.replace("[data]", "[data]\ntarget = \"model-teacher\"\nmode = \"population\""),
+            "data.mode",
+        ),
+        (
+            SPEC.replace("[data]", "[data]\ntarget = \"cnn-teacher\""),
+            "data.target",
+        ),
     ];
     for (i, (spec, key)) in cases.iter().enumerate() {
         let out = format!("out{i}");

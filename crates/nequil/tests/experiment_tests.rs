@@ -3,7 +3,7 @@
 //! and logs. The checks are the assertions: each states its claim, theory, measurement and a
 //! tolerance derived from the run.
 
-use nequil::lab::experiments::{catalog, Ctx, PanelKind};
+use nequil::lab::experiments::{catalog, Ctx, Group, PanelKind};
 
 fn run(name: &str) {
     let e = catalog()
@@ -88,6 +88,18 @@ fn beyond_optimizers() {
 fn rebalanced_init() {
     run("rebalanced-init");
 }
+#[test]
+fn beyond_cnn() {
+    run("beyond-cnn");
+}
+#[test]
+fn beyond_layernorm() {
+    run("beyond-layernorm");
+}
+#[test]
+fn beyond_transformer() {
+    run("beyond-transformer");
+}
 
 #[test]
 fn catalog_names_are_unique_and_described() {
@@ -97,4 +109,10 @@ fn catalog_names_are_unique_and_described() {
     names.dedup();
     assert_eq!(names.len(), c.len());
     assert!(c.iter().all(|e| !e.title.is_empty() && !e.claim.is_empty()));
+    // The paper's experiments first, then those beyond it, each group in one run.
+    let groups: Vec<Group> = c.iter().map(|e| e.group).collect();
+    let first_beyond = groups.iter().position(|g| *g == Group::Beyond).expect("a beyond group");
+    assert!(groups[..first_beyond].iter().all(|g| *g == Group::Paper));
+    assert!(groups[first_beyond..].iter().all(|g| *g == Group::Beyond));
+    assert!(c[first_beyond..].iter().all(|e| e.name.starts_with("beyond-")));
 }

@@ -148,6 +148,7 @@ fn every_file_type_round_trips() {
         "entry.json",
         &ReportEntry {
             name: "fig1".into(),
+            group: "The paper".into(),
             title: "Fig. 1".into(),
             claim: "c".into(),
             figure_png: "fig1/figure.png".into(),
@@ -156,7 +157,6 @@ fn every_file_type_round_trips() {
             settings: vec![("k".into(), "v".into())],
             notes: vec![],
             seconds: 2.0,
-            beyond_the_paper: true,
         },
     );
     round_trip(&d, "check.json", &check("c", true));

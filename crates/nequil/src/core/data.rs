@@ -688,6 +688,43 @@ mod tests {
     }
 
     #[test]
+    fn a_model_teacher_labels_with_its_forward_pass_and_the_usual_draws() {
+        use crate::core::models::{Activation, Init};
+        let model = Model::mlp(&[3, 5, 2], Activation::Relu, true).unwrap();
+        let target = Target::model_teacher(&model, &Init::Kaiming, &mut Rng::new(2)).unwrap();
+        let Target::Model(t) = &target else {
+            panic!("a model target")
+        };
+        let noise = Some(Cov::Diag(vec![0.3, 0.7]));
+        let mut g = Gaussian::new(3, 2, Cov::Scalar(1.5), target.clone(), noise.clone()).unwrap();
+        // More samples than one forward chunk, so the chunking is exercised.
+        let n = 2 * TEACHER_CHUNK + 7;
+        let d = g.dataset(&mut Rng::new(9), n);
+        // The same draws as any other target: a zero linear teacher gives x and ε alone.
+        let zero = Target::Linear(Dense::zeros(2, 3));
+        let e = Gaussian::new(3, 2, Cov::Scalar(1.5), zero, noise)
+            .unwrap()
+            .dataset(&mut Rng::new(9), n);
+        assert_eq!(d.x, e.x);
+        let mut ws = model.workspace(n);
+        model.forward(t.theta(), &d.x, n, &mut ws);
+        for ((y, f), eps) in d.y.iter().zip(ws.output()).zip(&e.y) {
+            assert!(
+                (y - f - eps).abs() <= 1e-14 * (1.0 + f.abs() + eps.abs()),
+                "{y} ≠ {f} + {eps}"
+            );
+        }
+        // Shapes must match the data, and the population dataset is refused.
+        let wrong = Gaussian::new(4, 2, Cov::Scalar(1.0), target.clone(), None).unwrap_err();
+        assert!(wrong.to_string().contains("data.teacher"), "{wrong}");
+        let pop = Gaussian::new(3, 2, Cov::Scalar(1.0), target, None)
+            .unwrap()
+            .population_dataset();
+        assert!(pop.unwrap_err().to_string().contains("population"));
+        assert!(Teacher::new(model.clone(), vec![0.0; 3]).is_err());
+    }
+
+    #[test]
     fn validation_names_keys() {
         let e = Gaussian::new(3, 3, Cov::Diag(vec![1.0, 2.0]), Target::Identity, None).unwrap_err();
         assert!(e.to_string().contains("data.x_cov"));

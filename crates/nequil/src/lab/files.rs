@@ -541,6 +541,9 @@ impl ExperimentSummary {
 pub struct ReportEntry {
     /// Short identifier (also the figure directory name), e.g. `fig2-matrix-factorization`.
     pub name: String,
+    /// The heading of the group it belongs to (`The paper`, `Beyond the paper`); consecutive
+    /// entries of one group are shown under one heading, an empty group under none.
+    pub group: String,
     /// Human title.
     pub title: String,
     /// The paper's claim the experiment tests, in one sentence.
@@ -558,10 +561,6 @@ pub struct ReportEntry {
     /// Wall-clock run time in seconds.
     #[serde(with = "num")]
     pub seconds: f64,
-    /// Whether the experiment goes beyond the paper (the report lists these under their own
-    /// heading, after the paper's).
-    #[serde(default)]
-    pub beyond_the_paper: bool,
 }
 
 impl ReportEntry {

@@ -99,33 +99,68 @@ pub fn family_moments(
     y: &[f64],
     n: usize,
 ) -> Result<FamilyMoments> {
-    let d = fam.dim;
+    Ok(families_moments(model, std::slice::from_ref(fam), theta, x, y, n)?
+        .pop()
+        .expect("one family in, one out"))
+}
+
+/// [`family_moments`] of several families of the same model at once, in one pass over the
+/// samples (one per-sample gradient per sample for all of them).
+pub fn families_moments(
+    model: &Model,
+    fams: &[MatrixFamily],
+    theta: &[f64],
+    x: &[f64],
+    y: &[f64],
+    n: usize,
+) -> Result<Vec<FamilyMoments>> {
     let p = model.n_params();
-    if theta.len() != p {
-        return Err(invalid!(
-            "{}: θ has {} entries, the model has {p}",
-            fam.name,
-            theta.len()
-        ));
-    }
-    if n == 0 || x.len() < n * model.d_in() || y.len() < n * model.d_out() {
-        return Err(invalid!("{}: need n ≥ 1 samples of the model's shapes", fam.name));
-    }
-    let mut q = Dense::zeros(d, d);
-    let mut k = Dense::zeros(d, d);
-    let mut v = vec![0.0; d];
-    for (vs, m) in [(&fam.plus, &mut q), (&fam.minus, &mut k)] {
-        for idx in vs.iter() {
-            for (a, &i) in v.iter_mut().zip(idx) {
-                *a = theta[i];
-            }
-            outer_acc(m, &v, 1.0);
+    for fam in fams {
+        if theta.len() != p {
+            return Err(invalid!(
+                "{}: θ has {} entries, the model has {p}",
+                fam.name,
+                theta.len()
+            ));
+        }
+        if n == 0 || x.len() < n * model.d_in() || y.len() < n * model.d_out() {
+            return Err(invalid!("{}: need n ≥ 1 samples of the model's shapes", fam.name));
         }
     }
-    let (np, nm) = (fam.plus.len(), fam.minus.len());
-    let mut sum = vec![0.0; (np + nm) * d];
-    let mut sq_plus = Dense::zeros(d, d);
-    let mut sq_minus = Dense::zeros(d, d);
+    /// One family's accumulators.
+    struct Acc {
+        q: Dense,
+        k: Dense,
+        sum: Vec<f64>,
+        sq_plus: Dense,
+        sq_minus: Dense,
+        v: Vec<f64>,
+    }
+    let mut accs: Vec<Acc> = fams
+        .iter()
+        .map(|fam| {
+            let d = fam.dim;
+            let mut q = Dense::zeros(d, d);
+            let mut k = Dense::zeros(d, d);
+            let mut v = vec![0.0; d];
+            for (vs, m) in [(&fam.plus, &mut q), (&fam.minus, &mut k)] {
+                for idx in vs.iter() {
+                    for (a, &i) in v.iter_mut().zip(idx) {
+                        *a = theta[i];
+                    }
+                    outer_acc(m, &v, 1.0);
+                }
+            }
+            Acc {
+                q,
+                k,
+                sum: vec![0.0; (fam.plus.len() + fam.minus.len()) * d],
+                sq_plus: Dense::zeros(d, d),
+                sq_minus: Dense::zeros(d, d),
+                v,
+            }
+        })
+        .collect();
     let mut ws = model.workspace(1);
     let mut g = vec![0.0; p];
     let (dx, dy) = (model.d_in(), model.d_out());
@@ -138,42 +173,51 @@ pub fn family_moments(
             &mut g,
             &mut ws,
         );
-        for (j, idx) in fam.plus.iter().chain(&fam.minus).enumerate() {
-            for (a, &i) in v.iter_mut().zip(idx) {
-                *a = g[i];
+        for (fam, acc) in fams.iter().zip(accs.iter_mut()) {
+            let (d, np) = (fam.dim, fam.plus.len());
+            for (j, idx) in fam.plus.iter().chain(&fam.minus).enumerate() {
+                for (a, &i) in acc.v.iter_mut().zip(idx) {
+                    *a = g[i];
+                }
+                for (sv, a) in acc.sum[j * d..(j + 1) * d].iter_mut().zip(&acc.v) {
+                    *sv += a;
+                }
+                outer_acc(if j < np { &mut acc.sq_plus } else { &mut acc.sq_minus }, &acc.v, 1.0);
             }
-            for (acc, a) in sum[j * d..(j + 1) * d].iter_mut().zip(&v) {
-                *acc += a;
-            }
-            outer_acc(if j < np { &mut sq_plus } else { &mut sq_minus }, &v, 1.0);
         }
     }
     let inv = 1.0 / n as f64;
-    let mut mean_plus = Dense::zeros(d, d);
-    let mut mean_minus = Dense::zeros(d, d);
-    for j in 0..np + nm {
-        let m: Vec<f64> = sum[j * d..(j + 1) * d].iter().map(|s| s * inv).collect();
-        outer_acc(if j < np { &mut mean_plus } else { &mut mean_minus }, &m, 1.0);
-    }
-    let gamma_plus = sq_plus.scale(inv).add_scaled(-1.0, &mean_plus);
-    let gamma_minus = sq_minus.scale(inv).add_scaled(-1.0, &mean_minus);
-    if [&gamma_plus, &gamma_minus, &q, &k]
-        .iter()
-        .any(|m| m.data.iter().any(|v| !v.is_finite()))
-    {
-        return Err(Error::Numerical(format!(
-            "{}: non-finite gradients or weights",
-            fam.name
-        )));
-    }
-    Ok(FamilyMoments {
-        q,
-        k,
-        gamma_plus: gamma_plus.sym(),
-        gamma_minus: gamma_minus.sym(),
-        mean_plus,
-        mean_minus,
-    })
+    fams.iter()
+        .zip(accs)
+        .map(|(fam, acc)| {
+            let (d, np, nm) = (fam.dim, fam.plus.len(), fam.minus.len());
+            let mut mean_plus = Dense::zeros(d, d);
+            let mut mean_minus = Dense::zeros(d, d);
+            for j in 0..np + nm {
+                let m: Vec<f64> = acc.sum[j * d..(j + 1) * d].iter().map(|s| s * inv).collect();
+                outer_acc(if j < np { &mut mean_plus } else { &mut mean_minus }, &m, 1.0);
+            }
+            let gamma_plus = acc.sq_plus.scale(inv).add_scaled(-1.0, &mean_plus);
+            let gamma_minus = acc.sq_minus.scale(inv).add_scaled(-1.0, &mean_minus);
+            if [&gamma_plus, &gamma_minus, &acc.q, &acc.k]
+                .iter()
+                .any(|m| m.data.iter().any(|v| !v.is_finite()))
+            {
+                return Err(Error::Numerical(format!(
+                    "{}: non-finite gradients or weights",
+                    fam.name
+                )));
+            }
+            Ok(FamilyMoments {
+                q: acc.q,
+                k: acc.k,
+                gamma_plus: gamma_plus.sym(),
+                gamma_minus: gamma_minus.sym(),
+                mean_plus,
+                mean_minus,
+            })
+        })
+        .collect()
 }
 
 /// `(X, Y)` of the module docs: the equilibrium is `B X B = B⁻¹ Y B⁻¹`, the drift `Y − X` at `B = I`

@@ -26,7 +26,7 @@ pub mod two_layer;
 
 pub use deep_linear::{deep_linear_equilibrium, deep_linear_residuals, DeepLinearEquilibrium};
 pub use family::{solve_diagonal_family, FamilyOptions, FamilySolution};
-pub use matrix_family::{apply_family, family_balance, family_moments, FamilyBalance, FamilyMoments};
+pub use matrix_family::{apply_family, families_moments, family_balance, family_moments, FamilyBalance, FamilyMoments};
 pub use orbit::{FlowParams, FlowTerm, OrbitFlow, OrbitSolution, SolveStatus, Time};
 pub use rebalance::{rebalance, rebalance_with, FamilyRow, RebalanceReport, RebalanceRow, RebalanceTotals};
 pub use scalar::{scalar_uw_decay_rate, scalar_uw_second_moment_rx, scalar_uw_var_rx};

@@ -308,11 +308,8 @@ fn windows(x: &[f64], y: &[f64], w: usize) -> (Vec<f64>, Vec<f64>) {
 pub fn figure(r: &Results) -> Result<Figure> {
     let (sgd, gd) = (r.run(&name(false, 0))?, r.run(&name(true, 0))?);
     let (ts, tg) = (sgd.column("t")?, gd.column("t")?);
-    let role = |k: usize, gd: bool| match (k, gd) {
-        (0, false) => Role::Sgd,
-        (0, true) => Role::Gd,
-        _ => Role::Other(k as u8 + if gd { 4 } else { 0 }),
-    };
+    // One colour per channel; SGD as markers, GD as lines.
+    let role = |k: usize, _gd: bool| Role::Other(k as u8);
     let mut imb = vec![];
     let mut charges = vec![];
     for k in 0..CH {
@@ -383,7 +380,7 @@ pub fn figure(r: &Results) -> Result<Figure> {
         columns: 3,
         panels: vec![
             Panel::xy(
-                "noise imbalance ρ_k = Tr[A_kΣ]/Tr[|A_k|Σ] of each channel (seed 0)",
+                "imbalance ρ_k = Tr[A_kΣ]/Tr[|A_k|Σ] per channel (seed 0; markers SGD, lines GD)",
                 "t = η · steps",
                 "ρ_k",
                 imb,
@@ -391,7 +388,7 @@ pub fn figure(r: &Results) -> Result<Figure> {
                 false,
             ),
             Panel::xy(
-                "channel charges C_k = ‖W[k]‖² − ‖U[:, k]‖² (seed 0)",
+                "charges C_k = ‖W[k]‖² − ‖U[:, k]‖² (seed 0; markers SGD, lines GD)",
                 "t = η · steps",
                 "C_k",
                 charges,

@@ -11,6 +11,7 @@
 mod beyond_cnn;
 mod beyond_layernorm;
 mod beyond_optimizers;
+mod beyond_transformer;
 mod common;
 mod fig1;
 mod fig2;
@@ -187,6 +188,13 @@ pub fn catalog() -> Vec<Experiment> {
             "Beyond (b): LayerNorm — the norm of the weights feeding it never decreases under SGD, and settles at the noise equilibrium with weight decay",
             "The weights feeding a LayerNorm with ε = 0 are scale invariant: without weight decay SGD's step adds exactly η²‖ĝ‖² to their squared norm, so it never decreases; with weight decay it settles where the expected change vanishes, the charge probe's C*.",
             beyond_layernorm,
+            Group::Beyond,
+        ),
+        experiment!(
+            "beyond-transformer",
+            "Beyond (c): a transformer block — SGD aligns the gradient noise of every attention head's QK and VO pair, GD does not",
+            "Per head, W_Q → BW_Q, W_K → B⁻ᵀW_K and W_V → BW_V, W_O → W_OB⁻¹ are matrix families of symmetries: SGD drives the time-averaged matrix imbalance of their gradient noise to zero (the alignment W_KΓ_KW_Kᵀ = W_QΓ_QW_Qᵀ), GD from the same initialization stays unaligned.",
+            beyond_transformer,
             Group::Beyond,
         ),
     ]
