@@ -179,7 +179,12 @@ pub fn sweep(a: SweepArgs) -> Result<ExitCode> {
             running.fetch_sub(1, Ordering::Relaxed);
             done.fetch_add(1, Ordering::Relaxed);
             if st.is_ok() && log_lines {
-                eprintln!("nequil: {} ({}): ok in {:.2} s", run.id, describe(&run.params), st.seconds);
+                eprintln!(
+                    "nequil: {} ({}): ok in {:.2} s",
+                    run.id,
+                    describe(&run.params),
+                    st.seconds
+                );
             }
             if !st.is_ok() {
                 bad.fetch_add(1, Ordering::Relaxed);

@@ -119,8 +119,7 @@ impl Footprint {
     /// Adds `count` values of `bytes_each` bytes for `what` (a phrase that names the spec key,
     /// e.g. `data.n: the fixed dataset`).
     pub fn add(&mut self, what: impl Into<String>, count: u128, bytes_each: u128) {
-        self.parts
-            .push((what.into(), count.saturating_mul(bytes_each)));
+        self.parts.push((what.into(), count.saturating_mul(bytes_each)));
     }
 
     /// The total in bytes.
@@ -171,10 +170,7 @@ pub fn model_footprint(model: &Model, copies: u32, batch: usize) -> Footprint {
 /// more memory than is available. `what` names the model for the message (e.g. the spec key with
 /// the widths) and `use_` says what needs the copies.
 pub fn check_fits(model: &Model, copies: u32, batch: usize, what: &str, use_: &str) -> Result<()> {
-    model_footprint(model, copies, batch).check(
-        &format!("{what}: the model has {} parameters", model.n_params()),
-        use_,
-    )
+    model_footprint(model, copies, batch).check(&format!("{what}: the model has {} parameters", model.n_params()), use_)
 }
 
 /// The most bytes a reader may inflate or decode from one file: a quarter of the memory

@@ -252,7 +252,11 @@ pub fn write_run_dir(dir: &Path, spec: &Spec, model: &Model, out: &RunOutcome) -
         }
         files.push(("summary.json", to_json(&run_summary(model, out))?.into_bytes()));
         let paths: Vec<std::path::PathBuf> = files.iter().map(|(f, _)| dir.join(f)).collect();
-        let pairs: Vec<(&Path, &[u8])> = paths.iter().map(|p| p.as_path()).zip(files.iter().map(|(_, b)| b.as_slice())).collect();
+        let pairs: Vec<(&Path, &[u8])> = paths
+            .iter()
+            .map(|p| p.as_path())
+            .zip(files.iter().map(|(_, b)| b.as_slice()))
+            .collect();
         write_atomic_all(&pairs)
     })();
     match result {
@@ -301,7 +305,11 @@ pub fn check_writable(dir: &Path) -> Result<()> {
         Err(e) => Err(io_err!(
             "cannot write to {}: {e}{}",
             dir.display(),
-            if at == dir { String::new() } else { format!(" (in {})", at.display()) }
+            if at == dir {
+                String::new()
+            } else {
+                format!(" (in {})", at.display())
+            }
         )),
     }
 }

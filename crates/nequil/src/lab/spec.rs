@@ -789,11 +789,14 @@ impl Spec {
         parse_toml(text, "spec")
     }
 
-    /// Reads and parses a spec file.
+    /// Reads and parses a spec file; errors name the file.
     pub fn from_file(path: &Path) -> Result<Spec> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Io(format!("cannot read spec {}: {e}", path.display())))?;
-        Self::from_toml(&text)
+        Self::from_toml(&text).map_err(|e| match e {
+            Error::Invalid(m) => invalid!("{}: {m}", path.display()),
+            e => e,
+        })
     }
 
     /// The spec with every default filled in, as TOML.
@@ -821,7 +824,11 @@ impl Spec {
             OptimizerName::Gd => self.data.n.unwrap_or(1),
             OptimizerName::Sgd => self.train.batch_size,
         };
-        let what = format!("{}: the model has {} parameters", self.model.shape_key(), model.n_params());
+        let what = format!(
+            "{}: the model has {} parameters",
+            self.model.shape_key(),
+            model.n_params()
+        );
         let mut footprint = model_footprint(&model, 4, batch.max(1));
         footprint.check(&what, "training")?;
         self.data_footprint(&model, &mut footprint);
@@ -886,7 +893,8 @@ impl Spec {
                 f.add("data.noise_cov: the full covariance's factor", 2 * dy * dy, 8);
             }
             let p = &self.probes;
-            if d.mode == DataMode::Population || p.hessian.is_some() || p.sharpness.is_some() || p.equilibrium.is_some() {
+            if d.mode == DataMode::Population || p.hessian.is_some() || p.sharpness.is_some() || p.equilibrium.is_some()
+            {
                 f.add("the exact second moments Σ_x and Σ_ε", dx * dx + dy * dy, 8);
             }
             let what = match d.mode {
@@ -898,8 +906,15 @@ impl Spec {
             f.add(what, copies * eval_n * sample, 8);
         }
         let eval_batch = usize::try_from(eval_n.clamp(1, 1024)).unwrap_or(1024);
-        let buffers = model.workspace_bytes(eval_batch).map(|b| b as u128).unwrap_or(u128::MAX / 4);
-        f.add(format!("layer buffers for evaluation batches of {eval_batch}"), buffers, 1);
+        let buffers = model
+            .workspace_bytes(eval_batch)
+            .map(|b| b as u128)
+            .unwrap_or(u128::MAX / 4);
+        f.add(
+            format!("layer buffers for evaluation batches of {eval_batch}"),
+            buffers,
+            1,
+        );
         if let Some(h) = &self.probes.hessian {
             // The Krylov basis of Lanczos (at most P vectors of P values) and Hutchinson's
             // probe vectors.
@@ -1093,7 +1108,7 @@ impl DataSpec {
         }
         let (x, y) = match (&self.npz_path, &self.x_path, &self.y_path) {
             (Some(p), None, None) => {
-                let arrays = read_npz(&base.join(p))?;
+                let arrays = read_npz(&base.join(p)).map_err(|e| in_key("data.npz_path", e))?;
                 let get = |k: &str| {
                     arrays
                         .iter()
@@ -1106,7 +1121,10 @@ impl DataSpec {
                     get(self.y_key.as_deref().unwrap_or("y"))?,
                 )
             }
-            (None, Some(xp), Some(yp)) => (read_npy(&base.join(xp))?, read_npy(&base.join(yp))?),
+            (None, Some(xp), Some(yp)) => (
+                read_npy(&base.join(xp)).map_err(|e| in_key("data.x_path", e))?,
+                read_npy(&base.join(yp)).map_err(|e| in_key("data.y_path", e))?,
+            ),
             _ => {
                 return Err(invalid!(
                     "data: with source = \"npy\" give either npz_path, or both x_path and y_path"
@@ -1124,6 +1142,15 @@ impl DataSpec {
             replacement: self.replacement,
             dist: None,
         })
+    }
+}
+
+/// An error of reading the file a key names, with the key in front (`data.x_path: cannot read …`).
+fn in_key(key: &str, e: Error) -> Error {
+    match e {
+        Error::Io(m) => Error::Io(format!("{key}: {m}")),
+        Error::Invalid(m) => invalid!("{key}: {m}"),
+        e => e,
     }
 }
 

@@ -22,6 +22,7 @@ pub mod plan;
 
 pub use crate::lab::files::{Check, Figure, Panel, PanelKind, Role, Series, Style};
 pub use common::{par_map, Ctx, Outcome};
+pub use fig5::mnist_dataset;
 pub use plan::{simulate, Details, Plan, PlannedRun, Results, RunResult};
 
 use crate::Result;
