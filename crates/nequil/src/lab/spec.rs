@@ -781,6 +781,9 @@ pub struct Built {
     pub theta0: Vec<f64>,
     /// Training configuration.
     pub config: TrainConfig,
+    /// The memory the run will need at most, in bytes (the estimate it was checked with:
+    /// θ and its copies, layer buffers, data, the log).
+    pub memory: u128,
 }
 
 impl Spec {
@@ -855,6 +858,7 @@ impl Spec {
             source,
             theta0,
             config,
+            memory: footprint.total(),
         })
     }
 
