@@ -142,92 +142,98 @@ fn a_sweep_killed_at_random_moments_ends_identical_to_an_uninterrupted_one() {
     let run_time = t.elapsed().as_secs_f64() / 8.0; // 16 runs, 2 at a time
     println!("soak: the uninterrupted sweep took {:.1} s", t.elapsed().as_secs_f64());
 
-    let out = d.join("out");
     let mut r = Rng::new(seed);
     let start = Instant::now();
-    let (mut kills, mut attempts) = (0, 0);
-    let mut finished_at_kills = vec![];
-    loop {
-        attempts += 1;
-        assert!(attempts < 500, "the sweep never finished");
-        let mut child = bin()
-            .arg("sweep")
-            .arg(&spec)
-            .arg("--out")
-            .arg(&out)
-            .args(["--jobs", "2"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let rx = lines(&mut child);
-        let killing = start.elapsed().as_secs_f64() < budget;
-        if killing {
-            // The observable state to wait for: the k-th run event of this attempt (`started` or
-            // `ok`), or none at all (a kill while the sweep starts up), then a random delay of up
-            // to one run's time.
-            let k = r.below(6);
-            let mut seen = 0;
-            let mut ended = false;
-            while seen < k {
-                match rx.recv_timeout(Duration::from_secs(120)) {
-                    Ok(l) if l.ends_with(": started") || l.contains(": ok in ") => seen += 1,
-                    Ok(_) => {}
-                    Err(RecvTimeoutError::Disconnected) => {
-                        ended = true;
-                        break;
+    let (mut kills, mut attempts, mut rounds) = (0, 0, 0);
+    // Rounds of the whole sweep, each killed until done, for as long as the budget lasts.
+    while rounds == 0 || start.elapsed().as_secs_f64() < budget {
+        rounds += 1;
+        let out = d.join(format!("out-{rounds}"));
+        let mut finished_at_kills = vec![];
+        loop {
+            attempts += 1;
+            assert!(attempts < 5000, "the sweep never finished");
+            let mut child = bin()
+                .arg("sweep")
+                .arg(&spec)
+                .arg("--out")
+                .arg(&out)
+                .args(["--jobs", "2"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let rx = lines(&mut child);
+            let killing = start.elapsed().as_secs_f64() < budget;
+            if killing {
+                // The observable state to wait for: the k-th run event of this attempt (`started`
+                // or `ok`), or none at all (a kill while the sweep starts up), then a random
+                // delay of up to one run's time.
+                let k = r.below(6);
+                let mut seen = 0;
+                let mut ended = false;
+                while seen < k {
+                    match rx.recv_timeout(Duration::from_secs(120)) {
+                        Ok(l) if l.ends_with(": started") || l.contains(": ok in ") => seen += 1,
+                        Ok(_) => {}
+                        Err(RecvTimeoutError::Disconnected) => {
+                            ended = true;
+                            break;
+                        }
+                        Err(RecvTimeoutError::Timeout) => panic!("no progress in 120 s"),
                     }
-                    Err(RecvTimeoutError::Timeout) => panic!("no progress in 120 s"),
+                }
+                if !ended {
+                    std::thread::sleep(Duration::from_secs_f64(r.uniform() * run_time));
+                    if child.try_wait().unwrap().is_none() {
+                        child.kill().unwrap(); // SIGKILL
+                        kills += 1;
+                    }
                 }
             }
-            if !ended {
-                std::thread::sleep(Duration::from_secs_f64(r.uniform() * run_time));
-                if child.try_wait().unwrap().is_none() {
-                    child.kill().unwrap(); // SIGKILL
-                    kills += 1;
-                }
+            let status = child.wait().unwrap();
+            let done = finished_runs_are_complete(&out, &reference);
+            if status.success() {
+                assert_eq!(done, 16, "the sweep ended with every run finished");
+                break;
             }
+            assert!(
+                killing && status.code().is_none(),
+                "a sweep that was not killed failed: {status}"
+            );
+            finished_at_kills.push(done);
         }
-        let status = child.wait().unwrap();
-        let done = finished_runs_are_complete(&out, &reference);
-        if status.success() {
-            assert_eq!(done, 16, "the sweep ended with every run finished");
-            break;
-        }
-        assert!(
-            killing && status.code().is_none(),
-            "a sweep that was not killed failed: {status}"
+        println!("soak: round {rounds}: finished runs at each kill {finished_at_kills:?}");
+        // Every run present once, identical to the uninterrupted sweep; no lock, no temporary file.
+        assert_eq!(
+            entries(&out.join("runs")),
+            ids(),
+            "every run present exactly once, no lock left"
         );
-        finished_at_kills.push(done);
+        for id in ids() {
+            let dir = out.join("runs").join(&id);
+            let mut names = entries(&dir);
+            names.retain(|n| n != "status.json");
+            let mut expected: Vec<String> = RESULT_FILES.iter().map(|s| s.to_string()).collect();
+            expected.sort();
+            assert_eq!(names, expected, "{id}: only its files, no temporary one");
+            for f in RESULT_FILES {
+                assert_eq!(
+                    std::fs::read(dir.join(f)).unwrap(),
+                    std::fs::read(reference.join("runs").join(&id).join(f)).unwrap(),
+                    "{id}/{f}"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&out);
     }
     println!(
-        "soak: {kills} kills in {attempts} attempts over {:.1} s; finished runs at each kill: {finished_at_kills:?}",
+        "soak: {kills} kills in {attempts} attempts, {rounds} rounds, {:.1} s",
         start.elapsed().as_secs_f64()
     );
     assert!(
         kills >= 3,
         "too few kills to test anything ({kills}); the runs are too short"
     );
-    // Every run present once, identical to the uninterrupted sweep; no lock, no temporary file.
-    assert_eq!(
-        entries(&out.join("runs")),
-        ids(),
-        "every run present exactly once, no lock left"
-    );
-    for id in ids() {
-        let dir = out.join("runs").join(&id);
-        let mut names = entries(&dir);
-        names.retain(|n| n != "status.json");
-        let mut expected: Vec<String> = RESULT_FILES.iter().map(|s| s.to_string()).collect();
-        expected.sort();
-        assert_eq!(names, expected, "{id}: only its files, no temporary one");
-        for f in RESULT_FILES {
-            assert_eq!(
-                std::fs::read(dir.join(f)).unwrap(),
-                std::fs::read(reference.join("runs").join(&id).join(f)).unwrap(),
-                "{id}/{f}"
-            );
-        }
-    }
     let _ = std::fs::remove_dir_all(&d);
 }
