@@ -157,6 +157,12 @@ pub fn reproduce(a: ReproduceArgs) -> nequil::Result<ExitCode> {
         .into_iter()
         .filter(|e| a.names.is_empty() || a.names.iter().any(|n| n == e.name))
         .collect();
+    // Bad MNIST files are bad input: refused (exit 2) before anything runs or is written.
+    if let Some(dir) = &a.mnist {
+        if chosen.iter().any(|e| e.name == "fig5-deep-linear") {
+            nequil::lab::experiments::mnist_dataset(dir)?;
+        }
+    }
     std::fs::create_dir_all(&a.out)
         .map_err(|e| nequil::Error::Io(format!("cannot create {}: {e}", a.out.display())))?;
     let mut failed_checks = 0;

@@ -4,7 +4,9 @@
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nequil::lab::io::write_atomic;
-use nequil::lab::sweep::{describe, lock_path, merge as merge_dirs, run_sweep, Shard, Sweep, SweepEvent, SweepOptions};
+use nequil::lab::sweep::{
+    describe, jobs_that_fit, lock_path, merge as merge_dirs, run_sweep, Shard, Sweep, SweepEvent, SweepOptions,
+};
 use nequil::{Error, Result};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -20,7 +22,8 @@ pub struct SweepArgs {
     /// directory resumes: finished runs are skipped, unfinished ones restarted.
     #[arg(long, short)]
     out: PathBuf,
-    /// Runs at a time, one thread each (default: all cores).
+    /// Runs at a time, one thread each (default: all cores, or fewer when that many runs would
+    /// not fit in memory together).
     #[arg(long, short)]
     jobs: Option<usize>,
     /// Run only the runs whose index i has i % N == I. Without it, a Slurm array task takes its
@@ -101,13 +104,17 @@ pub fn sweep(a: SweepArgs) -> Result<ExitCode> {
     if a.jobs == Some(0) {
         return Err(Error::Invalid("--jobs: must be ≥ 1".into()));
     }
-    let jobs = a.jobs.unwrap_or_else(default_jobs);
     let shard = match &a.shard {
         Some(s) => Shard::parse(s)?,
         None => Shard::from_env(|k| std::env::var(k).ok())?.unwrap_or(Shard::ALL),
     };
     let sweep = Sweep::from_file(&a.spec)?;
-    let runs = sweep.prepare(&spec_base(&a.spec), jobs)?;
+    let runs = sweep.prepare(&spec_base(&a.spec), a.jobs.unwrap_or_else(default_jobs))?;
+    // By default as many runs at a time as there are cores and as fit in memory together; an
+    // explicit --jobs that does not fit is refused (by run_sweep, before anything is written).
+    let jobs = a
+        .jobs
+        .unwrap_or_else(|| default_jobs().min(jobs_that_fit(runs.iter().filter(|r| shard.contains(r.index)))));
     let opts = SweepOptions {
         jobs,
         shard,

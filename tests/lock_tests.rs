@@ -294,24 +294,26 @@ fn a_lock_left_by_a_killed_process_does_not_block_a_restart() {
     // 8 runs of about 0.3–0.5 s each (one at a time).
     let p = write_spec(&d, 1_500_000);
     let out = d.join("out");
-    let mut child = sweep_cmd(&p, &out, &["--jobs", "1", "--quiet"])
+    let mut child = sweep_cmd(&p, &out, &["--jobs", "1"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
-    // A run in progress, its lock naming the process.
-    let mut victim = String::new();
-    wait_until(&mut child, "a run was in progress", || {
-        for id in in_progress(&out) {
-            let holder = std::fs::read_to_string(out.join("runs").join(format!("{id}.lock"))).unwrap_or_default();
-            if holder.starts_with(&format!("{pid}@")) {
-                victim = id;
-                return true;
-            }
-        }
-        false
-    });
+    // A run in progress: the sweep prints `run-0003 (…): started` once it holds the run's lock
+    // (which names the process by then). Wait for that line, not for time to pass.
+    let err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let victim = std::io::BufRead::lines(err)
+        .map(|l| l.unwrap())
+        .find(|l| l.ends_with(": started"))
+        .and_then(|l| {
+            l.strip_prefix("nequil: ")
+                .and_then(|r| r.split(' ').next())
+                .map(String::from)
+        })
+        .expect("the sweep ended before a run started");
+    let holder = std::fs::read_to_string(out.join("runs").join(format!("{victim}.lock"))).unwrap();
+    assert!(holder.starts_with(&format!("{pid}@")), "{holder}");
     child.kill().unwrap(); // SIGKILL: the lock file stays behind, the kernel drops the lock
     child.wait().unwrap();
     assert!(out.join("runs").join(format!("{victim}.lock")).exists());

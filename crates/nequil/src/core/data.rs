@@ -43,9 +43,9 @@ impl Cov {
             Cov::Diag(v) if v.iter().any(|x| bad(*x)) => {
                 Err(invalid!("{what}: diagonal entries must be finite and ≥ 0"))
             }
-            Cov::Blocks(b) if b.iter().map(|x| x.0).sum::<usize>() != d => Err(invalid!(
+            Cov::Blocks(b) if b.iter().try_fold(0usize, |a, x| a.checked_add(x.0)) != Some(d) => Err(invalid!(
                 "{what}: block sizes sum to {}, dimension is {d}",
-                b.iter().map(|x| x.0).sum::<usize>()
+                b.iter().fold(0u128, |a, x| a + x.0 as u128)
             )),
             Cov::Blocks(b) if b.iter().any(|x| bad(x.1)) => {
                 Err(invalid!("{what}: block variances must be finite and ≥ 0"))
@@ -54,6 +54,14 @@ impl Cov {
                 Err(invalid!("{what}: matrix is {}×{}, dimension is {d}", m.rows, m.cols))
             }
             Cov::Full(m) => {
+                if let Some(k) = m.data.iter().position(|v| !v.is_finite()) {
+                    return Err(invalid!(
+                        "{what}: entry ({}, {}) is not finite ({})",
+                        k / d,
+                        k % d,
+                        m.data[k]
+                    ));
+                }
                 for i in 0..d {
                     for j in 0..i {
                         let (a, b) = (m.at(i, j), m.at(j, i));

@@ -1,10 +1,13 @@
-//! The machine's memory, and the refusal of models that cannot fit in it before anything is
-//! allocated.
+//! The machine's memory, and the refusal of models and data that cannot fit in it before anything
+//! is allocated.
 //!
 //! A model's parameter count is known as soon as its spec is read; a run needs θ, its gradient
 //! and a few copies of it (the initial and final parameters), plus the layers' buffers for one
-//! batch. When that exceeds the memory available, the spec is refused with the numbers, instead of
-//! the process aborting on a failed allocation halfway through.
+//! batch, and its data, evaluation sample and log ([`Footprint`], summed by the spec's build). When
+//! that exceeds the memory available, the spec is refused with the numbers, part by part, instead
+//! of the process aborting on a failed allocation halfway through. File readers bound what they
+//! inflate and decode the same way ([`read_budget`]). The memory available may be capped for the
+//! process ([`set_memory_limit`], or [`MEMORY_ENV`] on the command line).
 
 use crate::core::models::Model;
 use crate::{invalid, Result};

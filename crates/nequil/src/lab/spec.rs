@@ -811,6 +811,9 @@ pub struct Built {
     pub theta0: Vec<f64>,
     /// Training configuration.
     pub config: TrainConfig,
+    /// The memory the run will need at most, in bytes (the estimate it was checked with:
+    /// θ and its copies, layer buffers, data, the log).
+    pub memory: u128,
 }
 
 impl Spec {
@@ -819,11 +822,14 @@ impl Spec {
         parse_toml(text, "spec")
     }
 
-    /// Reads and parses a spec file.
+    /// Reads and parses a spec file; errors name the file.
     pub fn from_file(path: &Path) -> Result<Spec> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Io(format!("cannot read spec {}: {e}", path.display())))?;
-        Self::from_toml(&text)
+        Self::from_toml(&text).map_err(|e| match e {
+            Error::Invalid(m) => invalid!("{}: {m}", path.display()),
+            e => e,
+        })
     }
 
     /// The spec with every default filled in, as TOML.
@@ -903,6 +909,7 @@ impl Spec {
             source,
             theta0,
             config,
+            memory: footprint.total(),
         })
     }
 
@@ -1220,7 +1227,7 @@ impl DataSpec {
         }
         let (x, y) = match (&self.npz_path, &self.x_path, &self.y_path) {
             (Some(p), None, None) => {
-                let arrays = read_npz(&base.join(p))?;
+                let arrays = read_npz(&base.join(p)).map_err(|e| in_key("data.npz_path", e))?;
                 let get = |k: &str| {
                     arrays
                         .iter()
@@ -1233,7 +1240,10 @@ impl DataSpec {
                     get(self.y_key.as_deref().unwrap_or("y"))?,
                 )
             }
-            (None, Some(xp), Some(yp)) => (read_npy(&base.join(xp))?, read_npy(&base.join(yp))?),
+            (None, Some(xp), Some(yp)) => (
+                read_npy(&base.join(xp)).map_err(|e| in_key("data.x_path", e))?,
+                read_npy(&base.join(yp)).map_err(|e| in_key("data.y_path", e))?,
+            ),
             _ => {
                 return Err(invalid!(
                     "data: with source = \"npy\" give either npz_path, or both x_path and y_path"
@@ -1251,6 +1261,15 @@ impl DataSpec {
             replacement: self.replacement,
             dist: None,
         })
+    }
+}
+
+/// An error of reading the file a key names, with the key in front (`data.x_path: cannot read …`).
+fn in_key(key: &str, e: Error) -> Error {
+    match e {
+        Error::Io(m) => Error::Io(format!("{key}: {m}")),
+        Error::Invalid(m) => invalid!("{key}: {m}"),
+        e => e,
     }
 }
 

@@ -113,6 +113,9 @@ pub struct SweepRun {
     pub params: Vec<(String, Value)>,
     /// The resolved run spec.
     pub spec: Spec,
+    /// The memory the run needs at most, in bytes ([`crate::lab::spec::Built::memory`]; 0 until
+    /// [`Sweep::prepare`] has built it).
+    pub memory: u128,
 }
 
 impl Sweep {
@@ -246,7 +249,8 @@ impl Sweep {
     }
 
     /// Parses every run of the grid into a [`Spec`], then builds each (model, data, schedule) on
-    /// up to `jobs` threads, without running anything. `base` resolves relative data paths (the
+    /// up to `jobs` threads, without running anything; each run's memory need is kept in
+    /// [`SweepRun::memory`] ([`run_sweep`] checks that `--jobs` of them fit together). `base` resolves relative data paths (the
     /// sweep spec's directory). Errors name the sweep key and value: first each value of each key
     /// is checked alone (unknown paths, wrong types), then every combination.
     pub fn prepare(&self, base: &Path, jobs: usize) -> Result<Vec<SweepRun>> {
@@ -260,7 +264,7 @@ impl Sweep {
                 parse_table(&t).map_err(|e| invalid!("sweep key \"{}\" = {}: {}", axis.key, inline(v), msg(&e)))?;
             }
         }
-        let runs = (0..self.len())
+        let runs: Vec<SweepRun> = (0..self.len())
             .map(|i| {
                 let params = self.point(i);
                 let spec = parse_table(&self.table(i)?)
@@ -270,16 +274,21 @@ impl Sweep {
                     id: self.id(i),
                     params,
                     spec,
+                    memory: 0,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         let built = crate::lab::experiments::par_map(jobs, &runs, |r| {
             r.spec
                 .build(base)
-                .map(|_| ())
+                .map(|b| b.memory)
                 .map_err(|e| invalid!("sweep run {} ({}): {}", r.id, describe(&r.params), msg(&e)))
         });
-        built.into_iter().collect::<Result<Vec<()>>>()?;
+        let memory = built.into_iter().collect::<Result<Vec<u128>>>()?;
+        let mut runs = runs;
+        for (r, m) in runs.iter_mut().zip(memory) {
+            r.memory = m;
+        }
         Ok(runs)
     }
 }
@@ -594,6 +603,7 @@ pub fn run_sweep(
             sweep.len()
         ));
     }
+    check_memory(runs.iter().filter(|r| opts.shard.contains(r.index)), opts.jobs)?;
     init_out_dir(sweep, out)?;
     let runs_dir = out.join("runs");
     let mut report = SweepReport {
@@ -693,6 +703,43 @@ pub fn run_sweep(
         Some(e) => Err(e),
         None => Ok(report),
     }
+}
+
+/// How many of the largest of `runs` fit in the memory available together (at least 1;
+/// `usize::MAX` when the memory is unknown).
+pub fn jobs_that_fit<'a>(runs: impl Iterator<Item = &'a SweepRun>) -> usize {
+    let largest = runs.map(|r| r.memory).max().unwrap_or(0).max(1);
+    match crate::lab::resources::available_memory() {
+        Some(avail) => usize::try_from(avail as u128 / largest).unwrap_or(usize::MAX).max(1),
+        None => usize::MAX,
+    }
+}
+
+/// Refuses to run `jobs` runs at a time when so many of the largest of `runs` ([`SweepRun::memory`])
+/// do not fit in the memory available together; the error names `--jobs` and how many would fit.
+pub fn check_memory<'a>(runs: impl Iterator<Item = &'a SweepRun>, jobs: usize) -> Result<()> {
+    let runs: Vec<&SweepRun> = runs.collect();
+    let at_once = jobs.clamp(1, runs.len().max(1));
+    let (Some(largest), Some(avail)) = (
+        runs.iter().max_by_key(|r| r.memory),
+        crate::lab::resources::available_memory(),
+    ) else {
+        return Ok(());
+    };
+    let need = largest.memory.saturating_mul(at_once as u128);
+    if at_once > 1 && need > avail as u128 {
+        use crate::lab::resources::human_bytes;
+        return Err(invalid!(
+            "--jobs {at_once}: {at_once} runs at a time need up to {} of memory ({} for the largest, {}), but {} is \
+             available; run at most {} at a time",
+            human_bytes(need),
+            human_bytes(largest.memory),
+            largest.id,
+            human_bytes(avail as u128),
+            (avail as u128 / largest.memory.max(1)).max(1)
+        ));
+    }
+    Ok(())
 }
 
 /// Where the lock of run `id` lives: `OUT/runs/<id>.lock`, next to its directory.

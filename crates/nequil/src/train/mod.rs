@@ -335,10 +335,28 @@ pub struct RunOutcome {
     pub eval_n: usize,
 }
 
+/// Runs a probe's method, turning a panic into an error (`panicked: …`), so that a probe with a
+/// bug fails its run like any failing probe instead of taking the process down.
+fn guarded(f: impl FnOnce() -> Result<()>) -> Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        // Named and placed by `probe_failed`.
+        Err(Error::ProbeFailed {
+            probe: String::new(),
+            step: 0,
+            error: format!("panicked: {what}"),
+        })
+    })
+}
+
 /// [`Error::ProbeFailed`] for probe `p` failing with `e` after `step` updates.
 fn probe_failed(p: &dyn Probe, step: u64, e: Error) -> Error {
     let error = match e {
-        Error::Invalid(m) | Error::Io(m) => m,
+        Error::Invalid(m) | Error::Io(m) | Error::ProbeFailed { error: m, .. } => m,
         e => e.to_string(),
     };
     Error::ProbeFailed {
@@ -469,7 +487,7 @@ pub fn train(
                 let due = own.as_ref().is_none_or(|s| s.binary_search(&step).is_ok());
                 if due {
                     let before = row.len();
-                    let r = p.record(&ctx, &mut row).and_then(|()| {
+                    let r = guarded(|| p.record(&ctx, &mut row)).and_then(|()| {
                         if row.len() == before + n {
                             Ok(())
                         } else {
@@ -526,7 +544,7 @@ pub fn train(
                     };
                     let failed = observers
                         .iter()
-                        .find_map(|&i| probes[i].on_step(&sc).err().map(|e| (i, e)));
+                        .find_map(|&i| guarded(|| probes[i].on_step(&sc)).err().map(|e| (i, e)));
                     if let Some((i, e)) = failed {
                         // The update was applied: it counts as done.
                         error = Some(probe_failed(probes[i].as_ref(), step + 1, e));
@@ -652,6 +670,78 @@ mod tests {
         }
         fn summary(&self) -> Vec<(String, Vec<f64>)> {
             vec![("steps".into(), vec![self.steps as f64])]
+        }
+    }
+
+    /// Fails (or panics) when recording at step `at`.
+    struct FailsAt {
+        at: u64,
+        panic: bool,
+    }
+
+    impl Probe for FailsAt {
+        fn name(&self) -> String {
+            "fails-at".into()
+        }
+        fn columns(&self) -> Vec<String> {
+            vec!["x".into(), "y".into()]
+        }
+        fn record(&mut self, ctx: &ProbeCtx<'_>, out: &mut Vec<f64>) -> Result<()> {
+            out.push(1.0);
+            if ctx.step == self.at {
+                assert!(!self.panic, "probe bug at step {}", ctx.step);
+                return Err(Error::Numerical("overflow".into()));
+            }
+            out.push(2.0);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_probe_stops_the_run_at_its_row() {
+        use crate::core::data::{Cov, Gaussian, Target};
+        use crate::core::models::Init;
+        let model = Model::linear(&[3, 4, 2]).unwrap();
+        let g = Gaussian::new(
+            3,
+            2,
+            Cov::Scalar(1.0),
+            Target::random_linear(3, 2, &mut Rng::new(1)),
+            None,
+        )
+        .unwrap();
+        let cfg = TrainConfig {
+            steps: 50,
+            batching: Batching::Sgd(2),
+            lr: LrSchedule::Constant(0.01),
+            weight_decay: 0.0,
+            schedule: Schedule::Every(10),
+            eval_samples: 8,
+            seed: 4,
+        };
+        for panic in [false, true] {
+            let mut source = Source::Online(g.clone());
+            let theta = model.init(&Init::Kaiming, &mut Rng::new(2)).unwrap();
+            let mut probes: Vec<Box<dyn Probe>> = vec![Box::new(FailsAt { at: 30, panic })];
+            let out = train(&model, &mut source, theta, &cfg, &mut probes, &mut |_| {}).unwrap();
+            assert_eq!(
+                out.log.column("step").unwrap(),
+                vec![0.0, 10.0, 20.0],
+                "rows before the failure"
+            );
+            assert_eq!(out.steps_done, 30);
+            match out.error {
+                Some(Error::ProbeFailed { probe, step, error }) => {
+                    assert_eq!((probe.as_str(), step), ("fails-at", 30));
+                    let want = if panic {
+                        "panicked: probe bug at step 30"
+                    } else {
+                        "numerical failure: overflow"
+                    };
+                    assert_eq!(error, want);
+                }
+                e => panic!("{e:?}"),
+            }
         }
     }
 

@@ -34,8 +34,10 @@ pub struct Conv2d {
     bias: bool,
     /// For entry `(j, p)` of the unfolded input `X_iᵀ` (`K × P`, row j = one (channel, k_y, k_x),
     /// column p = one output position): the input offset within a sample, or `u32::MAX` for
-    /// zero padding.
-    gather: Vec<u32>,
+    /// zero padding. Built on first use, so that building a model allocates nothing of the size
+    /// of its inputs (a run's memory is checked before it starts; the table is a quarter of the
+    /// layer's scratch space, [`Layer::scratch_len`]).
+    gather: std::sync::OnceLock<Vec<u32>>,
 }
 
 impl Conv2d {
@@ -50,7 +52,7 @@ impl Conv2d {
         pad: usize,
         bias: bool,
     ) -> Self {
-        let [c, h, w] = inp;
+        let [_, h, w] = inp;
         let o = |n: usize, k: usize| {
             if n + 2 * pad < k || stride == 0 {
                 0
@@ -59,25 +61,6 @@ impl Conv2d {
             }
         };
         let (ho, wo) = (o(h, kernel.0), o(w, kernel.1));
-        let p = ho * wo;
-        let k = c * kernel.0 * kernel.1;
-        let mut gather = vec![u32::MAX; k * p];
-        for ch in 0..c {
-            for ky in 0..kernel.0 {
-                for kx in 0..kernel.1 {
-                    let j = (ch * kernel.0 + ky) * kernel.1 + kx;
-                    for oy in 0..ho {
-                        let iy = (oy * stride + ky) as isize - pad as isize;
-                        for ox in 0..wo {
-                            let ix = (ox * stride + kx) as isize - pad as isize;
-                            if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w {
-                                gather[j * p + oy * wo + ox] = (ch * h * w + iy as usize * w + ix as usize) as u32;
-                            }
-                        }
-                    }
-                }
-            }
-        }
         Conv2d {
             inp,
             out: [out_channels, ho, wo],
@@ -86,8 +69,37 @@ impl Conv2d {
             stride,
             pad,
             bias,
-            gather,
+            gather: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The index table of [`Conv2d::im2col`] (see the field `gather`).
+    fn gather(&self) -> &[u32] {
+        self.gather.get_or_init(|| {
+            let [c, h, w] = self.inp;
+            let (kh, kw) = (self.kh, self.kw);
+            let [_, ho, wo] = self.out;
+            let (stride, pad) = (self.stride, self.pad);
+            let p = ho * wo;
+            let mut gather = vec![u32::MAX; self.k() * p];
+            for ch in 0..c {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let j = (ch * kh + ky) * kw + kx;
+                        for oy in 0..ho {
+                            let iy = (oy * stride + ky) as isize - pad as isize;
+                            for ox in 0..wo {
+                                let ix = (ox * stride + kx) as isize - pad as isize;
+                                if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w {
+                                    gather[j * p + oy * wo + ox] = (ch * h * w + iy as usize * w + ix as usize) as u32;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            gather
+        })
     }
     fn k(&self) -> usize {
         self.inp[0] * self.kh * self.kw
@@ -100,13 +112,13 @@ impl Conv2d {
     }
     /// Unfolds one sample `x` into `cols` (`K × P`).
     fn im2col(&self, x: &[f64], cols: &mut [f64]) {
-        for (c, &g) in cols.iter_mut().zip(&self.gather) {
+        for (c, &g) in cols.iter_mut().zip(self.gather()) {
             *c = if g == u32::MAX { 0.0 } else { x[g as usize] };
         }
     }
     /// Adds the folded `cols` (`K × P`) into one sample's `dx`.
     fn col2im(&self, cols: &[f64], dx: &mut [f64]) {
-        for (c, &g) in cols.iter().zip(&self.gather) {
+        for (c, &g) in cols.iter().zip(self.gather()) {
             if g != u32::MAX {
                 dx[g as usize] += c;
             }

@@ -649,10 +649,31 @@ pub enum LayerDesc {
     Activation(Activation),
 }
 
+/// The most values any one size of a layer may hold (2⁴⁸, 2 PiB of `f64`): larger is refused when
+/// the model is built, before a layer's arithmetic could overflow.
+pub const MAX_VALUES: usize = 1 << 48;
+
 impl LayerDesc {
     /// The layer for inputs of shape `inp`, or an error (naming `key`) if it does not fit.
     fn build(&self, inp: &[usize], key: &str) -> Result<Arc<dyn Layer>> {
         let bad = |m: String| invalid!("{key}: {m}");
+        // Every size a layer computes from its shapes (values per sample, unfolded inputs,
+        // attention maps, weights) is checked against MAX_VALUES first, so that no layer's own
+        // arithmetic can overflow; sizes below it are left to the memory check of a run.
+        let sized = |what: &str, dims: &[usize]| -> Result<usize> {
+            let n = dims
+                .iter()
+                .try_fold(1u128, |a, &d| a.checked_mul(d as u128))
+                .unwrap_or(u128::MAX);
+            if n > MAX_VALUES as u128 {
+                Err(bad(format!(
+                    "{what} {dims:?} holds more than 2^48 values, more than any machine's memory"
+                )))
+            } else {
+                Ok(n as usize)
+            }
+        };
+        sized("the input shape", inp)?;
         let chw = |what: &str| -> Result<[usize; 3]> {
             match inp {
                 [c, h, w] => Ok([*c, *h, *w]),
@@ -667,6 +688,9 @@ impl LayerDesc {
                 if inp.is_empty() {
                     return Err(bad("linear needs a non-empty input shape".into()));
                 }
+                let last = inp[inp.len() - 1];
+                sized("the weight [out_features, in_features]", &[*out_features, last])?;
+                sized("the output", &[&inp[..inp.len() - 1], &[*out_features]].concat())?;
                 Arc::new(Linear::on_shape(inp, *out_features, *bias))
             }
             LayerDesc::Conv2d {
@@ -680,15 +704,31 @@ impl LayerDesc {
                 if *out_channels == 0 || kernel.0 == 0 || kernel.1 == 0 || *stride == 0 {
                     return Err(bad("out_channels, kernel and stride must be ≥ 1".into()));
                 }
-                if h + 2 * padding < kernel.0 || w + 2 * padding < kernel.1 {
+                let (ph, pw) = (
+                    sized("the padded height", &[h.saturating_add(padding.saturating_mul(2))])?,
+                    sized("the padded width", &[w.saturating_add(padding.saturating_mul(2))])?,
+                );
+                if ph < kernel.0 || pw < kernel.1 {
                     return Err(bad(format!(
-                        "kernel {}×{} is larger than the padded input {}×{}",
-                        kernel.0,
-                        kernel.1,
-                        h + 2 * padding,
-                        w + 2 * padding
+                        "kernel {}×{} is larger than the padded input {ph}×{pw}",
+                        kernel.0, kernel.1
                     )));
                 }
+                // The unfold table indexes a sample's values with 32 bits (u32::MAX marks padding).
+                if c * h * w >= u32::MAX as usize {
+                    return Err(bad(format!(
+                        "a sample of shape [{c}, {h}, {w}] has {} values; conv2d indexes at most {}",
+                        c * h * w,
+                        u32::MAX - 1
+                    )));
+                }
+                let (ho, wo) = ((ph - kernel.0) / stride + 1, (pw - kernel.1) / stride + 1);
+                sized(
+                    "the unfolded input (C·k_h·k_w × H'·W')",
+                    &[c, kernel.0, kernel.1, ho, wo, 2],
+                )?;
+                sized("the weight [O, C, k_h, k_w]", &[*out_channels, c, kernel.0, kernel.1])?;
+                sized("the output", &[*out_channels, ho, wo])?;
                 Arc::new(Conv2d::new([c, h, w], *out_channels, *kernel, *stride, *padding, *bias))
             }
             LayerDesc::MaxPool2d { kernel, stride } | LayerDesc::AvgPool2d { kernel, stride } => {
@@ -735,6 +775,9 @@ impl LayerDesc {
                 if *heads == 0 || e % heads != 0 {
                     return Err(bad(format!("heads = {heads} must be ≥ 1 and divide E = {e}")));
                 }
+                sized("the attention maps [H, T, T]", &[*heads, t, t])?;
+                sized("the projections [4·E, E]", &[4, e, e])?;
+                sized("the queries, keys and values [T, 3·E]", &[t, 3, e])?;
                 Arc::new(SelfAttention::new(t, e, *heads, *causal, *bias))
             }
             LayerDesc::MeanPool => match inp {

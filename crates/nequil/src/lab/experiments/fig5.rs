@@ -33,6 +33,28 @@ fn base(full: bool) -> u64 {
     }
 }
 
+/// The MNIST data of the experiment from the IDX files in `dir`: the first 20 000 training
+/// images (28 × 28, pixels in [0, 1]) and their labels one-hot. Errors name the file: missing,
+/// malformed, images of another size, labels outside 0–9 (`nequil reproduce --mnist` checks this
+/// before anything runs).
+pub fn mnist_dataset(dir: &std::path::Path) -> Result<Dataset> {
+    let (images, labels) = crate::lab::io::load_mnist(dir, true, Some(20_000))?;
+    let n = labels.len();
+    if images.shape.get(1) != Some(&MNIST_WIDTHS[0]) {
+        return Err(crate::io_err!(
+            "MNIST images in {} are {:?} pixels per image, the experiment expects 28 × 28 = {}",
+            dir.display(),
+            images.shape.get(1),
+            MNIST_WIDTHS[0]
+        ));
+    }
+    let mut y = vec![0.0; n * 10];
+    for (i, &l) in labels.iter().enumerate() {
+        y[i * 10 + l as usize] = 1.0;
+    }
+    Dataset::new(n, MNIST_WIDTHS[0], 10, images.data, y)
+}
+
 fn mnist_steps(full: bool) -> u64 {
     if full {
         60_000
@@ -74,13 +96,7 @@ pub fn plan(ctx: &Ctx) -> Result<Plan> {
         }
     }
     if let Some(dir) = &ctx.mnist {
-        let (images, labels) = crate::lab::io::load_mnist(dir, true, Some(20_000))?;
-        let n = labels.len();
-        let mut y = vec![0.0; n * 10];
-        for (i, &l) in labels.iter().enumerate() {
-            y[i * 10 + l as usize] = 1.0;
-        }
-        let data = Dataset::new(n, 784, 10, images.data, y)?;
+        let data = mnist_dataset(dir)?;
         let steps = mnist_steps(ctx.full);
         let mut s = base_spec(SEED, ModelKind::Linear, &MNIST_WIDTHS, steps);
         // The spec's data are replaced by MNIST; its [data] only has to fit the model.

@@ -27,6 +27,7 @@ mod rebalanced_init;
 
 pub use crate::lab::files::{Check, Figure, Panel, PanelKind, Role, Series, Style};
 pub use common::{par_map, Ctx, Outcome};
+pub use fig5::mnist_dataset;
 pub use plan::{simulate, Details, Plan, PlannedRun, Results, RunResult};
 
 use crate::Result;

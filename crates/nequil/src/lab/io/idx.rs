@@ -8,7 +8,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::npy::{decode, element_count, Dtype, NdArray};
+use super::npy::{check_decoded, decode, element_count, Dtype, NdArray};
+use crate::lab::resources::{human_bytes, read_budget};
 use crate::{invalid, io_err, Result};
 
 /// A decoded IDX file: shape, element type and the raw (big-endian) element bytes.
@@ -22,10 +23,19 @@ struct Raw {
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).map_err(|e| io_err!("cannot read {}: {e}", path.display()))?;
     if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(bytes.len() * 4);
+        let budget = read_budget();
+        let mut out = Vec::with_capacity(bytes.len().saturating_mul(4).min(1 << 26));
         flate2::read::MultiGzDecoder::new(&bytes[..])
+            .take(budget.saturating_add(1))
             .read_to_end(&mut out)
             .map_err(|e| io_err!("{}: corrupt gzip data: {e}", path.display()))?;
+        if out.len() as u64 > budget {
+            return Err(io_err!(
+                "{}: inflates to more than {}, more than the memory available allows",
+                path.display(),
+                human_bytes(budget as u128)
+            ));
+        }
         Ok(out)
     } else {
         Ok(bytes)
@@ -86,6 +96,7 @@ fn read_raw(path: &Path) -> Result<Raw> {
 /// Reads an IDX file (raw or gzip-compressed), converting its elements to `f64` unscaled.
 pub fn read_idx(path: &Path) -> Result<NdArray> {
     let raw = read_raw(path)?;
+    check_decoded(raw.body.len() / raw.dtype.size, false).map_err(|m| io_err!("{}: {m}", path.display()))?;
     Ok(NdArray {
         data: decode(raw.dtype, &raw.body),
         shape: raw.shape,
@@ -132,7 +143,8 @@ fn find(dir: &Path, names: &[&str]) -> std::result::Result<PathBuf, Vec<String>>
 /// Looks for `train-images-idx3-ubyte` / `train-labels-idx1-ubyte` or `t10k-images-idx3-ubyte` /
 /// `t10k-labels-idx1-ubyte`, each possibly with a `.gz` suffix (the `*.idx3-ubyte` spelling with a
 /// dot is accepted too). Returns the images as an `N × (rows·cols)` array (`N × 784` for MNIST)
-/// with pixels scaled to `[0, 1]`, and the labels. `limit` keeps only the first `limit` examples.
+/// with pixels scaled to `[0, 1]`, and the labels (digits 0 to 9: any other value is an error
+/// naming the file). `limit` keeps only the first `limit` examples.
 pub fn load_mnist(dir: &Path, train: bool, limit: Option<usize>) -> Result<(NdArray, Vec<u8>)> {
     let prefix = if train { "train" } else { "t10k" };
     let locate = |what: &str, idx: &str| {
@@ -175,8 +187,16 @@ pub fn load_mnist(dir: &Path, train: bool, limit: Option<usize>) -> Result<(NdAr
             lbl.shape[0]
         ));
     }
+    if let Some(i) = lbl.body.iter().position(|&l| l > 9) {
+        return Err(io_err!(
+            "{}: label {i} is {}; MNIST labels are digits 0 to 9",
+            lbl_path.display(),
+            lbl.body[i]
+        ));
+    }
     let n = limit.map_or(img.shape[0], |l| l.min(img.shape[0]));
     let pixels = img.shape[1] * img.shape[2];
+    check_decoded(n * pixels, false).map_err(|m| io_err!("{}: {m}", img_path.display()))?;
     let data = img.body[..n * pixels].iter().map(|&p| p as f64 / 255.0).collect();
     let mut labels = lbl.body;
     labels.truncate(n);

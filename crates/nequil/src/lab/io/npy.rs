@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{BufReader, Cursor, Read, Write};
 use std::path::Path;
 
+use crate::lab::resources::{available_memory, human_bytes, read_budget};
 use crate::{invalid, io_err, Error, Result};
 
 /// The magic string that starts every `.npy` file.
@@ -183,7 +184,13 @@ enum Py {
 struct Lit<'a> {
     s: &'a [char],
     i: usize,
+    /// Brackets open around the current position (bounded by [`MAX_DEPTH`]).
+    depth: usize,
 }
+
+/// The deepest nesting of brackets accepted in a header (NumPy writes depth 2: the dict and the
+/// shape tuple); deeper is refused before the parser's recursion could exhaust the stack.
+const MAX_DEPTH: usize = 16;
 
 impl Lit<'_> {
     fn ws(&mut self) {
@@ -232,6 +239,22 @@ impl Lit<'_> {
     }
 
     fn value(&mut self) -> std::result::Result<Py, String> {
+        if matches!(self.peek(), Some('{' | '(' | '[')) {
+            if self.depth >= MAX_DEPTH {
+                return Err(format!(
+                    "malformed header: brackets nested deeper than {MAX_DEPTH} at character {}",
+                    self.i
+                ));
+            }
+            self.depth += 1;
+            let v = self.value_inner();
+            self.depth -= 1;
+            return v;
+        }
+        self.value_inner()
+    }
+
+    fn value_inner(&mut self) -> std::result::Result<Py, String> {
         match self.peek() {
             Some(q @ ('\'' | '"')) => {
                 self.i += 1;
@@ -292,7 +315,11 @@ struct Header {
 
 fn parse_header(text: &str) -> std::result::Result<Header, String> {
     let chars: Vec<char> = text.chars().collect();
-    let mut p = Lit { s: &chars, i: 0 };
+    let mut p = Lit {
+        s: &chars,
+        i: 0,
+        depth: 0,
+    };
     let Py::Dict(entries) = p.value()? else {
         return Err(format!("malformed header: not a dict: {:?}", text.trim()));
     };
@@ -370,13 +397,29 @@ fn parse(bytes: &[u8]) -> std::result::Result<NdArray, String> {
             body.len()
         ));
     }
+    check_decoded(n, h.fortran_order && h.shape.len() > 1)?;
     let values = decode(h.dtype, &body[..need]);
-    let data = if h.fortran_order && h.shape.len() > 1 {
+    let data = if h.fortran_order && h.shape.len() > 1 && n > 0 {
         fortran_to_c(&h.shape, &values)
     } else {
         values
     };
     Ok(NdArray { shape: h.shape, data })
+}
+
+/// Refuses to convert `n` elements to `f64` (twice when they are reordered from Fortran order)
+/// when that needs more memory than is available (a file of bytes holds 8 times as much as
+/// `f64`, and a compressed one more still).
+pub(crate) fn check_decoded(n: usize, reorder: bool) -> std::result::Result<(), String> {
+    let need = n as u128 * 8 * if reorder { 2 } else { 1 };
+    match available_memory() {
+        Some(avail) if need > avail as u128 => Err(format!(
+            "{n} elements need {} of memory as f64, but {} is available",
+            human_bytes(need),
+            human_bytes(avail as u128)
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Reorders column-major `values` of the given shape into row-major order.
@@ -430,10 +473,20 @@ pub fn read_npz(path: &Path) -> Result<Vec<(String, NdArray)>> {
             continue;
         }
         let name = member.name().map_err(|e| ctx(format!("member {i}: {e}")))?.into_owned();
-        let mut bytes = Vec::with_capacity(usize::try_from(member.size()).unwrap_or(0));
-        member
+        // The sizes in a zip's headers are claims: memory is reserved for what is actually
+        // inflated (at most a few MB up front), and inflating stops at the read budget.
+        let budget = read_budget();
+        let mut bytes = Vec::with_capacity(usize::try_from(member.size().min(1 << 22)).unwrap_or(0));
+        (&mut member)
+            .take(budget.saturating_add(1))
             .read_to_end(&mut bytes)
             .map_err(|e| ctx(format!("member '{name}': {e}")))?;
+        if bytes.len() as u64 > budget {
+            return Err(ctx(format!(
+                "member '{name}': inflates to more than {}, more than the memory available allows",
+                human_bytes(budget as u128)
+            )));
+        }
         let array = parse(&bytes).map_err(|m| ctx(format!("member '{name}': {m}")))?;
         let key = name.strip_suffix(".npy").unwrap_or(&name).to_owned();
         out.push((key, array));

@@ -97,6 +97,11 @@ pub fn read_safetensors_with_metadata(path: &Path) -> Result<(Tensors, BTreeMap<
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(bad)?;
     let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
     let st = SafeTensors::deserialize(&bytes).map_err(bad)?;
+    let total: usize = st
+        .iter()
+        .map(|(_, v)| v.shape().iter().fold(1usize, |a, &d| a.saturating_mul(d)))
+        .fold(0, usize::saturating_add);
+    super::npy::check_decoded(total, false).map_err(|m| io_err!("{}: {m}", path.display()))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.iter() {
         let raw = view.data();

@@ -427,6 +427,15 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
         if h.hutchinson < 2 {
             return Err(invalid!("probes.hessian.hutchinson: must be ≥ 2, got {}", h.hutchinson));
         }
+        // Hutchinson's estimate runs only where P > exact_max; more probe vectors than P cost more
+        // than the exact trace.
+        let p = model.n_params();
+        if p > h.exact_max && h.hutchinson > p {
+            return Err(invalid!(
+                "probes.hessian.hutchinson: {} probe vectors for {p} parameters cost more Hessian-vector products                  than the exact trace; give at most {p}, or exact_max ≥ {p} for the exact trace",
+                h.hutchinson
+            ));
+        }
         if h.lanczos_iter == 0 {
             return Err(invalid!("probes.hessian.lanczos_iter: must be ≥ 1"));
         }
