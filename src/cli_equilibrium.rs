@@ -6,10 +6,10 @@
 //! exits with status 2, names the file, tensor or key, and writes nothing.
 
 use clap::Args;
-use nequil::core::equilibrium::{rebalance_with, FlowParams, RebalanceReport, SolveStatus};
+use nequil::core::equilibrium::{rebalance_with, FlowParams, RebalanceReport};
 use nequil::core::models::Model;
 use nequil::lab::io::{has_non_finite, read_npy, read_npz, write_safetensors, NdArray};
-use nequil::lab::runner::{json_num, load_weights, named_tensors};
+use nequil::lab::runner::{load_weights, named_tensors};
 use nequil::lab::spec::{dataset_from_arrays, load_model};
 use nequil::{invalid, Result};
 use serde_json::json;
@@ -148,204 +148,14 @@ fn load_data(a: &EquilibriumArgs, model: &Model) -> Result<(Vec<f64>, Vec<f64>, 
     Ok((ds.x, ds.y, ds.n))
 }
 
-fn rel_change(after: f64, before: f64) -> f64 {
-    let d = (after - before).abs();
-    if before != 0.0 {
-        d / before.abs()
-    } else {
-        d
-    }
-}
-
-/// The largest relative loss change: at the joint rebalanced θ and at each row's own-orbit point.
-fn max_rel_loss_change(r: &RebalanceReport) -> f64 {
-    r.rows
-        .iter()
-        .map(|row| rel_change(row.loss_after, row.loss_before))
-        .fold(rel_change(r.loss_after, r.loss_before), f64::max)
-}
-
-fn status_name(s: SolveStatus) -> &'static str {
-    match s {
-        SolveStatus::Converged => "converged",
-        SolveStatus::PlusInfinity => "plus_infinity",
-        SolveStatus::MinusInfinity => "minus_infinity",
-        SolveStatus::Degenerate => "degenerate",
-        SolveStatus::NotConverged => "not_converged",
-    }
-}
-
-fn num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.4e}")
-    } else if v > 0.0 {
-        "+inf".into()
-    } else if v < 0.0 {
-        "-inf".into()
-    } else {
-        "nan".into()
-    }
-}
-
-fn summary_line(r: &RebalanceReport, out: Option<&Path>) -> String {
-    let t = &r.totals;
-    let rel = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
-    let mut s = format!(
-        "summary: {} symmetries, {} applied; loss {:.10e} → {:.10e}, max |loss after − loss before|/loss = {:.2e}; \
-         total noise imbalance Σ_k|Tr[A_kΣ]| over the applied rows {:.4e} → {:.4e} ({:.2e} → {:.2e} of its parts); \
-         Σ_k|drift_k| {:.4e} → {:.4e}",
-        r.rows.len(),
-        t.applied,
-        r.loss_before,
-        r.loss_after,
-        max_rel_loss_change(r),
-        t.imbalance_before,
-        t.imbalance_after,
-        rel(t.imbalance_before, t.noise_before),
-        rel(t.imbalance_after, t.noise_after),
-        t.drift_before,
-        t.drift_after,
-    );
-    if let Some(p) = out {
-        s.push_str(&format!("; wrote {}", p.display()));
-    }
-    s
-}
-
-fn text_report(r: &RebalanceReport, out: Option<&Path>) -> String {
-    let mut s = String::new();
-    s.push_str(&format!(
-        "model: {}; eta = {}, S = {}, gamma = {}, {} time, n = {}\n",
-        r.model,
-        r.eta,
-        r.batch,
-        r.gamma,
-        if r.time == nequil::core::equilibrium::Time::Discrete {
-            "discrete"
-        } else {
-            "continuous"
-        },
-        r.n
-    ));
-    let header = [
-        "symmetry",
-        "C",
-        "Tr[AΣ]",
-        "λ*",
-        "C*",
-        "Tr[AΣ] after",
-        "loss before",
-        "loss after",
-        "applied",
-        "status",
-        "note",
-    ];
-    let mut cells: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-    for row in &r.rows {
-        cells.push(vec![
-            row.name.clone(),
-            num(row.c),
-            num(row.tr_a_sigma),
-            num(row.lambda_star),
-            num(row.c_star),
-            num(row.tr_a_sigma_after),
-            format!("{:.10e}", row.loss_before),
-            format!("{:.10e}", row.loss_after),
-            if row.applied { "yes" } else { "no" }.into(),
-            status_name(row.status).into(),
-            row.note.clone().unwrap_or_default(),
-        ]);
-    }
-    let ncol = header.len();
-    let widths: Vec<usize> = (0..ncol)
-        .map(|c| cells.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    for row in &cells {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            let pad = widths[c] - cell.chars().count();
-            if c == ncol - 1 {
-                line.push_str(cell);
-            } else if c == 0 || c >= ncol - 3 {
-                line.push_str(cell);
-                line.push_str(&" ".repeat(pad + 2));
-            } else {
-                line.push_str(&" ".repeat(pad));
-                line.push_str(cell);
-                line.push_str("  ");
-            }
-        }
-        s.push_str(line.trim_end());
-        s.push('\n');
-    }
-    if !r.families.is_empty() {
-        s.push_str("matrix families (every symmetric generator at once; reported, not applied):\n");
-        let w = r
-            .families
-            .iter()
-            .map(|f| f.name.chars().count())
-            .max()
-            .unwrap_or(6)
-            .max(6);
-        s.push_str(&format!(
-            "{:<w$}  {:>4}  {:>10}  {:>14}  {:>10}  note\n",
-            "family", "dim", "residual", "residual after", "‖B − I‖"
-        ));
-        for f in &r.families {
-            s.push_str(&format!(
-                "{:<w$}  {:>4}  {:>10}  {:>14}  {:>10}  {}\n",
-                f.name,
-                f.dim,
-                num(f.residual),
-                num(f.residual_after),
-                num(f.distance),
-                f.note.clone().unwrap_or_default()
-            ));
-        }
-    }
-    for note in &r.notes {
-        s.push_str(&format!("note: {note}\n"));
-    }
-    s.push_str(&summary_line(r, out));
-    s.push('\n');
-    s
-}
-
+/// The JSON report: the library's ([`RebalanceReport::to_json`]) with the file names of this
+/// command.
 fn json_report(r: &RebalanceReport, a: &EquilibriumArgs) -> serde_json::Value {
-    let rows: Vec<serde_json::Value> = r
-        .rows
-        .iter()
-        .map(|row| {
-            let mut v = serde_json::to_value(row).expect("row serializes");
-            v["lambda_star"] = json_num(row.lambda_star);
-            v["c_star"] = json_num(row.c_star);
-            v
-        })
-        .collect();
-    json!({
-        "model": r.model,
-        "weights": a.weights.display().to_string(),
-        "eta": r.eta,
-        "batch_size": r.batch,
-        "weight_decay": r.gamma,
-        "time": r.time,
-        "n": r.n,
-        "loss_before": r.loss_before,
-        "loss_after": r.loss_after,
-        "max_rel_loss_change": max_rel_loss_change(r),
-        "totals": r.totals,
-        "sweeps": r.sweeps,
-        "notes": r.notes,
-        "rows": rows,
-        "families": r.families.iter().map(|f| {
-            let mut v = serde_json::to_value(f).expect("family row serializes");
-            v["distance"] = json_num(f.distance);
-            v["loss_at_equilibrium"] = json_num(f.loss_at_equilibrium);
-            v
-        }).collect::<Vec<_>>(),
-        "out": a.out.as_ref().map(|p| p.display().to_string()),
-        "summary": summary_line(r, a.out.as_deref()),
-    })
+    let mut v = r.to_json();
+    v["weights"] = json!(a.weights.display().to_string());
+    v["out"] = json!(a.out.as_ref().map(|p| p.display().to_string()));
+    v["summary"] = json!(r.summary_line(a.out.as_ref().map(|p| p.display().to_string()).as_deref()));
+    v
 }
 
 /// Runs `nequil equilibrium`.
@@ -425,7 +235,10 @@ pub fn equilibrium(a: EquilibriumArgs) -> Result<ExitCode> {
             serde_json::to_string_pretty(&json_report(&report, &a)).expect("json")
         );
     } else {
-        print!("{}", text_report(&report, a.out.as_deref()));
+        print!(
+            "{}",
+            report.table(a.out.as_ref().map(|p| p.display().to_string()).as_deref())
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
