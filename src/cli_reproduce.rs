@@ -2,11 +2,11 @@
 
 use crate::cli_run::progress_bar;
 use crate::plot;
-use crate::report::{write_report, CheckRow, ReportEntry};
+use crate::report::{write_report, ReportEntry};
 use clap::Args;
 use nequil::lab::experiments::{catalog, Ctx, Experiment, Outcome};
+use nequil::lab::files::{log_csv, write_json, Check, ExperimentSummary};
 use nequil::lab::io::write_atomic;
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -41,109 +41,85 @@ pub fn list() -> nequil::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_outcome(dir: &Path, name: &str, title: &str, claim: &str, o: &Outcome, secs: f64) -> nequil::Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| nequil::Error::Io(format!("cannot create {}: {e}", dir.display())))?;
+fn write_outcome(dir: &Path, e: &Experiment, o: &Outcome, secs: f64) -> nequil::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|er| nequil::Error::Io(format!("cannot create {}: {er}", dir.display())))?;
     for (n, log) in &o.logs {
-        write_atomic(&dir.join(format!("{n}.csv")), log.to_csv().as_bytes())?;
+        write_atomic(&dir.join(format!("{n}.csv")), log_csv(log).as_bytes())?;
     }
     let passed = o.checks.iter().filter(|c| c.pass).count();
-    let summary = json!({
-        "name": name,
-        "title": title,
-        "claim": claim,
-        "passed": passed,
-        "failed": o.checks.len() - passed,
-        "checks": o.checks,
-        "settings": o.settings,
-        "notes": o.notes,
-        "seconds": secs,
-    });
-    write_atomic(
-        &dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary).expect("json").as_bytes(),
-    )?;
-    write_atomic(
-        &dir.join("figure.json"),
-        serde_json::to_string(&o.figure).expect("json").as_bytes(),
-    )?;
+    let summary = ExperimentSummary {
+        name: e.name.into(),
+        title: e.title.into(),
+        claim: e.claim.into(),
+        passed,
+        failed: o.checks.len() - passed,
+        checks: o.checks.clone(),
+        settings: o.settings.clone(),
+        notes: o.notes.clone(),
+        seconds: secs,
+    };
+    write_json(&dir.join("summary.json"), &summary)?;
+    write_json(&dir.join("figure.json"), &o.figure)?;
     plot::render(&o.figure, &dir.join("figure.svg"), &dir.join("figure.png"))?;
     Ok(())
 }
 
 /// Report entries for every known experiment with a summary in `out` (this run's and earlier
-/// ones), in catalog order.
-fn gather(out: &Path) -> Vec<ReportEntry> {
+/// ones), in catalog order. A summary that cannot be read is an error naming the file and the
+/// field.
+fn gather(out: &Path) -> nequil::Result<Vec<ReportEntry>> {
     let mut entries = vec![];
     for e in catalog() {
-        let Ok(text) = std::fs::read_to_string(out.join(e.name).join("summary.json")) else {
+        let path = out.join(e.name).join("summary.json");
+        if !path.exists() {
             continue;
-        };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-            continue;
-        };
-        let s = |x: &serde_json::Value| x.as_str().unwrap_or("").to_string();
-        let checks = v["checks"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|c| CheckRow {
-                        claim: s(&c["claim"]),
-                        theory: s(&c["theory"]),
-                        measured: s(&c["measured"]),
-                        tolerance: s(&c["tolerance"]),
-                        derivation: s(&c["derivation"]),
-                        pass: c["pass"].as_bool().unwrap_or(false),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let settings = v["settings"]
-            .as_array()
-            .map(|a| a.iter().map(|kv| (s(&kv[0]), s(&kv[1]))).collect())
-            .unwrap_or_default();
-        let notes = v["notes"]
-            .as_array()
-            .map(|a| a.iter().map(s).collect())
-            .unwrap_or_default();
+        }
+        let s = ExperimentSummary::read(&path)?;
         let has_fig = out.join(e.name).join("figure.png").exists();
+        let fig = |ext: &str| {
+            if has_fig {
+                format!("{}/figure.{ext}", e.name)
+            } else {
+                String::new()
+            }
+        };
         entries.push(ReportEntry {
             name: e.name.to_string(),
             title: e.title.to_string(),
             claim: e.claim.to_string(),
-            figure_png: if has_fig {
-                format!("{}/figure.png", e.name)
-            } else {
-                String::new()
-            },
-            figure_svg: if has_fig {
-                format!("{}/figure.svg", e.name)
-            } else {
-                String::new()
-            },
-            checks,
-            settings,
-            notes,
-            seconds: v["seconds"].as_f64().unwrap_or(0.0),
+            figure_png: fig("png"),
+            figure_svg: fig("svg"),
+            checks: s.checks,
+            settings: s.settings,
+            notes: s.notes,
+            seconds: s.seconds,
         });
     }
-    entries
+    Ok(entries)
 }
 
 fn write_failure(dir: &Path, e: &Experiment, err: &nequil::Error, secs: f64) -> nequil::Result<()> {
     std::fs::create_dir_all(dir).map_err(|er| nequil::Error::Io(format!("cannot create {}: {er}", dir.display())))?;
     let _ = std::fs::remove_file(dir.join("figure.png"));
-    let summary = json!({
-        "name": e.name, "title": e.title, "claim": e.claim, "passed": 0, "failed": 1,
-        "checks": [{
-            "claim": "the experiment ran to completion", "theory": "completes", "measured": err.to_string(),
-            "tolerance": "—", "derivation": "an error stopped the experiment", "pass": false
+    let summary = ExperimentSummary {
+        name: e.name.into(),
+        title: e.title.into(),
+        claim: e.claim.into(),
+        passed: 0,
+        failed: 1,
+        checks: vec![Check {
+            claim: "the experiment ran to completion".into(),
+            theory: "completes".into(),
+            measured: err.to_string(),
+            tolerance: "—".into(),
+            derivation: "an error stopped the experiment".into(),
+            pass: false,
         }],
-        "settings": [], "notes": [format!("error: {err}")], "seconds": secs,
-    });
-    write_atomic(
-        &dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary).expect("json").as_bytes(),
-    )
+        settings: vec![],
+        notes: vec![format!("error: {err}")],
+        seconds: secs,
+    };
+    write_json(&dir.join("summary.json"), &summary)
 }
 
 pub fn reproduce(a: ReproduceArgs) -> nequil::Result<ExitCode> {
@@ -185,7 +161,7 @@ pub fn reproduce(a: ReproduceArgs) -> nequil::Result<ExitCode> {
         let pb = progress_bar(1000, e.name, a.quiet);
         let start = Instant::now();
         let result = std::thread::scope(|s| {
-            let h = s.spawn(|| (e.run)(&ctx));
+            let h = s.spawn(|| e.run(&ctx));
             while !h.is_finished() {
                 let (d, t) = ctx.progress();
                 pb.set_length(t);
@@ -199,7 +175,7 @@ pub fn reproduce(a: ReproduceArgs) -> nequil::Result<ExitCode> {
         let dir = a.out.join(e.name);
         match result {
             Ok(o) => {
-                write_outcome(&dir, e.name, e.title, e.claim, &o, secs)?;
+                write_outcome(&dir, e, &o, secs)?;
                 let failed: Vec<_> = o.checks.iter().filter(|c| !c.pass).collect();
                 failed_checks += failed.len();
                 if !a.quiet {
@@ -225,7 +201,7 @@ pub fn reproduce(a: ReproduceArgs) -> nequil::Result<ExitCode> {
             }
         }
     }
-    let entries = gather(&a.out);
+    let entries = gather(&a.out)?;
     write_report(&a.out, &entries)?;
     if !a.quiet {
         eprintln!("wrote {}", a.out.join("report.html").display());

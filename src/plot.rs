@@ -2218,7 +2218,8 @@ mod tests {
     #[test]
     #[ignore]
     fn write_demo_report() {
-        use crate::report::{write_report, CheckRow, ReportEntry};
+        use crate::report::{write_report, ReportEntry};
+        use nequil::lab::files::Check;
         let dir = std::env::var_os("NEQUIL_DEMO_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("nequil-demo-report"));
@@ -2230,7 +2231,7 @@ mod tests {
             panels: vec![fig.panels[1].clone()],
         };
         render(&small, &dir.join("small/figure.svg"), &dir.join("small/figure.png")).unwrap();
-        let row = |claim: &str, pass: bool| CheckRow {
+        let row = |claim: &str, pass: bool| Check {
             claim: claim.into(),
             theory: "0.2500".into(),
             measured: if pass { "0.2511".into() } else { "0.3120".into() },

@@ -12,56 +12,7 @@ use std::path::Path;
 
 use nequil::{io_err, Result};
 
-/// One experiment as the report shows it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ReportEntry {
-    /// Short identifier (also the figure directory name), e.g. `fig2-balance`.
-    pub name: String,
-    /// Human title.
-    pub title: String,
-    /// The paper's claim the experiment tests, in one sentence.
-    pub claim: String,
-    /// Path of the figure's PNG relative to the report directory (empty: no figure).
-    pub figure_png: String,
-    /// Path of the figure's SVG relative to the report directory (empty: none).
-    pub figure_svg: String,
-    /// Theory-versus-measurement checks.
-    pub checks: Vec<CheckRow>,
-    /// Settings (key, value), in display order.
-    pub settings: Vec<(String, String)>,
-    /// Free-text notes (caveats, observations).
-    pub notes: Vec<String>,
-    /// Wall-clock run time in seconds.
-    pub seconds: f64,
-}
-
-/// One check: a theory prediction compared with a measurement within a tolerance.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct CheckRow {
-    /// What is checked, in words.
-    pub claim: String,
-    /// The theory's value.
-    pub theory: String,
-    /// The measured value.
-    pub measured: String,
-    /// The tolerance allowed.
-    pub tolerance: String,
-    /// How the tolerance was derived (standard error, finite-η bias, rounding, …).
-    pub derivation: String,
-    /// Whether the measurement is within tolerance of the theory.
-    pub pass: bool,
-}
-
-impl ReportEntry {
-    /// Number of passed checks.
-    pub fn passed(&self) -> usize {
-        self.checks.iter().filter(|c| c.pass).count()
-    }
-    /// Number of failed checks.
-    pub fn failed(&self) -> usize {
-        self.checks.len() - self.passed()
-    }
-}
+pub use nequil::lab::files::ReportEntry;
 
 /// Writes `dir/report.html` (creating `dir` if needed).
 pub fn write_report(dir: &Path, experiments: &[ReportEntry]) -> Result<()> {
@@ -412,8 +363,8 @@ fn write_section(h: &mut String, e: &ReportEntry, id: &str) {
 mod tests {
     use super::*;
 
-    fn check(claim: &str, pass: bool) -> CheckRow {
-        CheckRow {
+    fn check(claim: &str, pass: bool) -> nequil::lab::files::Check {
+        nequil::lab::files::Check {
             claim: claim.into(),
             theory: "1.000".into(),
             measured: if pass { "1.002".into() } else { "1.300".into() },

@@ -1,6 +1,7 @@
 //! End-to-end tests of `nequil run`: outputs, determinism, clear errors with exit status 2 and
 //! nothing written, divergence with exit status 1 and the log kept, data from `.npy` files, and
-//! the SIMD paths (`NEQUIL_SIMD`).
+//! the SIMD paths (`NEQUIL_SIMD`); and of `nequil reproduce`: typed summaries and figures, logs and
+//! the report.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -418,6 +419,55 @@ fn models_too_large_for_memory_are_refused_up_front() {
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert!(err.contains(widths) && err.contains("model.toml"), "{err}");
     }
+}
+
+#[test]
+fn reproduce_writes_typed_files_and_a_report() {
+    use nequil::lab::files::{read_json, ExperimentSummary, Figure};
+    let d = tmp("reproduce");
+    let out = d.join("out");
+    let reproduce = |name: &str| {
+        bin()
+            .args([
+                "reproduce",
+                name,
+                "--quiet",
+                "--jobs",
+                "2",
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = reproduce("law-of-balance");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dir = out.join("law-of-balance");
+    let s = ExperimentSummary::read(&dir.join("summary.json")).unwrap();
+    assert!(s.passed > 0 && s.failed == 0, "{s:?}");
+    let f: Figure = read_json(&dir.join("figure.json")).unwrap();
+    assert!(!f.panels.is_empty());
+    let log = std::fs::read_to_string(dir.join("run0.csv")).unwrap();
+    assert!(log.starts_with("t,C,predicted_log_decrement\n"), "{log}");
+    for name in ["figure.svg", "figure.png"] {
+        assert!(dir.join(name).exists(), "{name}");
+    }
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(report.contains("law-of-balance"));
+    // The report reads every summary in the directory; a broken one is an error (exit 2) naming
+    // the file and the field.
+    let p = dir.join("summary.json");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v.as_object_mut().unwrap().remove("checks");
+    std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
+    let o = reproduce("fig8-convergence");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("law-of-balance") && err.contains("summary.json") && err.contains("`checks`"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -541,7 +541,7 @@ fn diverging_runs_are_recorded_and_the_sweep_goes_on() {
     );
     // Recorded failures are results: kept on resume, rerun with --retry-failed.
     let sp = out.join("runs/run-0003/status.json");
-    std::fs::write(&sp, r#"{"status": "diverged", "error": "marker"}"#).unwrap();
+    std::fs::write(&sp, r#"{"status": "diverged", "error": "marker", "seconds": 0}"#).unwrap();
     ok(&sweep(&p, &out, &[]));
     assert_eq!(json(&sp)["error"], "marker");
     ok(&sweep(&p, &out, &["--retry-failed"]));

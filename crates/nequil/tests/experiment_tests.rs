@@ -11,7 +11,7 @@ fn run(name: &str) {
         .find(|e| e.name == name)
         .expect("experiment exists");
     let ctx = Ctx::new(false, 1);
-    let o = (e.run)(&ctx).unwrap_or_else(|err| panic!("{name} failed: {err}"));
+    let o = e.run(&ctx).unwrap_or_else(|err| panic!("{name} failed: {err}"));
     assert!(!o.checks.is_empty(), "{name} has no checks");
     let failed: Vec<String> = o
         .checks

@@ -1,6 +1,8 @@
 //! The lab: everything that reads or writes files, built on the core, the training engine and
 //! the instruments.
 //!
+//! * [`files`]: every file format the project writes, as types (run, sweep and experiment JSON
+//!   files, figures, report rows) and the one CSV writer.
 //! * [`io`]: NumPy `.npy`/`.npz`, MNIST IDX, safetensors, atomic writes.
 //! * [`resources`]: the memory available, and the refusal of models too large for it.
 //! * [`spec`]: the TOML run specification, validated and built into a model, data and a
@@ -10,6 +12,7 @@
 //! * [`experiments`]: the paper's figures as checks.
 
 pub mod experiments;
+pub mod files;
 pub mod io;
 pub mod resources;
 pub mod runner;

@@ -1,11 +1,14 @@
 //! Executing a spec and writing a run directory (`nequil run`).
 //!
 //! A run directory holds `spec.toml` (resolved, defaults filled in), `metrics.csv` (the log),
-//! `final.safetensors` (final θ with PyTorch names and shapes, `f64`) and `summary.json`. Every
+//! `final.safetensors` (final θ with PyTorch names and shapes, `f64`) and `summary.json`
+//! ([`RunSummary`]). Every
 //! file is written atomically (temporary name, then rename). Outputs are a deterministic function
 //! of the spec: no wall-clock times are written, so the same spec and seed give bit-identical files.
 
+use crate::core::data::Source;
 use crate::core::models::Model;
+use crate::lab::files::{log_csv, write_json, Divergence, ParamBlock, RunError, RunState, RunSummary};
 use crate::lab::io::{read_safetensors, write_atomic, write_safetensors};
 use crate::lab::spec::Spec;
 use crate::train::{train, Probe, ProbeCtx, RunOutcome};
@@ -24,7 +27,51 @@ pub fn run_spec(
     extra: &mut [Box<dyn Probe>],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(Model, RunOutcome)> {
-    let built = spec.build(base)?;
+    run_spec_with(spec, base, Overrides::default(), extra, progress)
+}
+
+/// What a caller may put in place of what a spec builds, for runs whose start or data no spec
+/// table describes: an experiment that starts from a chosen point of the orbit, or trains on
+/// MNIST read from IDX files. Everything else (model, schedule, seed of the batches, probes)
+/// still comes from the spec.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// Initial θ in place of the spec's `model.init` draw: one finite value per parameter, in
+    /// layout order.
+    pub theta0: Option<Vec<f64>>,
+    /// The data in place of the spec's `[data]` (its dimensions must match the model; the
+    /// spec's instruments are checked against it).
+    pub source: Option<Source>,
+}
+
+/// [`run_spec`] with [`Overrides`]: the one training path of `nequil run`, sweeps and the
+/// experiments.
+pub fn run_spec_with(
+    spec: &Spec,
+    base: &Path,
+    over: Overrides,
+    extra: &mut [Box<dyn Probe>],
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(Model, RunOutcome)> {
+    let mut built = spec.build(base)?;
+    if let Some(theta0) = over.theta0 {
+        if theta0.len() != built.model.n_params() {
+            return Err(invalid!(
+                "initial θ: {} values given, the model {} has {} parameters",
+                theta0.len(),
+                built.model.describe(),
+                built.model.n_params()
+            ));
+        }
+        if let Some(i) = theta0.iter().position(|v| !v.is_finite()) {
+            return Err(invalid!("initial θ: value {i} is not finite ({})", theta0[i]));
+        }
+        built.theta0 = theta0;
+    }
+    if let Some(source) = over.source {
+        crate::lab::spec::instruments::validate(&spec.probes, &built.model, &source, spec.seed)?;
+        built.source = source;
+    }
     let mut probes = spec.probes(&built)?;
     let n_own = probes.len();
     // Borrow the caller's probes for the run (train takes one slice), then hand them back.
@@ -135,54 +182,56 @@ pub fn load_weights(path: &Path, model: &Model) -> Result<Vec<f64>> {
     Ok(theta)
 }
 
+/// The `summary.json` of a run ([`RunSummary`]).
+pub fn run_summary(model: &Model, out: &RunOutcome) -> RunSummary {
+    let final_row = match out.log.rows.last() {
+        Some(r) => out.log.columns.iter().cloned().zip(r.iter().copied()).collect(),
+        None => vec![],
+    };
+    let (status, error) = match &out.error {
+        None => (RunState::Ok, None),
+        Some(Error::Diverged { step, what }) => (
+            RunState::Diverged,
+            Some(RunError::Diverged(Divergence {
+                step: *step,
+                what: what.clone(),
+            })),
+        ),
+        Some(e) => (RunState::Failed, Some(RunError::Failed(e.to_string()))),
+    };
+    RunSummary {
+        status,
+        error,
+        steps_done: out.steps_done,
+        model: model.describe(),
+        n_params: model.n_params(),
+        parameters: model
+            .layout()
+            .blocks()
+            .iter()
+            .map(|b| ParamBlock {
+                name: b.name.clone(),
+                shape: b.shape.clone(),
+            })
+            .collect(),
+        eval_samples: out.eval_n,
+        final_row,
+        conventions: RunSummary::CONVENTIONS.into(),
+    }
+}
+
 /// Writes a run directory for a finished (or stopped) run. On divergence the log up to the
 /// failing step and a summary with `status = "diverged"` are written, but no final weights.
 pub fn write_run_dir(dir: &Path, spec: &Spec, model: &Model, out: &RunOutcome) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("cannot create {}: {e}", dir.display())))?;
     write_atomic(&dir.join("spec.toml"), spec.resolved_toml().as_bytes())?;
-    write_atomic(&dir.join("metrics.csv"), out.log.to_csv().as_bytes())?;
-    let final_row: serde_json::Map<String, serde_json::Value> = match out.log.rows.last() {
-        Some(r) => out
-            .log
-            .columns
-            .iter()
-            .zip(r)
-            .map(|(c, v)| (c.clone(), json_num(*v)))
-            .collect(),
-        None => Default::default(),
-    };
-    let (status, error) = match &out.error {
-        None => ("ok", serde_json::Value::Null),
-        Some(Error::Diverged { step, what }) => ("diverged", json!({ "step": step, "what": what })),
-        Some(e) => ("failed", json!(e.to_string())),
-    };
-    let blocks: Vec<_> = model
-        .layout()
-        .blocks()
-        .iter()
-        .map(|b| json!({ "name": b.name, "shape": b.shape }))
-        .collect();
-    let summary = json!({
-        "status": status,
-        "error": error,
-        "steps_done": out.steps_done,
-        "model": model.describe(),
-        "n_params": model.n_params(),
-        "parameters": blocks,
-        "eval_samples": out.eval_n,
-        "final": final_row,
-        "conventions": "per-sample loss ||f(x)-y||^2 (no 1/2), batch mean; weight decay gamma*||theta||^2 in the loss; t = sum of learning rates",
-    });
+    write_atomic(&dir.join("metrics.csv"), log_csv(&out.log).as_bytes())?;
     if out.error.is_none() {
         save_weights(&dir.join("final.safetensors"), model, &out.theta)?;
     } else {
         let _ = std::fs::remove_file(dir.join("final.safetensors"));
     }
-    write_atomic(
-        &dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary).expect("json").as_bytes(),
-    )?;
-    Ok(())
+    write_json(&dir.join("summary.json"), &run_summary(model, out))
 }
 
 /// A JSON number, or a string for non-finite values (JSON has no NaN).

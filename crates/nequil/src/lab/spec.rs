@@ -106,6 +106,9 @@ choice!(
         Online = "online",
         /// N samples drawn once.
         Fixed = "fixed",
+        /// The d_x noiseless samples whose second moment is exactly Σ_x (identity or linear
+        /// teacher): full-batch GD on them follows the population gradient.
+        Population = "population",
     }
 );
 
@@ -620,7 +623,9 @@ pub struct DataSpec {
     /// `"gaussian"` (default) or `"npy"` (arrays from files).
     #[serde(default = "default_source")]
     pub source: DataSource,
-    /// `"online"` (fresh samples every step; default) or `"fixed"` (N samples drawn once).
+    /// `"online"` (fresh samples every step; default), `"fixed"` (N samples drawn once) or
+    /// `"population"` (the d_x noiseless samples whose second moment is exactly Σ_x, so that
+    /// full-batch GD follows the population gradient; identity or linear teacher).
     #[serde(default = "default_mode")]
     pub mode: DataMode,
     /// Dataset size N for `mode = "fixed"`.
@@ -811,6 +816,7 @@ impl Spec {
     pub fn build(&self, base: &Path) -> Result<Built> {
         let model = self.model.build_model()?;
         let batch = match self.train.optimizer {
+            OptimizerName::Gd if self.data.mode == DataMode::Population => model.d_in(),
             OptimizerName::Gd => self.data.n.unwrap_or(1),
             OptimizerName::Sgd => self.train.batch_size,
         };
@@ -969,6 +975,19 @@ impl DataSpec {
                     return Err(invalid!("data.n: only meaningful with mode = \"fixed\""));
                 }
                 Ok(Source::Online(g))
+            }
+            DataMode::Population => {
+                if self.n.is_some() {
+                    return Err(invalid!(
+                        "data.n: not used with mode = \"population\" (the dataset has d_x = {d_x} samples)"
+                    ));
+                }
+                let data = g.population_dataset()?;
+                Ok(Source::Fixed {
+                    data,
+                    replacement: self.replacement,
+                    dist: Some(g),
+                })
             }
             DataMode::Fixed => {
                 let n = self

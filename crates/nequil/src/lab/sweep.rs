@@ -28,9 +28,14 @@
 //! OUT/sweep.toml                the sweep spec, verbatim
 //! OUT/runs/run-0003/params.json the run's id, index and swept values (written when it starts)
 //!                   spec.toml, metrics.csv, final.safetensors, summary.json   (as `nequil run`)
-//!                   status.json {"status": "ok" | "diverged" | "failed", "error": …} (written last)
+//!                   status.json {"status": "ok" | "diverged" | "failed", "error": …, "seconds": …}
+//!                               (written last)
 //! OUT/runs/run-0003.lock        the run's lock while a process executes it (see below)
 //! ```
+//!
+//! The JSON files are typed ([`RunParams`], [`RunStatus`], [`RunSummary`] in
+//! [`crate::lab::files`]); reading one with a missing or malformed field is an error naming the
+//! file and the field.
 //!
 //! A run directory without `status.json` is unfinished (the process was killed): a restart
 //! deletes it and runs it again from scratch. Runs with a `status.json` are skipped, failures
@@ -64,12 +69,11 @@
 //! [`Shard`] `I/N` selects the runs whose index `i` has `i % N == I`. Shards may write into one
 //! shared directory or into separate ones; [`merge`] gathers any number of them into `runs.csv`.
 
+use crate::lab::files::{csv, read_json, write_json, Cell, RunSummary};
 use crate::lab::io::write_atomic;
 use crate::lab::runner::{run_spec, write_run_dir};
 use crate::lab::spec::Spec;
 use crate::{invalid, io_err, Error, Result};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -448,33 +452,14 @@ impl std::fmt::Display for Shard {
     }
 }
 
-/// What became of one run: the contents of its `status.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunStatus {
-    /// `"ok"`, `"diverged"` or `"failed"`.
-    pub status: String,
-    /// The error message (`None` when ok).
-    pub error: Option<String>,
-    /// Wall-clock seconds the run took (informational, not a result).
-    #[serde(default)]
-    pub seconds: f64,
-}
-
-impl RunStatus {
-    /// Whether the run finished without error.
-    pub fn is_ok(&self) -> bool {
-        self.status == "ok"
-    }
-}
+pub use crate::lab::files::{RunParams, RunState, RunStatus};
 
 /// Reads `dir/status.json`: `Ok(None)` when it does not exist (the run is unfinished).
 pub fn read_status(dir: &Path) -> Result<Option<RunStatus>> {
     let p = dir.join("status.json");
-    match std::fs::read(&p) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| io_err!("{}: malformed status: {e}", p.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+    match p.try_exists() {
+        Ok(false) => Ok(None),
+        Ok(true) => read_json(&p).map(Some),
         Err(e) => Err(io_err!("cannot read {}: {e}", p.display())),
     }
 }
@@ -797,10 +782,10 @@ fn same_file(_file: &std::fs::File, _path: &Path) -> bool {
 }
 
 fn count(report: &mut SweepReport, st: &RunStatus) {
-    match st.status.as_str() {
-        "ok" => report.ok += 1,
-        "diverged" => report.diverged += 1,
-        _ => report.failed += 1,
+    match st.status {
+        RunState::Ok => report.ok += 1,
+        RunState::Diverged => report.diverged += 1,
+        RunState::Failed => report.failed += 1,
     }
 }
 
@@ -812,16 +797,16 @@ fn execute(run: &SweepRun, base: &Path, dir: &Path, steps: &dyn Fn(u64)) -> Resu
         std::fs::remove_dir_all(dir).map_err(|e| io_err!("cannot remove unfinished run {}: {e}", dir.display()))?;
     }
     std::fs::create_dir_all(dir).map_err(|e| io_err!("cannot create {}: {e}", dir.display()))?;
-    let params: serde_json::Map<String, serde_json::Value> = run
-        .params
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null)))
-        .collect();
-    let params = json!({ "id": run.id, "index": run.index, "params": params });
-    write_atomic(
-        &dir.join("params.json"),
-        serde_json::to_string_pretty(&params).expect("json").as_bytes(),
-    )?;
+    let params = RunParams {
+        id: run.id.clone(),
+        index: run.index,
+        params: run
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null)))
+            .collect(),
+    };
+    write_json(&dir.join("params.json"), &params)?;
     let start = Instant::now();
     let total = run.spec.train.steps;
     let mut reported = 0u64;
@@ -835,27 +820,24 @@ fn execute(run: &SweepRun, base: &Path, dir: &Path, steps: &dyn Fn(u64)) -> Resu
     }));
     steps(total.saturating_sub(reported));
     let (status, error) = match result {
-        Ok(Ok(None)) => ("ok", None),
-        Ok(Ok(Some(e @ Error::Diverged { .. }))) => ("diverged", Some(e.to_string())),
-        Ok(Ok(Some(e))) | Ok(Err(e)) => ("failed", Some(e.to_string())),
+        Ok(Ok(None)) => (RunState::Ok, None),
+        Ok(Ok(Some(e @ Error::Diverged { .. }))) => (RunState::Diverged, Some(e.to_string())),
+        Ok(Ok(Some(e))) | Ok(Err(e)) => (RunState::Failed, Some(e.to_string())),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            ("failed", Some(format!("panicked: {what}")))
+            (RunState::Failed, Some(format!("panicked: {what}")))
         }
     };
     let st = RunStatus {
-        status: status.into(),
+        status,
         error,
         seconds: start.elapsed().as_secs_f64(),
     };
-    write_atomic(
-        &dir.join("status.json"),
-        serde_json::to_string_pretty(&st).expect("json").as_bytes(),
-    )?;
+    write_json(&dir.join("status.json"), &st)?;
     Ok(st)
 }
 
@@ -881,7 +863,7 @@ pub struct Merged {
 struct Found {
     dir: PathBuf,
     status: RunStatus,
-    summary: Option<serde_json::Value>,
+    summary: Option<RunSummary>,
     columns: Vec<String>,
 }
 
@@ -942,13 +924,13 @@ pub fn merge(dirs: &[PathBuf], allow_incomplete: bool) -> Result<Merged> {
             match read_status(&dir)? {
                 None => started.entry(i).or_default().push(dir),
                 Some(status) => {
+                    // A run that failed before training (e.g. a spec it could not build) has no
+                    // summary; a summary that is there must be complete.
                     let sp = dir.join("summary.json");
-                    let summary = match std::fs::read(&sp) {
-                        Ok(b) => Some(
-                            serde_json::from_slice::<serde_json::Value>(&b)
-                                .map_err(|e| io_err!("{}: malformed: {e}", sp.display()))?,
-                        ),
-                        Err(_) => None,
+                    let summary = if sp.exists() {
+                        Some(read_json::<RunSummary>(&sp)?)
+                    } else {
+                        None
                     };
                     let columns = std::fs::read_to_string(dir.join("metrics.csv"))
                         .ok()
@@ -997,10 +979,10 @@ pub fn merge(dirs: &[PathBuf], allow_incomplete: bool) -> Result<Merged> {
     };
     for i in 0..sweep.len() {
         match found.get(&i) {
-            Some(fs) => match fs[0].status.status.as_str() {
-                "ok" => m.ok += 1,
-                "diverged" => m.diverged += 1,
-                _ => m.failed += 1,
+            Some(fs) => match fs[0].status.status {
+                RunState::Ok => m.ok += 1,
+                RunState::Diverged => m.diverged += 1,
+                RunState::Failed => m.failed += 1,
             },
             None if started.contains_key(&i) => m.unfinished.push(sweep.id(i)),
             None => m.missing.push(sweep.id(i)),
@@ -1047,8 +1029,8 @@ pub fn merge(dirs: &[PathBuf], allow_incomplete: bool) -> Result<Merged> {
     let mut metric_cols: Vec<String> = Vec::new();
     for f in found.values().map(|v| &v[0]) {
         let mut cols = f.columns.clone();
-        if let Some(serde_json::Value::Object(fin)) = f.summary.as_ref().and_then(|s| s.get("final")) {
-            cols.extend(fin.keys().cloned());
+        if let Some(s) = &f.summary {
+            cols.extend(s.final_row.iter().map(|(k, _)| k.clone()));
         }
         for c in cols {
             if !metric_cols.contains(&c) {
@@ -1061,39 +1043,28 @@ pub fn merge(dirs: &[PathBuf], allow_incomplete: bool) -> Result<Merged> {
     header.push("status".into());
     header.extend(metric_cols.iter().cloned());
     header.push("error".into());
-    let mut csv = csv_row(&header);
+    let mut rows = Vec::with_capacity(sweep.len());
     for i in 0..sweep.len() {
-        let mut row = vec![sweep.id(i)];
-        row.extend(sweep.point(i).iter().map(|(_, v)| csv_value(v)));
+        let mut row: Vec<Cell> = vec![Cell::Text(sweep.id(i))];
+        row.extend(sweep.point(i).iter().map(|(_, v)| Cell::Text(csv_value(v))));
         let f = found.get(&i).map(|v| &v[0]);
-        row.push(match f {
-            Some(f) => f.status.status.clone(),
+        row.push(Cell::Text(match f {
+            Some(f) => f.status.status.name().into(),
             None if started.contains_key(&i) => "unfinished".into(),
             None => "missing".into(),
-        });
-        let fin = f.and_then(|f| f.summary.as_ref()).and_then(|s| s.get("final"));
+        }));
+        let fin = f.and_then(|f| f.summary.as_ref()).map(|s| &s.final_row);
         for c in &metric_cols {
-            row.push(match fin.and_then(|x| x.get(c)) {
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(serde_json::Value::Number(x)) => csv_number(x),
-                Some(serde_json::Value::Null) | None => String::new(),
-                Some(v) => v.to_string(),
+            row.push(match fin.and_then(|x| x.iter().find(|(k, _)| k == c)) {
+                Some((_, v)) => Cell::Num(*v),
+                None => Cell::Text(String::new()),
             });
         }
-        row.push(f.and_then(|f| f.status.error.clone()).unwrap_or_default());
-        csv.push_str(&csv_row(&row));
+        row.push(Cell::Text(f.and_then(|f| f.status.error.clone()).unwrap_or_default()));
+        rows.push(row);
     }
-    m.csv = csv;
+    m.csv = csv(&header, &rows);
     Ok(m)
-}
-
-/// A logged number: integral values (steps) without a fraction, others in the shortest form
-/// that reads back to the same `f64`.
-fn csv_number(x: &serde_json::Number) -> String {
-    match x.as_f64() {
-        Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{}", v as i64),
-        _ => x.to_string(),
-    }
 }
 
 /// A swept value in a CSV cell: strings bare, everything else as in TOML.
@@ -1102,22 +1073,6 @@ fn csv_value(v: &Value) -> String {
         Value::String(s) => s.clone(),
         v => inline(v),
     }
-}
-
-fn csv_row(cells: &[String]) -> String {
-    let mut s = cells
-        .iter()
-        .map(|c| {
-            if c.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", c.replace('"', "\"\""))
-            } else {
-                c.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",");
-    s.push('\n');
-    s
 }
 
 #[cfg(test)]

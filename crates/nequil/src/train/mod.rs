@@ -7,7 +7,7 @@
 //! `t = Σ_k η_k` (`= η · steps` at a constant rate).
 
 pub mod probe;
-pub use probe::{Probe, ProbeCtx, Schedule};
+pub use probe::{Probe, ProbeCtx, Schedule, StepCtx};
 
 use crate::core::data::{Batcher, Source};
 use crate::core::models::{Model, Workspace};
@@ -110,7 +110,8 @@ pub struct TrainConfig {
     pub seed: u64,
 }
 
-/// A run's log: named columns, one row per recorded step.
+/// A run's log: named columns, one row per recorded step (written as CSV by
+/// `lab::files::log_csv`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Log {
     /// Column names.
@@ -129,34 +130,6 @@ impl Log {
     pub fn last(&self, name: &str) -> Option<f64> {
         let j = self.columns.iter().position(|c| c == name)?;
         self.rows.last().map(|r| r[j])
-    }
-    /// CSV text with a header line; values use Rust's shortest round-trip formatting, so reading
-    /// them back gives the same `f64` bits. Non-finite values are written as `nan`, `inf`, `-inf`.
-    pub fn to_csv(&self) -> String {
-        let mut s = self.columns.join(",");
-        s.push('\n');
-        for r in &self.rows {
-            let line: Vec<String> = r.iter().map(|v| fmt_value(*v)).collect();
-            s.push_str(&line.join(","));
-            s.push('\n');
-        }
-        s
-    }
-}
-
-fn fmt_value(v: f64) -> String {
-    if v.is_nan() {
-        "nan".into()
-    } else if v.is_infinite() {
-        if v > 0.0 {
-            "inf".into()
-        } else {
-            "-inf".into()
-        }
-    } else if v == v.trunc() && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v:?}")
     }
 }
 
@@ -388,6 +361,13 @@ pub fn train(
         columns.extend(p.columns());
         probe_steps.push(p.schedule().map(|s| s.steps(cfg.steps)));
     }
+    // Probes that watch every update: θ is copied before each update only when one does.
+    let observers: Vec<usize> = (0..probes.len()).filter(|&i| probes[i].observes_steps()).collect();
+    let mut theta_before = if observers.is_empty() {
+        Vec::new()
+    } else {
+        theta.clone()
+    };
     let mut rows_at = cfg.schedule.steps(cfg.steps);
     for s in probe_steps.iter().flatten() {
         rows_at.extend(s);
@@ -456,10 +436,27 @@ pub fn train(
             break;
         }
         let lr = cfg.lr.lr(step);
+        if !observers.is_empty() {
+            theta_before.copy_from_slice(&theta);
+        }
         match stepper.step(model, source, &mut theta, lr, step) {
             Ok(l) => {
                 loss_acc += l;
                 loss_cnt += 1;
+                if !observers.is_empty() {
+                    let sc = StepCtx {
+                        step,
+                        lr,
+                        weight_decay: cfg.weight_decay,
+                        batch_loss: l,
+                        theta_before: &theta_before,
+                        theta_after: &theta,
+                        grad: stepper.last_grad(),
+                    };
+                    for &i in &observers {
+                        probes[i].on_step(&sc)?;
+                    }
+                }
             }
             Err(e) => {
                 error = Some(e);
@@ -551,17 +548,64 @@ mod tests {
         assert!(LrSchedule::Constant(-1.0).validate().is_err());
     }
 
+    /// Watches every update and checks it against the update rule.
+    struct Watch {
+        steps: u64,
+    }
+
+    impl Probe for Watch {
+        fn columns(&self) -> Vec<String> {
+            vec!["watched".into()]
+        }
+        fn record(&mut self, _: &ProbeCtx<'_>, out: &mut Vec<f64>) -> Result<()> {
+            out.push(self.steps as f64);
+            Ok(())
+        }
+        fn observes_steps(&self) -> bool {
+            true
+        }
+        fn on_step(&mut self, s: &StepCtx<'_>) -> Result<()> {
+            assert_eq!(s.step, self.steps);
+            let decay = 1.0 - 2.0 * s.lr * s.weight_decay;
+            for ((b, a), g) in s.theta_before.iter().zip(s.theta_after).zip(s.grad) {
+                assert!((a - (decay * b - s.lr * g)).abs() <= 1e-12 * (1.0 + b.abs()));
+            }
+            self.steps += 1;
+            Ok(())
+        }
+        fn summary(&self) -> Vec<(String, Vec<f64>)> {
+            vec![("steps".into(), vec![self.steps as f64])]
+        }
+    }
+
     #[test]
-    fn csv_round_trips() {
-        let log = Log {
-            columns: vec!["a".into(), "b".into()],
-            rows: vec![vec![1.0, 0.1 + 0.2], vec![f64::NAN, -3.5e-300]],
+    fn observers_see_every_update() {
+        use crate::core::data::{Cov, Gaussian, Target};
+        use crate::core::models::Init;
+        let model = Model::linear(&[3, 4, 2]).unwrap();
+        let g = Gaussian::new(
+            3,
+            2,
+            Cov::Scalar(1.0),
+            Target::random_linear(3, 2, &mut Rng::new(1)),
+            None,
+        )
+        .unwrap();
+        let mut source = Source::Online(g);
+        let theta = model.init(&Init::Kaiming, &mut Rng::new(2)).unwrap();
+        let cfg = TrainConfig {
+            steps: 57,
+            batching: Batching::Sgd(3),
+            lr: LrSchedule::Constant(0.05),
+            weight_decay: 0.01,
+            schedule: Schedule::Steps(vec![10, 20, 500]),
+            eval_samples: 16,
+            seed: 4,
         };
-        let csv = log.to_csv();
-        let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0], "a,b");
-        let v: f64 = lines[1].split(',').nth(1).unwrap().parse().unwrap();
-        assert_eq!(v.to_bits(), (0.1f64 + 0.2).to_bits());
-        assert!(lines[2].starts_with("nan,"));
+        let mut probes: Vec<Box<dyn Probe>> = vec![Box::new(Watch { steps: 0 })];
+        let out = train(&model, &mut source, theta, &cfg, &mut probes, &mut |_| {}).unwrap();
+        assert_eq!(out.log.column("step").unwrap(), vec![0.0, 10.0, 20.0, 57.0]);
+        assert_eq!(out.log.column("watched").unwrap(), vec![0.0, 10.0, 20.0, 57.0]);
+        assert_eq!(probes[0].summary()[0].1, vec![57.0]);
     }
 }

@@ -45,6 +45,42 @@ pub trait Probe: Send {
     fn schedule(&self) -> Option<&Schedule> {
         None
     }
+    /// Whether the probe watches every update through [`Probe::on_step`]. When no probe of a run
+    /// does (the default), the loop copies nothing and calls nothing per step, so the step stays
+    /// allocation-free and as fast as without probes.
+    fn observes_steps(&self) -> bool {
+        false
+    }
+    /// Called after every update when [`Probe::observes_steps`] is true, with θ before and after
+    /// the update and the batch gradient. An error stops the run (as an error of [`Probe::record`]
+    /// does).
+    fn on_step(&mut self, _step: &StepCtx<'_>) -> Result<()> {
+        Ok(())
+    }
+    /// Named values the probe reports once, at the end of the run: aggregates over steps (the
+    /// largest per-step error of an identity, the smallest per-step change) or time averages that
+    /// do not fit one column per row. Each value is a flat vector (a scalar is a vector of one).
+    fn summary(&self) -> Vec<(String, Vec<f64>)> {
+        vec![]
+    }
+}
+
+/// One update `θ_before → θ_after = (1 − 2ηγ)θ_before − η ĝ`, as [`Probe::on_step`] sees it.
+pub struct StepCtx<'a> {
+    /// 0-based index of the update: `θ_after` is θ after `step + 1` updates.
+    pub step: u64,
+    /// The learning rate η of this update.
+    pub lr: f64,
+    /// Weight decay γ (the loss carries `γ‖θ‖²`).
+    pub weight_decay: f64,
+    /// The mean loss of the batch at `θ_before` (without the weight-decay term).
+    pub batch_loss: f64,
+    /// θ before the update.
+    pub theta_before: &'a [f64],
+    /// θ after the update.
+    pub theta_after: &'a [f64],
+    /// The batch gradient `ĝ` at `θ_before` (without the weight-decay term `2γθ`).
+    pub grad: &'a [f64],
 }
 
 /// When to record: every `k` steps, or at about `n` log-spaced steps. Step 0 and the last step
@@ -55,23 +91,26 @@ pub enum Schedule {
     Every(u64),
     /// About `n` steps spaced evenly in log(1 + step).
     LogSpaced(usize),
+    /// Exactly these steps (those past the run's last step are dropped).
+    Steps(Vec<u64>),
 }
 
 impl Schedule {
     /// The sorted, de-duplicated steps in `0..=total` at which to record.
     pub fn steps(&self, total: u64) -> Vec<u64> {
-        let mut s = match *self {
+        let mut s = match self {
             Schedule::Every(k) => {
-                let k = k.max(1);
+                let k = (*k).max(1);
                 (0..=total / k).map(|i| i * k).collect::<Vec<_>>()
             }
             Schedule::LogSpaced(n) => {
-                let n = n.max(2);
+                let n = (*n).max(2);
                 let lt = ((total + 1) as f64).ln();
                 (0..n)
                     .map(|i| (((i as f64) / (n - 1) as f64 * lt).exp() - 1.0).round() as u64)
                     .collect()
             }
+            Schedule::Steps(v) => v.clone(),
         };
         s.push(0);
         s.push(total);

@@ -1,85 +1,14 @@
-//! Shared machinery of the experiments: checks, outcomes, progress, parallel runs.
+//! Shared machinery of the experiments: outcomes, progress, parallel maps, statistics.
 
-use super::figure::Figure;
+use crate::lab::files::Figure;
 use crate::train::Log;
-use serde::Serialize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// One claim compared between theory and measurement.
-#[derive(Clone, Debug, Serialize)]
-pub struct Check {
-    /// The claim in words.
-    pub claim: String,
-    /// The theory value (formatted; may be a bound such as "≥ 0").
-    pub theory: String,
-    /// The measured value (formatted).
-    pub measured: String,
-    /// The tolerance (formatted).
-    pub tolerance: String,
-    /// How the tolerance was derived.
-    pub derivation: String,
-    /// Whether the claim holds within the tolerance.
-    pub pass: bool,
-}
-
-impl Check {
-    /// `|measured − theory| ≤ tol`.
-    pub fn close(claim: &str, theory: f64, measured: f64, tol: f64, derivation: &str) -> Check {
-        Check {
-            claim: claim.into(),
-            theory: fmt(theory),
-            measured: fmt(measured),
-            tolerance: format!("± {}", fmt(tol)),
-            derivation: derivation.into(),
-            pass: (measured - theory).abs() <= tol,
-        }
-    }
-    /// `measured ≥ bound` (or `>` with `strict`).
-    pub fn at_least(claim: &str, bound: f64, measured: f64, derivation: &str) -> Check {
-        Check {
-            claim: claim.into(),
-            theory: format!("≥ {}", fmt(bound)),
-            measured: fmt(measured),
-            tolerance: "—".into(),
-            derivation: derivation.into(),
-            pass: measured >= bound,
-        }
-    }
-    /// `measured ≤ bound`.
-    pub fn at_most(claim: &str, bound: f64, measured: f64, derivation: &str) -> Check {
-        Check {
-            claim: claim.into(),
-            theory: format!("≤ {}", fmt(bound)),
-            measured: fmt(measured),
-            tolerance: "—".into(),
-            derivation: derivation.into(),
-            pass: measured <= bound,
-        }
-    }
-}
-
-/// Formats a number compactly for tables (4 significant digits).
-pub fn fmt(v: f64) -> String {
-    if !v.is_finite() {
-        return format!("{v}");
-    }
-    let a = v.abs();
-    if a != 0.0 && !(1e-3..1e5).contains(&a) {
-        format!("{v:.3e}")
-    } else {
-        let s = format!("{v:.4}");
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        if s.is_empty() || s == "-" {
-            "0".into()
-        } else {
-            s.to_string()
-        }
-    }
-}
+pub use crate::lab::files::{fmt, Check};
 
 /// What an experiment returns.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct Outcome {
     /// The checks of the paper's claims.
     pub checks: Vec<Check>,
@@ -88,7 +17,6 @@ pub struct Outcome {
     /// Settings used (including those the paper does not state), as key–value pairs.
     pub settings: Vec<(String, String)>,
     /// Named logs, written as `<name>.csv`.
-    #[serde(skip)]
     pub logs: Vec<(String, Log)>,
     /// Remarks for the reader (e.g. a known finite-η bias).
     pub notes: Vec<String>,
@@ -181,65 +109,6 @@ pub fn log_of(columns: &[&str], rows: Vec<Vec<f64>>) -> Log {
     }
 }
 
-/// Runs `steps` updates of `model` from `theta` and calls `record(step, θ)` at every step in
-/// `at` (sorted; step 0 is before the first update). Progress is reported to `ctx` as work units of
-/// `weight` per step. Returns the final θ, or the error that stopped the run.
-#[allow(clippy::too_many_arguments)]
-pub fn simulate(
-    model: &crate::core::models::Model,
-    source: &mut crate::core::data::Source,
-    batching: crate::train::Batching,
-    lr: &crate::train::LrSchedule,
-    gamma: f64,
-    seed: u64,
-    mut theta: Vec<f64>,
-    at: &[u64],
-    ctx: &Ctx,
-    weight: u64,
-    mut record: impl FnMut(u64, &[f64]),
-) -> crate::Result<Vec<f64>> {
-    let mut st = crate::train::Stepper::new(model, source, batching, gamma, seed)?;
-    let steps = at.last().copied().unwrap_or(0);
-    let mut next = 0;
-    let mut since = 0u64;
-    for k in 0..=steps {
-        if next < at.len() && at[next] == k {
-            record(k, &theta);
-            next += 1;
-        }
-        if k == steps {
-            break;
-        }
-        st.step(model, source, &mut theta, lr.lr(k), k)?;
-        since += 1;
-        if since == 1000 {
-            ctx.advance(1000 * weight);
-            since = 0;
-        }
-    }
-    ctx.advance(since * weight);
-    Ok(theta)
-}
-
-/// A noiseless dataset whose empirical second moment is exactly `E[xxᵀ]` of `dist` and whose
-/// targets are the teacher's: rows `x_k = √d (Σ_x^{1/2})_{·k}`, `y_k = V x_k`. Full-batch GD on
-/// it follows the population gradient of the linear-teacher problem exactly (the label noise
-/// only adds the constant `Tr Σ_ε` to the loss), at the cost of `d_x` samples per step.
-pub fn population_dataset(dist: &crate::core::data::Gaussian) -> crate::Result<crate::core::data::Dataset> {
-    use crate::core::data::Target;
-    let d = dist.d_x();
-    let root = crate::core::linalg::sym_fn(&dist.x_second_moment(), |l| l.max(0.0).sqrt())?;
-    let v = match dist.target() {
-        Target::Identity => crate::core::linalg::Dense::eye(d),
-        Target::Linear(m) => m.clone(),
-        Target::Tanh { .. } => return Err(crate::invalid!("population dataset: needs a linear teacher")),
-    };
-    let s = (d as f64).sqrt();
-    let x = root.t().scale(s); // row k = √d · column k of Σ^{1/2} (symmetric)
-    let y = x.mul(&v.t());
-    crate::core::data::Dataset::new(d, d, dist.d_y(), x.data, y.data)
-}
-
 /// Batch means of the last `frac` of a series (10 batches) and their standard error: a
 /// time-average with an error bar that respects autocorrelation.
 pub fn tail_mean(v: &[f64], frac: f64) -> (f64, f64) {
@@ -251,22 +120,38 @@ pub fn tail_mean(v: &[f64], frac: f64) -> (f64, f64) {
     mean_se(&means)
 }
 
-/// The data source of an SGD-versus-GD comparison: online samples from `g` for SGD, or for GD a
-/// fixed dataset of `n` samples drawn once from `g` with `data_rng`.
-pub fn sgd_or_gd_source(
-    mut g: crate::core::data::Gaussian,
-    gd: bool,
-    n: usize,
-    data_rng: &mut crate::core::rng::Rng,
-) -> crate::core::data::Source {
-    if gd {
-        let data = g.dataset(data_rng, n);
-        crate::core::data::Source::Fixed {
-            data,
-            replacement: true,
-            dist: Some(g),
-        }
-    } else {
-        crate::core::data::Source::Online(g)
+/// Records chosen entries of θ as columns `theta[i]` (e.g. the two coordinates of a 2-D model).
+pub struct ThetaProbe {
+    indices: Vec<usize>,
+}
+
+impl ThetaProbe {
+    /// A probe of the entries `indices` of the flat θ.
+    pub fn new(indices: Vec<usize>) -> Self {
+        ThetaProbe { indices }
     }
+}
+
+impl crate::train::Probe for ThetaProbe {
+    fn columns(&self) -> Vec<String> {
+        self.indices.iter().map(|i| format!("theta[{i}]")).collect()
+    }
+    fn record(&mut self, ctx: &crate::train::ProbeCtx<'_>, out: &mut Vec<f64>) -> crate::Result<()> {
+        for &i in &self.indices {
+            let v = *ctx
+                .theta
+                .get(i)
+                .ok_or_else(|| crate::invalid!("theta probe: index {i} beyond the {} parameters", ctx.theta.len()))?;
+            out.push(v);
+        }
+        Ok(())
+    }
+}
+
+/// The diagonal generator with ones on `range` of a θ of length `p` (the squared norm of that
+/// part of θ as a charge).
+pub fn ones_on(p: usize, range: std::ops::Range<usize>) -> crate::core::symmetry::generator::Generator {
+    let mut a = vec![0.0; p];
+    a[range].fill(1.0);
+    crate::core::symmetry::generator::Generator::Diagonal(a)
 }

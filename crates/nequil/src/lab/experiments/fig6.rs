@@ -5,15 +5,16 @@
 //!
 //! Settings (paper: x ∈ ℝ⁴⁰ isotropic, Var ε₁ = 5, other noise variances 1, 10⁴ iterations):
 //! autoencoding y = x + ε, width 40, no biases, Kaiming init; SGD online with S = 1, η = 0.002;
-//! GD on 500 fixed samples with η = 0.05 for the same time t = η·steps.
+//! GD on 500 fixed samples with η = 0.05 for the same time t = η·steps. Every run has
+//! [`SEEDS`] seeds; SGD and GD of one seed start from the same initialization, so the checks use
+//! the paired differences over seeds.
 
-use super::common::{cosine, fmt, log_of, par_map, sgd_or_gd_source, Check, Ctx, Outcome};
-use super::figure::{Figure, Panel, Role, Series, Style};
-use crate::core::data::{Cov, Gaussian, Target};
+use super::common::{cosine, fmt, log_of, mean_se, Check, Ctx};
+use super::plan::{base_spec, full_batch, Details, Plan, PlannedRun, Results};
 use crate::core::linalg::Dense;
-use crate::core::models::{Activation, Init, Model};
-use crate::core::rng::Rng;
-use crate::train::{Batching, Stepper};
+use crate::lab::files::{Figure, Panel, Role, Series, Style};
+use crate::lab::spec::{ActivationName, CovSpec, ModelKind};
+use crate::train::{Probe, ProbeCtx};
 use crate::Result;
 
 const D: usize = 40;
@@ -21,21 +22,35 @@ const H: usize = 40;
 /// SGD learning rate. With the loss ‖f − y‖² summed over 40 outputs, η = 0.01 with S = 1 diverges
 /// for ReLU and swish; the similarity grows as η shrinks (0.005 → 0.002 is shown).
 const ETA: f64 = 0.002;
+/// The larger SGD step of the tanh comparison.
+const ETA_BIG: f64 = 0.005;
+const ETA_GD: f64 = 0.05;
+/// Seeds per run.
+const SEEDS: u64 = 3;
+const ACTS: [(ActivationName, &str); 4] = [
+    (ActivationName::Tanh, "tanh"),
+    (ActivationName::Relu, "ReLU"),
+    (ActivationName::LeakyRelu, "leaky ReLU"),
+    (ActivationName::Swish, "swish"),
+];
 
-struct Run {
-    act: Activation,
-    gd: bool,
-    eta: f64,
+fn sgd_steps(full: bool) -> u64 {
+    if full {
+        200_000
+    } else {
+        20_000
+    }
 }
 
-struct Result1 {
-    m_w: Dense,
-    m_u: Dense,
-    cos0: f64,
-    cos: Vec<(f64, f64)>,
+fn noise() -> Vec<f64> {
+    let mut n = vec![1.0; D];
+    n[0] = 5.0;
+    n
 }
 
-fn matrices(theta: &[f64], noise: &[f64]) -> (Dense, Dense) {
+/// `W Σ̄_x Wᵀ` and `Uᵀ Σ̄_ε U` (Σ_x = I, so Σ̄_x = I/d).
+fn matrices(theta: &[f64]) -> (Dense, Dense) {
+    let noise = noise();
     let w = Dense::from_slice(H, D, &theta[..H * D]);
     let u = Dense::from_slice(D, H, &theta[H * D..]);
     let tr: f64 = noise.iter().sum();
@@ -47,162 +62,207 @@ fn matrices(theta: &[f64], noise: &[f64]) -> (Dense, Dense) {
     (m_w, m_u)
 }
 
-fn simulate(r: &Run, sgd_steps: u64, ctx: &Ctx) -> Result<Result1> {
-    let model = Model::mlp(&[D, H, D], r.act, false)?;
-    let mut noise = vec![1.0; D];
-    noise[0] = 5.0;
-    let g = Gaussian::new(D, D, Cov::Scalar(1.0), Target::Identity, Some(Cov::Diag(noise.clone())))?;
-    let (eta, steps) = if r.gd {
-        (0.05, sgd_steps / 5)
-    } else {
-        (r.eta, sgd_steps)
-    };
-    let mut source = sgd_or_gd_source(g, r.gd, 500, &mut Rng::new(61));
-    let batching = if r.gd { Batching::Full } else { Batching::Sgd(1) };
-    let mut st = Stepper::new(&model, &source, batching, 0.0, 62)?;
-    let mut theta = model.init(&Init::Kaiming, &mut Rng::new(63))?;
-    let (a, b) = matrices(&theta, &noise);
-    let cos0 = cosine(&a.data, &b.data);
-    let every = (steps / 40).max(1);
-    let mut cos = vec![(0.0, cos0)];
-    for k in 0..steps {
-        st.step(&model, &mut source, &mut theta, eta, k)?;
-        if (k + 1) % every == 0 {
-            let (a, b) = matrices(&theta, &noise);
-            cos.push(((k + 1) as f64 * eta, cosine(&a.data, &b.data)));
-            ctx.advance(every * if r.gd { 25 } else { 1 });
-        }
-    }
-    let (m_w, m_u) = matrices(&theta, &noise);
-    Ok(Result1 { m_w, m_u, cos0, cos })
+fn similarity(theta: &[f64]) -> f64 {
+    let (a, b) = matrices(theta);
+    cosine(&a.data, &b.data)
 }
 
-/// Runs the experiment.
-pub fn run(ctx: &Ctx) -> Result<Outcome> {
-    let sgd_steps: u64 = if ctx.full { 200_000 } else { 20_000 };
-    let acts = [
-        Activation::Tanh,
-        Activation::Relu,
-        Activation::LeakyRelu(0.1),
-        Activation::Swish,
-    ];
-    let mut runs: Vec<Run> = acts
-        .iter()
-        .flat_map(|&act| {
-            [
-                Run {
-                    act,
-                    gd: false,
-                    eta: ETA,
-                },
-                Run {
-                    act,
-                    gd: true,
-                    eta: 0.05,
-                },
-            ]
-        })
-        .collect();
-    // A larger SGD step for tanh, to show the finite-η bias.
-    runs.push(Run {
-        act: Activation::Tanh,
-        gd: false,
-        eta: 2.5 * ETA,
-    });
-    // GD steps cost ~500× an SGD step; weight progress by that (GD runs have 1/5 of the steps).
-    ctx.set_total(acts.len() as u64 * (sgd_steps + sgd_steps / 5 * 25) + sgd_steps);
-    let res: Vec<Result1> = par_map(ctx.jobs, &runs, |r| simulate(r, sgd_steps, ctx))
-        .into_iter()
-        .collect::<Result<_>>()?;
+/// Column `cos`: the cosine similarity of `W Σ̄_x Wᵀ` and `Uᵀ Σ̄_ε U`.
+struct SimilarityProbe;
+
+impl Probe for SimilarityProbe {
+    fn columns(&self) -> Vec<String> {
+        vec!["cos".into()]
+    }
+    fn record(&mut self, ctx: &ProbeCtx<'_>, out: &mut Vec<f64>) -> Result<()> {
+        out.push(similarity(ctx.theta));
+        Ok(())
+    }
+}
+
+fn name(act: &str, kind: &str, seed: u64) -> String {
+    format!("{act}/{kind}/seed={seed}")
+}
+
+/// The runs of each activation: (kind, η, GD).
+fn kinds(act: ActivationName) -> Vec<(&'static str, f64, bool)> {
+    let mut v = vec![("sgd", ETA, false), ("gd", ETA_GD, true)];
+    if act == ActivationName::Tanh {
+        v.push(("sgd_big_eta", ETA_BIG, false));
+    }
+    v
+}
+
+/// The plan.
+pub fn plan(ctx: &Ctx) -> Result<Plan> {
+    let n_sgd = sgd_steps(ctx.full);
+    let mut p = Plan::new();
+    for (act, label) in ACTS {
+        for (kind, eta, gd) in kinds(act) {
+            for seed in 0..SEEDS {
+                let n = if gd { n_sgd / 5 } else { n_sgd };
+                let mut s = base_spec(seed, ModelKind::Mlp, &[D, H, D], n);
+                s.model.activation = Some(act);
+                if act == ActivationName::LeakyRelu {
+                    s.model.leaky_slope = Some(0.1);
+                }
+                s.data.noise_cov = Some(CovSpec::Diag(noise()));
+                s.train.lr = Some(eta);
+                if gd {
+                    full_batch(&mut s, 500);
+                }
+                s.probes.every = Some((n / 40).max(1));
+                s.probes.eval_samples = 64;
+                p.add(
+                    PlannedRun::new(name(label, kind, seed), s)
+                        .probe(SimilarityProbe)
+                        .cost(if gd { 25 } else { 1 }),
+                )?;
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// Final similarities of one kind of run, one per seed.
+fn finals(r: &Results, act: &str, kind: &str) -> Result<Vec<f64>> {
+    (0..SEEDS)
+        .map(|seed| r.run(&name(act, kind, seed))?.last("cos"))
+        .collect()
+}
+
+/// Mean and standard error over seeds of the paired differences a − b.
+fn paired(a: &[f64], b: &[f64]) -> (f64, f64) {
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    mean_se(&d)
+}
+
+/// The checks.
+pub fn checks(r: &Results) -> Result<Vec<Check>> {
     let mut checks = vec![];
-    let mut sim_x = vec![];
-    let (mut sim_sgd, mut sim_gd, mut sim_init) = (vec![], vec![], vec![]);
-    for (i, act) in acts.iter().enumerate() {
-        let (s, g) = (&res[2 * i], &res[2 * i + 1]);
-        let (cs, cg) = (s.cos.last().unwrap().1, g.cos.last().unwrap().1);
-        sim_x.push(i as f64);
-        sim_sgd.push(cs);
-        sim_gd.push(cg);
-        sim_init.push(s.cos0);
+    for (_, act) in ACTS {
+        let (s, g) = (finals(r, act, "sgd")?, finals(r, act, "gd")?);
+        let (m, se) = paired(&s, &g);
         checks.push(Check::at_least(
-            &format!("{}: SGD's similarity of W Σ̄_x Wᵀ and Uᵀ Σ̄_ε U exceeds GD's by at least 0.2", act.name()),
-            0.2,
-            cs - cg,
-            "direction of the claim (SGD aligns, GD does not); 0.2 is a margin well above run-to-run scatter of a single cosine",
+            &format!("{act}: SGD's similarity of W Σ̄_x Wᵀ and Uᵀ Σ̄_ε U exceeds GD's: mean paired difference over its standard error"),
+            3.0,
+            m / se,
+            &format!(
+                "k = 3 standard errors over {SEEDS} seeds (difference {} ± {}; SGD and GD of a seed share the initialization): SGD aligns, GD does not",
+                fmt(m),
+                fmt(se)
+            ),
         ));
     }
-    let c_big = res[8].cos.last().unwrap().1;
+    let (small, big) = (finals(r, "tanh", "sgd")?, finals(r, "tanh", "sgd_big_eta")?);
+    let (m, se) = paired(&small, &big);
     checks.push(Check::at_least(
-        "tanh: a smaller SGD step gives a higher similarity (η = 0.002 minus η = 0.005)",
-        0.0,
-        res[0].cos.last().unwrap().1 - c_big,
-        "the equilibrium of Thm 5.2 is the small-η limit; finite η biases it (book `theory/closed-forms.md#two-layer-recipe` shows the same trend)",
+        &format!("tanh: a smaller SGD step gives a higher similarity: mean paired difference (η = {ETA} minus η = {ETA_BIG}) over its standard error"),
+        3.0,
+        m / se,
+        &format!(
+            "k = 3 standard errors over {SEEDS} seeds (difference {} ± {}): the equilibrium of Thm 5.2 is the small-η limit; finite η biases it (book `theory/closed-forms.md#two-layer-recipe` shows the same trend)",
+            fmt(m),
+            fmt(se)
+        ),
     ));
+    let init: Vec<f64> = (0..SEEDS)
+        .map(|seed| Ok(r.run(&name("tanh", "sgd", seed))?.column("cos")?[0]))
+        .collect::<Result<_>>()?;
+    let (m, se) = paired(&small, &init);
     checks.push(Check::at_least(
-        "tanh: SGD increases the similarity above its value at initialization",
-        res[0].cos0,
-        res[0].cos.last().unwrap().1,
-        "direction of the claim",
+        "tanh: SGD increases the similarity above its value at initialization: mean paired difference over its standard error",
+        3.0,
+        m / se,
+        &format!("k = 3 standard errors over {SEEDS} seeds (increase {} ± {})", fmt(m), fmt(se)),
     ));
+    Ok(checks)
+}
+
+/// The figure (seed 0).
+pub fn figure(r: &Results) -> Result<Figure> {
     let heat = |title: &str, m: &Dense| Panel::heatmap(title, m.rows, m.cols, m.data.clone(), true);
-    let traj = |r: &Result1| {
-        (
-            r.cos.iter().map(|c| c.0).collect::<Vec<_>>(),
-            r.cos.iter().map(|c| c.1).collect::<Vec<_>>(),
-        )
-    };
-    let (ts, cs) = traj(&res[0]);
-    let (tg, cg) = traj(&res[1]);
+    let (s0, g0) = (r.run(&name("tanh", "sgd", 0))?, r.run(&name("tanh", "gd", 0))?);
+    let (sw, su) = matrices(&s0.theta);
+    let (gw, gu) = matrices(&g0.theta);
+    let mut sim = [vec![], vec![], vec![]];
+    for (_, act) in ACTS {
+        let (s, g) = (finals(r, act, "sgd")?, finals(r, act, "gd")?);
+        sim[0].push(mean_se(&s).0);
+        sim[1].push(mean_se(&g).0);
+        sim[2].push(r.run(&name(act, "sgd", 0))?.column("cos")?[0]);
+    }
+    let x: Vec<f64> = (0..ACTS.len()).map(|i| i as f64).collect();
     let panels = vec![
-        heat("tanh, SGD: W Σ̄_x Wᵀ", &res[0].m_w),
-        heat("tanh, SGD: Uᵀ Σ̄_ε U", &res[0].m_u),
-        heat("tanh, GD: W Σ̄_x Wᵀ", &res[1].m_w),
-        heat("tanh, GD: Uᵀ Σ̄_ε U", &res[1].m_u),
+        heat("tanh, SGD: W Σ̄_x Wᵀ", &sw),
+        heat("tanh, SGD: Uᵀ Σ̄_ε U", &su),
+        heat("tanh, GD: W Σ̄_x Wᵀ", &gw),
+        heat("tanh, GD: Uᵀ Σ̄_ε U", &gu),
         Panel::xy(
             "tanh: similarity over time",
             "t = η · steps",
             "cosine(W Σ̄_x Wᵀ, Uᵀ Σ̄_ε U)",
             vec![
-                Series::new("SGD", Role::Sgd, Style::Markers, ts, cs),
-                Series::new("GD", Role::Gd, Style::Markers, tg, cg),
+                Series::new("SGD", Role::Sgd, Style::Markers, s0.column("t")?, s0.column("cos")?),
+                Series::new("GD", Role::Gd, Style::Markers, g0.column("t")?, g0.column("cos")?),
             ],
             false,
             false,
         ),
         Panel::xy(
-            "final similarity by activation (0 tanh, 1 ReLU, 2 leaky ReLU, 3 swish)",
+            &format!("final similarity by activation, mean over {SEEDS} seeds (0 tanh, 1 ReLU, 2 leaky ReLU, 3 swish)"),
             "activation index",
             "cosine similarity",
             vec![
-                Series::new("SGD", Role::Sgd, Style::Markers, sim_x.clone(), sim_sgd.clone()),
-                Series::new("GD", Role::Gd, Style::Markers, sim_x.clone(), sim_gd.clone()),
+                Series::new("SGD", Role::Sgd, Style::Markers, x.clone(), sim[0].clone()),
+                Series::new("GD", Role::Gd, Style::Markers, x.clone(), sim[1].clone()),
                 Series::new(
-                    "at initialization",
+                    "at initialization (seed 0)",
                     Role::Other(3),
                     Style::Markers,
-                    sim_x.clone(),
-                    sim_init,
+                    x,
+                    sim[2].clone(),
                 ),
             ],
             false,
             false,
         ),
     ];
-    let rows = (0..acts.len()).map(|i| vec![i as f64, sim_sgd[i], sim_gd[i]]).collect();
-    Ok(Outcome {
-        checks,
-        figure: Figure { title: "Fig. 6/9: representations under SGD vs GD".into(), columns: 2, panels },
+    Ok(Figure {
+        title: "Fig. 6/9: representations under SGD vs GD".into(),
+        columns: 2,
+        panels,
+    })
+}
+
+/// Settings, notes and logs.
+pub fn details(r: &Results) -> Result<Details> {
+    let mut rows = vec![];
+    let mut text = vec![];
+    for (i, (_, act)) in ACTS.iter().enumerate() {
+        let (s, g) = (finals(r, act, "sgd")?, finals(r, act, "gd")?);
+        for seed in 0..SEEDS as usize {
+            rows.push(vec![i as f64, seed as f64, s[seed], g[seed]]);
+        }
+        let ((ms, ses), (mg, seg)) = (mean_se(&s), mean_se(&g));
+        text.push(format!("{act} {} ± {} / {} ± {}", fmt(ms), fmt(ses), fmt(mg), fmt(seg)));
+    }
+    let (mb, seb) = mean_se(&finals(r, "tanh", "sgd_big_eta")?);
+    Ok(Details {
         settings: vec![
             ("model".into(), format!("two-layer MLP [{D}, {H}, {D}], no biases, Kaiming init; tanh (Fig. 6), ReLU, leaky ReLU (slope 0.1), swish (Fig. 9)")),
             ("data".into(), "x ~ N(0, I₄₀), y = x + ε, ε ~ N(0, diag(5, 1, …, 1))".into()),
-            ("SGD".into(), format!("online, S = 1, η = {ETA} (and 0.005 for tanh), {sgd_steps} steps")),
-            ("GD".into(), format!("500 fixed samples, η = 0.05, {} steps (same t)", sgd_steps / 5)),
+            ("SGD".into(), format!("online, S = 1, η = {ETA} (and {ETA_BIG} for tanh), {} steps", sgd_steps(r.full))),
+            ("GD".into(), format!("500 fixed samples, η = {ETA_GD}, {} steps (same t)", sgd_steps(r.full) / 5)),
+            ("seeds".into(), format!("{SEEDS} per run (0 … {}); SGD and GD of a seed share the initialization", SEEDS - 1)),
             ("measure".into(), "cosine similarity of the flattened matrices W Σ̄_x Wᵀ and Uᵀ Σ̄_ε U (Σ̄ = Σ/TrΣ)".into()),
         ],
-        logs: vec![("similarity".into(), log_of(&["activation", "cos_sgd", "cos_gd"], rows))],
         notes: vec![format!(
-            "Final similarities (SGD / GD): tanh {}/{} (tanh SGD at η = 0.005: {}), ReLU {}/{}, leaky ReLU {}/{}, swish {}/{}.",
-            fmt(sim_sgd[0]), fmt(sim_gd[0]), fmt(c_big), fmt(sim_sgd[1]), fmt(sim_gd[1]), fmt(sim_sgd[2]), fmt(sim_gd[2]), fmt(sim_sgd[3]), fmt(sim_gd[3])
+            "Final similarities, mean ± standard error over {SEEDS} seeds (SGD / GD): {}; tanh SGD at η = {ETA_BIG}: {} ± {}.",
+            text.join(", "),
+            fmt(mb),
+            fmt(seb)
         )],
+        logs: vec![("similarity".into(), log_of(&["activation", "seed", "cos_sgd", "cos_gd"], rows))],
     })
 }

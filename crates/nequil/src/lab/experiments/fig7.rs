@@ -4,155 +4,176 @@
 //! Net-B. Net-A's layer norms are not charges and may move either way.
 //!
 //! Settings (the paper says only "simple linear Gaussian data"): x ~ N(0, I₈), y = V x + ε with a
-//! random teacher V ∈ ℝ^{1×8}, Var ε = 0.1; widths [8, 16, 1], Kaiming init; SGD S = 1 online, GD
-//! on 500 fixed samples; η = 0.05.
+//! random teacher V ∈ ℝ^{1×8} drawn from the seed, Var ε = 0.1; widths [8, 16, 1], Kaiming init;
+//! SGD S = 1 online, GD on 500 fixed samples; η = 0.05. Every run has [`SEEDS`] seeds.
 
-use super::common::{fmt, log_of, par_map, sgd_or_gd_source, Check, Ctx, Outcome};
-use super::figure::{Figure, Panel, Role, Series, Style};
-use crate::core::data::{Cov, Gaussian, Target};
-use crate::core::models::{Init, Model, ScaleKind};
-use crate::core::rng::Rng;
-use crate::train::{Batching, Stepper};
+use super::common::{fmt, log_of, mean_se, ones_on, Check, Ctx};
+use super::plan::{base_spec, full_batch, Details, Plan, PlannedRun, Results};
+use crate::instruments::StepChargeProbe;
+use crate::lab::files::{Figure, Panel, Role, Series, Style};
+use crate::lab::spec::{CovSpec, ModelKind, TargetKind};
 use crate::Result;
-
-struct Run {
-    kind: ScaleKind,
-    gd: bool,
-}
-
-struct Trace {
-    t: Vec<f64>,
-    w2: Vec<f64>,
-    u2: Vec<f64>,
-    /// min over steps of the relative change of (total, ‖W‖², ‖U‖²).
-    min_rel: [f64; 3],
-    /// max over steps of |Δ‖θ‖² − η²‖ĝ‖²| / ‖θ‖².
-    identity_err: f64,
-}
 
 const D: usize = 8;
 const H: usize = 16;
 const ETA: f64 = 0.05;
+/// Seeds per run (teacher, data, initialization and batches).
+const SEEDS: u64 = 3;
+const NETS: [(&str, ModelKind); 2] = [("Net-A", ModelKind::NetA), ("Net-B", ModelKind::NetB)];
 
-fn simulate(r: &Run, steps: u64, ctx: &Ctx) -> Result<Trace> {
-    let model = Model::scale_net(r.kind, D, H, 1)?;
-    let g = Gaussian::new(
-        D,
-        1,
-        Cov::Scalar(1.0),
-        Target::random_linear(D, 1, &mut Rng::new(21)),
-        Some(Cov::Scalar(0.1)),
-    )?;
-    let mut source = sgd_or_gd_source(g, r.gd, 500, &mut Rng::new(22));
-    let batching = if r.gd { Batching::Full } else { Batching::Sgd(1) };
-    let mut st = Stepper::new(&model, &source, batching, 0.0, 23)?;
-    let mut theta = model.init(&Init::Kaiming, &mut Rng::new(24))?;
-    let nw = D * H;
-    let norms = |th: &[f64]| {
-        let w: f64 = th[..nw].iter().map(|v| v * v).sum();
-        let u: f64 = th[nw..].iter().map(|v| v * v).sum();
-        (w, u)
-    };
-    let every = (steps / 300).max(1);
-    let (w0, u0) = norms(&theta);
-    let mut tr = Trace {
-        t: vec![0.0],
-        w2: vec![w0],
-        u2: vec![u0],
-        min_rel: [f64::INFINITY; 3],
-        identity_err: 0.0,
-    };
-    let (mut w_prev, mut u_prev) = (w0, u0);
-    for k in 0..steps {
-        st.step(&model, &mut source, &mut theta, ETA, k)?;
-        let (w, u) = norms(&theta);
-        let g2: f64 = st.last_grad().iter().map(|v| v * v).sum();
-        let n_prev = w_prev + u_prev;
-        tr.min_rel[0] = tr.min_rel[0].min((w + u - n_prev) / n_prev);
-        tr.min_rel[1] = tr.min_rel[1].min((w - w_prev) / w_prev);
-        tr.min_rel[2] = tr.min_rel[2].min((u - u_prev) / u_prev);
-        tr.identity_err = tr.identity_err.max(((w + u - n_prev) - ETA * ETA * g2).abs() / n_prev);
-        (w_prev, u_prev) = (w, u);
-        if (k + 1) % every == 0 {
-            tr.t.push((k + 1) as f64 * ETA);
-            tr.w2.push(w);
-            tr.u2.push(u);
-            ctx.advance(every);
-        }
+fn steps(full: bool) -> u64 {
+    if full {
+        40_000
+    } else {
+        10_000
     }
-    Ok(tr)
 }
 
-/// Runs the experiment.
-pub fn run(ctx: &Ctx) -> Result<Outcome> {
-    let steps: u64 = if ctx.full { 40_000 } else { 10_000 };
-    let runs = [
-        Run {
-            kind: ScaleKind::NetA,
-            gd: false,
-        },
-        Run {
-            kind: ScaleKind::NetA,
-            gd: true,
-        },
-        Run {
-            kind: ScaleKind::NetB,
-            gd: false,
-        },
-        Run {
-            kind: ScaleKind::NetB,
-            gd: true,
-        },
-    ];
-    ctx.set_total(steps * runs.len() as u64);
-    let traces: Vec<Trace> = par_map(ctx.jobs, &runs, |r| simulate(r, steps, ctx))
-        .into_iter()
-        .collect::<Result<_>>()?;
+fn name(net: &str, gd: bool, seed: u64) -> String {
+    format!("{net}/{}/seed={seed}", if gd { "gd" } else { "sgd" })
+}
+
+/// The plan.
+pub fn plan(ctx: &Ctx) -> Result<Plan> {
+    let mut p = Plan::new();
+    let n = steps(ctx.full);
+    let nw = D * H;
+    let np = nw + H;
+    for (net, kind) in NETS {
+        for gd in [false, true] {
+            for seed in 0..SEEDS {
+                let mut s = base_spec(seed, kind, &[D, H, 1], n);
+                s.data.target = TargetKind::Linear;
+                s.data.noise_cov = Some(CovSpec::Scalar(0.1));
+                s.train.lr = Some(ETA);
+                if gd {
+                    full_batch(&mut s, 500);
+                }
+                s.probes.every = Some((n / 300).max(1));
+                s.probes.eval_samples = 256;
+                let probe = StepChargeProbe::new(vec![
+                    ("total".into(), ones_on(np, 0..np)),
+                    ("W".into(), ones_on(np, 0..nw)),
+                    ("U".into(), ones_on(np, nw..np)),
+                ])?;
+                p.add(
+                    PlannedRun::new(name(net, gd, seed), s)
+                        .probe(probe)
+                        .cost(if gd { 500 } else { 1 }),
+                )?;
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// Growth of the total norm ‖θ_end‖²/‖θ₀‖² − 1, one value per seed.
+fn growths(r: &Results, net: &str, gd: bool) -> Result<Vec<f64>> {
+    (0..SEEDS)
+        .map(|seed| {
+            let run = r.run(&name(net, gd, seed))?;
+            let total = |i: usize| -> Result<f64> {
+                Ok(run.column("norm2.layers.0.weight")?[i] + run.column("norm2.layers.1.weight")?[i])
+            };
+            let last = run.log.rows.len() - 1;
+            Ok(total(last)? / total(0)? - 1.0)
+        })
+        .collect()
+}
+
+fn worst(r: &Results, net: &str, gd: &[bool], key: &str, largest: bool) -> Result<f64> {
+    let mut out = if largest { f64::NEG_INFINITY } else { f64::INFINITY };
+    for &g in gd {
+        for seed in 0..SEEDS {
+            let v = r.run(&name(net, g, seed))?.value(key)?;
+            out = if largest { out.max(v) } else { out.min(v) };
+        }
+    }
+    Ok(out)
+}
+
+/// The checks.
+pub fn checks(r: &Results) -> Result<Vec<Check>> {
     let rounding = 8.0 * f64::EPSILON;
-    let growth = |tr: &Trace| (tr.w2.last().unwrap() + tr.u2.last().unwrap()) / (tr.w2[0] + tr.u2[0]) - 1.0;
     let mut checks = vec![];
-    for (name, sgd, gd) in [("Net-A", &traces[0], &traces[1]), ("Net-B", &traces[2], &traces[3])] {
+    for (net, _) in NETS {
         checks.push(Check::at_least(
-            &format!("{name}, SGD: the total norm ‖θ‖² never decreases (min relative step change)"),
+            &format!("{net}, SGD: the total norm ‖θ‖² never decreases (min relative step change, all seeds)"),
             -rounding,
-            sgd.min_rel[0],
+            worst(r, net, &[false], "total/min_rel_change", false)?,
             "exact: Δ‖θ‖² = η²‖ĝ‖² ≥ 0; 8 machine epsilons of rounding",
         ));
+        let (ms, ses) = mean_se(&growths(r, net, false)?);
+        let (mg, seg) = mean_se(&growths(r, net, true)?);
         checks.push(Check::at_least(
-            &format!("{name}: SGD grows ‖θ‖² far more than GD (growth ratio)"),
-            10.0,
-            growth(sgd) / growth(gd).max(f64::MIN_POSITIVE),
-            "GD's growth η∫‖∇L‖²dt vanishes at a minimum; SGD's includes the gradient noise",
+            &format!("{net}: SGD grows ‖θ‖² more than GD: (mean SGD growth − mean GD growth) over its standard error"),
+            3.0,
+            (ms - mg) / (ses * ses + seg * seg).sqrt(),
+            &format!(
+                "3 standard errors over {SEEDS} seeds (growth of ‖θ‖²/‖θ₀‖²: SGD {} ± {}, GD {} ± {}): GD's growth η∫‖∇L‖²dt vanishes at a minimum, SGD's includes the gradient noise",
+                fmt(ms),
+                fmt(ses),
+                fmt(mg),
+                fmt(seg)
+            ),
         ));
         checks.push(Check::at_most(
-            &format!("{name}: exact identity Δ‖θ‖² = η²‖ĝ‖² (max error relative to ‖θ‖², SGD and GD)"),
+            &format!("{net}: exact identity Δ‖θ‖² = η²‖ĝ‖² at every step (max error relative to ‖θ‖², SGD and GD, all seeds)"),
             1e-12,
-            sgd.identity_err.max(gd.identity_err),
+            worst(r, net, &[false, true], "total/max_identity_error", true)?,
             "float rounding",
         ));
     }
     checks.push(Check::at_least(
-        "Net-B, SGD: ‖W‖² and ‖U‖² each never decrease (min relative step change of either)",
+        "Net-B, SGD: ‖W‖² and ‖U‖² each never decrease (min relative step change of either, all seeds)",
         -rounding,
-        traces[2].min_rel[1].min(traces[2].min_rel[2]),
+        worst(r, "Net-B", &[false], "W/min_rel_change", false)?.min(worst(
+            r,
+            "Net-B",
+            &[false],
+            "U/min_rel_change",
+            false,
+        )?),
         "exact: each layer is a separate scale symmetry, Δ‖W‖² = η²‖ĝ_W‖², Δ‖U‖² = η²‖ĝ_U‖²",
     ));
+    checks.push(Check::at_most(
+        "Net-B: exact identities Δ‖W‖² = η²‖ĝ_W‖² and Δ‖U‖² = η²‖ĝ_U‖² at every step (max error relative to ‖θ‖², SGD and GD)",
+        1e-12,
+        worst(r, "Net-B", &[false, true], "W/max_identity_error", true)?.max(worst(
+            r,
+            "Net-B",
+            &[false, true],
+            "U/max_identity_error",
+            true,
+        )?),
+        "float rounding",
+    ));
+    Ok(checks)
+}
+
+/// The figure (seed 0).
+pub fn figure(r: &Results) -> Result<Figure> {
     let mut panels = vec![];
-    for (name, sgd, gd) in [("Net-A", &traces[0], &traces[1]), ("Net-B", &traces[2], &traces[3])] {
-        let tot = |tr: &Trace| tr.w2.iter().zip(&tr.u2).map(|(a, b)| a + b).collect::<Vec<_>>();
+    for (net, _) in NETS {
+        let (sgd, gd) = (r.run(&name(net, false, 0))?, r.run(&name(net, true, 0))?);
+        let tot = |run: &super::plan::RunResult| -> Result<Vec<f64>> {
+            let w = run.column("norm2.layers.0.weight")?;
+            let u = run.column("norm2.layers.1.weight")?;
+            Ok(w.iter().zip(&u).map(|(a, b)| a + b).collect())
+        };
         panels.push(Panel::xy(
-            &format!("{name}: total norm"),
+            &format!("{net}: total norm"),
             "t = η · steps",
             "‖θ‖²",
             vec![
-                Series::new("SGD", Role::Sgd, Style::Markers, sgd.t.clone(), tot(sgd)),
-                Series::new("GD", Role::Gd, Style::Markers, gd.t.clone(), tot(gd)),
+                Series::new("SGD", Role::Sgd, Style::Markers, sgd.column("t")?, tot(sgd)?),
+                Series::new("GD", Role::Gd, Style::Markers, gd.column("t")?, tot(gd)?),
             ],
             false,
             false,
         ));
         panels.push(Panel::xy(
-            &format!("{name}: layer norms"),
+            &format!("{net}: layer norms"),
             "t = η · steps",
             "squared Frobenius norm",
             vec![
@@ -160,39 +181,72 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
                     "SGD ‖W‖² (1st layer)",
                     Role::Sgd,
                     Style::Markers,
-                    sgd.t.clone(),
-                    sgd.w2.clone(),
+                    sgd.column("t")?,
+                    sgd.column("norm2.layers.0.weight")?,
                 ),
                 Series::new(
                     "SGD ‖U‖² (2nd layer)",
                     Role::Other(1),
                     Style::Markers,
-                    sgd.t.clone(),
-                    sgd.u2.clone(),
+                    sgd.column("t")?,
+                    sgd.column("norm2.layers.1.weight")?,
                 ),
-                Series::new("GD ‖W‖²", Role::Gd, Style::Markers, gd.t.clone(), gd.w2.clone()),
-                Series::new("GD ‖U‖²", Role::GdWd, Style::Markers, gd.t.clone(), gd.u2.clone()),
+                Series::new(
+                    "GD ‖W‖²",
+                    Role::Gd,
+                    Style::Markers,
+                    gd.column("t")?,
+                    gd.column("norm2.layers.0.weight")?,
+                ),
+                Series::new(
+                    "GD ‖U‖²",
+                    Role::GdWd,
+                    Style::Markers,
+                    gd.column("t")?,
+                    gd.column("norm2.layers.1.weight")?,
+                ),
             ],
             false,
             false,
         ));
     }
-    let names = ["net_a_sgd", "net_a_gd", "net_b_sgd", "net_b_gd"];
-    let logs = traces
-        .iter()
-        .zip(names)
-        .map(|(tr, n)| {
-            let rows = (0..tr.t.len()).map(|j| vec![tr.t[j], tr.w2[j], tr.u2[j]]).collect();
-            (n.to_string(), log_of(&["t", "norm2_w", "norm2_u"], rows))
-        })
-        .collect();
-    Ok(Outcome {
-        checks,
-        figure: Figure {
-            title: "Fig. 7: Net-A and Net-B norms under SGD and GD".into(),
-            columns: 2,
-            panels,
-        },
+    Ok(Figure {
+        title: "Fig. 7: Net-A and Net-B norms under SGD and GD".into(),
+        columns: 2,
+        panels,
+    })
+}
+
+/// Settings, notes and logs.
+pub fn details(r: &Results) -> Result<Details> {
+    let mut logs = vec![];
+    let mut notes = vec![];
+    for (net, _) in NETS {
+        for gd in [false, true] {
+            let run = r.run(&name(net, gd, 0))?;
+            let cols = ["t", "norm2.layers.0.weight", "norm2.layers.1.weight"];
+            let data: Vec<Vec<f64>> = cols.iter().map(|c| run.column(c)).collect::<Result<_>>()?;
+            let rows = (0..data[0].len())
+                .map(|j| data.iter().map(|c| c[j]).collect())
+                .collect();
+            let file = format!(
+                "{}_{}",
+                net.to_lowercase().replace('-', "_"),
+                if gd { "gd" } else { "sgd" }
+            );
+            logs.push((file, log_of(&["t", "norm2_w", "norm2_u"], rows)));
+        }
+        let (ms, ses) = mean_se(&growths(r, net, false)?);
+        let (mg, seg) = mean_se(&growths(r, net, true)?);
+        notes.push(format!(
+            "{net}: growth of ‖θ‖²/‖θ₀‖² over {SEEDS} seeds: SGD {} ± {}, GD {} ± {}.",
+            fmt(ms),
+            fmt(ses),
+            fmt(mg),
+            fmt(seg)
+        ));
+    }
+    Ok(Details {
         settings: vec![
             (
                 "models".into(),
@@ -202,20 +256,21 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             ),
             (
                 "data".into(),
-                "x ~ N(0, I₈), y = V x + ε, V random N(0, 1/8), Var ε = 0.1".into(),
+                "x ~ N(0, I₈), y = V x + ε, V random N(0, 1/8) from the seed, Var ε = 0.1".into(),
             ),
             (
                 "optimizers".into(),
-                format!("SGD online S = 1; GD on 500 fixed samples; η = {ETA}, {steps} steps, γ = 0"),
+                format!(
+                    "SGD online S = 1; GD on 500 fixed samples; η = {ETA}, {} steps, γ = 0",
+                    steps(r.full)
+                ),
+            ),
+            (
+                "seeds".into(),
+                format!("{SEEDS} per net and optimizer (0 … {})", SEEDS - 1),
             ),
         ],
+        notes,
         logs,
-        notes: vec![format!(
-            "Growth of ‖θ‖²: Net-A SGD {}, GD {}; Net-B SGD {}, GD {}.",
-            fmt(growth(&traces[0])),
-            fmt(growth(&traces[1])),
-            fmt(growth(&traces[2])),
-            fmt(growth(&traces[3]))
-        )],
     })
 }

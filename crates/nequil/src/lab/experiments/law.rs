@@ -3,15 +3,19 @@
 //!
 //! Setting (not in the paper, fixed here): x ~ N(0, 1), y = x + ε with ε ~ N(0, 1); start at
 //! u = 2, w = 1/2 (so u w = 1 is already a global minimum and C₀ = 3.75). Along the run,
-//! Var[r x] = 2(u w − 1)² + σ_ε² exactly (Gaussian moments), evaluated at the current θ.
+//! Var[r x] = 2(u w − 1)² + σ_ε² exactly (Gaussian moments), evaluated before every update by a
+//! probe that watches every step ([`LawProbe`]).
 
-use super::common::{fmt, log_of, mean_se, par_map, sgd_or_gd_source, Check, Ctx, Outcome};
-use super::figure::{Figure, Panel, Role, Series, Style};
-use crate::core::data::{Cov, Gaussian, Target};
-use crate::core::models::Model;
-use crate::core::rng::Rng;
-use crate::train::{Batching, Stepper};
+use super::common::{fmt, log_of, mean_se, Check, Ctx};
+use super::plan::{base_spec, full_batch, Details, Plan, PlannedRun, Results};
+use crate::lab::files::{Figure, Panel, Role, Series, Style};
+use crate::lab::spec::{CovSpec, ModelKind};
+use crate::train::{Probe, ProbeCtx, StepCtx};
 use crate::Result;
+
+/// The seed of every run (data stream; the start is fixed).
+const SEED: u64 = 11;
+const SEGMENTS: u64 = 40;
 
 struct Setting {
     eta: f64,
@@ -21,95 +25,47 @@ struct Setting {
     gd: bool,
 }
 
-struct Trace {
-    t: Vec<f64>,
-    c: Vec<f64>,
-    predicted_decrement: Vec<f64>,
-    bias_bound: f64,
-}
-
-const SEGMENTS: u64 = 40;
-
-fn simulate(st: &Setting, seed: u64, ctx: &Ctx) -> Result<Trace> {
-    let model = Model::linear(&[1, 1, 1])?;
-    let g = Gaussian::new(1, 1, Cov::Scalar(1.0), Target::Identity, Some(Cov::Scalar(1.0)))?;
-    let mut source = sgd_or_gd_source(g, st.gd, 1000, &mut Rng::derive(seed, "dataset"));
-    let batching = if st.gd { Batching::Full } else { Batching::Sgd(st.s) };
-    let mut stepper = Stepper::new(&model, &source, batching, st.gamma, seed)?;
-    let mut theta = vec![0.5, 2.0]; // [w, u]
-    let charge = |th: &[f64]| th[1] * th[1] - th[0] * th[0];
-    let every = (st.steps / SEGMENTS).max(1);
-    let mut tr = Trace {
-        t: vec![0.0],
-        c: vec![charge(&theta)],
-        predicted_decrement: vec![0.0],
-        bias_bound: 0.0,
-    };
-    let (mut t, mut pred) = (0.0, 0.0);
-    for k in 0..st.steps {
-        let p = theta[0] * theta[1] - 1.0;
-        let var_rx = 2.0 * p * p + 1.0;
-        // The law's instantaneous rate, times the time increment η.
-        pred += st.eta * 4.0 * (st.gamma + st.eta / st.s as f64 * var_rx);
-        // Terms the law leaves out, per step: the mean-gradient part 4η²(E[rx])² and the
-        // second-order term of log(1 − 4η²m²), ≈ 8η⁴E[m⁴] ≤ 8η⁴·3(E m²)².
-        let em2 = var_rx / st.s as f64 + p * p;
-        tr.bias_bound += 4.0 * st.eta * st.eta * p * p + 24.0 * st.eta.powi(4) * em2 * em2;
-        stepper.step(&model, &mut source, &mut theta, st.eta, k)?;
-        t += st.eta;
-        if (k + 1) % every == 0 {
-            tr.t.push(t);
-            tr.c.push(charge(&theta));
-            tr.predicted_decrement.push(pred);
-            ctx.advance(every);
-        }
-    }
-    Ok(tr)
-}
-
-/// Runs the experiment.
-pub fn run(ctx: &Ctx) -> Result<Outcome> {
+fn settings(full: bool) -> Vec<Setting> {
     // Longer runs would drive |C| below the floating-point range; `--full` adds a smaller η instead.
-    let scale = 1;
-    let mut settings = vec![
+    let mut v = vec![
         Setting {
             eta: 0.01,
             s: 1,
             gamma: 0.0,
-            steps: 25_000 * scale,
+            steps: 25_000,
             gd: false,
         },
         Setting {
             eta: 0.005,
             s: 1,
             gamma: 0.0,
-            steps: 60_000 * scale,
+            steps: 60_000,
             gd: false,
         },
         Setting {
             eta: 0.02,
             s: 4,
             gamma: 0.0,
-            steps: 25_000 * scale,
+            steps: 25_000,
             gd: false,
         },
         Setting {
             eta: 0.01,
             s: 1,
             gamma: 0.005,
-            steps: 20_000 * scale,
+            steps: 20_000,
             gd: false,
         },
         Setting {
             eta: 0.01,
             s: 1,
             gamma: 0.0,
-            steps: 5_000 * scale,
+            steps: 5_000,
             gd: true,
         },
     ];
-    if ctx.full {
-        settings.insert(
+    if full {
+        v.insert(
             2,
             Setting {
                 eta: 0.0025,
@@ -120,81 +76,183 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             },
         );
     }
-    ctx.set_total(settings.iter().map(|s| s.steps).sum());
-    let traces = par_map(ctx.jobs, &settings, |st| simulate(st, 11, ctx));
+    v
+}
+
+fn name(st: &Setting) -> String {
+    if st.gd {
+        format!("gd/eta={}", st.eta)
+    } else {
+        format!("sgd/eta={}/S={}/gamma={}", st.eta, st.s, st.gamma)
+    }
+}
+
+/// Integrates the law along the run, update by update (θ = [w, u]): columns `C` (= u² − w²),
+/// `predicted_log_decrement` (Σ η · 4(γ + (η/S) Var[r x]) at the θ before each update),
+/// `bias_bound` (Σ of the per-step terms the law omits: the mean-gradient part 4η²(E[rx])² and
+/// the second-order term 8η⁴E[m⁴] ≤ 24η⁴(E m²)²) and `eta2_term` (Σ η²|ĝᵀAĝ|, the only change of
+/// C under GD).
+pub struct LawProbe {
+    s: usize,
+    pred: f64,
+    bias: f64,
+    eta2: f64,
+}
+
+impl LawProbe {
+    /// For batch size `s`.
+    pub fn new(s: usize) -> Self {
+        LawProbe {
+            s,
+            pred: 0.0,
+            bias: 0.0,
+            eta2: 0.0,
+        }
+    }
+}
+
+impl Probe for LawProbe {
+    fn columns(&self) -> Vec<String> {
+        ["C", "predicted_log_decrement", "bias_bound", "eta2_term"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+    fn record(&mut self, ctx: &ProbeCtx<'_>, out: &mut Vec<f64>) -> Result<()> {
+        let th = ctx.theta;
+        out.extend([th[1] * th[1] - th[0] * th[0], self.pred, self.bias, self.eta2]);
+        Ok(())
+    }
+    fn observes_steps(&self) -> bool {
+        true
+    }
+    fn on_step(&mut self, st: &StepCtx<'_>) -> Result<()> {
+        let (th, eta, s) = (st.theta_before, st.lr, self.s as f64);
+        let p = th[0] * th[1] - 1.0;
+        let var_rx = 2.0 * p * p + 1.0;
+        // The law's instantaneous rate, times the time increment η.
+        self.pred += eta * 4.0 * (st.weight_decay + eta / s * var_rx);
+        let em2 = var_rx / s + p * p;
+        self.bias += 4.0 * eta * eta * p * p + 24.0 * eta.powi(4) * em2 * em2;
+        let g = st.grad;
+        self.eta2 += eta * eta * (g[1] * g[1] - g[0] * g[0]).abs();
+        Ok(())
+    }
+}
+
+/// The plan.
+pub fn plan(ctx: &Ctx) -> Result<Plan> {
+    let mut p = Plan::new();
+    for st in settings(ctx.full) {
+        let mut s = base_spec(SEED, ModelKind::Linear, &[1, 1, 1], st.steps);
+        s.data.noise_cov = Some(CovSpec::Scalar(1.0));
+        s.train.lr = Some(st.eta);
+        s.train.batch_size = st.s;
+        s.train.weight_decay = st.gamma;
+        if st.gd {
+            full_batch(&mut s, 1000);
+        }
+        s.probes.every = Some((st.steps / SEGMENTS).max(1));
+        s.probes.eval_samples = 256;
+        p.add(
+            PlannedRun::new(name(&st), s)
+                .theta0(vec![0.5, 2.0])
+                .probe(LawProbe::new(st.s))
+                .cost(if st.gd { 1000 } else { st.s as u64 }),
+        )?;
+    }
+    Ok(p)
+}
+
+/// The checks.
+pub fn checks(r: &Results) -> Result<Vec<Check>> {
     let mut checks = vec![];
+    for st in settings(r.full) {
+        let run = r.run(&name(&st))?;
+        let (t, c) = (run.column("t")?, run.column("C")?);
+        let pred = run.column("predicted_log_decrement")?;
+        let c0 = c[0];
+        let last = c.len() - 1;
+        if st.gd {
+            let bound = run.column("eta2_term")?[last] / c0.abs() + 1e-12;
+            checks.push(Check::at_most(
+                "GD conserves u² − w² up to its η² term (relative change over the run)",
+                bound,
+                (c[last] - c0).abs() / c0,
+                "bound: the summed |η²ĝᵀAĝ| of the run over |C₀| (GD's only change of C; it vanishes at the empirical minimum), plus 1e-12 of rounding",
+            ));
+            continue;
+        }
+        // Per segment: measured minus predicted log-decrement; independent increments.
+        let diffs: Vec<f64> = (1..t.len())
+            .map(|j| {
+                let meas = (c[j - 1].abs() / c[j].abs()).ln();
+                meas - (pred[j] - pred[j - 1])
+            })
+            .collect();
+        let (_, se) = mean_se(&diffs);
+        let n = diffs.len() as f64;
+        let t_end = t[last];
+        let measured_rate = (c0.abs() / c[last].abs()).ln() / t_end;
+        let theory_rate = pred[last] / t_end;
+        let bias = run.column("bias_bound")?[last];
+        checks.push(Check::close(
+            &format!("decay rate of u² − w² (per unit t), η = {}, S = {}, γ = {}", st.eta, st.s, st.gamma),
+            theory_rate,
+            measured_rate,
+            (3.0 * se * n + bias) / t_end,
+            &format!(
+                "3 standard errors of the summed per-segment residuals ({} segments) plus the bound {} on the terms the law omits (mean-gradient part and second order in η), per unit t",
+                diffs.len(),
+                fmt(bias / t_end)
+            ),
+        ));
+    }
+    Ok(checks)
+}
+
+fn label(st: &Setting) -> String {
+    if st.gd {
+        format!("GD (N = 1000), η = {}", st.eta)
+    } else {
+        format!("SGD η = {}, S = {}, γ = {}", st.eta, st.s, st.gamma)
+    }
+}
+
+/// The figure.
+pub fn figure(r: &Results) -> Result<Figure> {
     let mut series = vec![];
-    let mut logs = vec![];
-    for (i, (st, tr)) in settings.iter().zip(traces).enumerate() {
-        let tr = tr?;
-        let label = if st.gd {
-            format!("GD (N = 1000), η = {}", st.eta)
-        } else {
-            format!("SGD η = {}, S = {}, γ = {}", st.eta, st.s, st.gamma)
-        };
-        let role = if st.gd {
+    for (i, st) in settings(r.full).iter().enumerate() {
+        let run = r.run(&name(st))?;
+        let (t, c) = (run.column("t")?, run.column("C")?);
+        let role = if i == 0 {
+            Role::Sgd
+        } else if st.gd {
             Role::Gd
         } else if st.gamma > 0.0 {
             Role::SgdWd
         } else {
             Role::Other(i as u8)
         };
-        let role = if i == 0 { Role::Sgd } else { role };
         series.push(Series::new(
-            label.clone(),
+            label(st),
             role,
             Style::Markers,
-            tr.t.clone(),
-            tr.c.iter().map(|c| c.abs()).collect(),
+            t.clone(),
+            c.iter().map(|v| v.abs()).collect(),
         ));
-        let rows = (0..tr.t.len())
-            .map(|j| vec![tr.t[j], tr.c[j], tr.predicted_decrement[j]])
-            .collect();
-        logs.push((format!("run{i}"), log_of(&["t", "C", "predicted_log_decrement"], rows)));
-        let c0 = tr.c[0];
-        if st.gd {
-            let rel = (tr.c.last().unwrap() - c0).abs() / c0;
-            checks.push(Check::at_most(
-                "GD conserves u² − w² (relative change over the run)",
-                0.01,
-                rel,
-                "bound: GD's only change is the η² term η²ĝᵀAĝ = −4η²(mean r x)²C, which vanishes at the empirical minimum",
+        if !st.gd {
+            let pred = run.column("predicted_log_decrement")?;
+            series.push(Series::new(
+                format!("theory, η = {}, S = {}, γ = {}", st.eta, st.s, st.gamma),
+                Role::Theory,
+                Style::Line,
+                t,
+                pred.iter().map(|d| c[0] * (-d).exp()).collect(),
             ));
-            continue;
         }
-        series.push(Series::new(
-            format!("theory, η = {}, S = {}, γ = {}", st.eta, st.s, st.gamma),
-            Role::Theory,
-            Style::Line,
-            tr.t.clone(),
-            tr.predicted_decrement.iter().map(|d| c0 * (-d).exp()).collect(),
-        ));
-        // Per segment: measured minus predicted log-decrement; independent increments.
-        let diffs: Vec<f64> = (1..tr.t.len())
-            .map(|j| {
-                let meas = (tr.c[j - 1].abs() / tr.c[j].abs()).ln();
-                meas - (tr.predicted_decrement[j] - tr.predicted_decrement[j - 1])
-            })
-            .collect();
-        let (_, se) = mean_se(&diffs);
-        let n = diffs.len() as f64;
-        let t_end = *tr.t.last().unwrap();
-        let measured_rate = (c0.abs() / tr.c.last().unwrap().abs()).ln() / t_end;
-        let theory_rate = tr.predicted_decrement.last().unwrap() / t_end;
-        let tol = (3.0 * se * n + tr.bias_bound) / t_end;
-        checks.push(Check::close(
-            &format!("decay rate of u² − w² (per unit t), η = {}, S = {}, γ = {}", st.eta, st.s, st.gamma),
-            theory_rate,
-            measured_rate,
-            tol,
-            &format!(
-                "3 standard errors of the summed per-segment residuals ({} segments) plus the bound {} on the terms the law omits (mean-gradient part and second order in η), per unit t",
-                diffs.len(),
-                fmt(tr.bias_bound / t_end)
-            ),
-        ));
     }
-    let figure = Figure {
+    Ok(Figure {
         title: "Law of balance: |u² − w²| decays exponentially under SGD, stays under GD".into(),
         columns: 1,
         panels: vec![Panel::xy(
@@ -205,10 +263,22 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             false,
             true,
         )],
-    };
-    Ok(Outcome {
-        checks,
-        figure,
+    })
+}
+
+/// Settings, notes and logs.
+pub fn details(r: &Results) -> Result<Details> {
+    let mut logs = vec![];
+    for (i, st) in settings(r.full).iter().enumerate() {
+        let run = r.run(&name(st))?;
+        let cols = ["t", "C", "predicted_log_decrement"];
+        let data: Vec<Vec<f64>> = cols.iter().map(|c| run.column(c)).collect::<Result<_>>()?;
+        let rows = (0..data[0].len())
+            .map(|j| data.iter().map(|c| c[j]).collect())
+            .collect();
+        logs.push((format!("run{i}"), log_of(&cols, rows)));
+    }
+    Ok(Details {
         settings: vec![
             (
                 "model".into(),
@@ -221,15 +291,16 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             ("init".into(), "u = 2, w = 0.5 (u w = 1, C₀ = 3.75)".into()),
             (
                 "runs".into(),
-                "(η, S, γ) = (0.01, 1, 0), (0.005, 1, 0), (0.02, 4, 0), (0.01, 1, 0.005); GD η = 0.01".into(),
+                settings(r.full).iter().map(label).collect::<Vec<_>>().join("; "),
             ),
+            ("seed".into(), format!("{SEED} (data and batches)")),
             (
                 "theory".into(),
                 "rate 4(γ + (η/S) Var[r x]) with Var[r x] = 2(uw − 1)² + 1 at the current θ, integrated along the run"
                     .into(),
             ),
         ],
-        logs,
         notes: vec![],
+        logs,
     })
 }

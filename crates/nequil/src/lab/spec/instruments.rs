@@ -15,8 +15,8 @@ use crate::core::equilibrium::Time;
 use crate::core::models::Model;
 use crate::core::symmetry::{catalog, catalog_names, catalog_symmetry};
 use crate::instruments::{
-    as_two_layer_linear, has_exact_two_layer_moments, ChargeProbe, CurvatureData, HessianTraceProbe, MomentSource,
-    PaperSharpnessProbe, TopEigenProbe, TwoLayerEquilibriumProbe,
+    as_two_layer_linear, has_exact_two_layer_moments, ChargeProbe, CurvatureData, FamilyProbe, HessianTraceProbe,
+    MomentSource, PaperSharpnessProbe, TopEigenProbe, TwoLayerEquilibriumProbe,
 };
 use crate::train::{Probe, Schedule};
 use crate::{invalid, Result};
@@ -71,6 +71,11 @@ pub struct ChargesSpec {
     /// discrete-time C*.
     #[serde(default = "continuous")]
     pub time: TimeChoice,
+    /// Matrix families to track as a whole (default none): names (`"qk.0.1.0"`, `"rotation.0"`),
+    /// prefixes ending in `*` (`"qk.*"`) or `"all"`; four columns each
+    /// ([`crate::instruments::FamilyProbe`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub families: Vec<String>,
 }
 
 fn all_symmetries() -> Vec<String> {
@@ -87,6 +92,7 @@ impl Default for ChargesSpec {
             log_points: None,
             symmetries: all_symmetries(),
             time: continuous(),
+            families: vec![],
         }
     }
 }
@@ -212,6 +218,37 @@ enum Planned {
         time: Time,
         schedule: Option<Schedule>,
     },
+}
+
+/// The catalog's matrix families named by `wanted` (names, prefixes ending in `*`, or `"all"`).
+fn select_families(model: &Model, wanted: &[String]) -> Result<Vec<crate::core::symmetry::MatrixFamily>> {
+    let all = catalog(model).families;
+    let mut out: Vec<crate::core::symmetry::MatrixFamily> = vec![];
+    for w in wanted {
+        let hits: Vec<_> = all
+            .iter()
+            .filter(|f| w == "all" || f.name == *w || w.strip_suffix('*').is_some_and(|p| f.name.starts_with(p)))
+            .cloned()
+            .collect();
+        if hits.is_empty() {
+            let names: Vec<&str> = all.iter().map(|f| f.name.as_str()).collect();
+            return Err(invalid!(
+                "probes.charges.families: {} has no matrix family matching \"{w}\" (it has: {})",
+                model.describe(),
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        }
+        for h in hits {
+            if !out.iter().any(|f| f.name == h.name) {
+                out.push(h);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn schedule(key: &str, every: Option<u64>, log_points: Option<usize>) -> Result<Option<Schedule>> {
@@ -340,8 +377,25 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
             TimeChoice::Discrete => Time::Discrete,
             TimeChoice::Continuous => Time::Continuous,
         };
-        let names = select_symmetries(model, &c.symmetries)?;
-        out.push(Planned::Charges { names, time, schedule });
+        // `symmetries = []` is allowed when only families are tracked.
+        if !c.symmetries.is_empty() || c.families.is_empty() {
+            let names = select_symmetries(model, &c.symmetries)?;
+            out.push(Planned::Charges {
+                names,
+                time,
+                schedule: schedule.clone(),
+            });
+        }
+        if !c.families.is_empty() {
+            let mut probe = FamilyProbe::new(select_families(model, &c.families)?);
+            if time == Time::Discrete {
+                probe = probe.discrete();
+            }
+            if let Some(s) = schedule {
+                probe = probe.with_schedule(s);
+            }
+            out.push(Planned::Ready(Box::new(probe)));
+        }
     }
     if let Some(h) = &p.hessian {
         let key = "probes.hessian";
@@ -457,7 +511,7 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
 }
 
 /// Checks the instrument tables against the model and the data (called by [`Spec::build`]).
-pub(super) fn validate(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<()> {
+pub(crate) fn validate(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<()> {
     plan(p, model, source, seed).map(|_| ())
 }
 

@@ -1,0 +1,366 @@
+//! Experiments as plans run by the engine.
+//!
+//! An experiment is four functions:
+//!
+//! 1. `plan(ctx) -> Plan`: named runs, each a [`Spec`] built in code (its seed derives the
+//!    initialization, the data and the batches) plus the probes the experiment needs beyond the
+//!    spec's own instruments;
+//! 2. [`simulate`]`(plan, ctx) -> Results`: every run through [`run_spec_with`], the training path
+//!    of `nequil run` and of sweeps, in parallel;
+//! 3. `checks(&Results) -> Vec<Check>`: the paper's claims against the runs;
+//! 4. `figure(&Results) -> Figure` and `details(&Results) -> Details` (settings, notes, logs).
+//!
+//! Results are looked up by name: a run by its name in the plan, a column of its log by the
+//! column's name, an aggregate of a probe by the name the probe gave it. A lookup that fails is
+//! an error naming what is missing, never a default.
+
+use super::common::Ctx;
+use crate::core::data::Source;
+use crate::core::models::Model;
+use crate::lab::runner::{run_spec_with, Overrides};
+use crate::lab::spec::{
+    DataMode, DataSource, DataSpec, InitName, ModelKind, ModelSpec, OptimizerName, ProbeSpec, ScheduleName, Spec,
+    TargetKind, TrainSpec,
+};
+use crate::train::{Log, Probe};
+use crate::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// One named run of a plan.
+pub struct PlannedRun {
+    /// The run's name, unique in its plan (`sgd/phi=0.4`).
+    pub name: String,
+    /// What to run.
+    pub spec: Spec,
+    /// An initial θ in place of the spec's initialization draw ([`Overrides::theta0`]).
+    pub theta0: Option<Vec<f64>>,
+    /// Data in place of the spec's `[data]` ([`Overrides::source`]).
+    pub source: Option<Source>,
+    /// Probes beyond the spec's instruments; their columns come after the spec's, and their
+    /// [`Probe::summary`] values land in [`RunResult::summary`].
+    pub probes: Vec<Box<dyn Probe>>,
+    /// Work units per step, for the progress bar (e.g. the samples a step touches).
+    pub cost: u64,
+}
+
+impl PlannedRun {
+    /// A run of `spec`, with nothing overridden and no extra probes.
+    pub fn new(name: impl Into<String>, spec: Spec) -> Self {
+        PlannedRun {
+            name: name.into(),
+            spec,
+            theta0: None,
+            source: None,
+            probes: vec![],
+            cost: 1,
+        }
+    }
+    /// Starts from `theta0` instead of the spec's initialization.
+    pub fn theta0(mut self, theta0: Vec<f64>) -> Self {
+        self.theta0 = Some(theta0);
+        self
+    }
+    /// Trains on `source` instead of the spec's data.
+    pub fn source(mut self, source: Source) -> Self {
+        self.source = Some(source);
+        self
+    }
+    /// Adds a probe.
+    pub fn probe(mut self, p: impl Probe + 'static) -> Self {
+        self.probes.push(Box::new(p));
+        self
+    }
+    /// Work units per step, for progress.
+    pub fn cost(mut self, c: u64) -> Self {
+        self.cost = c.max(1);
+        self
+    }
+}
+
+/// The runs of an experiment, by name, in the order given.
+#[derive(Default)]
+pub struct Plan {
+    runs: Vec<PlannedRun>,
+}
+
+impl Plan {
+    /// An empty plan.
+    pub fn new() -> Self {
+        Plan::default()
+    }
+    /// Adds a run; a name given twice is an error.
+    pub fn add(&mut self, run: PlannedRun) -> Result<()> {
+        if self.runs.iter().any(|r| r.name == run.name) {
+            return Err(Error::Invalid(format!("plan: run `{}` given twice", run.name)));
+        }
+        self.runs.push(run);
+        Ok(())
+    }
+    /// The runs, in the order given.
+    pub fn runs(&self) -> &[PlannedRun] {
+        &self.runs
+    }
+    /// The names of the runs, in the order given.
+    pub fn names(&self) -> Vec<&str> {
+        self.runs.iter().map(|r| r.name.as_str()).collect()
+    }
+    /// Steps × cost over all runs: the total work [`simulate`] reports to the progress bar.
+    pub fn work(&self) -> u64 {
+        self.runs.iter().map(|r| r.spec.train.steps * r.cost).sum()
+    }
+}
+
+/// What one run produced.
+#[derive(Debug)]
+pub struct RunResult {
+    /// The run's name.
+    pub name: String,
+    /// Its spec.
+    pub spec: Spec,
+    /// The model the spec built.
+    pub model: Model,
+    /// The log: the core columns (`step`, `t`, `lr`, `batch_loss`, `loss`, `norm2.<block>`),
+    /// then the spec's instruments, then the plan's probes.
+    pub log: Log,
+    /// θ after the last completed update.
+    pub theta: Vec<f64>,
+    /// Updates completed.
+    pub steps_done: u64,
+    /// The error that stopped the run early (e.g. divergence), if any.
+    pub error: Option<Error>,
+    /// The probes' end-of-run values ([`Probe::summary`]), by name.
+    pub summary: BTreeMap<String, Vec<f64>>,
+}
+
+impl RunResult {
+    fn missing(&self, what: &str, name: &str) -> Error {
+        Error::Numerical(format!("experiment run `{}` has no {what} `{name}`", self.name))
+    }
+    /// A column of the log.
+    pub fn column(&self, name: &str) -> Result<Vec<f64>> {
+        self.log.column(name).ok_or_else(|| self.missing("log column", name))
+    }
+    /// The last value of a column.
+    pub fn last(&self, name: &str) -> Result<f64> {
+        self.log.last(name).ok_or_else(|| self.missing("log column", name))
+    }
+    /// A probe's end-of-run values.
+    pub fn values(&self, name: &str) -> Result<&[f64]> {
+        self.summary
+            .get(name)
+            .map(|v| v.as_slice())
+            .ok_or_else(|| self.missing("probe summary", name))
+    }
+    /// A probe's end-of-run scalar.
+    pub fn value(&self, name: &str) -> Result<f64> {
+        match self.values(name)? {
+            [v] => Ok(*v),
+            v => Err(Error::Numerical(format!(
+                "experiment run `{}`: probe summary `{name}` has {} values, expected one",
+                self.name,
+                v.len()
+            ))),
+        }
+    }
+    /// The step at which the run diverged, if it did.
+    pub fn diverged_at(&self) -> Option<u64> {
+        match &self.error {
+            Some(Error::Diverged { step, .. }) => Some(*step),
+            _ => None,
+        }
+    }
+}
+
+/// The runs of a plan after [`simulate`], by name.
+#[derive(Debug)]
+pub struct Results {
+    /// Whether the plan was made for `--full`.
+    pub full: bool,
+    runs: BTreeMap<String, RunResult>,
+}
+
+impl Results {
+    /// A completed run: an error if there is no run of that name, or if it stopped early.
+    pub fn run(&self, name: &str) -> Result<&RunResult> {
+        let r = self.outcome(name)?;
+        match &r.error {
+            None => Ok(r),
+            Some(e) => Err(Error::Numerical(format!("experiment run `{name}` stopped: {e}"))),
+        }
+    }
+    /// A run, whether it completed or stopped early (e.g. one expected to diverge).
+    pub fn outcome(&self, name: &str) -> Result<&RunResult> {
+        self.runs
+            .get(name)
+            .ok_or_else(|| Error::Numerical(format!("experiment: no run named `{name}`")))
+    }
+    /// Whether the plan had a run of that name.
+    pub fn has(&self, name: &str) -> bool {
+        self.runs.contains_key(name)
+    }
+    /// Every run, by name.
+    pub fn runs(&self) -> impl Iterator<Item = &RunResult> {
+        self.runs.values()
+    }
+}
+
+/// Runs every run of `plan` through [`run_spec_with`] on up to `ctx.jobs` threads and reports
+/// progress to `ctx`. A run that diverges or stops is recorded with its error (the checks decide
+/// whether that was expected); a spec that cannot be built or a probe that fails is an error of
+/// the whole experiment.
+pub fn simulate(plan: Plan, ctx: &Ctx) -> Result<Results> {
+    ctx.set_total(plan.work());
+    let results = par_map_owned(ctx.jobs, plan.runs, |mut r| {
+        let total = r.spec.train.steps * r.cost;
+        let mut reported = 0u64;
+        let over = Overrides {
+            theta0: r.theta0.take(),
+            source: r.source.take(),
+        };
+        let out = run_spec_with(&r.spec, Path::new("."), over, &mut r.probes, &mut |d, _| {
+            let w = d * r.cost;
+            ctx.advance(w.saturating_sub(reported));
+            reported = reported.max(w);
+        });
+        ctx.advance(total.saturating_sub(reported));
+        let (model, out) = out.map_err(|e| match e {
+            Error::Invalid(m) => Error::Invalid(format!("run `{}`: {m}", r.name)),
+            Error::Numerical(m) => Error::Numerical(format!("run `{}`: {m}", r.name)),
+            e => e,
+        })?;
+        let mut summary = BTreeMap::new();
+        for p in &r.probes {
+            for (k, v) in p.summary() {
+                if summary.insert(k.clone(), v).is_some() {
+                    return Err(Error::Numerical(format!(
+                        "run `{}`: two probes report a summary value `{k}`",
+                        r.name
+                    )));
+                }
+            }
+        }
+        Ok(RunResult {
+            name: r.name,
+            spec: r.spec,
+            model,
+            log: out.log,
+            theta: out.theta,
+            steps_done: out.steps_done,
+            error: out.error,
+            summary,
+        })
+    });
+    let mut runs = BTreeMap::new();
+    for r in results {
+        let r = r?;
+        runs.insert(r.name.clone(), r);
+    }
+    Ok(Results { full: ctx.full, runs })
+}
+
+/// Maps `f` over owned `items` on up to `jobs` threads, keeping the order. Each item is one
+/// independent run; results are identical to a sequential map because every run carries its own
+/// seed.
+pub fn par_map_owned<T: Send, R: Send>(jobs: usize, items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let n = items.len();
+    let next = AtomicUsize::new(0);
+    let inputs: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let out: Mutex<Vec<Option<R>>> = Mutex::new((0..n).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, n.max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let item = inputs[i]
+                    .lock()
+                    .expect("no poisoned lock")
+                    .take()
+                    .expect("each item once");
+                let r = f(item);
+                out.lock().expect("no poisoned lock")[i] = Some(r);
+            });
+        }
+    });
+    out.into_inner()
+        .expect("lock")
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect()
+}
+
+/// Settings, notes and logs of an experiment, for its report.
+#[derive(Clone, Debug, Default)]
+pub struct Details {
+    /// Settings used (including those the paper does not state), as key–value pairs.
+    pub settings: Vec<(String, String)>,
+    /// Remarks for the reader (e.g. a known finite-η bias).
+    pub notes: Vec<String>,
+    /// Named logs, written as `<name>.csv`.
+    pub logs: Vec<(String, Log)>,
+}
+
+/// A run spec with every table at its default, as the experiments start from it: seed `seed`,
+/// a `kind` model of `widths` with Kaiming init and no biases, online Gaussian data `x ~ N(0, I)`
+/// with the identity target and no label noise, SGD with S = 1 and constant η = 0.01 for `steps`
+/// steps, no weight decay, the log recorded at 200 log-spaced steps on 2048 evaluation samples.
+pub fn base_spec(seed: u64, kind: ModelKind, widths: &[usize], steps: u64) -> Spec {
+    Spec {
+        seed,
+        model: ModelSpec {
+            kind,
+            widths: widths.to_vec(),
+            activation: None,
+            leaky_slope: None,
+            bias: false,
+            init: InitName::Kaiming,
+            init_std: None,
+        },
+        data: DataSpec {
+            source: DataSource::Gaussian,
+            mode: DataMode::Online,
+            n: None,
+            replacement: true,
+            x_cov: None,
+            target: TargetKind::Identity,
+            teacher: None,
+            teacher_hidden: None,
+            noise_cov: None,
+            x_path: None,
+            y_path: None,
+            npz_path: None,
+            x_key: None,
+            y_key: None,
+        },
+        train: TrainSpec {
+            optimizer: OptimizerName::Sgd,
+            batch_size: 1,
+            steps,
+            lr: Some(0.01),
+            schedule: ScheduleName::Constant,
+            warmup_steps: None,
+            boundaries: None,
+            values: None,
+            weight_decay: 0.0,
+        },
+        probes: ProbeSpec::default(),
+    }
+}
+
+/// Makes `spec` full-batch GD on `n` samples drawn once from its distribution.
+pub fn full_batch(spec: &mut Spec, n: usize) {
+    spec.data.mode = DataMode::Fixed;
+    spec.data.n = Some(n);
+    spec.train.optimizer = OptimizerName::Gd;
+}
+
+/// Makes `spec` full-batch GD on the population gradient ([`DataMode::Population`]).
+pub fn population_gd(spec: &mut Spec) {
+    spec.data.mode = DataMode::Population;
+    spec.data.n = None;
+    spec.train.optimizer = OptimizerName::Gd;
+}

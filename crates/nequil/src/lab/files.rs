@@ -1,0 +1,839 @@
+//! Every file format the project writes, as types: the JSON files of runs, sweeps and
+//! experiments, and the one CSV writer.
+//!
+//! | file | type | written by |
+//! |---|---|---|
+//! | run `summary.json` | [`RunSummary`] | [`crate::lab::runner::write_run_dir`] |
+//! | sweep run `status.json` | [`RunStatus`] | [`crate::lab::sweep`] |
+//! | sweep run `params.json` | [`RunParams`] | [`crate::lab::sweep`] |
+//! | experiment `summary.json` | [`ExperimentSummary`] | `nequil reproduce` |
+//! | experiment `figure.json` | [`Figure`] | `nequil reproduce` |
+//! | a row of the reproduction report | [`ReportEntry`] | `nequil reproduce` |
+//! | `metrics.csv`, `runs.csv`, experiment logs | [`csv`], [`log_csv`] | runner, merge, `nequil reproduce` |
+//!
+//! Conventions shared by every JSON file:
+//!
+//! * numbers are `f64` written in the shortest form that reads back to the same bits; JSON has no
+//!   NaN or infinity, so non-finite values are written as the strings `"NaN"`, `"inf"` and
+//!   `"-inf"` (and read back from them);
+//! * maps whose order matters (the final row of a log, the swept values of a run) keep the order
+//!   in which they were written;
+//! * reading is strict: [`read_json`] refuses unknown fields, and a missing or malformed field is
+//!   an error naming the file and the field (`checks[2]: missing field `pass``). No field has a
+//!   default.
+//!
+//! Every file is written atomically ([`write_json`]: a temporary name, then a rename).
+
+use crate::lab::io::write_atomic;
+use crate::train::Log;
+use crate::{io_err, Error, Result};
+use serde::de::{self, DeserializeOwned, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::path::Path;
+
+// ---------------------------------------------------------------------------------------------
+// Reading and writing JSON.
+
+/// Parses JSON text into `T`; an error names the field (`checks[2].pass: invalid type …`, or
+/// `missing field `status`` at the top level).
+pub fn parse_json<T: DeserializeOwned>(text: &str) -> std::result::Result<T, String> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let v = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            inner.to_string()
+        } else {
+            format!("field `{path}`: {inner}")
+        }
+    })?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
+/// Reads a JSON file into `T` ([`parse_json`]); errors name the file and the field.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| io_err!("cannot read {}: {e}", path.display()))?;
+    parse_json(&text).map_err(|m| io_err!("{}: {m}", path.display()))
+}
+
+/// JSON text of `v`, indented.
+pub fn to_json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string_pretty(v).map_err(|e| Error::Numerical(format!("cannot serialize to JSON: {e}")))
+}
+
+/// Writes `v` as indented JSON to `path`, atomically.
+pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    write_atomic(path, to_json(v)?.as_bytes())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Numbers.
+
+/// The text of a non-finite number in JSON files (`"NaN"`, `"inf"`, `"-inf"`).
+fn non_finite_name(v: f64) -> &'static str {
+    if v.is_nan() {
+        "NaN"
+    } else if v > 0.0 {
+        "inf"
+    } else {
+        "-inf"
+    }
+}
+
+struct NumVisitor;
+
+impl Visitor<'_> for NumVisitor {
+    type Value = f64;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number, or one of \"NaN\", \"inf\", \"-inf\"")
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<f64, E> {
+        Ok(v)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<f64, E> {
+        Ok(v as f64)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<f64, E> {
+        Ok(v as f64)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<f64, E> {
+        match v {
+            "NaN" => Ok(f64::NAN),
+            "inf" => Ok(f64::INFINITY),
+            "-inf" => Ok(f64::NEG_INFINITY),
+            _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+        }
+    }
+}
+
+/// An `f64` in a JSON file: a number, or `"NaN"`, `"inf"`, `"-inf"`.
+#[derive(Clone, Copy, Debug)]
+pub struct Num(pub f64);
+
+impl Serialize for Num {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if self.0.is_finite() {
+            s.serialize_f64(self.0)
+        } else {
+            s.serialize_str(non_finite_name(self.0))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(NumVisitor).map(Num)
+    }
+}
+
+/// `#[serde(with = "num")]` for an `f64` field ([`Num`]).
+pub mod num {
+    use super::Num;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    /// Serializes a number, non-finite values as strings.
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        Num(*v).serialize(s)
+    }
+    /// Reads a number or one of the strings `"NaN"`, `"inf"`, `"-inf"`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Num::deserialize(d).map(|n| n.0)
+    }
+}
+
+/// `#[serde(with = "nums")]` for a `Vec<f64>` field ([`Num`] per element).
+pub mod nums {
+    use super::*;
+    /// Serializes the numbers as a JSON array.
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for x in v {
+            seq.serialize_element(&Num(*x))?;
+        }
+        seq.end()
+    }
+    /// Reads a JSON array of numbers.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<f64>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Vec<f64>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of numbers")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> std::result::Result<Vec<f64>, A::Error> {
+                let mut out = Vec::with_capacity(a.size_hint().unwrap_or(0));
+                while let Some(Num(x)) = a.next_element()? {
+                    out.push(x);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// Reads an `Option` field that must be present (as `null` or a value): serde would otherwise
+/// read a missing `Option` field as `None`.
+fn required<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> std::result::Result<Option<T>, D::Error> {
+    Option::<T>::deserialize(d)
+}
+
+/// A JSON object whose key order is kept: `Vec<(key, value)>` written as `{key: value, …}`.
+/// Reading refuses a key given twice.
+fn ser_ordered<S: Serializer, V: Serialize>(v: &[(String, V)], s: S) -> std::result::Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(v.len()))?;
+    for (k, x) in v {
+        m.serialize_entry(k, x)?;
+    }
+    m.end()
+}
+
+fn de_ordered<'de, D: Deserializer<'de>, V: Deserialize<'de>>(d: D) -> std::result::Result<Vec<(String, V)>, D::Error> {
+    struct Ordered<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for Ordered<V> {
+        type Value = Vec<(String, V)>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> std::result::Result<Self::Value, A::Error> {
+            let mut out: Vec<(String, V)> = Vec::new();
+            while let Some((k, v)) = a.next_entry::<String, V>()? {
+                if out.iter().any(|(q, _)| *q == k) {
+                    return Err(de::Error::custom(format!("key `{k}` given twice")));
+                }
+                out.push((k, v));
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Ordered(std::marker::PhantomData))
+}
+
+/// `#[serde(with = "ordered_nums")]`: an ordered object of numbers ([`Num`]).
+mod ordered_nums {
+    use super::*;
+    pub fn serialize<S: Serializer>(v: &[(String, f64)], s: S) -> std::result::Result<S::Ok, S::Error> {
+        let w: Vec<(String, Num)> = v.iter().map(|(k, x)| (k.clone(), Num(*x))).collect();
+        ser_ordered(&w, s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<(String, f64)>, D::Error> {
+        de_ordered::<D, Num>(d).map(|v| v.into_iter().map(|(k, n)| (k, n.0)).collect())
+    }
+}
+
+/// `#[serde(with = "ordered_values")]`: an ordered object of arbitrary JSON values.
+mod ordered_values {
+    use super::*;
+    pub fn serialize<S: Serializer>(v: &[(String, serde_json::Value)], s: S) -> std::result::Result<S::Ok, S::Error> {
+        ser_ordered(v, s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Vec<(String, serde_json::Value)>, D::Error> {
+        de_ordered(d)
+    }
+}
+
+/// Bitwise equality of two number slices (NaN equals NaN): what "the same result" means for
+/// files that may hold NaN.
+fn same_bits(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+// ---------------------------------------------------------------------------------------------
+// A run's summary.json.
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Every step was done.
+    Ok,
+    /// A loss or parameter became non-finite; the log up to that step is kept.
+    Diverged,
+    /// Any other error.
+    Failed,
+}
+
+impl RunState {
+    /// The name used in files (`ok`, `diverged`, `failed`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RunState::Ok => "ok",
+            RunState::Diverged => "diverged",
+            RunState::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a run diverged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Divergence {
+    /// The number of updates applied when the non-finite value was found.
+    pub step: u64,
+    /// What was non-finite (`batch loss is NaN`, `a parameter became non-finite`).
+    pub what: String,
+}
+
+/// Why a run stopped early.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RunError {
+    /// `{"step": …, "what": …}`: training diverged.
+    Diverged(Divergence),
+    /// The error message of any other failure.
+    Failed(String),
+}
+
+/// One parameter block of the model: its PyTorch name and shape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamBlock {
+    /// State-dict name, e.g. `layers.0.weight`.
+    pub name: String,
+    /// Shape, `[out, in]` for weights, `[out]` for biases.
+    pub shape: Vec<usize>,
+}
+
+/// `summary.json` of a run directory (`nequil run`, and every run of a sweep).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSummary {
+    /// How the run ended.
+    pub status: RunState,
+    /// `null` when ok; otherwise where it diverged or the error message.
+    #[serde(deserialize_with = "required")]
+    pub error: Option<RunError>,
+    /// Updates completed.
+    pub steps_done: u64,
+    /// The model, described in words (`linear [10, 20, 10]`).
+    pub model: String,
+    /// Number of parameters P.
+    pub n_params: usize,
+    /// The parameter blocks in layout order (the flat θ is their concatenation).
+    pub parameters: Vec<ParamBlock>,
+    /// Size of the evaluation set behind the `loss` column (the training set for fixed data, a
+    /// fixed-seed population sample for online data).
+    pub eval_samples: usize,
+    /// The last row of the log: column name → value, in log order (units as in `metrics.csv`:
+    /// `t = Σ η`, losses per sample without the weight-decay term, `norm2.*` squared norms).
+    /// Empty if no row was recorded.
+    #[serde(rename = "final", with = "ordered_nums")]
+    pub final_row: Vec<(String, f64)>,
+    /// The conventions behind the numbers, in words.
+    pub conventions: String,
+}
+
+impl RunSummary {
+    /// The conventions every run states.
+    pub const CONVENTIONS: &'static str = "per-sample loss ||f(x)-y||^2 (no 1/2), batch mean; weight decay gamma*||theta||^2 in the loss; t = sum of learning rates";
+
+    /// Whether two summaries hold the same result (numbers compared bit for bit, NaN included).
+    pub fn same_as(&self, other: &RunSummary) -> bool {
+        let (ka, va): (Vec<&String>, Vec<f64>) = self.final_row.iter().map(|(k, v)| (k, *v)).unzip();
+        let (kb, vb): (Vec<&String>, Vec<f64>) = other.final_row.iter().map(|(k, v)| (k, *v)).unzip();
+        self.status == other.status
+            && self.error == other.error
+            && self.steps_done == other.steps_done
+            && self.model == other.model
+            && self.n_params == other.n_params
+            && self.parameters == other.parameters
+            && self.eval_samples == other.eval_samples
+            && ka == kb
+            && same_bits(&va, &vb)
+            && self.conventions == other.conventions
+    }
+}
+
+impl PartialEq for RunSummary {
+    fn eq(&self, other: &Self) -> bool {
+        self.same_as(other)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A sweep run's status.json and params.json.
+
+/// `status.json` of a sweep run: written last, so its presence marks the run finished.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunStatus {
+    /// How the run ended.
+    pub status: RunState,
+    /// The error message; `null` when ok.
+    #[serde(deserialize_with = "required")]
+    pub error: Option<String>,
+    /// Wall-clock seconds the run took (informational, not a result).
+    #[serde(with = "num")]
+    pub seconds: f64,
+}
+
+impl RunStatus {
+    /// Whether the run finished without error.
+    pub fn is_ok(&self) -> bool {
+        self.status == RunState::Ok
+    }
+}
+
+/// `params.json` of a sweep run: written when it starts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunParams {
+    /// The run's id and directory name (`run-0003`).
+    pub id: String,
+    /// Its 0-based position in the grid.
+    pub index: usize,
+    /// The swept keys (dotted paths into the spec) and this run's values, in the sweep's axis
+    /// order; values as in the spec (TOML values as JSON).
+    #[serde(with = "ordered_values")]
+    pub params: Vec<(String, serde_json::Value)>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks, experiment summaries and report rows.
+
+/// One claim compared between theory and measurement: a row of an experiment's checks, of its
+/// `summary.json` and of the report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// The claim in words.
+    pub claim: String,
+    /// The theory value (formatted; may be a bound such as "≥ 0").
+    pub theory: String,
+    /// The measured value (formatted).
+    pub measured: String,
+    /// The tolerance (formatted; "—" for a bound).
+    pub tolerance: String,
+    /// How the tolerance was derived (standard errors over seeds, finite-η bias, rounding).
+    pub derivation: String,
+    /// Whether the claim holds within the tolerance.
+    pub pass: bool,
+}
+
+impl Check {
+    /// `|measured − theory| ≤ tol`.
+    pub fn close(claim: &str, theory: f64, measured: f64, tol: f64, derivation: &str) -> Check {
+        Check {
+            claim: claim.into(),
+            theory: fmt(theory),
+            measured: fmt(measured),
+            tolerance: format!("± {}", fmt(tol)),
+            derivation: derivation.into(),
+            pass: (measured - theory).abs() <= tol,
+        }
+    }
+    /// `measured ≥ bound`.
+    pub fn at_least(claim: &str, bound: f64, measured: f64, derivation: &str) -> Check {
+        Check {
+            claim: claim.into(),
+            theory: format!("≥ {}", fmt(bound)),
+            measured: fmt(measured),
+            tolerance: "—".into(),
+            derivation: derivation.into(),
+            pass: measured >= bound,
+        }
+    }
+    /// `measured ≤ bound`.
+    pub fn at_most(claim: &str, bound: f64, measured: f64, derivation: &str) -> Check {
+        Check {
+            claim: claim.into(),
+            theory: format!("≤ {}", fmt(bound)),
+            measured: fmt(measured),
+            tolerance: "—".into(),
+            derivation: derivation.into(),
+            pass: measured <= bound,
+        }
+    }
+}
+
+/// Formats a number compactly for tables (4 significant digits).
+pub fn fmt(v: f64) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    let a = v.abs();
+    if a != 0.0 && !(1e-3..1e5).contains(&a) {
+        format!("{v:.3e}")
+    } else {
+        let s = format!("{v:.4}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        if s.is_empty() || s == "-" {
+            "0".into()
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+/// `summary.json` of an experiment (`nequil reproduce`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSummary {
+    /// Short name (`fig1-scale-invariance`), also the directory name.
+    pub name: String,
+    /// One-line title.
+    pub title: String,
+    /// The paper's claim, in one sentence.
+    pub claim: String,
+    /// Number of checks that pass.
+    pub passed: usize,
+    /// Number of checks that fail.
+    pub failed: usize,
+    /// The checks.
+    pub checks: Vec<Check>,
+    /// Settings (including those the paper does not state) as `[key, value]` pairs, in display
+    /// order.
+    pub settings: Vec<(String, String)>,
+    /// Remarks for the reader.
+    pub notes: Vec<String>,
+    /// Wall-clock seconds the experiment took (informational).
+    #[serde(with = "num")]
+    pub seconds: f64,
+}
+
+impl ExperimentSummary {
+    /// Reads an experiment's `summary.json`; beyond the fields, `passed` and `failed` must
+    /// count the checks.
+    pub fn read(path: &Path) -> Result<ExperimentSummary> {
+        let s: ExperimentSummary = read_json(path)?;
+        let passed = s.checks.iter().filter(|c| c.pass).count();
+        if s.passed != passed || s.failed != s.checks.len() - passed {
+            return Err(io_err!(
+                "{}: fields `passed`/`failed` ({}/{}) do not count the checks ({passed} pass, {} fail)",
+                path.display(),
+                s.passed,
+                s.failed,
+                s.checks.len() - passed
+            ));
+        }
+        Ok(s)
+    }
+}
+
+/// One experiment as the reproduction report shows it (a row of its summary table and a
+/// section).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportEntry {
+    /// Short identifier (also the figure directory name), e.g. `fig2-matrix-factorization`.
+    pub name: String,
+    /// Human title.
+    pub title: String,
+    /// The paper's claim the experiment tests, in one sentence.
+    pub claim: String,
+    /// Path of the figure's PNG relative to the report directory (empty: no figure).
+    pub figure_png: String,
+    /// Path of the figure's SVG relative to the report directory (empty: none).
+    pub figure_svg: String,
+    /// Theory-versus-measurement checks.
+    pub checks: Vec<Check>,
+    /// Settings (key, value), in display order.
+    pub settings: Vec<(String, String)>,
+    /// Free-text notes (caveats, observations).
+    pub notes: Vec<String>,
+    /// Wall-clock run time in seconds.
+    #[serde(with = "num")]
+    pub seconds: f64,
+}
+
+impl ReportEntry {
+    /// Number of passed checks.
+    pub fn passed(&self) -> usize {
+        self.checks.iter().filter(|c| c.pass).count()
+    }
+    /// Number of failed checks.
+    pub fn failed(&self) -> usize {
+        self.checks.len() - self.passed()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures (`figure.json`).
+
+/// What a series represents; the renderer maps each role to one fixed colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Stochastic gradient descent.
+    Sgd,
+    /// SGD with weight decay.
+    SgdWd,
+    /// (Full-batch) gradient descent, or gradient flow.
+    Gd,
+    /// GD with weight decay.
+    GdWd,
+    /// A theory prediction.
+    Theory,
+    /// Anything else; the index picks a colour from a secondary palette.
+    Other(u8),
+}
+
+/// How a series is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Style {
+    /// A line (theory, or dense trajectories).
+    Line,
+    /// Markers only (measured points).
+    Markers,
+    /// A dashed line (references, e.g. a stability threshold).
+    Dashed,
+}
+
+/// One named set of points.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Series {
+    /// Legend text.
+    pub label: String,
+    /// Colour role.
+    pub role: Role,
+    /// Drawing style.
+    pub style: Style,
+    /// Abscissae, in the unit of the panel's x label.
+    #[serde(with = "nums")]
+    pub x: Vec<f64>,
+    /// Ordinates (same length as `x`; non-finite points are skipped when drawing).
+    #[serde(with = "nums")]
+    pub y: Vec<f64>,
+}
+
+impl Series {
+    /// A series from points.
+    pub fn new(label: impl Into<String>, role: Role, style: Style, x: Vec<f64>, y: Vec<f64>) -> Self {
+        Series {
+            label: label.into(),
+            role,
+            style,
+            x,
+            y,
+        }
+    }
+}
+
+/// What a panel shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum PanelKind {
+    /// x–y plot of several series.
+    Xy {
+        /// The series.
+        series: Vec<Series>,
+        /// Logarithmic x axis.
+        log_x: bool,
+        /// Logarithmic y axis.
+        log_y: bool,
+    },
+    /// A matrix as a heatmap (row-major values), with a colour bar.
+    Heatmap {
+        /// Number of rows.
+        rows: usize,
+        /// Number of columns.
+        cols: usize,
+        /// Row-major values.
+        #[serde(with = "nums")]
+        values: Vec<f64>,
+        /// Colour scale symmetric around zero (diverging palette) rather than min..max.
+        symmetric: bool,
+    },
+}
+
+/// One panel of a figure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Panel {
+    /// Panel title.
+    pub title: String,
+    /// x-axis label, with units or conventions.
+    pub x_label: String,
+    /// y-axis label, with units or conventions.
+    pub y_label: String,
+    /// The content.
+    pub kind: PanelKind,
+}
+
+impl Panel {
+    /// An x–y panel.
+    pub fn xy(title: &str, x_label: &str, y_label: &str, series: Vec<Series>, log_x: bool, log_y: bool) -> Self {
+        Panel {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            kind: PanelKind::Xy { series, log_x, log_y },
+        }
+    }
+    /// A heatmap panel.
+    pub fn heatmap(title: &str, rows: usize, cols: usize, values: Vec<f64>, symmetric: bool) -> Self {
+        Panel {
+            title: title.into(),
+            x_label: "column".into(),
+            y_label: "row".into(),
+            kind: PanelKind::Heatmap {
+                rows,
+                cols,
+                values,
+                symmetric,
+            },
+        }
+    }
+}
+
+/// `figure.json` of an experiment: what it wants drawn, independent of how it is drawn. Panels
+/// are laid out in a grid with `columns` panels per row. Colours follow [`Role`], so SGD and GD
+/// look the same in every figure; theory is drawn as lines, simulation as markers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Figure {
+    /// Figure title.
+    pub title: String,
+    /// Panels per row.
+    pub columns: usize,
+    /// The panels, row by row.
+    pub panels: Vec<Panel>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV.
+
+/// One cell of a CSV file.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    /// A number ([`csv_number`]).
+    Num(f64),
+    /// Text, quoted when it holds a comma, a quote or a line break.
+    Text(String),
+}
+
+impl From<f64> for Cell {
+    fn from(v: f64) -> Self {
+        Cell::Num(v)
+    }
+}
+
+impl From<String> for Cell {
+    fn from(s: String) -> Self {
+        Cell::Text(s)
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(s: &str) -> Self {
+        Cell::Text(s.to_string())
+    }
+}
+
+/// A number in a CSV cell: integral values (steps, counts) without a fraction, others in the
+/// shortest form that reads back to the same `f64` bits (`-0` keeps its sign); non-finite values
+/// as `nan`, `inf`, `-inf`.
+pub fn csv_number(v: f64) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
+    } else if v == 0.0 && v.is_sign_negative() {
+        "-0".into()
+    } else if v == v.trunc() && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:?}")
+    }
+}
+
+/// A text cell: quoted (with doubled quotes) when it holds a comma, a quote or a line break.
+pub fn csv_text(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The one CSV writer: a header line, then one line per row (`\n` line ends). Every CSV file the
+/// project writes goes through it.
+pub fn csv(header: &[String], rows: &[Vec<Cell>]) -> String {
+    let mut s = String::new();
+    let line = |s: &mut String, cells: &mut dyn Iterator<Item = String>| {
+        let mut first = true;
+        for c in cells {
+            if !first {
+                s.push(',');
+            }
+            first = false;
+            s.push_str(&c);
+        }
+        s.push('\n');
+    };
+    line(&mut s, &mut header.iter().map(|h| csv_text(h)));
+    for r in rows {
+        line(
+            &mut s,
+            &mut r.iter().map(|c| match c {
+                Cell::Num(v) => csv_number(*v),
+                Cell::Text(t) => csv_text(t),
+            }),
+        );
+    }
+    s
+}
+
+/// A training log as CSV (`metrics.csv`, experiment logs): its columns, one line per row.
+pub fn log_csv(log: &Log) -> String {
+    let rows: Vec<Vec<Cell>> = log
+        .rows
+        .iter()
+        .map(|r| r.iter().map(|v| Cell::Num(*v)).collect())
+        .collect();
+    csv(&log.columns, &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_numbers_round_trip_and_text_is_quoted() {
+        let log = Log {
+            columns: vec!["a".into(), "b,c".into()],
+            rows: vec![vec![1.0, 0.1 + 0.2], vec![f64::NAN, -3.5e-300], vec![-0.0, 1e300]],
+        };
+        let text = log_csv(&log);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "a,\"b,c\"");
+        assert_eq!(lines[1], "1,0.30000000000000004");
+        assert!(lines[2].starts_with("nan,"));
+        for (line, row) in lines[1..].iter().zip(&log.rows) {
+            for (cell, v) in line.split(',').zip(row) {
+                let back: f64 = cell.parse().unwrap();
+                assert!(
+                    back.to_bits() == v.to_bits() || (v.is_nan() && back.is_nan()),
+                    "{cell} vs {v}"
+                );
+            }
+        }
+        assert_eq!(csv_text("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn non_finite_numbers_round_trip_in_json() {
+        let v = vec![1.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 1e-310];
+        let s = Series::new("s", Role::Sgd, Style::Line, v.clone(), v.clone());
+        let back: Series = parse_json(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert!(same_bits(&back.x, &v) && same_bits(&back.y, &v));
+        let e = parse_json::<Series>(r#"{"label":"s","role":"sgd","style":"line","x":["nan"],"y":[]}"#).unwrap_err();
+        assert!(e.contains("x[0]"), "{e}");
+    }
+}
