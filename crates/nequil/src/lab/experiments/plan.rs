@@ -319,6 +319,8 @@ pub fn base_spec(seed: u64, kind: ModelKind, widths: &[usize], steps: u64) -> Sp
             bias: false,
             init: InitName::Kaiming,
             init_std: None,
+            input: None,
+            layers: None,
         },
         data: DataSpec {
             source: DataSource::Gaussian,
