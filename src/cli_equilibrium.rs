@@ -6,15 +6,16 @@
 //! exits with status 2, names the file, tensor or key, and writes nothing.
 
 use clap::Args;
-use nequil::core::equilibrium::{rebalance_with, FlowParams, RebalanceReport};
+use nequil::core::equilibrium::{rebalance_with, RebalanceReport};
 use nequil::core::models::Model;
-use nequil::lab::io::{has_non_finite, read_npy, read_npz, write_safetensors, NdArray};
+use nequil::lab::inputs::{data_for, flow_params, Keys};
+use nequil::lab::io::{read_npy, read_npz, write_safetensors};
 use nequil::lab::runner::{load_weights, named_tensors};
-use nequil::lab::spec::{dataset_from_arrays, load_model};
+use nequil::lab::spec::load_model;
 use nequil::{invalid, Result};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Arguments of `nequil equilibrium`.
@@ -74,49 +75,8 @@ pub struct EquilibriumArgs {
     stats: Option<PathBuf>,
 }
 
-/// An error about one data file: the file's name in front of the message.
-fn in_file(path: &Path, e: nequil::Error) -> nequil::Error {
-    match e {
-        nequil::Error::Invalid(m) => invalid!("{}: {m}", path.display()),
-        e => e,
-    }
-}
-
-fn check_array(a: &NdArray, path: &Path, what: &str, width: usize, n: Option<usize>, model: &Model) -> Result<()> {
-    let rows = a.shape.first().copied().unwrap_or(0);
-    let per: usize = a.shape.iter().skip(1).product();
-    let ok = !a.shape.is_empty() && per == width && n.is_none_or(|n| n == rows);
-    if !ok {
-        let want = match n {
-            Some(n) => format!("[{n}, {width}]"),
-            None => format!("[n, {width}]"),
-        };
-        return Err(invalid!(
-            "{}: {what} have shape {:?}, the model ({}) expects {want}{}",
-            path.display(),
-            a.shape,
-            model.describe(),
-            if width == 1 { " (or a vector of n values)" } else { "" }
-        ));
-    }
-    if rows == 0 {
-        return Err(invalid!("{}: {what}: no samples", path.display()));
-    }
-    if let Some(i) = has_non_finite(a) {
-        return Err(invalid!(
-            "{}: {what}: non-finite value ({}) at sample {}, feature {}",
-            path.display(),
-            a.data[i],
-            i / width.max(1),
-            i % width.max(1)
-        ));
-    }
-    Ok(())
-}
-
 /// Loads the data and checks it against the model; returns `(x, y, n)`.
 fn load_data(a: &EquilibriumArgs, model: &Model) -> Result<(Vec<f64>, Vec<f64>, usize)> {
-    let (dx, dy) = (model.d_in(), model.d_out());
     let (x, xp, y, yp) = match (&a.npz, &a.x, &a.y) {
         (Some(p), None, None) => {
             let arrays = read_npz(p)?;
@@ -141,10 +101,7 @@ fn load_data(a: &EquilibriumArgs, model: &Model) -> Result<(Vec<f64>, Vec<f64>, 
         (None, Some(xp), Some(yp)) => (read_npy(xp)?, xp.clone(), read_npy(yp)?, yp.clone()),
         _ => return Err(invalid!("data: give either --x and --y, or --npz")),
     };
-    check_array(&x, &xp, "inputs", dx, None, model)?;
-    let n = x.shape[0];
-    check_array(&y, &yp, "targets", dy, Some(n), model)?;
-    let ds = dataset_from_arrays(&x, &y, dx, dy).map_err(|e| in_file(&xp, e))?;
+    let ds = data_for(model, &x, &xp.display().to_string(), &y, &yp.display().to_string())?;
     Ok((ds.x, ds.y, ds.n))
 }
 
@@ -160,32 +117,10 @@ fn json_report(r: &RebalanceReport, a: &EquilibriumArgs) -> serde_json::Value {
 
 /// Runs `nequil equilibrium`.
 pub fn equilibrium(a: EquilibriumArgs) -> Result<ExitCode> {
-    if !(a.lr.is_finite() && a.lr > 0.0) {
-        return Err(invalid!("--lr: the learning rate must be finite and > 0, got {}", a.lr));
-    }
-    if a.batch_size == 0 {
-        return Err(invalid!("--batch-size: must be ≥ 1"));
-    }
-    if !(a.weight_decay.is_finite() && a.weight_decay >= 0.0) {
-        return Err(invalid!(
-            "--weight-decay: must be finite and ≥ 0, got {}",
-            a.weight_decay
-        ));
-    }
-    if a.discrete && a.lr * a.weight_decay > 1.0 {
-        return Err(invalid!(
-            "--discrete needs lr × weight-decay ≤ 1 (got {}): the decay factor (1 − 2ηγ)² would exceed 1",
-            a.lr * a.weight_decay
-        ));
-    }
+    let params = flow_params(a.lr, a.batch_size, a.weight_decay, a.discrete, Keys::FLAGS)?;
     let model = load_model(&a.model)?;
     let theta = load_weights(&a.weights, &model)?;
     let (x, y, n) = load_data(&a, &model)?;
-    let params = if a.discrete {
-        FlowParams::discrete(a.lr, a.batch_size, a.weight_decay)
-    } else {
-        FlowParams::continuous(a.lr, a.batch_size, a.weight_decay)
-    };
     let report = rebalance_with(&model, &theta, &x, &y, n, &params)?;
     let stats = match &a.stats {
         Some(_) => {

@@ -413,6 +413,15 @@ impl ModelSpec {
         })
     }
 
+    /// Builds the model ([`ModelSpec::build_model`]) for an analysis at given weights (the
+    /// equilibrium, statistics, curvature), refusing a model whose θ, gradient and copies (six)
+    /// with the buffers for batches of 256 do not fit in the memory available.
+    pub fn build_for_analysis(&self) -> Result<Model> {
+        let model = self.build_model()?;
+        crate::lab::resources::check_fits(&model, 6, 256, &self.shape_key(), "the equilibrium analysis")?;
+        Ok(model)
+    }
+
     /// The key and value that fix the model's size, for messages: `model.widths [10, 20, 10]` or
     /// `model.input [1, 28, 28]`.
     pub fn shape_key(&self) -> String {
@@ -563,15 +572,10 @@ pub fn load_model_spec(path: &Path) -> Result<ModelSpec> {
 /// ([`ModelSpec::build_model`]); every error names the file and the key.
 pub fn load_model(path: &Path) -> Result<Model> {
     let spec = load_model_spec(path)?;
-    spec.build_model()
-        .and_then(|model| {
-            crate::lab::resources::check_fits(&model, 6, 256, &spec.shape_key(), "the equilibrium analysis")?;
-            Ok(model)
-        })
-        .map_err(|e| match e {
-            Error::Invalid(m) => invalid!("model file {}: {m}", path.display()),
-            e => e,
-        })
+    spec.build_for_analysis().map_err(|e| match e {
+        Error::Invalid(m) => invalid!("model file {}: {m}", path.display()),
+        e => e,
+    })
 }
 
 /// A covariance in a spec: exactly one of the keys.

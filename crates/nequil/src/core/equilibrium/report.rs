@@ -97,7 +97,11 @@ impl RebalanceReport {
             r.eta,
             r.batch,
             r.gamma,
-            if r.time == Time::Discrete { "discrete" } else { "continuous" },
+            if r.time == Time::Discrete {
+                "discrete"
+            } else {
+                "continuous"
+            },
             r.n
         ));
         let header = [

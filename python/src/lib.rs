@@ -1,0 +1,7 @@
+//! The extension module `nequil._core`.
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+    Ok(())
+}
