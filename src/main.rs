@@ -5,8 +5,6 @@ mod cli_equilibrium;
 mod cli_reproduce;
 mod cli_run;
 mod cli_sweep;
-mod plot;
-mod report;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
