@@ -24,7 +24,9 @@ use nequil::lab::inputs::{data_for, flow_params, Keys};
 use nequil::lab::io::{NdArray, Tensors};
 use nequil::lab::runner::{run_spec, run_summary, theta_from_tensors, write_run_dir};
 use nequil::lab::spec::instruments::TimeChoice;
-use nequil::lab::spec::{charges_spec_from_json, model_spec_from_json, model_spec_from_toml, ModelSpec, Spec};
+use nequil::lab::spec::{
+    charges_spec_from_json, load_model, load_model_spec, model_spec_from_json, model_spec_from_toml, ModelSpec, Spec,
+};
 use nequil::train::{Probe, ProbeCtx};
 use nequil::{invalid, Error};
 use pyo3::exceptions::{PyArithmeticError, PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
@@ -128,6 +130,15 @@ impl PyModel {
     fn from_toml(py: Python<'_>, text: &str) -> PyResult<Self> {
         let spec = compute(py, "Model", || model_spec_from_toml(text))?;
         Self::build(py, spec)
+    }
+
+    /// A model from a TOML file (a run spec or a file holding only `[model]`), read and checked as
+    /// `nequil equilibrium --model` reads it (messages name the file).
+    #[staticmethod]
+    fn from_file(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let spec = compute(py, "Model", || load_model_spec(&path))?;
+        let model = compute(py, "Model", || load_model(&path))?;
+        Ok(PyModel { spec, model })
     }
 
     /// `Model.describe()`: the model in words (`mlp [8, 32, 1] relu, bias`).
@@ -474,20 +485,23 @@ impl PyHessian {
     }
 }
 
-/// A run of a spec (`nequil run`): the spec as TOML text or JSON text (`is_json`), relative data
-/// paths resolved against `base`; with `out`, the run directory is written as the command writes
-/// it. Returns a dict: `columns`, `rows` (bytes, row-major), `n_rows`, `theta` (bytes),
+/// A run of a spec (`nequil run`): `source` is JSON text (`kind = "json"`), TOML text (`"toml"`)
+/// or the path of a spec file (`"path"`, read as the command reads it); relative data paths are
+/// resolved against `base`. With `out`, the run directory is written as the command writes it.
+/// Returns a dict: `columns`, `rows` (bytes, row-major), `n_rows`, `theta` (bytes), `layout`,
 /// `summary` (JSON text of `summary.json`), `spec` (the resolved TOML), `error` (a message or
 /// None).
 #[pyfunction]
-#[pyo3(signature = (text, is_json, base, out=None))]
-fn run<'py>(py: Python<'py>, text: &str, is_json: bool, base: PathBuf, out: Option<PathBuf>) -> PyResult<Bound<'py, PyDict>> {
-    let spec = if is_json {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| PyValueError::new_err(format!("spec: not valid JSON: {e}")))?;
-        compute(py, "run", || Spec::from_json(&value))?
-    } else {
-        compute(py, "run", || Spec::from_toml(text))?
+#[pyo3(signature = (source, kind, base, out=None))]
+fn run<'py>(py: Python<'py>, source: &str, kind: &str, base: PathBuf, out: Option<PathBuf>) -> PyResult<Bound<'py, PyDict>> {
+    let spec = match kind {
+        "json" => {
+            let value: serde_json::Value = serde_json::from_str(source)
+                .map_err(|e| PyValueError::new_err(format!("spec: not valid JSON: {e}")))?;
+            compute(py, "run", || Spec::from_json(&value))?
+        }
+        "toml" => compute(py, "run", || Spec::from_toml(source))?,
+        _ => compute(py, "run", || Spec::from_file(std::path::Path::new(source)))?,
     };
     let (model, outcome) = compute(py, "run", || run_spec(&spec, &base, &mut [], &mut |_, _| {}))?;
     if let Some(dir) = &out {
@@ -631,6 +645,15 @@ impl PyChargeRecorder {
     }
 }
 
+/// A log as `nequil run` writes `metrics.csv` (numbers that read back to the same bits).
+#[pyfunction]
+fn log_csv(columns: Vec<String>, rows: Vec<u8>) -> PyResult<String> {
+    let flat = f64s(&rows, "rows")?;
+    let w = columns.len().max(1);
+    let rows = flat.chunks(w).map(|r| r.to_vec()).collect();
+    Ok(nequil::lab::files::log_csv(&nequil::train::Log { columns, rows }))
+}
+
 /// Re-runs the paper's experiments (all, or `names`) into `out` as `nequil reproduce` does:
 /// per experiment its logs, `summary.json`, `figure.json`, `figure.svg` and `figure.png`, then
 /// `report.html`. Returns the JSON text of the summaries.
@@ -684,6 +707,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reproduce, m)?)?;
     m.add_function(wrap_pyfunction!(experiments, m)?)?;
     m.add_function(wrap_pyfunction!(simd, m)?)?;
+    m.add_function(wrap_pyfunction!(log_csv, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     Ok(())
 }
