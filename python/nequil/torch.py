@@ -125,7 +125,10 @@ def _layer(m: nn.Module, path: str) -> Dict[str, Any]:
             raise _unsupported(path, m, "no dilation")
         if t is nn.AvgPool2d and m.divisor_override is not None:
             raise _unsupported(path, m, "no divisor_override")
-        return {"type": "max-pool2d" if t is nn.MaxPool2d else "avg-pool2d", "kernel": k[0], "stride": s[0]}
+        pool = {"type": "max-pool2d" if t is nn.MaxPool2d else "avg-pool2d", "kernel": k[0]}
+        if s[0] != k[0]:
+            pool["stride"] = s[0]
+        return pool
     if t is nn.Flatten:
         if m.start_dim != 1 or m.end_dim != -1:
             raise _unsupported(path, m, "only Flatten(start_dim=1, end_dim=-1)")

@@ -296,8 +296,8 @@ impl PyModel {
 }
 
 /// The data arrays of an analysis, checked against the model (messages name `x` and `y`).
-fn data(py: Python<'_>, model: &Model, x: NdArray, y: NdArray) -> PyResult<(Vec<f64>, Vec<f64>, usize)> {
-    let ds = compute(py, "data", || data_for(model, &x, "x", &y, "y"))?;
+fn data(py: Python<'_>, model: &Model, x: NdArray, y: NdArray, labels: (&str, &str)) -> PyResult<(Vec<f64>, Vec<f64>, usize)> {
+    let ds = compute(py, "data", || data_for(model, &x, labels.0, &y, labels.1))?;
     Ok((ds.x, ds.y, ds.n))
 }
 
@@ -307,7 +307,7 @@ type Arr = (Vec<u8>, Vec<usize>);
 fn inputs(py: Python<'_>, m: &PyModel, theta: Vec<u8>, x: Arr, y: Arr) -> PyResult<(Vec<f64>, Vec<f64>, Vec<f64>, usize)> {
     let theta = f64s(&theta, "params")?;
     compute(py, "params", || check_theta(&m.model, &theta))?;
-    let (x, y, n) = data(py, &m.model, nd(&x.0, x.1, "x")?, nd(&y.0, y.1, "y")?)?;
+    let (x, y, n) = data(py, &m.model, nd(&x.0, x.1, "x")?, nd(&y.0, y.1, "y")?, ("x", "y"))?;
     Ok((theta, x, y, n))
 }
 
@@ -574,7 +574,7 @@ impl PyChargeRecorder {
             flow_params(lr, batch, weight_decay, discrete, Keys::KWARGS)?;
             nequil::lab::spec::instruments::charges_probes(&spec, m)
         })?;
-        let (x, y, n) = data(py, m, nd(&x.0, x.1, "x_probe")?, nd(&y.0, y.1, "y_probe")?)?;
+        let (x, y, n) = data(py, m, nd(&x.0, x.1, "x_probe")?, nd(&y.0, y.1, "y_probe")?, ("x_probe", "y_probe"))?;
         let columns = probes.iter().flat_map(|p| p.columns()).collect();
         let source = nequil::Source::Fixed {
             data: compute(py, "torch.Monitor", || {
