@@ -16,6 +16,7 @@ from conftest import read_csv, teacher_data  # noqa: E402
 def f64():
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)  # tiny nets: threads only contend
     torch.manual_seed(0)
     yield
     torch.set_default_dtype(old)
