@@ -161,7 +161,9 @@ pub fn reproduce_into(
                 .map(|s| s.to_string())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            Err(nequil::Error::Numerical(format!("the experiment panicked (a bug): {msg}")))
+            Err(nequil::Error::Numerical(format!(
+                "the experiment panicked (a bug): {msg}"
+            )))
         });
         match result {
             Ok(o) => {

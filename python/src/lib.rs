@@ -14,7 +14,9 @@
 //! * never lets a panic cross into Python: [`guarded`] catches it and raises `RuntimeError`
 //!   naming it a bug.
 
-use nequil::core::curvature::{hessian_spectrum, lanczos, trace, EmpiricalHessian, HvpOptions, HvpWorkspace, LanczosOptions, Which};
+use nequil::core::curvature::{
+    hessian_spectrum, lanczos, trace, EmpiricalHessian, HvpOptions, HvpWorkspace, LanczosOptions, Which,
+};
 use nequil::core::equilibrium::rebalance_with;
 use nequil::core::models::Model;
 use nequil::core::rng::Rng;
@@ -224,7 +226,11 @@ impl PyModel {
 
     /// θ as one flat vector in layout order from named tensors `[(name, shape, bytes), …]`,
     /// checked as `nequil equilibrium` checks a weights file.
-    fn flatten<'py>(&self, py: Python<'py>, tensors: Vec<(String, Vec<usize>, Vec<u8>)>) -> PyResult<Bound<'py, PyBytes>> {
+    fn flatten<'py>(
+        &self,
+        py: Python<'py>,
+        tensors: Vec<(String, Vec<usize>, Vec<u8>)>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let theta = self.theta(py, tensors)?;
         Ok(to_bytes(py, &theta))
     }
@@ -241,7 +247,13 @@ impl PyModel {
     }
 
     /// The model's outputs `f(x)` for inputs `x` (`n × d_in`), `n × d_out` values.
-    fn forward<'py>(&self, py: Python<'py>, theta: Vec<u8>, x: Vec<u8>, x_shape: Vec<usize>) -> PyResult<Bound<'py, PyBytes>> {
+    fn forward<'py>(
+        &self,
+        py: Python<'py>,
+        theta: Vec<u8>,
+        x: Vec<u8>,
+        x_shape: Vec<usize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let theta = f64s(&theta, "params")?;
         let x = nd(&x, x_shape, "x")?;
         let model = &self.model;
@@ -296,7 +308,13 @@ impl PyModel {
 }
 
 /// The data arrays of an analysis, checked against the model (messages name `x` and `y`).
-fn data(py: Python<'_>, model: &Model, x: NdArray, y: NdArray, labels: (&str, &str)) -> PyResult<(Vec<f64>, Vec<f64>, usize)> {
+fn data(
+    py: Python<'_>,
+    model: &Model,
+    x: NdArray,
+    y: NdArray,
+    labels: (&str, &str),
+) -> PyResult<(Vec<f64>, Vec<f64>, usize)> {
     let ds = compute(py, "data", || data_for(model, &x, labels.0, &y, labels.1))?;
     Ok((ds.x, ds.y, ds.n))
 }
@@ -304,7 +322,13 @@ fn data(py: Python<'_>, model: &Model, x: NdArray, y: NdArray, labels: (&str, &s
 type Arr = (Vec<u8>, Vec<usize>);
 
 /// θ (flat, layout order) and the data of one analysis call, checked.
-fn inputs(py: Python<'_>, m: &PyModel, theta: Vec<u8>, x: Arr, y: Arr) -> PyResult<(Vec<f64>, Vec<f64>, Vec<f64>, usize)> {
+fn inputs(
+    py: Python<'_>,
+    m: &PyModel,
+    theta: Vec<u8>,
+    x: Arr,
+    y: Arr,
+) -> PyResult<(Vec<f64>, Vec<f64>, Vec<f64>, usize)> {
     let theta = f64s(&theta, "params")?;
     compute(py, "params", || check_theta(&m.model, &theta))?;
     let (x, y, n) = data(py, &m.model, nd(&x.0, x.1, "x")?, nd(&y.0, y.1, "y")?, ("x", "y"))?;
@@ -460,7 +484,9 @@ impl PyHessian {
         let p = self.model.n_params();
         compute(py, "Hessian.top_eigenvalues", || {
             if k == 0 || k > p {
-                return Err(invalid!("k: must be between 1 and the number of parameters ({p}), got {k}"));
+                return Err(invalid!(
+                    "k: must be between 1 and the number of parameters ({p}), got {k}"
+                ));
             }
             if !(tol.is_finite() && tol > 0.0) {
                 return Err(invalid!("tol: must be finite and > 0, got {tol}"));
@@ -481,7 +507,9 @@ impl PyHessian {
 
     /// Every eigenvalue, ascending, from the dense Hessian (P ≤ 2048).
     fn eigenvalues(&self, py: Python<'_>) -> PyResult<Vec<f64>> {
-        compute(py, "Hessian.eigenvalues", || self.with(|op| hessian_spectrum(op).map(|(v, _)| v)))
+        compute(py, "Hessian.eigenvalues", || {
+            self.with(|op| hessian_spectrum(op).map(|(v, _)| v))
+        })
     }
 }
 
@@ -493,7 +521,13 @@ impl PyHessian {
 /// None).
 #[pyfunction]
 #[pyo3(signature = (source, kind, base, out=None))]
-fn run<'py>(py: Python<'py>, source: &str, kind: &str, base: PathBuf, out: Option<PathBuf>) -> PyResult<Bound<'py, PyDict>> {
+fn run<'py>(
+    py: Python<'py>,
+    source: &str,
+    kind: &str,
+    base: PathBuf,
+    out: Option<PathBuf>,
+) -> PyResult<Bound<'py, PyDict>> {
     let spec = match kind {
         "json" => {
             let value: serde_json::Value = serde_json::from_str(source)
@@ -574,7 +608,13 @@ impl PyChargeRecorder {
             flow_params(lr, batch, weight_decay, discrete, Keys::KWARGS)?;
             nequil::lab::spec::instruments::charges_probes(&spec, m)
         })?;
-        let (x, y, n) = data(py, m, nd(&x.0, x.1, "x_probe")?, nd(&y.0, y.1, "y_probe")?, ("x_probe", "y_probe"))?;
+        let (x, y, n) = data(
+            py,
+            m,
+            nd(&x.0, x.1, "x_probe")?,
+            nd(&y.0, y.1, "y_probe")?,
+            ("x_probe", "y_probe"),
+        )?;
         let columns = probes.iter().flat_map(|p| p.columns()).collect();
         let source = nequil::Source::Fixed {
             data: compute(py, "torch.Monitor", || {
@@ -680,7 +720,10 @@ fn experiments() -> Vec<(String, String, String)> {
 fn simd() -> (String, Vec<String>) {
     (
         nequil::simd::active().name().to_string(),
-        nequil::simd::supported().into_iter().map(|p| p.name().to_string()).collect(),
+        nequil::simd::supported()
+            .into_iter()
+            .map(|p| p.name().to_string())
+            .collect(),
     )
 }
 

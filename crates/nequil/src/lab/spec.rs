@@ -565,7 +565,12 @@ fn json_as_toml(value: &serde_json::Value, what: &str) -> Result<String> {
     if !value.is_object() {
         return Err(invalid!("{what}: expected a table (a dict of keys), got {value}"));
     }
-    toml::to_string(value).map_err(|e| invalid!("{what}: {} (None/null values have no TOML form: leave the key out)", e.to_string().trim_end()))
+    toml::to_string(value).map_err(|e| {
+        invalid!(
+            "{what}: {} (None/null values have no TOML form: leave the key out)",
+            e.to_string().trim_end()
+        )
+    })
 }
 
 /// A `[model]` table given as JSON (the Python package's `nequil.Model(dict)`), with the checks
