@@ -321,14 +321,11 @@ fn data(
 
 type Arr = (Vec<u8>, Vec<usize>);
 
+/// θ, the inputs x and targets y (flat) and the number of samples n.
+type Inputs = (Vec<f64>, Vec<f64>, Vec<f64>, usize);
+
 /// θ (flat, layout order) and the data of one analysis call, checked.
-fn inputs(
-    py: Python<'_>,
-    m: &PyModel,
-    theta: Vec<u8>,
-    x: Arr,
-    y: Arr,
-) -> PyResult<(Vec<f64>, Vec<f64>, Vec<f64>, usize)> {
+fn inputs(py: Python<'_>, m: &PyModel, theta: Vec<u8>, x: Arr, y: Arr) -> PyResult<Inputs> {
     let theta = f64s(&theta, "params")?;
     compute(py, "params", || check_theta(&m.model, &theta))?;
     let (x, y, n) = data(py, &m.model, nd(&x.0, x.1, "x")?, nd(&y.0, y.1, "y")?, ("x", "y"))?;

@@ -10,3 +10,23 @@ def test_quickstart_notebook_is_the_script():
     r = subprocess.run([sys.executable, str(REPO / "examples" / "python" / "make_notebook.py"), "--check"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_type_stubs_cover_the_public_api():
+    """Every public name of nequil and nequil.torch has a stub (nequil/*.pyi)."""
+    import ast
+
+    import nequil
+
+    for module, stub in ((nequil, "__init__.pyi"), (None, "torch.pyi")):
+        tree = ast.parse((REPO / "python" / "nequil" / stub).read_text())
+        names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        names |= {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+                  for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
+        if module is None:
+            src = ast.parse((REPO / "python" / "nequil" / "torch.py").read_text())
+            public = next(n.value for n in src.body if isinstance(n, ast.Assign) and n.targets[0].id == "__all__")
+            wanted = {e.value for e in public.elts}
+        else:
+            wanted = set(module.__all__)
+        assert wanted <= names, wanted - names
