@@ -2,6 +2,7 @@
 
 mod cli_bench;
 mod cli_equilibrium;
+mod cli_rebalance;
 mod cli_reproduce;
 mod cli_run;
 mod cli_sweep;
@@ -41,6 +42,9 @@ enum Command {
     /// nequil, data from NumPy): a table of charges, noise imbalances and λ*, and with --out the
     /// rebalanced weights (same function, same loss, balanced noise).
     Equilibrium(cli_equilibrium::EquilibriumArgs),
+    /// Move a spec's initialization to its noise equilibrium (same function, same loss) and write
+    /// it as weights; `model.init_from` starts a run from them.
+    Rebalance(cli_rebalance::RebalanceArgs),
     /// Benchmarks behind bench/compare.py (training loop, GEMM rate, per-sample noise).
     #[command(hide = true)]
     Bench(cli_bench::BenchArgs),
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Command::Slurm(a) => cli_sweep::slurm(a),
         Command::Merge(a) => cli_sweep::merge(a),
         Command::Equilibrium(a) => cli_equilibrium::equilibrium(a),
+        Command::Rebalance(a) => cli_rebalance::rebalance(a),
         Command::Bench(a) => cli_bench::bench(a),
         Command::Simd => simd(),
     };

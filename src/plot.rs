@@ -2257,6 +2257,7 @@ mod tests {
                 ],
                 notes: vec!["Synthetic data for the renderer's demo.".into()],
                 seconds: 3.25,
+                beyond_the_paper: false,
             },
             ReportEntry {
                 name: "small <b>".into(),
@@ -2268,6 +2269,7 @@ mod tests {
                 settings: vec![("batch".into(), "8".into())],
                 notes: vec![],
                 seconds: 75.0,
+                beyond_the_paper: true,
             },
         ];
         write_report(&dir, &entries).unwrap();

@@ -128,6 +128,8 @@ tr.fail td:first-child { box-shadow: inset 4px 0 0 var(--fail); }
 .badge.fail { background: var(--fail); }
 .badge.none { background: #8c959f; }
 section.exp { background: #fff; border: 1px solid var(--line); border-radius: 8px; margin: 26px 0; padding: 18px 22px; }
+h2.part { margin: 40px 0 4px; padding-top: 12px; border-top: 2px solid var(--line); }
+tr.part td { font-weight: 600; background: #f4f4f4; }
 section.exp.has-fail { border-left: 6px solid var(--fail); }
 .exp-head { display: flex; justify-content: space-between; align-items: baseline; gap: 16px; flex-wrap: wrap; }
 .exp-head .name { color: var(--muted); font-weight: 400; font-size: 14px; margin-left: 8px; }
@@ -196,7 +198,13 @@ pub fn render_html(experiments: &[ReportEntry]) -> String {
     if experiments.is_empty() {
         h.push_str("<tr><td colspan=\"6\" class=\"empty\">No experiments.</td></tr>\n");
     }
-    for (e, id) in experiments.iter().zip(&ids) {
+    let first_beyond = experiments.iter().position(|e| e.beyond_the_paper);
+    for (i, (e, id)) in experiments.iter().zip(&ids).enumerate() {
+        if Some(i) == first_beyond {
+            h.push_str(
+                "<tr class=\"part\"><td colspan=\"6\"><a href=\"#beyond-the-paper\">Beyond the paper</a></td></tr>\n",
+            );
+        }
         let (p, f) = (e.passed(), e.failed());
         let _ = writeln!(
             h,
@@ -218,7 +226,13 @@ pub fn render_html(experiments: &[ReportEntry]) -> String {
     }
     h.push_str("</tbody>\n</table>\n");
 
-    for (e, id) in experiments.iter().zip(&ids) {
+    for (i, (e, id)) in experiments.iter().zip(&ids).enumerate() {
+        if Some(i) == first_beyond {
+            h.push_str(
+                "<h2 class=\"part\" id=\"beyond-the-paper\">Beyond the paper</h2>\n<p class=\"sub\">Experiments that \
+                 go beyond the paper: their checks test what the book derives; the rest is measured and reported as found.</p>\n",
+            );
+        }
         write_section(&mut h, e, id);
     }
 
@@ -386,6 +400,7 @@ mod tests {
                 settings: vec![("η".into(), "0.01".into()), ("batch".into(), "8".into())],
                 notes: vec!["Gaussian data".into()],
                 seconds: 1.5,
+                beyond_the_paper: false,
             },
             ReportEntry {
                 name: "fig2 <script>alert(1)</script>".into(),
@@ -401,12 +416,30 @@ mod tests {
                 settings: vec![("<k>".into(), "\"v\"".into())],
                 notes: vec![],
                 seconds: 125.0,
+                beyond_the_paper: false,
             },
             ReportEntry {
                 name: "empty".into(),
                 ..Default::default()
             },
+            ReportEntry {
+                name: "beyond-one".into(),
+                beyond_the_paper: true,
+                ..Default::default()
+            },
         ]
+    }
+
+    #[test]
+    fn experiments_beyond_the_paper_come_under_their_own_heading() {
+        let html = render_html(&entries());
+        assert_eq!(html.matches("id=\"beyond-the-paper\"").count(), 1);
+        let heading = html.find("id=\"beyond-the-paper\"").unwrap();
+        assert!(html.find("id=\"exp-empty\"").unwrap() < heading);
+        assert!(heading < html.find("id=\"exp-beyond-one\"").unwrap());
+        assert!(html.contains("href=\"#beyond-the-paper\""));
+        let none = render_html(&entries()[..3]);
+        assert!(!none.contains("Beyond the paper"));
     }
 
     #[test]

@@ -655,12 +655,16 @@ impl PyChargeRecorder {
                             theta[i]
                         ));
                     }
+                    // The monitor's loop is plain SGD (momentum's laws need its velocity).
+                    let sgd = nequil::train::Optimizer::Sgd;
                     let ctx = ProbeCtx {
                         step,
                         t: this.lr * step as f64,
                         lr: this.lr,
                         batch_size: this.batch,
                         weight_decay: this.gamma,
+                        optimizer: &sgd,
+                        velocity: &[],
                         model: &this.model,
                         theta: &theta,
                         eval_x: &this.x,

@@ -38,6 +38,7 @@
 //!     batching: Batching::Sgd(4),
 //!     lr: LrSchedule::Constant(0.02),
 //!     weight_decay: 0.0,
+//!     optimizer: nequil::train::Optimizer::Sgd,
 //!     schedule: Schedule::Every(1_000),
 //!     eval_samples: 512,
 //!     seed: 0,
@@ -91,4 +92,4 @@ pub use crate::core::stats::{grad_stats, GradStats};
 pub use crate::core::symmetry::{catalog, Catalog, Generator, Symmetry};
 pub use crate::instruments::ChargeProbe;
 pub use crate::lab::spec::Spec;
-pub use crate::train::{Batching, LrSchedule, Probe, Schedule, TrainConfig};
+pub use crate::train::{Batching, LrSchedule, Optimizer, Probe, Schedule, TrainConfig};

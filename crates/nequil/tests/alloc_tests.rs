@@ -105,3 +105,49 @@ fn step_loop_allocates_nothing() {
         }
     }
 }
+
+#[test]
+fn every_update_rule_allocates_nothing() {
+    use nequil::core::symmetry::Momentum;
+    use nequil::train::Optimizer;
+    let model = Model::mlp(&[6, 8, 6], Activation::Relu, true).unwrap();
+    for opt in [
+        Optimizer::Momentum(Momentum::heavy_ball(0.9)),
+        Optimizer::Momentum(Momentum::nesterov(0.9)),
+        Optimizer::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            decoupled: false,
+        },
+        Optimizer::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            decoupled: true,
+        },
+    ] {
+        let g = Gaussian::new(6, 6, Cov::Scalar(1.0), Target::Identity, Some(Cov::Scalar(1.0))).unwrap();
+        let mut source = Source::Online(g);
+        let mut theta = model.init(&Init::Kaiming, &mut Rng::new(2)).unwrap();
+        let mut st = Stepper::new(&model, &source, Batching::Sgd(4), 0.01, 3)
+            .unwrap()
+            .with_optimizer(opt)
+            .unwrap();
+        st.step(&model, &mut source, &mut theta, 1e-3, 0).unwrap();
+        let before = ALLOCS.load(Ordering::SeqCst);
+        COUNTING.with(|c| c.set(true));
+        for k in 1..200 {
+            st.step(&model, &mut source, &mut theta, 1e-3, k).unwrap();
+        }
+        COUNTING.with(|c| c.set(false));
+        let after = ALLOCS.load(Ordering::SeqCst);
+        assert_eq!(
+            after - before,
+            0,
+            "{} allocated {} times in 199 steps",
+            opt.name(),
+            after - before
+        );
+    }
+}

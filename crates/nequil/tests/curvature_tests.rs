@@ -579,6 +579,8 @@ fn ctx<'a>(
         lr: 0.01,
         batch_size: 4,
         weight_decay: 0.05,
+        optimizer: &nequil::train::Optimizer::Sgd,
+        velocity: &[],
         model,
         theta,
         eval_x: x,

@@ -81,6 +81,15 @@ fn law_of_balance() {
 }
 
 #[test]
+fn beyond_optimizers() {
+    run("beyond-optimizers");
+}
+#[test]
+fn rebalanced_init() {
+    run("rebalanced-init");
+}
+
+#[test]
 fn catalog_names_are_unique_and_described() {
     let c = catalog();
     let mut names: Vec<&str> = c.iter().map(|e| e.name).collect();

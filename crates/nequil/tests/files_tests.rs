@@ -156,6 +156,7 @@ fn every_file_type_round_trips() {
             settings: vec![("k".into(), "v".into())],
             notes: vec![],
             seconds: 2.0,
+            beyond_the_paper: true,
         },
     );
     round_trip(&d, "check.json", &check("c", true));

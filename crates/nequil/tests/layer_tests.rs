@@ -495,3 +495,124 @@ fn mixed_stack_symmetries_have_the_expected_names() {
     assert!(cat.notes.iter().any(|n| n.contains("tanh")));
     assert!(model.as_chain().is_none(), "a mixed stack is not a chain");
 }
+
+mod random_shapes {
+    //! Proptest over shapes, strides, paddings, kernels, heads and flags: gradients and
+    //! Hessian-vector products against central differences, per-sample statistics against a naive
+    //! per-sample loop (relative 1e-12).
+
+    use super::*;
+    use nequil::core::rng::Rng;
+    use proptest::prelude::*;
+
+    fn check(model: &Model, seed: u64) -> Result<(), TestCaseError> {
+        let n = 4;
+        let (x, y) = data(model, n, seed);
+        let t = theta(model, seed + 1);
+        prop_assume!(model.kink_distance(&t, &x, n) > 1e-4);
+        let p = model.n_params();
+        // Gradient: central differences, step 1e-6 (truncation ~1e-12·|ℓ'''|, rounding ~1e-10).
+        let g = grad(model, &t, &x, &y, n);
+        let mut ws = model.workspace(n);
+        let h = 1e-6;
+        for j in 0..p {
+            let (mut tp, mut tm) = (t.clone(), t.clone());
+            tp[j] += h;
+            tm[j] -= h;
+            let fd = (model.loss(&tp, &x, &y, n, &mut ws) - model.loss(&tm, &x, &y, n, &mut ws)) / (2.0 * h);
+            prop_assert!(
+                (fd - g[j]).abs() <= 1e-5 * (1.0 + g[j].abs()),
+                "{}: param {j}: {} vs {fd}",
+                model.describe(),
+                g[j]
+            );
+        }
+        // Hessian-vector product against a central difference of gradients.
+        let mut rng = Rng::new(seed + 2);
+        let mut v = vec![0.0; p];
+        rng.fill_normal(&mut v);
+        let mut hws = HvpWorkspace::new(
+            model,
+            HvpOptions {
+                chunk: 3,
+                threads: 1,
+                cache_bytes: 1 << 20,
+            },
+        );
+        let mut op = EmpiricalHessian::new(model, &t, &x, &y, n, &mut hws).unwrap();
+        let mut hv = vec![0.0; p];
+        op.apply(&v, &mut hv);
+        let e = 1e-5;
+        let tp: Vec<f64> = t.iter().zip(&v).map(|(a, b)| a + e * b).collect();
+        let tm: Vec<f64> = t.iter().zip(&v).map(|(a, b)| a - e * b).collect();
+        let (gp, gm) = (grad(model, &tp, &x, &y, n), grad(model, &tm, &x, &y, n));
+        let scale = hv.iter().fold(1.0f64, |a, b| a.max(b.abs()));
+        for j in 0..p {
+            let fd = (gp[j] - gm[j]) / (2.0 * e);
+            prop_assert!(
+                (fd - hv[j]).abs() <= 1e-5 * scale,
+                "{}: Hv {j}: {} vs {fd}",
+                model.describe(),
+                hv[j]
+            );
+        }
+        // Per-sample statistics against the naive loop.
+        let gs = per_sample_grads(model, &t, &x, &y, n);
+        let st = grad_stats(model, &t, &x, &y, n, &mut model.workspace(3));
+        for j in 0..p {
+            let sm: f64 = (0..n).map(|i| gs.at(i, j) * gs.at(i, j)).sum::<f64>() / n as f64;
+            prop_assert!((st.second_moment[j] - sm).abs() <= 1e-12 * (1.0 + sm.abs()));
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn cnns(c in 1usize..3, h in 4usize..8, w in 3usize..7, o in 1usize..4, k in 1usize..4,
+                stride in 1usize..3, pad in 0usize..2, pool in 0usize..3, bias in any::<bool>(), seed in 0u64..1000) {
+            prop_assume!(h + 2 * pad >= k && w + 2 * pad >= k);
+            let mut layers = vec![
+                L::Conv2d { out_channels: o, kernel: (k, k.max(2).min(w + 2 * pad)), stride, padding: pad, bias },
+                L::Activation(Activation::LeakyRelu(0.2)),
+            ];
+            match pool {
+                1 => layers.push(L::MaxPool2d { kernel: 2, stride: 1 }),
+                2 => layers.push(L::AvgPool2d { kernel: 2, stride: 2 }),
+                _ => {}
+            }
+            layers.push(L::Flatten);
+            layers.push(L::Linear { out_features: 2, bias: true });
+            let Ok(model) = Model::sequential(&[c, h, w], &layers) else {
+                // A pooling window larger than the feature map: refused, as it must be.
+                return Ok(());
+            };
+            check(&model, seed)?;
+        }
+
+        #[test]
+        fn attention_blocks(t in 1usize..5, heads in 1usize..3, per_head in 1usize..3, causal in any::<bool>(),
+                            bias in any::<bool>(), eps in prop_oneof![Just(0.0), Just(1e-5)], affine in any::<bool>(),
+                            seed in 0u64..1000) {
+            let e = heads * per_head;
+            if eps == 0.0 && e == 1 {
+                // Normalizing one feature without eps is 0/0: refused with a message, as it must be.
+                let r = Model::sequential(&[t, e], &[L::LayerNorm { eps, affine }]);
+                prop_assert!(r.is_err_and(|e| e.to_string().contains("eps = 0")));
+                return Ok(());
+            }
+            let model = Model::sequential(
+                &[t, e],
+                &[
+                    L::Residual(vec![L::LayerNorm { eps, affine }, L::SelfAttention { heads, causal, bias }]),
+                    L::Residual(vec![L::Linear { out_features: 3, bias }, L::Activation(Activation::Tanh), L::Linear { out_features: e, bias }]),
+                    L::MeanPool,
+                    L::Linear { out_features: 2, bias: true },
+                ],
+            )
+            .unwrap();
+            check(&model, seed)?;
+        }
+    }
+}

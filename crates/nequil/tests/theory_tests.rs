@@ -482,6 +482,8 @@ fn charge_probe_records_consistent_columns() {
         lr: 0.01,
         batch_size: 4,
         weight_decay: 0.02,
+        optimizer: &nequil::train::Optimizer::Sgd,
+        velocity: &[],
         model: &model,
         theta: &theta,
         eval_x: &x,

@@ -1,12 +1,26 @@
 //! A probe that tracks Noether charges during training (see [`crate::train::Probe`]).
 
-use crate::core::equilibrium::{FlowParams, OrbitFlow, Time};
+use crate::core::equilibrium::{OrbitFlow, Time};
+use crate::core::linalg::Dense;
 use crate::core::stats::{grad_stats, per_sample_grads};
 use crate::core::symmetry::catalog::{catalog, Symmetry};
 use crate::core::symmetry::generator::Generator;
 use crate::core::symmetry::law::NoiseBalance;
-use crate::train::{Probe, ProbeCtx, Schedule};
+use crate::train::{Optimizer, Probe, ProbeCtx, Schedule};
 use crate::Result;
+
+/// The mean of each column of the `n × P` per-sample gradients: `∇L`.
+fn column_means(g: &Dense) -> Vec<f64> {
+    let mut m = vec![0.0; g.cols];
+    for i in 0..g.rows {
+        for (a, v) in m.iter_mut().zip(&g.data[i * g.cols..(i + 1) * g.cols]) {
+            *a += v;
+        }
+    }
+    let inv = 1.0 / g.rows.max(1) as f64;
+    m.iter_mut().for_each(|a| *a *= inv);
+    m
+}
 
 /// Records, for each symmetry of interest, five columns computed on the run's evaluation set:
 ///
@@ -18,8 +32,14 @@ use crate::Result;
 /// * `{name}/C_star`: the predicted equilibrium charge on the current orbit (this symmetry alone);
 /// * `{name}/C_minus_C_star`: the distance `C − C*` (±∞ if λ* is infinite).
 ///
-/// η, S and γ are the context's learning rate, batch size and weight decay. Diagonal generators
-/// need one pass of [`grad_stats`]; others materialise the per-sample gradients (small models).
+/// η, S and γ are the context's learning rate, batch size and weight decay, and the law is the
+/// run's optimizer's (book `theory/momentum.md`): under momentum or Nesterov
+/// ([`crate::core::symmetry::Momentum`]) the continuous drift is `ρ(−4γC + (ηρ/S)Tr[AΣ])` per unit
+/// time `t = η·steps` and C* is SGD's at the effective step `ηρ`; in discrete time the drift is
+/// the exact `E[ΔC | θ, v]` given the run's velocity and C* the stationary per-step law's. Under
+/// Adam no law is claimed: `drift`, `C_star` and `C_minus_C_star` are `nan` (C and `Tr[AΣ]` are
+/// measured as always). Diagonal generators need one pass of [`grad_stats`]; others materialise
+/// the per-sample gradients (small models).
 pub struct ChargeProbe {
     syms: Vec<(String, Generator)>,
     time: Time,
@@ -72,12 +92,9 @@ impl Probe for ChargeProbe {
 
     fn record(&mut self, ctx: &ProbeCtx<'_>, out: &mut Vec<f64>) -> Result<()> {
         let (model, theta, n) = (ctx.model, ctx.theta, ctx.eval_n);
-        let params = FlowParams {
-            eta: ctx.lr,
-            batch: ctx.batch_size.max(1),
-            gamma: ctx.weight_decay,
-            time: self.time,
-        };
+        let (eta, batch, gamma) = (ctx.lr, ctx.batch_size.max(1), ctx.weight_decay);
+        // The law of the run's optimizer: SGD's, momentum's (effective step ηρ), or none (Adam).
+        let params = ctx.optimizer.flow_params(eta, batch, gamma, self.time);
         let need_stats = self.syms.iter().any(|(_, g)| g.as_diagonal().is_some());
         let need_grads = self.syms.iter().any(|(_, g)| g.as_diagonal().is_none());
         let stats = need_stats.then(|| {
@@ -85,24 +102,46 @@ impl Probe for ChargeProbe {
             grad_stats(model, theta, ctx.eval_x, ctx.eval_y, n, &mut ws)
         });
         let grads = need_grads.then(|| per_sample_grads(model, theta, ctx.eval_x, ctx.eval_y, n));
+        // The mean gradient ∇L on the evaluation set (for momentum's exact per-step law).
+        let mean_grad: Option<Vec<f64>> = match (ctx.optimizer, self.time) {
+            (Optimizer::Momentum(_), Time::Discrete) => Some(match (&stats, &grads) {
+                (Some(st), _) => st.mean.clone(),
+                (_, Some(gr)) => column_means(gr),
+                _ => unreachable!("statistics computed for every generator kind present"),
+            }),
+            _ => None,
+        };
         for (_, g) in &self.syms {
             let (nb, flow) = match (&stats, &grads, g.as_diagonal()) {
                 (Some(st), _, Some(_)) => (
                     NoiseBalance::from_stats(g, theta, st)?,
-                    OrbitFlow::from_stats(g, theta, st, &params)?,
+                    params.map(|p| OrbitFlow::from_stats(g, theta, st, &p)).transpose()?,
                 ),
                 (_, Some(gr), _) => (
                     NoiseBalance::from_grads(g, theta, gr)?,
-                    OrbitFlow::from_grads(g, theta, gr, &params)?,
+                    params.map(|p| OrbitFlow::from_grads(g, theta, gr, &p)).transpose()?,
                 ),
                 _ => unreachable!("statistics computed for every generator kind present"),
             };
-            let drift = match self.time {
-                Time::Continuous => nb.continuous_drift(params.eta, params.batch, params.gamma),
-                Time::Discrete => nb.expected_step_drift(params.eta, params.batch, params.gamma),
+            let drift = match (ctx.optimizer, self.time) {
+                (Optimizer::Sgd, Time::Continuous) => nb.continuous_drift(eta, batch, gamma),
+                (Optimizer::Sgd, Time::Discrete) => nb.expected_step_drift(eta, batch, gamma),
+                (Optimizer::Momentum(m), Time::Continuous) => m.continuous_drift(&nb, eta, batch, gamma),
+                (Optimizer::Momentum(m), Time::Discrete) => {
+                    let v = ctx.velocity;
+                    let first = ctx.step == 0 || v.len() != theta.len();
+                    let (p, q, vg) = if first {
+                        (0.0, 0.0, 0.0)
+                    } else {
+                        let mg = mean_grad.as_deref().expect("computed for momentum in discrete time");
+                        (g.bilinear(theta, v), g.quad(v), g.bilinear(v, mg))
+                    };
+                    m.expected_step_drift(&nb, eta, batch, gamma, first, p, q, vg)
+                }
+                (Optimizer::Adam { .. }, _) => f64::NAN,
             };
-            let sol = flow.solve();
-            out.extend([nb.c, nb.tr_a_sigma, drift, sol.c_star, nb.c - sol.c_star]);
+            let c_star = flow.map_or(f64::NAN, |f| f.solve().c_star);
+            out.extend([nb.c, nb.tr_a_sigma, drift, c_star, nb.c - c_star]);
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! A probe that tracks the noise balance of whole double-rotation families during training (see
 //! [`crate::core::equilibrium::matrix_family`]).
 
-use crate::core::equilibrium::{family_balance, FlowParams, Time};
+use crate::core::equilibrium::{family_balance, Time};
 use crate::core::symmetry::MatrixFamily;
 use crate::train::{Probe, ProbeCtx, Schedule};
 use crate::Result;
@@ -17,7 +17,9 @@ use crate::Result;
 /// * `{name}/distance`: `‖B − I‖_F` for the member `B` that moves θ to the equilibrium of its orbit
 ///   (0 there, ∞ when the orbit has none).
 ///
-/// η, S and γ are the context's learning rate, batch size and weight decay. Each record runs one
+/// η, S and γ are the context's learning rate, batch size and weight decay. Under momentum the
+/// law is SGD's at the effective step `ηρ` (discrete time: the stationary per-step law; book
+/// `theory/momentum.md`); under Adam only `charge` is recorded and the rest is `nan`. Each record runs one
 /// per-sample backward pass per evaluation sample and family.
 pub struct FamilyProbe {
     families: Vec<MatrixFamily>,
@@ -55,11 +57,16 @@ impl Probe for FamilyProbe {
     }
 
     fn record(&mut self, ctx: &ProbeCtx<'_>, out: &mut Vec<f64>) -> Result<()> {
-        let params = FlowParams {
-            eta: ctx.lr,
-            batch: ctx.batch_size.max(1),
-            gamma: ctx.weight_decay,
-            time: self.time,
+        let (eta, batch, gamma) = (ctx.lr, ctx.batch_size.max(1), ctx.weight_decay);
+        let Some(params) = ctx.optimizer.flow_params(eta, batch, gamma, self.time) else {
+            // No law is claimed under Adam: the charge is measured, the rest is nan.
+            for f in &self.families {
+                let m = crate::core::equilibrium::family_moments(
+                    ctx.model, f, ctx.theta, ctx.eval_x, ctx.eval_y, ctx.eval_n,
+                )?;
+                out.extend([m.q.add_scaled(-1.0, &m.k).frob2().sqrt(), f64::NAN, f64::NAN, f64::NAN]);
+            }
+            return Ok(());
         };
         for f in &self.families {
             let b = family_balance(ctx.model, f, ctx.theta, ctx.eval_x, ctx.eval_y, ctx.eval_n, &params)?;

@@ -6,7 +6,7 @@
 //! semi-definite and γ = 0 the charge never decreases (e.g. `‖θ‖²` under scale invariance).
 
 use crate::core::symmetry::generator::Generator;
-use crate::train::{Probe, ProbeCtx, StepCtx};
+use crate::train::{Optimizer, Probe, ProbeCtx, StepCtx};
 use crate::{invalid, Result};
 
 /// Watches every update ([`Probe::observes_steps`]) and reports, per named generator, at the end
@@ -22,6 +22,11 @@ use crate::{invalid, Result};
 /// step, `B' = (1 − 2ηγ)² B + η²|ĝᵀAĝ|` from `B = |C(θ₀)|` (e.g. how far weight decay has
 /// driven a charge toward 0 under GD, whatever the η² terms did on the way).
 ///
+/// Under momentum or Nesterov the identity is the exact step of the `(θ, v)` system,
+/// `C' = C − 2η(2aγC + b θᵀAv) + η² dᵀAd` with `d = a(ĝ + 2γθ) + bv` (book
+/// `theory/momentum.md#exact-step`), and the majorant is `nan`; under Adam the probe stops the run
+/// with an error (no such law).
+///
 /// Each update costs a few passes over θ.
 pub struct StepChargeProbe {
     gens: Vec<(String, Generator)>,
@@ -29,6 +34,8 @@ pub struct StepChargeProbe {
     max_err: Vec<f64>,
     majorant: Vec<f64>,
     steps: u64,
+    /// Momentum's update direction of the current step (allocated at the first).
+    dir: Vec<f64>,
 }
 
 impl StepChargeProbe {
@@ -44,6 +51,7 @@ impl StepChargeProbe {
             max_err: vec![0.0; k],
             majorant: vec![f64::NAN; k],
             steps: 0,
+            dir: vec![],
         })
     }
 }
@@ -67,6 +75,26 @@ impl Probe for StepChargeProbe {
     fn on_step(&mut self, s: &StepCtx<'_>) -> Result<()> {
         let n2: f64 = s.theta_before.iter().map(|v| v * v).sum();
         let decay = 1.0 - 2.0 * s.lr * s.weight_decay;
+        let momentum = match s.optimizer {
+            Optimizer::Sgd => None,
+            Optimizer::Momentum(m) => Some(*m),
+            Optimizer::Adam { .. } => {
+                return Err(invalid!(
+                    "step charge probe: the exact per-step law holds for SGD, GD, momentum and Nesterov; \
+                     Adam's preconditioned step is not orthogonal to Aθ"
+                ))
+            }
+        };
+        if let Some(m) = momentum {
+            // d = a(ĝ + 2γθ) + b v_old, the direction the step took (θ_after = θ_before − η d).
+            let (a, b) = m.direction(s.step == 0);
+            let first = s.step == 0 || s.velocity_before.len() != s.theta_before.len();
+            self.dir.resize(s.theta_before.len(), 0.0);
+            for (i, d) in self.dir.iter_mut().enumerate() {
+                let v = if first { 0.0 } else { s.velocity_before[i] };
+                *d = a * (s.grad[i] + 2.0 * s.weight_decay * s.theta_before[i]) + b * v;
+            }
+        }
         for (j, (_, a)) in self.gens.iter().enumerate() {
             if a.dim() != s.theta_before.len() {
                 return Err(invalid!(
@@ -77,12 +105,27 @@ impl Probe for StepChargeProbe {
             }
             let c0 = a.charge(s.theta_before);
             let c1 = a.charge(s.theta_after);
-            let eta2_term = s.lr * s.lr * a.quad(s.grad);
-            let predicted = decay * decay * c0 + eta2_term;
-            if self.majorant[j].is_nan() {
-                self.majorant[j] = c0.abs();
-            }
-            self.majorant[j] = decay * decay * self.majorant[j] + eta2_term.abs();
+            let predicted = match momentum {
+                None => {
+                    let eta2_term = s.lr * s.lr * a.quad(s.grad);
+                    if self.majorant[j].is_nan() {
+                        self.majorant[j] = c0.abs();
+                    }
+                    self.majorant[j] = decay * decay * self.majorant[j] + eta2_term.abs();
+                    decay * decay * c0 + eta2_term
+                }
+                Some(m) => {
+                    // θᵀA d = 2aγC + b θᵀAv_old, because ĝ ⟂ Aθ (book `theory/momentum.md#exact-step`).
+                    let (ca, cb) = m.direction(s.step == 0);
+                    let p = if s.velocity_before.len() == s.theta_before.len() && s.step > 0 {
+                        a.bilinear(s.theta_before, s.velocity_before)
+                    } else {
+                        0.0
+                    };
+                    self.majorant[j] = f64::NAN;
+                    c0 - 2.0 * s.lr * (2.0 * ca * s.weight_decay * c0 + cb * p) + s.lr * s.lr * a.quad(&self.dir)
+                }
+            };
             self.min_rel[j] = self.min_rel[j].min((c1 - c0) / c0.abs());
             self.max_err[j] = self.max_err[j].max((c1 - predicted).abs() / n2);
         }

@@ -56,7 +56,7 @@ pub fn as_two_layer_linear(model: &Model) -> Result<DenseChain> {
 /// * `dist_to_equilibrium`: the relative distance of `(‖U‖², ‖W‖²)` to the prediction,
 ///   `√((‖U‖² − ‖U*‖²)² + (‖W‖² − ‖W*‖²)²) / √(‖U*‖⁴ + ‖W*‖⁴)`;
 /// * `pred_paper_sharpness`: the paper-convention sharpness `S(θ*)` at the predicted point (half
-///   the Hessian trace; compare with [`crate::core::curvature::PaperSharpnessProbe`]).
+///   the Hessian trace; compare with [`crate::instruments::PaperSharpnessProbe`]).
 ///
 /// η, S and γ are the context's learning rate, batch size and weight decay (`Γ̃ = Γ' − … + (γS/η)I`).
 /// When the closed form does not exist at a step (`Γ̃_W` or `Γ̃_U` not positive definite: no

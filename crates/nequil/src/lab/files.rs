@@ -544,6 +544,10 @@ pub struct ReportEntry {
     /// Wall-clock run time in seconds.
     #[serde(with = "num")]
     pub seconds: f64,
+    /// Whether the experiment goes beyond the paper (the report lists these under their own
+    /// heading, after the paper's).
+    #[serde(default)]
+    pub beyond_the_paper: bool,
 }
 
 impl ReportEntry {

@@ -9,6 +9,8 @@
 //! * [`spec`]: the TOML run specification, validated and built into a model, data and a
 //!   training configuration with its instruments.
 //! * [`runner`]: `nequil run`: a spec to a run directory.
+//! * [`rebalance`](mod@rebalance): `nequil rebalance`: a spec's initialization moved to its noise
+//!   equilibrium, as weights a run can start from.
 //! * [`sweep`]: grids of runs, resumable and sharded, and their merge.
 //! * [`experiments`]: the paper's figures as checks.
 
@@ -16,6 +18,7 @@ pub mod experiments;
 pub mod files;
 pub mod inputs;
 pub mod io;
+pub mod rebalance;
 pub mod resources;
 pub mod runner;
 pub mod spec;

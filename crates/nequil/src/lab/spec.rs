@@ -10,8 +10,9 @@ use crate::core::data::{Cov, Dataset, Gaussian, Source, Target};
 use crate::core::linalg::Dense;
 use crate::core::models::{Activation, Init, LayerDesc, Model, ScaleKind};
 use crate::core::rng::Rng;
+use crate::core::symmetry::Momentum;
 use crate::lab::io::{read_npy, read_npz, NdArray};
-use crate::train::{Batching, LrSchedule, Schedule, TrainConfig};
+use crate::train::{Batching, LrSchedule, Optimizer, Schedule, TrainConfig};
 use crate::{invalid, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -131,6 +132,15 @@ choice!(
         Sgd = "sgd",
         /// Full-batch gradient descent (fixed data).
         Gd = "gd",
+        /// Heavy-ball momentum (`torch.optim.SGD(momentum = β)`).
+        Momentum = "momentum",
+        /// Nesterov momentum (`torch.optim.SGD(momentum = β, nesterov = True)`).
+        Nesterov = "nesterov",
+        /// Adam with L2 weight decay in the gradient (`torch.optim.Adam`).
+        Adam = "adam",
+        /// Adam with decoupled weight decay (`torch.optim.AdamW`).
+        #[allow(clippy::upper_case_acronyms)]
+        AdamW = "adamw",
     }
 );
 
@@ -226,6 +236,10 @@ pub struct ModelSpec {
     /// With `init = "std"`: one standard deviation per weight matrix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_std: Option<Vec<f64>>,
+    /// Start from these weights (safetensors by PyTorch name, relative to the spec file) instead
+    /// of the `init` draw: e.g. `nequil rebalance`'s output or a run's `final.safetensors`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
 }
 
 fn default_init() -> InitName {
@@ -722,9 +736,22 @@ fn default_true() -> bool {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSpec {
-    /// `"sgd"` (default) or `"gd"` (full batch, fixed data only).
+    /// `"sgd"` (default), `"gd"` (full batch, fixed data only), `"momentum"`, `"nesterov"`,
+    /// `"adam"` or `"adamw"` (PyTorch's update rules; book `spec-reference.md#optimizers`).
     #[serde(default = "default_opt")]
     pub optimizer: OptimizerName,
+    /// Momentum β of `"momentum"` and `"nesterov"` (default 0.9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
+    /// Dampening τ of `"momentum"` (default 0; Nesterov needs 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dampening: Option<f64>,
+    /// `[β₁, β₂]` of `"adam"` and `"adamw"` (default `[0.9, 0.999]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub betas: Option<[f64; 2]>,
+    /// ε of `"adam"` and `"adamw"` (default 1e-8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eps: Option<f64>,
     /// SGD batch size S (default 1).
     #[serde(default = "default_batch")]
     pub batch_size: usize,
@@ -852,6 +879,17 @@ impl Spec {
         if s.model.kind == ModelKind::Mlp && s.model.activation.is_none() {
             s.model.activation = Some(ActivationName::Relu);
         }
+        match s.train.optimizer {
+            OptimizerName::Momentum | OptimizerName::Nesterov => {
+                s.train.momentum.get_or_insert(DEFAULT_MOMENTUM);
+                s.train.dampening.get_or_insert(0.0);
+            }
+            OptimizerName::Adam | OptimizerName::AdamW => {
+                s.train.betas.get_or_insert(DEFAULT_BETAS);
+                s.train.eps.get_or_insert(DEFAULT_EPS);
+            }
+            OptimizerName::Sgd | OptimizerName::Gd => {}
+        }
         toml::to_string(&s).expect("spec serializes")
     }
 
@@ -863,11 +901,21 @@ impl Spec {
         let batch = match self.train.optimizer {
             OptimizerName::Gd if self.data.mode == DataMode::Population => model.d_in(),
             OptimizerName::Gd => self.data.n.unwrap_or(1),
-            OptimizerName::Sgd => self.train.batch_size,
+            _ => self.train.batch_size,
         };
         crate::lab::resources::check_fits(&model, 4, batch.max(1), &self.model.shape_key(), "training")?;
         let init = self.model.init_scheme()?;
-        let theta0 = model.init(&init, &mut Rng::derive(self.seed, "init"))?;
+        let theta0 = match &self.model.init_from {
+            Some(p) => {
+                let path = base.join(p);
+                crate::lab::runner::load_weights(&path, &model).map_err(|e| match e {
+                    Error::Invalid(m) => invalid!("model.init_from: {m}"),
+                    Error::Io(m) => invalid!("model.init_from: {m}"),
+                    e => e,
+                })?
+            }
+            None => model.init(&init, &mut Rng::derive(self.seed, "init"))?,
+        };
         let source = self.data.build(model.d_in(), model.d_out(), self.seed, base)?;
         let config = self.train_config(&source)?;
         instruments::validate(&self.probes, &model, &source, self.seed)?;
@@ -942,6 +990,7 @@ impl Spec {
             ));
         }
         lr.validate()?;
+        let optimizer = self.optimizer()?;
         if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
             return Err(invalid!(
                 "train.weight_decay: must be finite and ≥ 0, got {}",
@@ -965,10 +1014,66 @@ impl Spec {
             batching,
             lr,
             weight_decay: t.weight_decay,
+            optimizer,
             schedule,
             eval_samples: p.eval_samples,
             seed: self.seed,
         })
+    }
+}
+
+/// Momentum β when `train.momentum` is omitted (PyTorch has no default; 0.9 is the common one).
+pub const DEFAULT_MOMENTUM: f64 = 0.9;
+/// `train.betas` when omitted (PyTorch's).
+pub const DEFAULT_BETAS: [f64; 2] = [0.9, 0.999];
+/// `train.eps` when omitted (PyTorch's).
+pub const DEFAULT_EPS: f64 = 1e-8;
+
+impl Spec {
+    /// The update rule of `[train]`: `optimizer` with `momentum`, `dampening`, `betas`, `eps`,
+    /// checked; a hyperparameter given to an optimizer that has none of that name is an error
+    /// naming the key.
+    pub fn optimizer(&self) -> Result<Optimizer> {
+        let t = &self.train;
+        let name = t.optimizer;
+        let is_momentum = matches!(name, OptimizerName::Momentum | OptimizerName::Nesterov);
+        let is_adam = matches!(name, OptimizerName::Adam | OptimizerName::AdamW);
+        for (key, given, ok, for_whom) in [
+            (
+                "momentum",
+                t.momentum.is_some(),
+                is_momentum,
+                "\"momentum\" and \"nesterov\"",
+            ),
+            ("dampening", t.dampening.is_some(), is_momentum, "\"momentum\""),
+            ("betas", t.betas.is_some(), is_adam, "\"adam\" and \"adamw\""),
+            ("eps", t.eps.is_some(), is_adam, "\"adam\" and \"adamw\""),
+        ] {
+            if given && !ok {
+                return Err(invalid!(
+                    "train.{key}: only meaningful with optimizer = {for_whom}, not \"{name}\""
+                ));
+            }
+        }
+        let opt = match name {
+            OptimizerName::Sgd | OptimizerName::Gd => Optimizer::Sgd,
+            OptimizerName::Momentum | OptimizerName::Nesterov => Optimizer::Momentum(Momentum {
+                beta: t.momentum.unwrap_or(DEFAULT_MOMENTUM),
+                dampening: t.dampening.unwrap_or(0.0),
+                nesterov: name == OptimizerName::Nesterov,
+            }),
+            OptimizerName::Adam | OptimizerName::AdamW => {
+                let [beta1, beta2] = t.betas.unwrap_or(DEFAULT_BETAS);
+                Optimizer::Adam {
+                    beta1,
+                    beta2,
+                    eps: t.eps.unwrap_or(DEFAULT_EPS),
+                    decoupled: name == OptimizerName::AdamW,
+                }
+            }
+        };
+        opt.validate()?;
+        Ok(opt)
     }
 }
 

@@ -1,12 +1,15 @@
-//! Training: learning-rate schedules, the allocation-free SGD/GD step, the trainer loop and its
-//! probes.
+//! Training: learning-rate schedules, the allocation-free step (SGD, GD, momentum, Nesterov, Adam,
+//! AdamW: [`optim`]), the trainer loop and its probes.
 //!
-//! An update is `θ ← (1 − 2ηγ) θ − η ĝ`, where `ĝ` is the mean gradient of the per-sample loss
-//! `‖f(x) − y‖²` over the batch (the gradient of `L + γ‖θ‖²` is `∇L + 2γθ`). SGD draws a batch of
+//! An SGD update is `θ ← (1 − 2ηγ) θ − η ĝ`, where `ĝ` is the mean gradient of the per-sample loss
+//! `‖f(x) − y‖²` over the batch (the gradient of `L + γ‖θ‖²` is `∇L + 2γθ`); the other rules are in
+//! [`optim`]. SGD draws a batch of
 //! `S` samples per step; GD uses the whole fixed dataset every step. Continuous time is
 //! `t = Σ_k η_k` (`= η · steps` at a constant rate).
 
+pub mod optim;
 pub mod probe;
+pub use optim::{OptimState, Optimizer};
 pub use probe::{Probe, ProbeCtx, Schedule, StepCtx};
 
 use crate::core::data::{Batcher, Source};
@@ -102,6 +105,8 @@ pub struct TrainConfig {
     pub lr: LrSchedule,
     /// Weight decay γ (the loss carries `γ‖θ‖²`).
     pub weight_decay: f64,
+    /// The update rule ([`Optimizer::Sgd`] for SGD and GD).
+    pub optimizer: Optimizer,
     /// When the core columns and probes are recorded.
     pub schedule: Schedule,
     /// Size of the fixed-seed population sample used as evaluation set for online data.
@@ -143,6 +148,8 @@ pub struct Stepper {
     rng: Rng,
     batching: Batching,
     weight_decay: f64,
+    opt: Optimizer,
+    state: OptimState,
 }
 
 impl Stepper {
@@ -190,7 +197,28 @@ impl Stepper {
             rng,
             batching,
             weight_decay,
+            opt: Optimizer::Sgd,
+            state: OptimState::default(),
         })
+    }
+
+    /// The same stepper with another update rule; its state (velocity, moments) is allocated here,
+    /// once, and starts at zero.
+    pub fn with_optimizer(mut self, opt: Optimizer) -> Result<Self> {
+        opt.validate()?;
+        self.state = OptimState::new(&opt, self.grad.len());
+        self.opt = opt;
+        Ok(self)
+    }
+
+    /// The update rule.
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.opt
+    }
+
+    /// The optimizer's state: momentum's velocity or Adam's moments, and the updates made.
+    pub fn state(&self) -> &OptimState {
+        &self.state
     }
 
     /// The gradient `ĝ` of the last step's batch (without the weight-decay term).
@@ -198,8 +226,9 @@ impl Stepper {
         &self.grad
     }
 
-    /// One update `θ ← (1 − 2ηγ)θ − η ĝ` with learning rate `lr`. Returns the batch loss (before
-    /// the update). `step` is only used to name the step in a divergence error. Allocates nothing.
+    /// One update with learning rate `lr` (`θ ← (1 − 2ηγ)θ − η ĝ` for SGD; the rule of
+    /// [`Stepper::with_optimizer`] otherwise). Returns the batch loss (before the update). `step`
+    /// is only used to name the step in a divergence error. Allocates nothing.
     pub fn step(&mut self, model: &Model, source: &mut Source, theta: &mut [f64], lr: f64, step: u64) -> Result<f64> {
         let loss = match (self.batching, &*source) {
             (Batching::Full, Source::Fixed { data, .. }) => {
@@ -217,8 +246,7 @@ impl Stepper {
                 what: format!("batch loss is {loss}"),
             });
         }
-        let decay = 1.0 - 2.0 * lr * self.weight_decay;
-        if !sgd_update(theta, &self.grad, decay, lr) {
+        if !self.state.update(&self.opt, theta, &self.grad, lr, self.weight_decay) {
             return Err(Error::Diverged {
                 step: step + 1,
                 what: "a parameter became non-finite".into(),
@@ -341,7 +369,8 @@ pub fn train(
         ));
     }
     let mut theta = theta;
-    let mut stepper = Stepper::new(model, source, cfg.batching, cfg.weight_decay, cfg.seed)?;
+    let mut stepper =
+        Stepper::new(model, source, cfg.batching, cfg.weight_decay, cfg.seed)?.with_optimizer(cfg.optimizer)?;
     let (ex, ey, en) = eval_set(source, cfg.eval_samples.max(1), cfg.seed);
     let mut eval_ws = model.workspace(en.clamp(1, 1024));
     let batch_size = match cfg.batching {
@@ -367,6 +396,12 @@ pub fn train(
         Vec::new()
     } else {
         theta.clone()
+    };
+    // …and the velocity before each update, for the exact per-step law under momentum.
+    let mut velocity_before = if observers.is_empty() {
+        Vec::new()
+    } else {
+        stepper.state().buf.clone()
     };
     let mut rows_at = cfg.schedule.steps(cfg.steps);
     for s in probe_steps.iter().flatten() {
@@ -404,6 +439,8 @@ pub fn train(
                 lr,
                 batch_size,
                 weight_decay: cfg.weight_decay,
+                optimizer: &cfg.optimizer,
+                velocity: &stepper.state().buf,
                 model,
                 theta: &theta,
                 eval_x: &ex,
@@ -438,6 +475,7 @@ pub fn train(
         let lr = cfg.lr.lr(step);
         if !observers.is_empty() {
             theta_before.copy_from_slice(&theta);
+            velocity_before.copy_from_slice(&stepper.state().buf);
         }
         match stepper.step(model, source, &mut theta, lr, step) {
             Ok(l) => {
@@ -448,6 +486,8 @@ pub fn train(
                         step,
                         lr,
                         weight_decay: cfg.weight_decay,
+                        optimizer: &cfg.optimizer,
+                        velocity_before: &velocity_before,
                         batch_loss: l,
                         theta_before: &theta_before,
                         theta_after: &theta,
@@ -598,6 +638,7 @@ mod tests {
             batching: Batching::Sgd(3),
             lr: LrSchedule::Constant(0.05),
             weight_decay: 0.01,
+            optimizer: Optimizer::Sgd,
             schedule: Schedule::Steps(vec![10, 20, 500]),
             eval_samples: 16,
             seed: 4,

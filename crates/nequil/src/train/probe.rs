@@ -7,6 +7,7 @@
 
 use crate::core::data::Source;
 use crate::core::models::Model;
+use crate::train::Optimizer;
 use crate::Result;
 
 /// What a probe can look at.
@@ -21,6 +22,11 @@ pub struct ProbeCtx<'a> {
     pub batch_size: usize,
     /// Weight decay γ (the loss carries `γ‖θ‖²`).
     pub weight_decay: f64,
+    /// The update rule of the run.
+    pub optimizer: &'a Optimizer,
+    /// Momentum's velocity `v` after `step` updates (zero before the first; empty for SGD and
+    /// Adam).
+    pub velocity: &'a [f64],
     /// The model.
     pub model: &'a Model,
     /// Current parameters θ.
@@ -65,7 +71,8 @@ pub trait Probe: Send {
     }
 }
 
-/// One update `θ_before → θ_after = (1 − 2ηγ)θ_before − η ĝ`, as [`Probe::on_step`] sees it.
+/// One update `θ_before → θ_after` (`= (1 − 2ηγ)θ_before − η ĝ` for SGD; the rule of `optimizer`
+/// otherwise), as [`Probe::on_step`] sees it.
 pub struct StepCtx<'a> {
     /// 0-based index of the update: `θ_after` is θ after `step + 1` updates.
     pub step: u64,
@@ -73,6 +80,10 @@ pub struct StepCtx<'a> {
     pub lr: f64,
     /// Weight decay γ (the loss carries `γ‖θ‖²`).
     pub weight_decay: f64,
+    /// The update rule.
+    pub optimizer: &'a Optimizer,
+    /// Momentum's velocity before the update (empty for SGD and Adam).
+    pub velocity_before: &'a [f64],
     /// The mean loss of the batch at `θ_before` (without the weight-decay term).
     pub batch_loss: f64,
     /// θ before the update.

@@ -17,9 +17,10 @@
 //! # Pieces
 //!
 //! * [`HessianOp`]: a symmetric operator `v ↦ Hv` on `ℝ^P`. Implemented by
-//!   [`EmpiricalHessian`] (exact products on a set of samples, every model family: Pearlmutter's
-//!   R-operator for [`Mlp`](crate::core::models::Mlp), forward-mode dual numbers for
-//!   [`ScaleNet`](crate::core::models::ScaleNet)), by [`PopulationHessian`] (deep linear nets, from the
+//!   [`EmpiricalHessian`] (exact products on a set of samples, every model: Pearlmutter's
+//!   R-operator through each layer's `rforward`/`rbackward`, written by hand for dense layers and
+//!   on forward-mode dual numbers for [`ScaleNet`](crate::core::models::ScaleNet), layer-norm and
+//!   attention), by [`PopulationHessian`] (deep linear nets, from the
 //!   product structure) and by [`Dense`] (a symmetric matrix).
 //! * [`dense_hessian`], [`hessian_spectrum`]: the `P × P` matrix from `P` products, for
 //!   `P ≤` [`DENSE_MAX_PARAMS`].

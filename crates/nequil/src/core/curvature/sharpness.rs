@@ -57,7 +57,7 @@ fn quad_trace(mat: &[f64], r: usize, c: usize, sigma: &Dense) -> f64 {
 }
 
 /// The paper's sharpness `S(θ) = d_y Tr[W Σ_x Wᵀ] + ‖U‖_F² Tr Σ_x` of a two-layer linear network
-/// `U W` (an [`Mlp`](crate::core::models::Mlp) with widths `[d_x, d, d_y]`, identity activation, no
+/// `U W` (an [`DenseChain`](crate::core::models::DenseChain) with widths `[d_x, d, d_y]`, identity activation, no
 /// biases; `W = layers.0.weight`, `U = layers.1.weight`), for input second moment
 /// `x_moment = Σ_x = E[xxᵀ]`. Paper convention: this is **half** the true Hessian trace of
 /// `E‖UWx − y‖²` (see the module docs); [`linear_hessian_trace`] gives the true trace.

@@ -186,14 +186,15 @@ fn x_y(m: &FamilyMoments, params: &FlowParams) -> (Dense, Dense) {
             m.k.scale(4.0 * gamma).add_scaled(eta / s, &m.gamma_plus),
         ),
         Time::Discrete => {
-            let c = 4.0 * eta * gamma - 4.0 * eta * eta * gamma * gamma;
+            let f = params.mean_weight;
+            let c = 4.0 * eta * gamma - 4.0 * eta * eta * gamma * gamma * f;
             let e2 = eta * eta;
             (
                 m.q.scale(c)
-                    .add_scaled(e2, &m.mean_minus)
+                    .add_scaled(e2 * f, &m.mean_minus)
                     .add_scaled(e2 / s, &m.gamma_minus),
                 m.k.scale(c)
-                    .add_scaled(e2, &m.mean_plus)
+                    .add_scaled(e2 * f, &m.mean_plus)
                     .add_scaled(e2 / s, &m.gamma_plus),
             )
         }

@@ -49,6 +49,10 @@ pub struct FlowParams {
     pub gamma: f64,
     /// Which flow.
     pub time: Time,
+    /// Discrete time: the weight `f` of the mean-gradient and `γ²` terms (1 for SGD; momentum's
+    /// stationary law, [`crate::core::symmetry::Momentum::mean_weight`], has more). Unused in
+    /// continuous time.
+    pub mean_weight: f64,
 }
 
 impl FlowParams {
@@ -59,6 +63,7 @@ impl FlowParams {
             batch,
             gamma,
             time: Time::Continuous,
+            mean_weight: 1.0,
         }
     }
     /// Discrete-time flow.
@@ -68,6 +73,20 @@ impl FlowParams {
             batch,
             gamma,
             time: Time::Discrete,
+            mean_weight: 1.0,
+        }
+    }
+    /// The flow of momentum's law ([`crate::core::symmetry::Momentum`], book `theory/momentum.md`):
+    /// SGD's with the effective step `ηρ` and, in discrete time, the stationary law's weight `f`
+    /// of the mean-gradient and `γ²` terms. The root (C*) is the same as for the time `t = η·steps`
+    /// of the run; the drift's time unit is `ηρ·steps`.
+    pub fn momentum(m: &crate::core::symmetry::Momentum, eta: f64, batch: usize, gamma: f64, time: Time) -> Self {
+        FlowParams {
+            eta: eta * m.rate(),
+            batch,
+            gamma,
+            time,
+            mean_weight: if time == Time::Discrete { m.mean_weight() } else { 1.0 },
         }
     }
     /// Checks `η ≥ 0`, `S ≥ 1`, `γ ≥ 0`, all finite, and (discrete) `ηγ ≤ 1` so that the weight
@@ -82,31 +101,39 @@ impl FlowParams {
         if !(self.gamma.is_finite() && self.gamma >= 0.0) {
             return Err(invalid!("weight decay γ must be finite and ≥ 0, got {}", self.gamma));
         }
-        if self.time == Time::Discrete && self.eta * self.gamma > 1.0 {
+        if !(self.mean_weight.is_finite() && self.mean_weight >= 1.0) {
             return Err(invalid!(
-                "discrete flow needs ηγ ≤ 1 (got {}): (1 − 2ηγ)² > 1 would make weight decay grow |C|",
-                self.eta * self.gamma
+                "mean-gradient weight f must be finite and ≥ 1, got {}",
+                self.mean_weight
+            ));
+        }
+        if self.time == Time::Discrete && self.eta * self.gamma * self.mean_weight > 1.0 {
+            return Err(invalid!(
+                "discrete flow needs ηγf ≤ 1 (got {}): otherwise the weight-decay terms would grow |C|",
+                self.eta * self.gamma * self.mean_weight
             ));
         }
         Ok(())
     }
-    /// The decay coefficient `b`: `4γ` (continuous) or `κ = 1 − (1 − 2ηγ)²` (discrete).
+    /// The decay coefficient `b`: `4γ` (continuous) or `κ = 1 − (1 − 2ηγ)² = 4ηγ − 4η²γ²` (discrete;
+    /// `4ηγ − 4η²γ²f` with a mean weight `f ≠ 1`).
     pub fn decay(&self) -> f64 {
         match self.time {
             Time::Continuous => 4.0 * self.gamma,
-            Time::Discrete => {
+            Time::Discrete if self.mean_weight == 1.0 => {
                 let k = 1.0 - 2.0 * self.eta * self.gamma;
                 1.0 - k * k
             }
+            Time::Discrete => 4.0 * self.eta * self.gamma * (1.0 - self.eta * self.gamma * self.mean_weight),
         }
     }
     /// The noise weight `ν` of one eigendirection from the projected mean gradient `m = nᵀ∇L` and
-    /// variance `s = nᵀΣn`: `(η/S)s` (continuous) or `η²(m² + s/S)` (discrete).
+    /// variance `s = nᵀΣn`: `(η/S)s` (continuous) or `η²(f·m² + s/S)` (discrete; f = 1 for SGD).
     pub fn noise_weight(&self, m: f64, s: f64) -> f64 {
         let s = s.max(0.0);
         match self.time {
             Time::Continuous => self.eta / self.batch as f64 * s,
-            Time::Discrete => self.eta * self.eta * (m * m + s / self.batch as f64),
+            Time::Discrete => self.eta * self.eta * (self.mean_weight * m * m + s / self.batch as f64),
         }
     }
 }

@@ -714,6 +714,13 @@ impl LayerDesc {
                 if inp.is_empty() {
                     return Err(bad("layer-norm needs a non-empty input shape".into()));
                 }
+                if *eps == 0.0 && inp[inp.len() - 1] == 1 {
+                    return Err(bad(
+                        "layer-norm with eps = 0 over a last axis of size 1 divides 0 by 0 (the centred input is 0); \
+                         give eps > 0 or normalize more than one feature"
+                            .into(),
+                    ));
+                }
                 Arc::new(LayerNorm::new(inp.to_vec(), *eps, *affine))
             }
             LayerDesc::SelfAttention { heads, causal, bias } => {
@@ -778,6 +785,37 @@ impl Model {
     /// `input`, named `{i}.weight`, `{i}.bias`, … (`{i}.{j}.weight` inside residual blocks), as
     /// PyTorch names them. Each layer's input shape is the previous one's output; errors name
     /// the layer (`model.layers[2]`) and what does not fit.
+    ///
+    /// ```
+    /// use nequil::core::models::LayerDesc as L;
+    /// use nequil::{catalog, grad_stats, Activation, Init, Model, Rng};
+    ///
+    /// # fn main() -> nequil::Result<()> {
+    /// // A small CNN on 1×6×6 images: conv 3 channels (3×3, padding 1), ReLU, flatten, linear head.
+    /// let model = Model::sequential(
+    ///     &[1, 6, 6],
+    ///     &[
+    ///         L::Conv2d { out_channels: 3, kernel: (3, 3), stride: 1, padding: 1, bias: true },
+    ///         L::Activation(Activation::Relu),
+    ///         L::Flatten,
+    ///         L::Linear { out_features: 2, bias: true },
+    ///     ],
+    /// )?;
+    /// assert_eq!(model.n_params(), 3 * 9 + 3 + 2 * 108 + 2);
+    /// // The symmetries are derived from the stack: one rescaling per ReLU channel.
+    /// let cat = catalog(&model);
+    /// assert_eq!(cat.symmetries.iter().filter(|s| s.name.starts_with("channel.0.")).count(), 3);
+    /// // Exact per-sample gradient statistics of 5 samples.
+    /// let theta = model.init(&Init::Kaiming, &mut Rng::new(0))?;
+    /// let mut rng = Rng::new(1);
+    /// let (mut x, mut y) = (vec![0.0; 5 * 36], vec![0.0; 5 * 2]);
+    /// rng.fill_normal(&mut x);
+    /// rng.fill_normal(&mut y);
+    /// let st = grad_stats(&model, &theta, &x, &y, 5, &mut model.workspace(5));
+    /// assert!(st.variance().iter().all(|v| *v >= -1e-12));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn sequential(input: &[usize], layers: &[LayerDesc]) -> Result<Self> {
         if input.is_empty() || input.contains(&0) {
             return Err(invalid!(

@@ -10,6 +10,12 @@
 //!   `E[ΔC] = η²(∇LᵀA∇L + Tr[AΣ]/S) − 4ηγC + 4η²γ²C` (Theorem D.1 with weight decay).
 //! * **Continuous drift** ([`NoiseBalance::continuous_drift`]): `Ċ = −4γC + (η/S) Tr[AΣ]`
 //!   (§6.1; the paper's Eq. 7 writes σ² = η/(2S) where 2σ² is consistent).
+//! * **Momentum** ([`Momentum`], book `theory/momentum.md`): heavy-ball and Nesterov momentum in
+//!   PyTorch's convention. Given the velocity `v`, one step changes the charge by exactly
+//!   `C' − C = −2η(2aγC + b θᵀAv) + η² dᵀAd` with the update direction `d = a(ĝ + 2γθ) + b v`;
+//!   averaged over the velocity's stationary noise the drift is SGD's with the effective step
+//!   `ηρ`, `ρ = a + b(1 − τ)/(1 − β)` (`= 1/(1 − β)` without dampening), and the mean-gradient and
+//!   `γ²` terms weighted by [`Momentum::mean_weight`].
 
 use super::generator::Generator;
 use crate::core::linalg::Dense;
@@ -146,6 +152,109 @@ impl NoiseBalance {
     pub fn expected_step_drift(&self, eta: f64, batch: usize, gamma: f64) -> f64 {
         eta * eta * (self.grad_quad + self.tr_a_sigma / batch as f64) - 4.0 * eta * gamma * self.c
             + 4.0 * eta * eta * gamma * gamma * self.c
+    }
+}
+
+/// Heavy-ball or Nesterov momentum as `torch.optim.SGD(momentum = β, dampening = τ, nesterov)`
+/// runs it, with the weight-decay gradient `2γθ` added to the batch gradient (PyTorch's
+/// `weight_decay = 2γ`): `g = ĝ + 2γθ`, `v ← βv + (1 − τ)g` (the first step sets `v = g`),
+/// `θ ← θ − η d` with `d = v` (heavy ball) or `d = g + βv` (Nesterov, which needs τ = 0).
+///
+/// Written in the velocity before the step, `d = a g + b v_old` with `(a, b)` from
+/// [`Momentum::direction`]. Because every per-sample gradient is orthogonal to `Aθ`,
+/// `θᵀA d = 2aγC + b θᵀAv_old` exactly, which gives the exact per-step law
+/// ([`Momentum::expected_step_drift`]); averaging over the velocity's stationary noise gives the
+/// continuous law ([`Momentum::continuous_drift`]) and the stationary per-step law
+/// ([`Momentum::stationary_step_drift`]). Derivation: book `theory/momentum.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Momentum {
+    /// The momentum coefficient β ∈ [0, 1).
+    pub beta: f64,
+    /// The dampening τ ∈ [0, 1] (PyTorch's `dampening`; 0 by default).
+    pub dampening: f64,
+    /// Nesterov's variant.
+    pub nesterov: bool,
+}
+
+impl Momentum {
+    /// Heavy ball with coefficient β, no dampening.
+    pub fn heavy_ball(beta: f64) -> Self {
+        Momentum {
+            beta,
+            dampening: 0.0,
+            nesterov: false,
+        }
+    }
+    /// Nesterov momentum with coefficient β.
+    pub fn nesterov(beta: f64) -> Self {
+        Momentum {
+            beta,
+            dampening: 0.0,
+            nesterov: true,
+        }
+    }
+    /// `(a, b)` with `d = a g + b v_old` for a step; `first` is the first step of a run (PyTorch
+    /// sets `v = g` then, without dampening; `v_old = 0`).
+    pub fn direction(&self, first: bool) -> (f64, f64) {
+        let alpha = if first { 1.0 } else { 1.0 - self.dampening };
+        if self.nesterov {
+            (1.0 + self.beta * alpha, self.beta * self.beta)
+        } else {
+            (alpha, self.beta)
+        }
+    }
+    /// The effective-step factor `ρ = a + b(1 − τ)/(1 − β)`: a constant gradient `g` moves θ by
+    /// `ηρ g` per step once the velocity is stationary. `1/(1 − β)` without dampening (both
+    /// variants); 1 at β = 0.
+    pub fn rate(&self) -> f64 {
+        let (a, b) = self.direction(false);
+        a + b * (1.0 - self.dampening) / (1.0 - self.beta)
+    }
+    /// The weight `f = 1 + 2b(1 − τ)/((1 − β)²ρ)` of the mean-gradient and `γ²` terms of the
+    /// stationary per-step law relative to SGD's: `(1 + β)/(1 − β)` for heavy ball, `(1 − β + 2β²)/(1 − β)` for
+    /// Nesterov (no dampening), 1 at β = 0.
+    pub fn mean_weight(&self) -> f64 {
+        let (_, b) = self.direction(false);
+        let om = 1.0 - self.beta;
+        1.0 + 2.0 * b * (1.0 - self.dampening) / (om * om * self.rate())
+    }
+    /// The exact expected change of the charge in one step, given the state `(θ, v)`:
+    /// `E[ΔC | θ, v] = −2η(2aγC + bP) + η²(a²(∇LᵀA∇L + Tr[AΣ]/S + 4γ²C) + 2ab(vᵀA∇L + 2γP) + b²Q)`
+    /// with `P = θᵀAv`, `Q = vᵀAv`, `(a, b)` = [`Momentum::direction`]`(first)`, for a batch of S
+    /// samples drawn with replacement. `nb` holds C, `Tr[AΣ]` and `∇LᵀA∇L` at θ.
+    #[allow(clippy::too_many_arguments)]
+    pub fn expected_step_drift(
+        &self,
+        nb: &NoiseBalance,
+        eta: f64,
+        batch: usize,
+        gamma: f64,
+        first: bool,
+        p: f64,
+        q: f64,
+        v_a_grad: f64,
+    ) -> f64 {
+        let (a, b) = self.direction(first);
+        let c = nb.c;
+        let dad = a * a * (nb.grad_quad + nb.tr_a_sigma / batch as f64 + 4.0 * gamma * gamma * c)
+            + 2.0 * a * b * (v_a_grad + 2.0 * gamma * p)
+            + b * b * q;
+        -2.0 * eta * (2.0 * a * gamma * c + b * p) + eta * eta * dad
+    }
+    /// The continuous-time drift per unit time `t = η·steps`: `Ċ = ρ(−4γC + (ηρ/S)Tr[AΣ])`, SGD's
+    /// law with the effective step `ηρ`, run `ρ` times faster.
+    pub fn continuous_drift(&self, nb: &NoiseBalance, eta: f64, batch: usize, gamma: f64) -> f64 {
+        let r = self.rate();
+        r * nb.continuous_drift(eta * r, batch, gamma)
+    }
+    /// The expected change per step once the velocity is stationary:
+    /// `E[ΔC] = −4ηργC + (ηρ)²(Tr[AΣ]/S + f(∇LᵀA∇L + 4γ²C))`, f = [`Momentum::mean_weight`].
+    /// At β = 0 this is SGD's exact [`NoiseBalance::expected_step_drift`].
+    pub fn stationary_step_drift(&self, nb: &NoiseBalance, eta: f64, batch: usize, gamma: f64) -> f64 {
+        let e = eta * self.rate();
+        let f = self.mean_weight();
+        -4.0 * e * gamma * nb.c
+            + e * e * (nb.tr_a_sigma / batch as f64 + f * (nb.grad_quad + 4.0 * gamma * gamma * nb.c))
     }
 }
 

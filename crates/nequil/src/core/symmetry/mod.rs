@@ -24,4 +24,4 @@ pub use catalog::{
 };
 pub use discovery::{discover_diagonal, DiscoverOptions, DiscoveredGroup, Discovery};
 pub use generator::{verify, BlockSparse, EigenPair, Generator, SymBlock, Verification};
-pub use law::{charge_after_step, NoiseBalance};
+pub use law::{charge_after_step, Momentum, NoiseBalance};

@@ -314,13 +314,14 @@ pub fn base_spec(seed: u64, kind: ModelKind, widths: &[usize], steps: u64) -> Sp
         model: ModelSpec {
             kind,
             widths: widths.to_vec(),
+            input: None,
+            layers: None,
             activation: None,
             leaky_slope: None,
             bias: false,
             init: InitName::Kaiming,
             init_std: None,
-            input: None,
-            layers: None,
+            init_from: None,
         },
         data: DataSpec {
             source: DataSource::Gaussian,
@@ -340,6 +341,10 @@ pub fn base_spec(seed: u64, kind: ModelKind, widths: &[usize], steps: u64) -> Sp
         },
         train: TrainSpec {
             optimizer: OptimizerName::Sgd,
+            momentum: None,
+            dampening: None,
+            betas: None,
+            eps: None,
             batch_size: 1,
             steps,
             lr: Some(0.01),
