@@ -1,7 +1,7 @@
 //! `nequil run SPEC.toml --out DIR`.
 
 use clap::Args;
-use nequil::lab::runner::{run_spec, write_run_dir};
+use nequil::lab::runner::{check_writable, run_spec, write_run_dir};
 use nequil::lab::spec::Spec;
 use nequil_cli::progress_bar;
 use std::path::PathBuf;
@@ -23,6 +23,8 @@ pub struct RunArgs {
 
 pub fn run(a: RunArgs) -> nequil::Result<ExitCode> {
     let spec = Spec::from_file(&a.spec)?;
+    // Before hours of training: the output directory must be writable (nothing is left there).
+    check_writable(&a.out)?;
     let base = a.spec.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     let pb = progress_bar(spec.train.steps, "training", a.quiet);
     let start = Instant::now();

@@ -6,6 +6,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nequil::lab::io::write_atomic;
 use nequil::lab::sweep::{describe, lock_path, merge as merge_dirs, run_sweep, Shard, Sweep, SweepEvent, SweepOptions};
 use nequil::{Error, Result};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -140,6 +141,9 @@ pub fn sweep(a: SweepArgs) -> Result<ExitCode> {
     } else {
         format!("shard {shard}: ")
     };
+    // Without a terminal (a Slurm log, a pipe) there is no progress bar: one line per run as it
+    // starts (its lock is held) and as it ends (its status.json is on disk) instead.
+    let log_lines = !a.quiet && !std::io::stderr().is_terminal();
     let events = |e: SweepEvent<'_>| match e {
         SweepEvent::Planned {
             in_shard,
@@ -163,14 +167,25 @@ pub fn sweep(a: SweepArgs) -> Result<ExitCode> {
                 pb.set_draw_target(ProgressDrawTarget::stderr());
             }
         }
-        SweepEvent::Started(_) => {
+        SweepEvent::Started(run) => {
             running.fetch_add(1, Ordering::Relaxed);
+            if log_lines {
+                eprintln!("nequil: {} ({}): started", run.id, describe(&run.params));
+            }
             pb.set_message(message());
         }
         SweepEvent::Steps(d) => pb.inc(d),
         SweepEvent::Finished(run, st) => {
             running.fetch_sub(1, Ordering::Relaxed);
             done.fetch_add(1, Ordering::Relaxed);
+            if st.is_ok() && log_lines {
+                eprintln!(
+                    "nequil: {} ({}): ok in {:.2} s",
+                    run.id,
+                    describe(&run.params),
+                    st.seconds
+                );
+            }
             if !st.is_ok() {
                 bad.fetch_add(1, Ordering::Relaxed);
                 if !a.quiet {

@@ -62,10 +62,33 @@ pub(crate) fn exit_for(e: &nequil::Error) -> ExitCode {
     }
 }
 
+/// Ignores SIGXFSZ, so that a write past the file size limit (`ulimit -f`) fails with an error
+/// (EFBIG: a clear message, the temporary file removed) instead of killing the process midway.
+/// The C library's `signal`, which the standard library already links.
+#[cfg(all(unix, not(any(target_arch = "mips", target_arch = "mips64"))))]
+fn ignore_file_size_signal() {
+    extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    // SIGXFSZ is 25 on Linux (x86, Arm, RISC-V) and the BSDs/macOS; SIG_IGN is 1.
+    const SIGXFSZ: i32 = 25;
+    const SIG_IGN: usize = 1;
+    // SAFETY: installing SIG_IGN runs no code in a signal handler, and nothing else in the
+    // process handles SIGXFSZ.
+    unsafe {
+        signal(SIGXFSZ, SIG_IGN);
+    }
+}
+
+#[cfg(not(all(unix, not(any(target_arch = "mips", target_arch = "mips64")))))]
+fn ignore_file_size_signal() {}
+
 fn main() -> ExitCode {
+    ignore_file_size_signal();
     // The SIMD path is chosen before anything runs: a NEQUIL_SIMD the CPU cannot honour is bad
     // input.
-    if let Err(e) = nequil::simd::init() {
+    // So is a NEQUIL_MAX_MEMORY that is not a byte count.
+    if let Err(e) = nequil::simd::init().and_then(|_| nequil::lab::resources::init()) {
         eprintln!("nequil: error: {e}");
         return exit_for(&e);
     }

@@ -152,7 +152,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(|e| io_err!("cannot create directory {}: {e}", dir.display()))?;
     }
-    fs::write(path, bytes).map_err(|e| io_err!("cannot write {}: {e}", path.display()))
+    nequil::lab::io::write_atomic(path, bytes)
 }
 
 fn encode_png(rgb: &[u8], w: u32, h: u32) -> std::result::Result<Vec<u8>, png::EncodingError> {

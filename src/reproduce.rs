@@ -6,7 +6,7 @@
 use crate::plot;
 use crate::progress_bar;
 use crate::report::{write_report, ReportEntry};
-use nequil::lab::experiments::{catalog, Ctx, Experiment, Outcome, BEYOND_THE_PAPER};
+use nequil::lab::experiments::{catalog, Ctx, Experiment, Group, Outcome};
 use nequil::lab::files::{log_csv, write_json, Check, ExperimentSummary};
 use nequil::lab::io::write_atomic;
 use std::path::{Path, PathBuf};
@@ -64,7 +64,7 @@ fn gather(out: &Path) -> nequil::Result<Vec<ReportEntry>> {
             settings: s.settings,
             notes: s.notes,
             seconds: s.seconds,
-            beyond_the_paper: BEYOND_THE_PAPER.contains(&e.name),
+            beyond_the_paper: e.group == Group::Beyond,
         });
     }
     Ok(entries)

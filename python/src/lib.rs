@@ -40,7 +40,7 @@ use std::path::PathBuf;
 /// A library error as the Python exception a Python programmer expects, with the command-line
 /// tool's message: `Invalid` → `ValueError`; `Io` → `FileNotFoundError` when the file does not
 /// exist (the operating system's "os error 2"), `OSError` otherwise; `Numerical` →
-/// `ArithmeticError`; `Diverged` → `RuntimeError`.
+/// `ArithmeticError`; `Diverged` and `ProbeFailed` → `RuntimeError`.
 fn to_py_err(e: Error) -> PyErr {
     let msg = e.to_string();
     match e {
@@ -48,7 +48,7 @@ fn to_py_err(e: Error) -> PyErr {
         Error::Io(m) if m.contains("(os error 2)") => PyFileNotFoundError::new_err(msg),
         Error::Io(_) => PyOSError::new_err(msg),
         Error::Numerical(_) => PyArithmeticError::new_err(msg),
-        Error::Diverged { .. } => PyRuntimeError::new_err(msg),
+        Error::Diverged { .. } | Error::ProbeFailed { .. } => PyRuntimeError::new_err(msg),
     }
 }
 
@@ -534,6 +534,10 @@ fn run<'py>(
         "toml" => compute(py, "run", || Spec::from_toml(source))?,
         _ => compute(py, "run", || Spec::from_file(std::path::Path::new(source)))?,
     };
+    if let Some(dir) = &out {
+        // As the command: before training, the output directory must be writable.
+        compute(py, "run", || nequil::lab::runner::check_writable(dir))?;
+    }
     let (model, outcome) = compute(py, "run", || run_spec(&spec, &base, &mut [], &mut |_, _| {}))?;
     if let Some(dir) = &out {
         compute(py, "run", || write_run_dir(dir, &spec, &model, &outcome))?;

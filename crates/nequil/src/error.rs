@@ -22,6 +22,16 @@ pub enum Error {
     },
     /// A numerical routine failed (e.g. a factorisation of a matrix that is not positive definite).
     Numerical(String),
+    /// An instrument failed during a run: the run stops there, as on divergence, keeping the log
+    /// up to the last complete row.
+    ProbeFailed {
+        /// The instrument, by its spec key (`probes.hessian.top_eigen`) or its own name.
+        probe: String,
+        /// The number of updates applied when it failed.
+        step: u64,
+        /// The instrument's error message.
+        error: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -31,6 +41,7 @@ impl fmt::Display for Error {
             Error::Io(m) => write!(f, "{m}"),
             Error::Diverged { step, what } => write!(f, "training diverged at step {step}: {what}"),
             Error::Numerical(m) => write!(f, "numerical failure: {m}"),
+            Error::ProbeFailed { probe, step, error } => write!(f, "probe {probe} failed at step {step}: {error}"),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! draws `N` samples once and batches from them, with or without replacement.
 
 use crate::core::linalg::{cholesky, Dense};
+use crate::core::models::{Model, Workspace};
 use crate::core::rng::Rng;
 use crate::simd::{multiversion, Isa};
 use crate::{invalid, Result};
@@ -137,6 +138,53 @@ pub enum Target {
         /// Second layer, `d_y × h`.
         w2: Dense,
     },
+    /// `y' = f(x; θ_T)`: a model at fixed parameters, e.g. a random teacher of the student's own
+    /// architecture ([`Teacher`]).
+    Model(Teacher),
+}
+
+/// A model at fixed parameters `θ_T`, used as a teacher: `y' = f(x; θ_T)` (any stack of layers;
+/// inputs flattened to `d_x`, outputs to `d_y`).
+#[derive(Clone, Debug)]
+pub struct Teacher {
+    model: Model,
+    theta: Vec<f64>,
+}
+
+impl Teacher {
+    /// The teacher `f(·; theta)`; `theta` must have the model's parameter count.
+    pub fn new(model: Model, theta: Vec<f64>) -> Result<Self> {
+        if theta.len() != model.n_params() {
+            return Err(invalid!(
+                "data.teacher: {} parameters given, the model {} has {}",
+                theta.len(),
+                model.describe(),
+                model.n_params()
+            ));
+        }
+        if let Some(i) = theta.iter().position(|v| !v.is_finite()) {
+            return Err(invalid!("data.teacher: parameter {i} is not finite"));
+        }
+        Ok(Teacher { model, theta })
+    }
+    /// The model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+    /// Its parameters `θ_T`.
+    pub fn theta(&self) -> &[f64] {
+        &self.theta
+    }
+}
+
+impl PartialEq for Teacher {
+    /// The same architecture (description and shapes) at the same parameters.
+    fn eq(&self, o: &Self) -> bool {
+        self.theta == o.theta
+            && self.model.describe() == o.model.describe()
+            && self.model.in_shape() == o.model.in_shape()
+            && self.model.out_shape() == o.model.out_shape()
+    }
 }
 
 impl Target {
@@ -159,10 +207,18 @@ impl Target {
         Target::Tanh { w1, w2 }
     }
 
-    /// Writes `y'(x)` into `y` (length `d_y`), using `h` as scratch for the tanh teacher.
+    /// A random teacher of `model`'s own architecture: `θ_T` drawn with `init` from `rng`.
+    pub fn model_teacher(model: &Model, init: &crate::core::models::Init, rng: &mut Rng) -> Result<Target> {
+        let theta = model.init(init, rng)?;
+        Ok(Target::Model(Teacher::new(model.clone(), theta)?))
+    }
+
+    /// Writes `y'(x)` into `y` (length `d_y`), using `h` as scratch for the tanh teacher. A model
+    /// teacher is applied by the batch in [`Gaussian::sample`], not here.
     #[inline]
     fn apply(&self, x: &[f64], y: &mut [f64], h: &mut [f64]) {
         match self {
+            Target::Model(_) => unreachable!("model teachers are applied by the batch"),
             Target::Identity => y.copy_from_slice(x),
             Target::Linear(v) => {
                 for (i, yi) in y.iter_mut().enumerate() {
@@ -213,7 +269,12 @@ pub struct Gaussian {
     noise_factor: Option<Factor>,
     scratch: Vec<f64>,
     noise_scratch: Vec<f64>,
+    /// Buffers of a model teacher's forward pass ([`TEACHER_CHUNK`] samples at a time).
+    teacher_ws: Option<Box<Workspace>>,
 }
+
+/// Samples a model teacher labels per forward pass.
+const TEACHER_CHUNK: usize = 64;
 
 impl Gaussian {
     /// Builds and validates the distribution. `noise = None` means noiseless labels.
@@ -241,8 +302,19 @@ impl Gaussian {
             Target::Tanh { w1, w2 } if w1.cols != d_x || w2.rows != d_y || w2.cols != w1.rows => {
                 return Err(invalid!("data.teacher: tanh teacher shapes do not chain {d_x} → {d_y}"))
             }
+            Target::Model(t) if t.model.d_in() != d_x || t.model.d_out() != d_y => {
+                return Err(invalid!(
+                    "data.teacher: the teacher maps {} → {} features, the data has {d_x} → {d_y}",
+                    t.model.d_in(),
+                    t.model.d_out()
+                ))
+            }
             _ => {}
         }
+        let teacher_ws = match &target {
+            Target::Model(t) => Some(Box::new(t.model.workspace(TEACHER_CHUNK))),
+            _ => None,
+        };
         let x_factor = x_cov.sampler(d_x)?;
         let noise_factor = match &noise {
             Some(c) => Some(c.sampler(d_y)?),
@@ -260,6 +332,7 @@ impl Gaussian {
             noise_factor,
             scratch,
             noise_scratch,
+            teacher_ws,
         })
     }
 
@@ -314,11 +387,16 @@ impl Gaussian {
 
     fn sample_general(&mut self, rng: &mut Rng, x: &mut [f64], y: &mut [f64], b: usize) {
         let (dx, dy) = (self.d_x, self.d_y);
+        let by_batch = matches!(self.target, Target::Model(_));
         for i in 0..b {
             let xi = &mut x[i * dx..(i + 1) * dx];
             self.x_factor.draw(rng, xi, &mut self.scratch[..dx]);
             let yi = &mut y[i * dy..(i + 1) * dy];
-            self.target.apply(xi, yi, &mut self.scratch);
+            if by_batch {
+                yi.fill(0.0);
+            } else {
+                self.target.apply(xi, yi, &mut self.scratch);
+            }
             if let Some(f) = &self.noise_factor {
                 let (e, z) = self.noise_scratch.split_at_mut(dy);
                 f.draw(rng, e, z);
@@ -327,23 +405,32 @@ impl Gaussian {
                 }
             }
         }
+        // A model teacher: the same draws in the same order, then y += f(x; θ_T) by chunks.
+        if let (Target::Model(t), Some(ws)) = (&self.target, self.teacher_ws.as_deref_mut()) {
+            crate::core::models::for_chunks(b, TEACHER_CHUNK, |i, n| {
+                t.model.forward(&t.theta, &x[i * dx..(i + n) * dx], n, ws);
+                for (yv, f) in y[i * dy..(i + n) * dy].iter_mut().zip(ws.output()) {
+                    *yv += f;
+                }
+            });
+        }
     }
 
     /// The noiseless dataset whose empirical second moment is exactly `Σ_x` and whose targets
     /// are the teacher's: `d_x` rows `x_k = √d_x (Σ_x^{1/2})_{·k}`, `y_k = V x_k`. Full-batch GD on
     /// it follows the population gradient of a linear-teacher problem exactly (the label noise
     /// only adds the constant `Tr Σ_ε` to the loss), at the cost of `d_x` samples per step.
-    /// Errors for a tanh teacher, whose population gradient is not a finite sum.
+    /// Errors for a non-linear teacher (tanh, model), whose population gradient is not a finite sum.
     pub fn population_dataset(&self) -> Result<Dataset> {
         let d = self.d_x;
         let root = crate::core::linalg::sym_fn(&self.x_second_moment(), |l| l.max(0.0).sqrt())?;
         let v = match &self.target {
             Target::Identity => Dense::eye(d),
             Target::Linear(m) => m.clone(),
-            Target::Tanh { .. } => {
+            Target::Tanh { .. } | Target::Model(_) => {
                 return Err(invalid!(
                     "data.mode: \"population\" needs an identity or linear teacher (the population gradient of a \
-                     tanh teacher is not a finite sum)"
+                     non-linear teacher is not a finite sum)"
                 ))
             }
         };

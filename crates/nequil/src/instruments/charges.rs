@@ -80,6 +80,9 @@ impl ChargeProbe {
 }
 
 impl Probe for ChargeProbe {
+    fn name(&self) -> String {
+        "probes.charges".into()
+    }
     fn columns(&self) -> Vec<String> {
         let mut c = vec![];
         for (name, _) in &self.syms {

@@ -208,6 +208,9 @@ impl HessianTraceProbe {
 }
 
 impl Probe for HessianTraceProbe {
+    fn name(&self) -> String {
+        "probes.hessian.trace".into()
+    }
     fn columns(&self) -> Vec<String> {
         vec!["hess_trace".into(), "hess_trace_se".into()]
     }
@@ -268,6 +271,9 @@ impl TopEigenProbe {
 }
 
 impl Probe for TopEigenProbe {
+    fn name(&self) -> String {
+        "probes.hessian.top_eigen".into()
+    }
     fn columns(&self) -> Vec<String> {
         [
             "lambda_max",
@@ -324,6 +330,9 @@ impl PaperSharpnessProbe {
 }
 
 impl Probe for PaperSharpnessProbe {
+    fn name(&self) -> String {
+        "probes.sharpness".into()
+    }
     fn columns(&self) -> Vec<String> {
         vec!["paper_sharpness".into()]
     }

@@ -49,6 +49,9 @@ impl FamilyProbe {
 }
 
 impl Probe for FamilyProbe {
+    fn name(&self) -> String {
+        "probes.charges.families".into()
+    }
     fn columns(&self) -> Vec<String> {
         self.families
             .iter()

@@ -57,6 +57,9 @@ impl StepChargeProbe {
 }
 
 impl Probe for StepChargeProbe {
+    fn name(&self) -> String {
+        "step charges".into()
+    }
     fn columns(&self) -> Vec<String> {
         self.gens.iter().map(|(n, _)| format!("{n}/majorant")).collect()
     }

@@ -121,6 +121,9 @@ pub fn norm_distance(eq: &TwoLayerEquilibrium) -> f64 {
 }
 
 impl Probe for TwoLayerEquilibriumProbe {
+    fn name(&self) -> String {
+        "probes.equilibrium".into()
+    }
     fn columns(&self) -> Vec<String> {
         [
             "pred_norm2_U",

@@ -253,7 +253,7 @@ pub enum RunState {
     Ok,
     /// A loss or parameter became non-finite; the log up to that step is kept.
     Diverged,
-    /// Any other error.
+    /// An instrument failed (the log up to its last complete row is kept), or any other error.
     Failed,
 }
 
@@ -284,12 +284,26 @@ pub struct Divergence {
     pub what: String,
 }
 
+/// Where and how an instrument failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeFailure {
+    /// The instrument, by its spec key (`probes.hessian.top_eigen`).
+    pub probe: String,
+    /// The number of updates applied when it failed (the log's rows stop before this step).
+    pub step: u64,
+    /// Its error message.
+    pub error: String,
+}
+
 /// Why a run stopped early.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RunError {
     /// `{"step": …, "what": …}`: training diverged.
     Diverged(Divergence),
+    /// `{"probe": …, "step": …, "error": …}`: an instrument failed (status `failed`).
+    Probe(ProbeFailure),
     /// The error message of any other failure.
     Failed(String),
 }

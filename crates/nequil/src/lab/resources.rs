@@ -8,10 +8,58 @@
 
 use crate::core::models::Model;
 use crate::{invalid, Result};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The cap set by [`set_memory_limit`] (`u64::MAX`: none).
+static LIMIT: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The environment variable that caps the memory nequil plans for: a byte count with an optional
+/// unit, `512M`, `4G`, `1.5G`, `65536` (units `k`, `M`, `G`, `T` are powers of 1024).
+pub const MEMORY_ENV: &str = "NEQUIL_MAX_MEMORY";
+
+/// Caps the memory that [`available_memory`] reports (and so what runs, analyses and file readers
+/// may plan to allocate) at `bytes` for this process; `None` removes the cap. The command line
+/// sets it from [`MEMORY_ENV`] ([`init`]).
+pub fn set_memory_limit(bytes: Option<u64>) {
+    LIMIT.store(bytes.unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+/// Reads [`MEMORY_ENV`] and applies it with [`set_memory_limit`]; a value that is not a byte
+/// count is bad input (an error naming the variable). Unset or empty: no cap.
+pub fn init() -> Result<()> {
+    match std::env::var(MEMORY_ENV) {
+        Ok(v) if !v.trim().is_empty() => {
+            let b = parse_bytes(&v).ok_or_else(|| {
+                invalid!("{MEMORY_ENV}: expected a byte count such as 512M, 4G or 1073741824, got \"{v}\"")
+            })?;
+            set_memory_limit(Some(b));
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `512M` → 536870912: a number (decimals allowed) and an optional unit `k`/`K`, `M`, `G`, `T`
+/// (powers of 1024), optionally followed by `B`/`iB`.
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let s = s.strip_suffix("iB").or_else(|| s.strip_suffix('B')).unwrap_or(s);
+    let (num, mult) = match s.chars().last()? {
+        'k' | 'K' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' | 'M' => (&s[..s.len() - 1], 1 << 20),
+        'g' | 'G' => (&s[..s.len() - 1], 1 << 30),
+        't' | 'T' => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    let b = v * mult as f64;
+    (b.is_finite() && b >= 1.0 && b < u64::MAX as f64).then_some(b as u64)
+}
 
 /// Bytes of memory available to this process: `MemAvailable` of `/proc/meminfo`, lowered to the
-/// cgroup's limit (`memory.max − memory.current`, cgroup v2) when there is one. `None` where
-/// neither can be read (another OS): then no limit is enforced beyond allocation failures.
+/// cgroup's limit (`memory.max − memory.current`, cgroup v2) when there is one, and to the cap of
+/// [`set_memory_limit`] ([`MEMORY_ENV`]). `None` where none of these is known (another OS, no
+/// cap): then no limit is enforced beyond allocation failures.
 pub fn available_memory() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
     let avail = meminfo.as_deref().and_then(|m| {
@@ -31,10 +79,11 @@ pub fn available_memory() -> Option<u64> {
         (Some(max), None) => Some(max),
         _ => None,
     };
-    match (avail, cgroup) {
-        (Some(a), Some(c)) => Some(a.min(c)),
-        (a, c) => a.or(c),
-    }
+    let cap = match LIMIT.load(Ordering::Relaxed) {
+        u64::MAX => None,
+        c => Some(c),
+    };
+    [avail, cgroup, cap].into_iter().flatten().min()
 }
 
 /// A byte count for people: `640.0 GB`, `4.8 MB`, `512 B` (powers of 1000).
@@ -53,26 +102,82 @@ pub fn human_bytes(b: u128) -> String {
     }
 }
 
+/// What a run or an analysis will allocate, part by part, in bytes: estimates from above of its
+/// largest buffers, known from the spec before any of them exists. Sizes are `u128` products of
+/// the spec's numbers, so that no size overflows however large those are.
+#[derive(Clone, Debug, Default)]
+pub struct Footprint {
+    parts: Vec<(String, u128)>,
+}
+
+impl Footprint {
+    /// No parts yet.
+    pub fn new() -> Self {
+        Footprint::default()
+    }
+
+    /// Adds `count` values of `bytes_each` bytes for `what` (a phrase that names the spec key,
+    /// e.g. `data.n: the fixed dataset`).
+    pub fn add(&mut self, what: impl Into<String>, count: u128, bytes_each: u128) {
+        self.parts.push((what.into(), count.saturating_mul(bytes_each)));
+    }
+
+    /// The total in bytes.
+    pub fn total(&self) -> u128 {
+        self.parts.iter().fold(0u128, |a, (_, b)| a.saturating_add(*b))
+    }
+
+    /// Refuses the plan when its total exceeds [`available_memory`]. The error starts with
+    /// `what` (the spec key and value of the model's size, or a file), says what `use_` needs in
+    /// all and lists the parts, largest first.
+    pub fn check(&self, what: &str, use_: &str) -> Result<()> {
+        let Some(avail) = available_memory() else {
+            return Ok(());
+        };
+        let need = self.total();
+        if need <= avail as u128 {
+            return Ok(());
+        }
+        let mut parts: Vec<&(String, u128)> = self.parts.iter().filter(|(_, b)| *b > 0).collect();
+        parts.sort_by(|a, b| b.1.cmp(&a.1));
+        let list: Vec<String> = parts.iter().map(|(w, b)| format!("{w} {}", human_bytes(*b))).collect();
+        Err(invalid!(
+            "{what}: {use_} needs at least {} of memory ({}), but {} is available",
+            human_bytes(need),
+            list.join("; "),
+            human_bytes(avail as u128)
+        ))
+    }
+}
+
+/// The part of a [`Footprint`] that every use of `model` has: `copies` copies of θ (θ, its
+/// gradient and copies, 8 bytes per parameter) and the layers' buffers for batches of `batch`
+/// samples.
+pub fn model_footprint(model: &Model, copies: u32, batch: usize) -> Footprint {
+    let p = model.n_params() as u128;
+    let buffers = model.workspace_bytes(batch).map(|b| b as u128).unwrap_or(u128::MAX / 4);
+    let mut f = Footprint::new();
+    f.add(
+        format!("θ, its gradient and copies ({copies} × 8 bytes for each of {p} parameters)"),
+        p * copies as u128,
+        8,
+    );
+    f.add(format!("layer buffers for batches of {batch}"), buffers, 1);
+    f
+}
+
 /// Refuses `model` when `copies` copies of θ plus the buffers for batches of `batch` samples need
 /// more memory than is available. `what` names the model for the message (e.g. the spec key with
 /// the widths) and `use_` says what needs the copies.
 pub fn check_fits(model: &Model, copies: u32, batch: usize, what: &str, use_: &str) -> Result<()> {
-    let p = model.n_params() as u128;
-    let buffers = model.workspace_bytes(batch).map(|b| b as u128).unwrap_or(u128::MAX / 4);
-    let need = p * 8 * copies as u128 + buffers;
-    let Some(avail) = available_memory() else {
-        return Ok(());
-    };
-    if need > avail as u128 {
-        return Err(invalid!(
-            "{what}: the model has {p} parameters; {use_} needs at least {} of memory ({copies} × 8 bytes per \
-             parameter for θ, its gradient and copies, plus {} of buffers for batches of {batch}), but {} is available",
-            human_bytes(need),
-            human_bytes(buffers),
-            human_bytes(avail as u128)
-        ));
-    }
-    Ok(())
+    model_footprint(model, copies, batch).check(&format!("{what}: the model has {} parameters", model.n_params()), use_)
+}
+
+/// The most bytes a reader may inflate or decode from one file: a quarter of the memory
+/// available (the data are then converted to `f64`, up to 8 bytes per byte read), or no bound
+/// when the memory is unknown.
+pub fn read_budget() -> u64 {
+    available_memory().map_or(u64::MAX, |a| a / 4)
 }
 
 #[cfg(test)]
@@ -84,6 +189,18 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(4_800_000), "4.8 MB");
         assert_eq!(human_bytes(640_000_000_000), "640.0 GB");
+    }
+
+    #[test]
+    fn byte_counts_parse() {
+        assert_eq!(parse_bytes("512M"), Some(512 << 20));
+        assert_eq!(parse_bytes("4G"), Some(4 << 30));
+        assert_eq!(parse_bytes("1.5GiB"), Some(3 << 29));
+        assert_eq!(parse_bytes("65536"), Some(65536));
+        assert_eq!(parse_bytes("2kB"), Some(2048));
+        for bad in ["", "G", "-1G", "0", "lots", "1e30T", "NaN"] {
+            assert_eq!(parse_bytes(bad), None, "{bad}");
+        }
     }
 
     #[test]

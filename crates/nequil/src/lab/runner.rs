@@ -8,11 +8,11 @@
 
 use crate::core::data::Source;
 use crate::core::models::Model;
-use crate::lab::files::{log_csv, write_json, Divergence, ParamBlock, RunError, RunState, RunSummary};
-use crate::lab::io::{read_safetensors, write_atomic, write_safetensors, Tensors};
+use crate::lab::files::{log_csv, to_json, Divergence, ParamBlock, ProbeFailure, RunError, RunState, RunSummary};
+use crate::lab::io::{read_safetensors, safetensors_bytes, write_atomic, write_atomic_all, Tensors};
 use crate::lab::spec::Spec;
 use crate::train::{train, Probe, ProbeCtx, RunOutcome};
-use crate::{invalid, Error, Result};
+use crate::{invalid, io_err, Error, Result};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -118,10 +118,15 @@ pub fn named_tensors<'a>(model: &Model, theta: &'a [f64]) -> Vec<(String, Vec<us
 
 /// Writes θ as safetensors (`f64`, PyTorch names and `[out, in]` shapes; metadata `format = pt`).
 pub fn save_weights(path: &Path, model: &Model, theta: &[f64]) -> Result<()> {
+    write_atomic(path, &weights_bytes(model, theta)?)
+}
+
+/// The bytes [`save_weights`] writes.
+pub fn weights_bytes(model: &Model, theta: &[f64]) -> Result<Vec<u8>> {
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), "pt".to_string());
     meta.insert("nequil.model".to_string(), model.describe());
-    write_safetensors(path, &named_tensors(model, theta), Some(meta))
+    safetensors_bytes(&named_tensors(model, theta), Some(meta))
 }
 
 /// Reads θ for `model` from a safetensors file, by PyTorch state-dict name: the file written by
@@ -212,6 +217,14 @@ pub fn run_summary(model: &Model, out: &RunOutcome) -> RunSummary {
                 what: what.clone(),
             })),
         ),
+        Some(Error::ProbeFailed { probe, step, error }) => (
+            RunState::Failed,
+            Some(RunError::Probe(ProbeFailure {
+                probe: probe.clone(),
+                step: *step,
+                error: error.clone(),
+            })),
+        ),
         Some(e) => (RunState::Failed, Some(RunError::Failed(e.to_string()))),
     };
     RunSummary {
@@ -235,18 +248,85 @@ pub fn run_summary(model: &Model, out: &RunOutcome) -> RunSummary {
     }
 }
 
-/// Writes a run directory for a finished (or stopped) run. On divergence the log up to the
-/// failing step and a summary with `status = "diverged"` are written, but no final weights.
+/// Writes a run directory for a finished (or stopped) run: `spec.toml`, `metrics.csv`,
+/// `final.safetensors` and `summary.json`, all or nothing ([`write_atomic_all`]): when one cannot
+/// be written (a full disk, a file size limit, a read-only directory) none is, the files of an
+/// earlier run in `dir` stay as they were, and a directory created here is removed again. When the
+/// run stopped early (divergence, a failed instrument) the log up to that step and a summary
+/// saying why are written, but no final weights.
 pub fn write_run_dir(dir: &Path, spec: &Spec, model: &Model, out: &RunOutcome) -> Result<()> {
+    let created = !dir.exists();
     std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("cannot create {}: {e}", dir.display())))?;
-    write_atomic(&dir.join("spec.toml"), spec.resolved_toml().as_bytes())?;
-    write_atomic(&dir.join("metrics.csv"), log_csv(&out.log).as_bytes())?;
-    if out.error.is_none() {
-        save_weights(&dir.join("final.safetensors"), model, &out.theta)?;
-    } else {
-        let _ = std::fs::remove_file(dir.join("final.safetensors"));
+    let result = (|| {
+        let mut files: Vec<(&str, Vec<u8>)> = vec![
+            ("spec.toml", spec.resolved_toml().into_bytes()),
+            ("metrics.csv", log_csv(&out.log).into_bytes()),
+        ];
+        if out.error.is_none() {
+            files.push(("final.safetensors", weights_bytes(model, &out.theta)?));
+        }
+        files.push(("summary.json", to_json(&run_summary(model, out))?.into_bytes()));
+        let paths: Vec<std::path::PathBuf> = files.iter().map(|(f, _)| dir.join(f)).collect();
+        let pairs: Vec<(&Path, &[u8])> = paths
+            .iter()
+            .map(|p| p.as_path())
+            .zip(files.iter().map(|(_, b)| b.as_slice()))
+            .collect();
+        write_atomic_all(&pairs)
+    })();
+    match result {
+        Ok(()) => {
+            if out.error.is_some() {
+                let _ = std::fs::remove_file(dir.join("final.safetensors"));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if created {
+                // Empty again (every temporary file is gone): leave no trace of the attempt.
+                let _ = std::fs::remove_dir(dir);
+            }
+            Err(e)
+        }
     }
-    write_json(&dir.join("summary.json"), &run_summary(model, out))
+}
+
+/// Checks, before a run, that its output directory can be written: `dir` if it exists, else its
+/// nearest existing ancestor, where it would be created. A temporary file is created there and
+/// removed at once, so nothing is left. The error names the directory and the reason (read-only
+/// file system, permission denied, not a directory).
+pub fn check_writable(dir: &Path) -> Result<()> {
+    let mut at = dir;
+    while !at.as_os_str().is_empty() && !at.exists() {
+        match at.parent() {
+            Some(p) => at = p,
+            None => break,
+        }
+    }
+    let at = if at.as_os_str().is_empty() { Path::new(".") } else { at };
+    if !at.is_dir() {
+        return Err(io_err!(
+            "cannot create {}: {} is not a directory",
+            dir.display(),
+            at.display()
+        ));
+    }
+    let probe = at.join(format!(".nequil-write-check.{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(io_err!(
+            "cannot write to {}: {e}{}",
+            dir.display(),
+            if at == dir {
+                String::new()
+            } else {
+                format!(" (in {})", at.display())
+            }
+        )),
+    }
 }
 
 /// A JSON number, or a string for non-finite values (JSON has no NaN).

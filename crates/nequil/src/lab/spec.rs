@@ -12,6 +12,7 @@ use crate::core::models::{Activation, Init, LayerDesc, Model, ScaleKind};
 use crate::core::rng::Rng;
 use crate::core::symmetry::Momentum;
 use crate::lab::io::{read_npy, read_npz, NdArray};
+use crate::lab::resources::{model_footprint, Footprint};
 use crate::train::{Batching, LrSchedule, Optimizer, Schedule, TrainConfig};
 use crate::{invalid, Error, Result};
 use serde::{Deserialize, Serialize};
@@ -122,6 +123,8 @@ choice!(
         Linear = "linear",
         /// A random two-layer tanh teacher.
         TanhTeacher = "tanh-teacher",
+        /// A random teacher of the model's own architecture, drawn with `model.init`.
+        ModelTeacher = "model-teacher",
     }
 );
 
@@ -690,7 +693,8 @@ pub struct DataSpec {
     /// Input second moment Σ_x (default `{ scalar = 1.0 }`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x_cov: Option<CovSpec>,
-    /// `"identity"` (default), `"linear"` or `"tanh-teacher"`.
+    /// `"identity"` (default), `"linear"`, `"tanh-teacher"` or `"model-teacher"` (the model itself
+    /// at parameters drawn with `model.init` from the seed's teacher stream).
     #[serde(default = "default_target")]
     pub target: TargetKind,
     /// Linear teacher `V` (`d_y × d_x`); random `N(0, 1/d_x)` from the seed if omitted.
@@ -903,7 +907,15 @@ impl Spec {
             OptimizerName::Gd => self.data.n.unwrap_or(1),
             _ => self.train.batch_size,
         };
-        crate::lab::resources::check_fits(&model, 4, batch.max(1), &self.model.shape_key(), "training")?;
+        let what = format!(
+            "{}: the model has {} parameters",
+            self.model.shape_key(),
+            model.n_params()
+        );
+        let mut footprint = model_footprint(&model, 4, batch.max(1));
+        footprint.check(&what, "training")?;
+        self.data_footprint(&model, &mut footprint);
+        footprint.check(&what, "training")?;
         let init = self.model.init_scheme()?;
         let theta0 = match &self.model.init_from {
             Some(p) => {
@@ -916,15 +928,97 @@ impl Spec {
             }
             None => model.init(&init, &mut Rng::derive(self.seed, "init"))?,
         };
-        let source = self.data.build(model.d_in(), model.d_out(), self.seed, base)?;
+        let source = self.data.build(&model, &init, self.seed, base)?;
         let config = self.train_config(&source)?;
-        instruments::validate(&self.probes, &model, &source, self.seed)?;
+        let columns = instruments::columns(&self.probes, &model, &source, self.seed)?;
+        // The log: a row of every column at each step of every schedule, and the steps themselves.
+        let mut rows = config.schedule.count_bound(config.steps);
+        for s in instruments::schedules(&self.probes)?.iter().flatten() {
+            rows = rows.saturating_add(s.count_bound(config.steps));
+        }
+        let cols = 5 + model.layout().blocks().len() as u128 + columns as u128;
+        footprint.add(
+            format!("probes.every / log_points: the log of up to {rows} rows × {cols} columns"),
+            rows,
+            8 * (cols + 1),
+        );
+        footprint.check(&what, "training")?;
         Ok(Built {
             model,
             source,
             theta0,
             config,
         })
+    }
+
+    /// Adds to `f` what the data will take before they exist: the teacher, covariance factors
+    /// and exact second moments, the fixed dataset (and its copy as the evaluation set) or the
+    /// evaluation sample, and the layer buffers of evaluation batches. Arrays read from files are
+    /// bounded by the files themselves (and [`crate::lab::resources::read_budget`]).
+    fn data_footprint(&self, model: &Model, f: &mut Footprint) {
+        let d = &self.data;
+        let (dx, dy) = (model.d_in() as u128, model.d_out() as u128);
+        let sample = dx + dy;
+        let eval_n = match (d.source, d.mode) {
+            (DataSource::Gaussian, DataMode::Fixed) => d.n.unwrap_or(1) as u128,
+            (DataSource::Gaussian, DataMode::Population) => dx,
+            (DataSource::Gaussian, DataMode::Online) => self.probes.eval_samples as u128,
+            (DataSource::Npy, _) => 0,
+        };
+        if d.source == DataSource::Gaussian {
+            match d.target {
+                TargetKind::Linear if d.teacher.is_none() => {
+                    f.add("data.target = \"linear\": the random teacher (d_y × d_x)", dy * dx, 8)
+                }
+                TargetKind::TanhTeacher => f.add(
+                    "data.teacher_hidden: the tanh teacher",
+                    d.teacher_hidden.unwrap_or(32) as u128 * (dx + dy),
+                    8,
+                ),
+                _ => {}
+            }
+            // A full covariance and its factor; Σ_x and Σ_ε as matrices where population data
+            // or the instruments use them.
+            if matches!(d.x_cov, Some(CovSpec::Full(_))) {
+                f.add("data.x_cov: the full covariance's factor", 2 * dx * dx, 8);
+            }
+            if matches!(d.noise_cov, Some(CovSpec::Full(_))) {
+                f.add("data.noise_cov: the full covariance's factor", 2 * dy * dy, 8);
+            }
+            let p = &self.probes;
+            if d.mode == DataMode::Population || p.hessian.is_some() || p.sharpness.is_some() || p.equilibrium.is_some()
+            {
+                f.add("the exact second moments Σ_x and Σ_ε", dx * dx + dy * dy, 8);
+            }
+            let what = match d.mode {
+                DataMode::Fixed => "data.n: the fixed dataset and its copy as the evaluation set",
+                DataMode::Population => "data.mode = \"population\": d_x samples and their copy as the evaluation set",
+                DataMode::Online => "probes.eval_samples: the evaluation sample",
+            };
+            let copies = if d.mode == DataMode::Online { 1 } else { 2 };
+            f.add(what, copies * eval_n * sample, 8);
+        }
+        let eval_batch = usize::try_from(eval_n.clamp(1, 1024)).unwrap_or(1024);
+        let buffers = model
+            .workspace_bytes(eval_batch)
+            .map(|b| b as u128)
+            .unwrap_or(u128::MAX / 4);
+        f.add(
+            format!("layer buffers for evaluation batches of {eval_batch}"),
+            buffers,
+            1,
+        );
+        if let Some(h) = &self.probes.hessian {
+            // The Krylov basis of Lanczos (at most P vectors of P values) and Hutchinson's
+            // probe vectors.
+            let p = model.n_params() as u128;
+            f.add(
+                "probes.hessian.lanczos_iter: the Krylov basis",
+                (h.lanczos_iter as u128).clamp(1, p.max(1)) * p,
+                8,
+            );
+            f.add("probes.hessian: Hessian-vector products", 4 * p, 8);
+        }
     }
 
     fn train_config(&self, source: &Source) -> Result<TrainConfig> {
@@ -1078,7 +1172,8 @@ impl Spec {
 }
 
 impl DataSpec {
-    fn build(&self, d_x: usize, d_y: usize, seed: u64, base: &Path) -> Result<Source> {
+    fn build(&self, model: &Model, init: &Init, seed: u64, base: &Path) -> Result<Source> {
+        let (d_x, d_y) = (model.d_in(), model.d_out());
         if self.source == DataSource::Npy {
             return self.build_npy(d_x, d_y, base);
         }
@@ -1114,7 +1209,13 @@ impl DataSpec {
                 }
                 Target::random_tanh(d_x, h, d_y, &mut trng)
             }
+            TargetKind::ModelTeacher => Target::model_teacher(model, init, &mut trng)?,
         };
+        if self.teacher_hidden.is_some() && self.target != TargetKind::TanhTeacher {
+            return Err(invalid!(
+                "data.teacher_hidden: only meaningful with target = \"tanh-teacher\""
+            ));
+        }
         if self.teacher.is_some() && self.target != TargetKind::Linear {
             return Err(invalid!("data.teacher: only meaningful with target = \"linear\""));
         }

@@ -790,13 +790,23 @@ fn count(report: &mut SweepReport, st: &RunStatus) {
 }
 
 /// Runs one sweep run from scratch into `dir` and records its status. `Err` only when the
-/// status could not be written. Called only with the run's lock held (it deletes an unfinished
-/// `dir`).
+/// run's files or its status could not be written (a full disk, a file size limit): then `dir`
+/// is removed, so the run stays unfinished and a restart runs it again. Called only with the
+/// run's lock held (it deletes an unfinished `dir`).
 fn execute(run: &SweepRun, base: &Path, dir: &Path, steps: &dyn Fn(u64)) -> Result<RunStatus> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| io_err!("cannot remove unfinished run {}: {e}", dir.display()))?;
     }
     std::fs::create_dir_all(dir).map_err(|e| io_err!("cannot create {}: {e}", dir.display()))?;
+    let recorded = record(run, base, dir, steps);
+    if recorded.is_err() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    recorded
+}
+
+/// The body of [`execute`] once `dir` exists and is empty.
+fn record(run: &SweepRun, base: &Path, dir: &Path, steps: &dyn Fn(u64)) -> Result<RunStatus> {
     let params = RunParams {
         id: run.id.clone(),
         index: run.index,
@@ -811,18 +821,23 @@ fn execute(run: &SweepRun, base: &Path, dir: &Path, steps: &dyn Fn(u64)) -> Resu
     let total = run.spec.train.steps;
     let mut reported = 0u64;
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let (model, out) = run_spec(&run.spec, base, &mut [], &mut |d, _| {
+        run_spec(&run.spec, base, &mut [], &mut |d, _| {
             steps(d.saturating_sub(reported));
             reported = reported.max(d);
-        })?;
-        write_run_dir(dir, &run.spec, &model, &out)?;
-        Ok::<_, Error>(out.error)
+        })
     }));
     steps(total.saturating_sub(reported));
     let (status, error) = match result {
-        Ok(Ok(None)) => (RunState::Ok, None),
-        Ok(Ok(Some(e @ Error::Diverged { .. }))) => (RunState::Diverged, Some(e.to_string())),
-        Ok(Ok(Some(e))) | Ok(Err(e)) => (RunState::Failed, Some(e.to_string())),
+        Ok(Ok((model, out))) => {
+            // A run's files that cannot be written leave it unfinished, not failed.
+            write_run_dir(dir, &run.spec, &model, &out)?;
+            match out.error {
+                None => (RunState::Ok, None),
+                Some(e @ Error::Diverged { .. }) => (RunState::Diverged, Some(e.to_string())),
+                Some(e) => (RunState::Failed, Some(e.to_string())),
+            }
+        }
+        Ok(Err(e)) => (RunState::Failed, Some(e.to_string())),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()

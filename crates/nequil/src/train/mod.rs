@@ -328,10 +328,24 @@ pub struct RunOutcome {
     pub log: Log,
     /// Updates completed.
     pub steps_done: u64,
-    /// `Some` if the run stopped early (e.g. [`Error::Diverged`]).
+    /// `Some` if the run stopped early: [`Error::Diverged`], or [`Error::ProbeFailed`] when an
+    /// instrument failed (the log then ends at the last complete row).
     pub error: Option<Error>,
     /// Size of the evaluation set used by the `loss` column.
     pub eval_n: usize,
+}
+
+/// [`Error::ProbeFailed`] for probe `p` failing with `e` after `step` updates.
+fn probe_failed(p: &dyn Probe, step: u64, e: Error) -> Error {
+    let error = match e {
+        Error::Invalid(m) | Error::Io(m) => m,
+        e => e.to_string(),
+    };
+    Error::ProbeFailed {
+        probe: p.name(),
+        step,
+        error,
+    }
 }
 
 /// The evaluation set: the training set for fixed data, a fixed-seed population sample otherwise.
@@ -448,21 +462,35 @@ pub fn train(
                 eval_n: en,
                 source,
             };
+            let mut failed = None;
             for (p, own) in probes.iter_mut().zip(&probe_steps) {
                 let n = p.columns().len();
                 let due = own.as_ref().is_none_or(|s| s.binary_search(&step).is_ok());
                 if due {
                     let before = row.len();
-                    p.record(&ctx, &mut row)?;
-                    if row.len() != before + n {
-                        return Err(Error::Numerical(format!(
-                            "probe wrote {} values for {n} columns",
-                            row.len() - before
-                        )));
+                    let r = p.record(&ctx, &mut row).and_then(|()| {
+                        if row.len() == before + n {
+                            Ok(())
+                        } else {
+                            Err(Error::Numerical(format!(
+                                "wrote {} values for {n} columns",
+                                row.len() - before
+                            )))
+                        }
+                    });
+                    if let Err(e) = r {
+                        failed = Some(probe_failed(p.as_ref(), step, e));
+                        break;
                     }
                 } else {
                     row.extend(std::iter::repeat_n(f64::NAN, n));
                 }
+            }
+            // A failed instrument ends the run as a divergence does: the incomplete row is
+            // dropped, the rows before it are kept.
+            if failed.is_some() {
+                error = failed;
+                break;
             }
             log.rows.push(row);
             loss_acc = 0.0;
@@ -493,8 +521,14 @@ pub fn train(
                         theta_after: &theta,
                         grad: stepper.last_grad(),
                     };
-                    for &i in &observers {
-                        probes[i].on_step(&sc)?;
+                    let failed = observers
+                        .iter()
+                        .find_map(|&i| probes[i].on_step(&sc).err().map(|e| (i, e)));
+                    if let Some((i, e)) = failed {
+                        // The update was applied: it counts as done.
+                        error = Some(probe_failed(probes[i].as_ref(), step + 1, e));
+                        step += 1;
+                        break;
                     }
                 }
             }

@@ -45,7 +45,16 @@ pub struct ProbeCtx<'a> {
 pub trait Probe: Send {
     /// Column names, fixed for the run.
     fn columns(&self) -> Vec<String>;
-    /// Appends exactly `columns().len()` values to `out`.
+    /// The instrument's name in messages and in a run's summary when it fails: the spec key of
+    /// the built-in instruments (`probes.hessian.top_eigen`); by default its first column.
+    fn name(&self) -> String {
+        match self.columns().first() {
+            Some(c) => format!("with column `{c}`"),
+            None => "without columns".into(),
+        }
+    }
+    /// Appends exactly `columns().len()` values to `out`. An error stops the run at this row, as
+    /// a divergence does ([`crate::Error::ProbeFailed`]): the log keeps the rows before it.
     fn record(&mut self, ctx: &ProbeCtx<'_>, out: &mut Vec<f64>) -> Result<()>;
     /// Which steps this probe runs at; `None` means every row of the log (the run's schedule).
     fn schedule(&self) -> Option<&Schedule> {
@@ -107,6 +116,18 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// An upper bound on the number of steps [`Schedule::steps`] returns for `total` steps (and
+    /// on what it holds while computing them), without computing them.
+    pub fn count_bound(&self, total: u64) -> u128 {
+        let all = total as u128 + 1;
+        match self {
+            Schedule::Every(k) => (total / (*k).max(1)) as u128 + 2,
+            Schedule::LogSpaced(n) => (*n as u128).max(2).min(all) + 2,
+            Schedule::Steps(v) => v.len() as u128 + 2,
+        }
+        .min(all + 2)
+    }
+
     /// The sorted, de-duplicated steps in `0..=total` at which to record.
     pub fn steps(&self, total: u64) -> Vec<u64> {
         let mut s = match self {
@@ -117,9 +138,22 @@ impl Schedule {
             Schedule::LogSpaced(n) => {
                 let n = (*n).max(2);
                 let lt = ((total + 1) as f64).ln();
-                (0..n)
-                    .map(|i| (((i as f64) / (n - 1) as f64 * lt).exp() - 1.0).round() as u64)
-                    .collect()
+                // So many points that consecutive ones are less than one step apart: every step,
+                // without computing (or holding) n points.
+                if (n - 1) as f64 >= 2.0 * (total as f64 + 1.0) * lt.max(1.0) {
+                    (0..=total).collect()
+                } else {
+                    // Non-decreasing: duplicates are dropped as they come, so that no more than
+                    // min(n, total + 1) steps are ever held.
+                    let mut v: Vec<u64> = Vec::new();
+                    for i in 0..n {
+                        let s = (((i as f64) / (n - 1) as f64 * lt).exp() - 1.0).round() as u64;
+                        if v.last() != Some(&s) {
+                            v.push(s);
+                        }
+                    }
+                    v
+                }
             }
             Schedule::Steps(v) => v.clone(),
         };
@@ -143,5 +177,25 @@ mod tests {
         assert_eq!(*l.last().unwrap(), 100_000);
         assert!(l.len() >= 15 && l.len() <= 20, "{l:?}");
         assert!(l.windows(2).all(|w| w[0] < w[1]));
+        assert!(l.len() as u128 <= Schedule::LogSpaced(20).count_bound(100_000));
+    }
+
+    /// Log-spaced points denser than the steps are every step, computed without the points.
+    #[test]
+    fn dense_log_spacing_is_every_step() {
+        for total in [0u64, 1, 5, 99, 1000] {
+            let all: Vec<u64> = (0..=total).collect();
+            // Just past the shortcut's threshold the points are computed one by one: the same.
+            let lt = ((total + 1) as f64).ln().max(1.0);
+            let n = (2.0 * (total as f64 + 1.0) * lt).ceil() as usize + 1;
+            assert_eq!(Schedule::LogSpaced(n).steps(total), all, "{total}");
+            let mut v: Vec<u64> = (0..n)
+                .map(|i| ((i as f64 / (n - 1) as f64 * ((total + 1) as f64).ln()).exp() - 1.0).round() as u64)
+                .collect();
+            v.dedup();
+            assert_eq!(v, all, "{total}: the shortcut's threshold guarantees every step");
+            assert_eq!(Schedule::LogSpaced(usize::MAX).steps(total), all);
+            assert!(Schedule::LogSpaced(usize::MAX).count_bound(total) >= all.len() as u128);
+        }
     }
 }

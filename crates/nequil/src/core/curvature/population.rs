@@ -143,16 +143,16 @@ impl PopulationHessian {
 
     /// The population Hessian for a Gaussian source `y = y'(x) + ε`: `Σ_x` is the exact input
     /// second moment and `E[yxᵀ] = V Σ_x` for a linear teacher `V` (`Σ_x` for the identity
-    /// target). The label noise does not enter the Hessian. Errors for the tanh teacher (its cross
-    /// moment has no closed form) and for non-linear models.
+    /// target). The label noise does not enter the Hessian. Errors for non-linear teachers (their
+    /// cross moment has no closed form) and for non-linear models.
     pub fn from_gaussian(model: &Model, theta: &[f64], dist: &Gaussian) -> Result<Self> {
         let sx = dist.x_second_moment();
         let c = match dist.target() {
             Target::Identity => sx.clone(),
             Target::Linear(v) => v.mul(&sx),
-            Target::Tanh { .. } => {
+            Target::Tanh { .. } | Target::Model(_) => {
                 return Err(invalid!(
-                    "population Hessian: the tanh teacher has no closed-form E[yxᵀ]; use a fixed-seed sample"
+                    "population Hessian: a non-linear teacher has no closed-form E[yxᵀ]; use a fixed-seed sample"
                 ))
             }
         };

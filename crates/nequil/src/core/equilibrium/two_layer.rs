@@ -87,9 +87,9 @@ impl TwoLayerGammas {
         let v_true = match dist.target() {
             Target::Identity => Dense::eye(dist.d_x()),
             Target::Linear(m) => m.clone(),
-            Target::Tanh { .. } => {
+            Target::Tanh { .. } | Target::Model(_) => {
                 return Err(invalid!(
-                    "two-layer Γ: exact moments need a linear teacher, the source has a tanh teacher"
+                    "two-layer Γ: exact moments need a linear teacher, the source has a non-linear teacher"
                 ))
             }
         };

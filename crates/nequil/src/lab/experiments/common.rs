@@ -120,6 +120,19 @@ pub fn tail_mean(v: &[f64], frac: f64) -> (f64, f64) {
     mean_se(&means)
 }
 
+/// The time-average of the last `frac` of a series and its standard error from exactly
+/// `batches` equal batch means (the oldest `len mod batches` values of the tail are dropped): with
+/// batches longer than the correlation time, the mean over its standard error is t-distributed
+/// with `batches − 1` degrees of freedom around the true mean.
+pub fn tail_batch_mean(v: &[f64], frac: f64, batches: usize) -> (f64, f64) {
+    let n = v.len();
+    let len = ((n as f64 * frac) as usize).clamp(batches.min(n), n);
+    let b = (len / batches.max(1)).max(1);
+    let tail = &v[n - b * (len / b)..];
+    let means: Vec<f64> = tail.chunks(b).map(|c| c.iter().sum::<f64>() / c.len() as f64).collect();
+    mean_se(&means)
+}
+
 /// Records chosen entries of θ as columns `theta[i]` (e.g. the two coordinates of a 2-D model).
 pub struct ThetaProbe {
     indices: Vec<usize>,

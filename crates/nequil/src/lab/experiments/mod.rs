@@ -8,6 +8,8 @@
 //! rounding), and passes or fails. Settings the paper leaves out are chosen here, fixed, and
 //! reported with the experiment.
 
+mod beyond_cnn;
+mod beyond_layernorm;
 mod beyond_optimizers;
 mod common;
 mod fig1;
@@ -28,14 +30,35 @@ pub use plan::{simulate, Details, Plan, PlannedRun, Results, RunResult};
 
 use crate::Result;
 
+/// Where an experiment belongs in the report and in `nequil list`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// A figure or claim of the paper.
+    Paper,
+    /// The theory applied where the paper does not go (convolutions, normalization, attention).
+    Beyond,
+}
+
+impl Group {
+    /// The heading of the group.
+    pub fn heading(self) -> &'static str {
+        match self {
+            Group::Paper => "The paper",
+            Group::Beyond => "Beyond the paper",
+        }
+    }
+}
+
 /// One named experiment.
 pub struct Experiment {
     /// Short name used on the command line (e.g. `fig1-scale-invariance`).
     pub name: &'static str,
     /// One-line title.
     pub title: &'static str,
-    /// What the paper claims, in one sentence.
+    /// What the paper claims (or, beyond the paper, what the theory predicts), in one sentence.
     pub claim: &'static str,
+    /// The group it belongs to.
+    pub group: Group,
     /// The named runs.
     pub plan: fn(&Ctx) -> Result<Plan>,
     /// The checks of the claims, from the runs.
@@ -64,10 +87,14 @@ impl Experiment {
 /// An [`Experiment`] from the four functions of an experiment module.
 macro_rules! experiment {
     ($name:expr, $title:expr, $claim:expr, $m:ident $(,)?) => {
+        experiment!($name, $title, $claim, $m, Group::Paper)
+    };
+    ($name:expr, $title:expr, $claim:expr, $m:ident, $group:expr $(,)?) => {
         Experiment {
             name: $name,
             title: $title,
             claim: $claim,
+            group: $group,
             plan: $m::plan,
             checks: $m::checks,
             figure: $m::figure,
@@ -76,12 +103,7 @@ macro_rules! experiment {
     };
 }
 
-/// The experiments that go beyond the paper (the report puts them under their own heading), by
-/// name.
-pub const BEYOND_THE_PAPER: &[&str] = &["beyond-optimizers", "rebalanced-init"];
-
-/// Every experiment: the paper's in its figure order, then those beyond the paper
-/// ([`BEYOND_THE_PAPER`]).
+/// Every experiment: the paper's, in its figure order, then those beyond the paper.
 pub fn catalog() -> Vec<Experiment> {
     vec![
         experiment!(
@@ -144,12 +166,28 @@ pub fn catalog() -> Vec<Experiment> {
             "Beyond the paper: momentum and Adam — where the charges settle",
             "Under heavy-ball momentum a charge settles where SGD's law puts it at the effective step η/(1 − β), not at η; under Adam no law is claimed and where the charges go is measured.",
             beyond_optimizers,
+            Group::Beyond,
         ),
         experiment!(
             "rebalanced-init",
             "Beyond the paper: a rebalanced initialization instead of warmup",
             "Moving the initialization to its noise equilibrium with the solver keeps the loss, balances the noise and, for the rank-1 net, gives the closed-form equilibrium's sharpness; whether the large step then trains without warmup is measured.",
             rebalanced_init,
+            Group::Beyond,
+        ),
+        experiment!(
+            "beyond-cnn",
+            "Beyond (a): a ReLU CNN — SGD balances the gradient noise of every channel, GD does not",
+            "Each conv channel's rescaling symmetry has a charge that only gradient noise moves: SGD drives the per-channel noise imbalance Tr[A_kΣ] to zero (on average, exactly, with the per-step term), GD from the same initialization stays unbalanced.",
+            beyond_cnn,
+            Group::Beyond,
+        ),
+        experiment!(
+            "beyond-layernorm",
+            "Beyond (b): LayerNorm — the norm of the weights feeding it never decreases under SGD, and settles at the noise equilibrium with weight decay",
+            "The weights feeding a LayerNorm with ε = 0 are scale invariant: without weight decay SGD's step adds exactly η²‖ĝ‖² to their squared norm, so it never decreases; with weight decay it settles where the expected change vanishes, the charge probe's C*.",
+            beyond_layernorm,
+            Group::Beyond,
         ),
     ]
 }

@@ -19,8 +19,8 @@ use crate::core::data::Source;
 use crate::core::models::Model;
 use crate::lab::runner::{run_spec_with, Overrides};
 use crate::lab::spec::{
-    DataMode, DataSource, DataSpec, InitName, ModelKind, ModelSpec, OptimizerName, ProbeSpec, ScheduleName, Spec,
-    TargetKind, TrainSpec,
+    DataMode, DataSource, DataSpec, InitName, LayerSpec, ModelKind, ModelSpec, OptimizerName, ProbeSpec, ScheduleName,
+    Spec, TargetKind, TrainSpec,
 };
 use crate::train::{Log, Probe};
 use crate::{Error, Result};
@@ -231,6 +231,11 @@ pub fn simulate(plan: Plan, ctx: &Ctx) -> Result<Results> {
             Error::Numerical(m) => Error::Numerical(format!("run `{}`: {m}", r.name)),
             e => e,
         })?;
+        // An experiment's instruments are part of its measurement: one that fails fails the
+        // experiment (a divergence is recorded, for the checks to judge).
+        if let Some(e @ Error::ProbeFailed { .. }) = &out.error {
+            return Err(Error::Numerical(format!("run `{}`: {e}", r.name)));
+        }
         let mut summary = BTreeMap::new();
         for p in &r.probes {
             for (k, v) in p.summary() {
@@ -356,6 +361,16 @@ pub fn base_spec(seed: u64, kind: ModelKind, widths: &[usize], steps: u64) -> Sp
         },
         probes: ProbeSpec::default(),
     }
+}
+
+/// [`base_spec`] for a `kind = "sequential"` stack: per-sample input shape `input`, the `layers`
+/// in order, Kaiming init; everything else as [`base_spec`] (online Gaussian inputs, reshaped to
+/// `input`, with the identity target; set `data.target` to fit the output).
+pub fn sequential_spec(seed: u64, input: &[usize], layers: Vec<LayerSpec>, steps: u64) -> Spec {
+    let mut s = base_spec(seed, ModelKind::Sequential, &[], steps);
+    s.model.input = Some(input.to_vec());
+    s.model.layers = Some(layers);
+    s
 }
 
 /// Makes `spec` full-batch GD on `n` samples drawn once from its distribution.

@@ -6,8 +6,9 @@
 //! problem; [`Error::Invalid`](crate::Error::Invalid) for bad arguments (e.g. a shape that does
 //! not match the data).
 //!
-//! Every writer goes through [`write_atomic`], so a crash never leaves a half-written file in
-//! place of a good one.
+//! Every writer goes through [`write_atomic`] (or [`write_atomic_all`] for a set of files), so a
+//! crash, a full disk or a file size limit never leaves a half-written file in place of a good
+//! one.
 //!
 //! - [`npy`]: `.npy` (versions 1–3, any integer/float/bool dtype, either byte order, Fortran
 //!   order) and `.npz` (stored or deflated).
@@ -20,18 +21,57 @@ pub mod safetensors;
 
 pub use self::idx::{load_mnist, read_idx, write_idx_u8};
 pub use self::npy::{has_non_finite, npy_bytes, parse_npy, read_npy, read_npz, write_npy, write_npz, NdArray};
-pub use self::safetensors::{read_safetensors, read_safetensors_with_metadata, write_safetensors, Tensors};
+pub use self::safetensors::{
+    read_safetensors, read_safetensors_with_metadata, safetensors_bytes, write_safetensors, Tensors,
+};
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{io_err, Result};
 
 /// Writes `bytes` to `path` atomically: the data goes to a temporary file in the same directory,
 /// is flushed to disk, and is then renamed over `path`. Readers see either the old file or the
-/// complete new one. The directory must already exist.
+/// complete new one; on any error (a full disk, a file size limit, a read-only directory) the
+/// temporary file is removed and `path` is left as it was. The directory must already exist.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_all(&[(path, bytes)])
+}
+
+/// Writes several files all or nothing: each goes to a temporary file next to its path (flushed
+/// to disk); only once every one is complete are they renamed into place, in the order given.
+/// On an error while writing, every temporary file is removed and no file at the paths has
+/// changed. (A rename cannot run out of space; should one fail all the same, the files renamed
+/// before it stay in place, each of them complete.)
+pub fn write_atomic_all(files: &[(&Path, &[u8])]) -> Result<()> {
+    let mut temps: Vec<PathBuf> = Vec::with_capacity(files.len());
+    let cleanup = |temps: &[PathBuf]| {
+        for t in temps {
+            let _ = std::fs::remove_file(t);
+        }
+    };
+    for (path, bytes) in files {
+        match write_temp(path, bytes) {
+            Ok(t) => temps.push(t),
+            Err(e) => {
+                cleanup(&temps);
+                return Err(e);
+            }
+        }
+    }
+    for (i, ((path, _), tmp)) in files.iter().zip(&temps).enumerate() {
+        if let Err(e) = std::fs::rename(tmp, path) {
+            cleanup(&temps[i..]);
+            return Err(io_err!("cannot write {}: {e}", path.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a new temporary file next to `path` (a hidden name that ends in `.tmp`),
+/// flushed to disk; returns its path. On error nothing is left behind.
+fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()
@@ -51,12 +91,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
+        f.sync_all()
     })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_err!("cannot write {}: {e}", path.display())
-    })
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(io_err!("cannot write {}: {e}", path.display()))
+        }
+    }
 }

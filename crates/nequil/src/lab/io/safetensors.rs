@@ -23,11 +23,24 @@ pub fn write_safetensors(
     tensors: &[(String, Vec<usize>, &[f64])],
     metadata: Option<BTreeMap<String, String>>,
 ) -> Result<()> {
+    let bytes = safetensors_bytes(tensors, metadata).map_err(|e| match e {
+        crate::Error::Invalid(m) => invalid!("{}: {m}", path.display()),
+        e => e,
+    })?;
+    super::write_atomic(path, &bytes)
+}
+
+/// The bytes of the safetensors file [`write_safetensors`] writes (the same tensors always give
+/// the same bytes: metadata in key order).
+pub fn safetensors_bytes(
+    tensors: &[(String, Vec<usize>, &[f64])],
+    metadata: Option<BTreeMap<String, String>>,
+) -> Result<Vec<u8>> {
     let mut seen = HashSet::new();
     let mut buffers = Vec::with_capacity(tensors.len());
     for (name, shape, data) in tensors {
         if !seen.insert(name.as_str()) {
-            return Err(invalid!("duplicate tensor name '{name}' for {}", path.display()));
+            return Err(invalid!("duplicate tensor name '{name}'"));
         }
         if element_count(shape) != Some(data.len()) {
             return Err(invalid!(
@@ -47,12 +60,11 @@ pub fn write_safetensors(
         })
         .collect::<Result<Vec<_>>>()?;
     let hashed: Option<HashMap<String, String>> = metadata.clone().map(|m| m.into_iter().collect());
-    let mut bytes =
-        ::safetensors::serialize(views, hashed).map_err(|e| io_err!("cannot encode {}: {e}", path.display()))?;
+    let mut bytes = ::safetensors::serialize(views, hashed).map_err(|e| invalid!("cannot encode safetensors: {e}"))?;
     if let Some(m) = &metadata {
         sort_metadata(&mut bytes, m);
     }
-    super::write_atomic(path, &bytes)
+    Ok(bytes)
 }
 
 /// The safetensors crate writes `__metadata__` from a `HashMap`, whose order changes from one

@@ -453,7 +453,7 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
             if !has_exact_two_layer_moments(source) {
                 return Err(invalid!(
                     "probes.hessian.data: \"population\" needs Gaussian data with an identity or linear teacher \
-                     (the data's distribution is unknown or has a tanh teacher); use \"auto\" or \"eval\""
+                     (the data's distribution is unknown or has a non-linear teacher); use \"auto\" or \"eval\""
                 ));
             }
         }
@@ -534,7 +534,7 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
         if moments == MomentSource::Population && !has_exact_two_layer_moments(source) {
             return Err(invalid!(
                 "probes.equilibrium.data: \"population\" needs Gaussian data with an identity or linear teacher \
-                 (the data's distribution is unknown or has a tanh teacher); use \"auto\" or \"eval\""
+                 (the data's distribution is unknown or has a non-linear teacher); use \"auto\" or \"eval\""
             ));
         }
         let mut probe = TwoLayerEquilibriumProbe::new().with_moments(moments);
@@ -549,6 +549,39 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
 /// Checks the instrument tables against the model and the data (called by [`Spec::build`]).
 pub(crate) fn validate(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<()> {
     plan(p, model, source, seed).map(|_| ())
+}
+
+/// [`validate`], returning the number of columns the instruments add to the log.
+pub(crate) fn columns(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<usize> {
+    Ok(plan(p, model, source, seed)?
+        .iter()
+        .map(|q| match q {
+            Planned::Ready(b) => b.columns().len(),
+            Planned::Charges { names, .. } => 5 * names.len(),
+        })
+        .sum())
+}
+
+/// The instruments' own schedules (`None`: the run's), for sizing the log.
+pub(crate) fn schedules(p: &ProbeSpec) -> Result<Vec<Option<Schedule>>> {
+    Ok(vec![
+        match &p.charges {
+            Some(c) => schedule("probes.charges", c.every, c.log_points)?,
+            None => None,
+        },
+        match &p.hessian {
+            Some(h) => schedule("probes.hessian", h.every, h.log_points)?,
+            None => None,
+        },
+        match &p.sharpness {
+            Some(s) => schedule("probes.sharpness", s.every, s.log_points)?,
+            None => None,
+        },
+        match &p.equilibrium {
+            Some(e) => schedule("probes.equilibrium", e.every, e.log_points)?,
+            None => None,
+        },
+    ])
 }
 
 impl Spec {
