@@ -105,7 +105,7 @@ def test_missing_files_are_file_not_found(tmp_path):
 
 
 def test_a_model_too_large_for_memory_is_refused_before_allocating():
-    with pytest.raises(ValueError, match=r"model.widths \[200000, 200000, 200000, 1\]: the model has \d+ parameters; .* needs at least .* of memory"):
+    with pytest.raises(ValueError, match=r"model.widths \[200000, 200000, 200000, 1\]: the model has \d+ parameters[;:] .* needs at least .* of memory"):
         nequil.Model({"kind": "mlp", "widths": [200000, 200000, 200000, 1]})
     with pytest.raises(ValueError, match=r"needs at least .* of memory"):
         nequil.run({"model": {"kind": "linear", "widths": [300000, 300000, 300000]}, "data": {}, "train": {"lr": 0.1, "steps": 1}})
