@@ -139,7 +139,7 @@ impl Footprint {
             return Ok(());
         }
         let mut parts: Vec<&(String, u128)> = self.parts.iter().filter(|(_, b)| *b > 0).collect();
-        parts.sort_by(|a, b| b.1.cmp(&a.1));
+        parts.sort_by_key(|p| std::cmp::Reverse(p.1));
         let list: Vec<String> = parts.iter().map(|(w, b)| format!("{w} {}", human_bytes(*b))).collect();
         Err(invalid!(
             "{what}: {use_} needs at least {} of memory ({}), but {} is available",

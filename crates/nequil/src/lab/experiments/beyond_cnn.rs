@@ -110,7 +110,7 @@ impl Probe for ImbalanceProbe {
         for (n, g) in &self.gens {
             let nb = NoiseBalance::from_stats(g, ctx.theta, &st)?;
             let scale = nb.tr_a_sigma_pos - nb.tr_a_sigma_neg;
-            if !(scale > 0.0) {
+            if scale.is_nan() || scale <= 0.0 {
                 return Err(Error::Numerical(format!(
                     "{n}: no gradient noise on the channel at step {} (a dead ReLU channel)",
                     ctx.step
