@@ -6,15 +6,16 @@
 //! exits with status 2, names the file, tensor or key, and writes nothing.
 
 use clap::Args;
-use nequil::core::equilibrium::{rebalance_with, FlowParams, RebalanceReport, SolveStatus};
+use nequil::core::equilibrium::{rebalance_with, RebalanceReport};
 use nequil::core::models::Model;
-use nequil::lab::io::{has_non_finite, read_npy, read_npz, write_safetensors, NdArray};
-use nequil::lab::runner::{json_num, load_weights, named_tensors};
-use nequil::lab::spec::{dataset_from_arrays, load_model};
+use nequil::lab::inputs::{data_for, flow_params, Keys};
+use nequil::lab::io::{read_npy, read_npz, write_safetensors};
+use nequil::lab::runner::{load_weights, named_tensors};
+use nequil::lab::spec::load_model;
 use nequil::{invalid, Result};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Arguments of `nequil equilibrium`.
@@ -74,49 +75,8 @@ pub struct EquilibriumArgs {
     stats: Option<PathBuf>,
 }
 
-/// An error about one data file: the file's name in front of the message.
-fn in_file(path: &Path, e: nequil::Error) -> nequil::Error {
-    match e {
-        nequil::Error::Invalid(m) => invalid!("{}: {m}", path.display()),
-        e => e,
-    }
-}
-
-fn check_array(a: &NdArray, path: &Path, what: &str, width: usize, n: Option<usize>, model: &Model) -> Result<()> {
-    let rows = a.shape.first().copied().unwrap_or(0);
-    let per: usize = a.shape.iter().skip(1).product();
-    let ok = !a.shape.is_empty() && per == width && n.is_none_or(|n| n == rows);
-    if !ok {
-        let want = match n {
-            Some(n) => format!("[{n}, {width}]"),
-            None => format!("[n, {width}]"),
-        };
-        return Err(invalid!(
-            "{}: {what} have shape {:?}, the model ({}) expects {want}{}",
-            path.display(),
-            a.shape,
-            model.describe(),
-            if width == 1 { " (or a vector of n values)" } else { "" }
-        ));
-    }
-    if rows == 0 {
-        return Err(invalid!("{}: {what}: no samples", path.display()));
-    }
-    if let Some(i) = has_non_finite(a) {
-        return Err(invalid!(
-            "{}: {what}: non-finite value ({}) at sample {}, feature {}",
-            path.display(),
-            a.data[i],
-            i / width.max(1),
-            i % width.max(1)
-        ));
-    }
-    Ok(())
-}
-
 /// Loads the data and checks it against the model; returns `(x, y, n)`.
 fn load_data(a: &EquilibriumArgs, model: &Model) -> Result<(Vec<f64>, Vec<f64>, usize)> {
-    let (dx, dy) = (model.d_in(), model.d_out());
     let (x, xp, y, yp) = match (&a.npz, &a.x, &a.y) {
         (Some(p), None, None) => {
             let arrays = read_npz(p)?;
@@ -141,241 +101,26 @@ fn load_data(a: &EquilibriumArgs, model: &Model) -> Result<(Vec<f64>, Vec<f64>, 
         (None, Some(xp), Some(yp)) => (read_npy(xp)?, xp.clone(), read_npy(yp)?, yp.clone()),
         _ => return Err(invalid!("data: give either --x and --y, or --npz")),
     };
-    check_array(&x, &xp, "inputs", dx, None, model)?;
-    let n = x.shape[0];
-    check_array(&y, &yp, "targets", dy, Some(n), model)?;
-    let ds = dataset_from_arrays(&x, &y, dx, dy).map_err(|e| in_file(&xp, e))?;
+    let ds = data_for(model, &x, &xp.display().to_string(), &y, &yp.display().to_string())?;
     Ok((ds.x, ds.y, ds.n))
 }
 
-fn rel_change(after: f64, before: f64) -> f64 {
-    let d = (after - before).abs();
-    if before != 0.0 {
-        d / before.abs()
-    } else {
-        d
-    }
-}
-
-/// The largest relative loss change: at the joint rebalanced θ and at each row's own-orbit point.
-fn max_rel_loss_change(r: &RebalanceReport) -> f64 {
-    r.rows
-        .iter()
-        .map(|row| rel_change(row.loss_after, row.loss_before))
-        .fold(rel_change(r.loss_after, r.loss_before), f64::max)
-}
-
-fn status_name(s: SolveStatus) -> &'static str {
-    match s {
-        SolveStatus::Converged => "converged",
-        SolveStatus::PlusInfinity => "plus_infinity",
-        SolveStatus::MinusInfinity => "minus_infinity",
-        SolveStatus::Degenerate => "degenerate",
-        SolveStatus::NotConverged => "not_converged",
-    }
-}
-
-fn num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.4e}")
-    } else if v > 0.0 {
-        "+inf".into()
-    } else if v < 0.0 {
-        "-inf".into()
-    } else {
-        "nan".into()
-    }
-}
-
-fn summary_line(r: &RebalanceReport, out: Option<&Path>) -> String {
-    let t = &r.totals;
-    let rel = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
-    let mut s = format!(
-        "summary: {} symmetries, {} applied; loss {:.10e} → {:.10e}, max |loss after − loss before|/loss = {:.2e}; \
-         total noise imbalance Σ_k|Tr[A_kΣ]| over the applied rows {:.4e} → {:.4e} ({:.2e} → {:.2e} of its parts); \
-         Σ_k|drift_k| {:.4e} → {:.4e}",
-        r.rows.len(),
-        t.applied,
-        r.loss_before,
-        r.loss_after,
-        max_rel_loss_change(r),
-        t.imbalance_before,
-        t.imbalance_after,
-        rel(t.imbalance_before, t.noise_before),
-        rel(t.imbalance_after, t.noise_after),
-        t.drift_before,
-        t.drift_after,
-    );
-    if let Some(p) = out {
-        s.push_str(&format!("; wrote {}", p.display()));
-    }
-    s
-}
-
-pub(crate) fn text_report(r: &RebalanceReport, out: Option<&Path>) -> String {
-    let mut s = String::new();
-    s.push_str(&format!(
-        "model: {}; eta = {}, S = {}, gamma = {}, {} time, n = {}\n",
-        r.model,
-        r.eta,
-        r.batch,
-        r.gamma,
-        if r.time == nequil::core::equilibrium::Time::Discrete {
-            "discrete"
-        } else {
-            "continuous"
-        },
-        r.n
-    ));
-    let header = [
-        "symmetry",
-        "C",
-        "Tr[AΣ]",
-        "λ*",
-        "C*",
-        "Tr[AΣ] after",
-        "loss before",
-        "loss after",
-        "applied",
-        "status",
-        "note",
-    ];
-    let mut cells: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-    for row in &r.rows {
-        cells.push(vec![
-            row.name.clone(),
-            num(row.c),
-            num(row.tr_a_sigma),
-            num(row.lambda_star),
-            num(row.c_star),
-            num(row.tr_a_sigma_after),
-            format!("{:.10e}", row.loss_before),
-            format!("{:.10e}", row.loss_after),
-            if row.applied { "yes" } else { "no" }.into(),
-            status_name(row.status).into(),
-            row.note.clone().unwrap_or_default(),
-        ]);
-    }
-    let ncol = header.len();
-    let widths: Vec<usize> = (0..ncol)
-        .map(|c| cells.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    for row in &cells {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            let pad = widths[c] - cell.chars().count();
-            if c == ncol - 1 {
-                line.push_str(cell);
-            } else if c == 0 || c >= ncol - 3 {
-                line.push_str(cell);
-                line.push_str(&" ".repeat(pad + 2));
-            } else {
-                line.push_str(&" ".repeat(pad));
-                line.push_str(cell);
-                line.push_str("  ");
-            }
-        }
-        s.push_str(line.trim_end());
-        s.push('\n');
-    }
-    if !r.families.is_empty() {
-        s.push_str("matrix families (every symmetric generator at once; reported, not applied):\n");
-        let w = r
-            .families
-            .iter()
-            .map(|f| f.name.chars().count())
-            .max()
-            .unwrap_or(6)
-            .max(6);
-        s.push_str(&format!(
-            "{:<w$}  {:>4}  {:>10}  {:>14}  {:>10}  note\n",
-            "family", "dim", "residual", "residual after", "‖B − I‖"
-        ));
-        for f in &r.families {
-            s.push_str(&format!(
-                "{:<w$}  {:>4}  {:>10}  {:>14}  {:>10}  {}\n",
-                f.name,
-                f.dim,
-                num(f.residual),
-                num(f.residual_after),
-                num(f.distance),
-                f.note.clone().unwrap_or_default()
-            ));
-        }
-    }
-    for note in &r.notes {
-        s.push_str(&format!("note: {note}\n"));
-    }
-    s.push_str(&summary_line(r, out));
-    s.push('\n');
-    s
-}
-
+/// The JSON report: the library's ([`RebalanceReport::to_json`]) with the file names of this
+/// command.
 fn json_report(r: &RebalanceReport, a: &EquilibriumArgs) -> serde_json::Value {
-    let rows: Vec<serde_json::Value> = r
-        .rows
-        .iter()
-        .map(|row| {
-            let mut v = serde_json::to_value(row).expect("row serializes");
-            v["lambda_star"] = json_num(row.lambda_star);
-            v["c_star"] = json_num(row.c_star);
-            v
-        })
-        .collect();
-    json!({
-        "model": r.model,
-        "weights": a.weights.display().to_string(),
-        "eta": r.eta,
-        "batch_size": r.batch,
-        "weight_decay": r.gamma,
-        "time": r.time,
-        "n": r.n,
-        "loss_before": r.loss_before,
-        "loss_after": r.loss_after,
-        "max_rel_loss_change": max_rel_loss_change(r),
-        "totals": r.totals,
-        "sweeps": r.sweeps,
-        "notes": r.notes,
-        "rows": rows,
-        "families": r.families.iter().map(|f| {
-            let mut v = serde_json::to_value(f).expect("family row serializes");
-            v["distance"] = json_num(f.distance);
-            v["loss_at_equilibrium"] = json_num(f.loss_at_equilibrium);
-            v
-        }).collect::<Vec<_>>(),
-        "out": a.out.as_ref().map(|p| p.display().to_string()),
-        "summary": summary_line(r, a.out.as_deref()),
-    })
+    let mut v = r.to_json();
+    v["weights"] = json!(a.weights.display().to_string());
+    v["out"] = json!(a.out.as_ref().map(|p| p.display().to_string()));
+    v["summary"] = json!(r.summary_line(a.out.as_ref().map(|p| p.display().to_string()).as_deref()));
+    v
 }
 
 /// Runs `nequil equilibrium`.
 pub fn equilibrium(a: EquilibriumArgs) -> Result<ExitCode> {
-    if !(a.lr.is_finite() && a.lr > 0.0) {
-        return Err(invalid!("--lr: the learning rate must be finite and > 0, got {}", a.lr));
-    }
-    if a.batch_size == 0 {
-        return Err(invalid!("--batch-size: must be ≥ 1"));
-    }
-    if !(a.weight_decay.is_finite() && a.weight_decay >= 0.0) {
-        return Err(invalid!(
-            "--weight-decay: must be finite and ≥ 0, got {}",
-            a.weight_decay
-        ));
-    }
-    if a.discrete && a.lr * a.weight_decay > 1.0 {
-        return Err(invalid!(
-            "--discrete needs lr × weight-decay ≤ 1 (got {}): the decay factor (1 − 2ηγ)² would exceed 1",
-            a.lr * a.weight_decay
-        ));
-    }
+    let params = flow_params(a.lr, a.batch_size, a.weight_decay, a.discrete, Keys::FLAGS)?;
     let model = load_model(&a.model)?;
     let theta = load_weights(&a.weights, &model)?;
     let (x, y, n) = load_data(&a, &model)?;
-    let params = if a.discrete {
-        FlowParams::discrete(a.lr, a.batch_size, a.weight_decay)
-    } else {
-        FlowParams::continuous(a.lr, a.batch_size, a.weight_decay)
-    };
     let report = rebalance_with(&model, &theta, &x, &y, n, &params)?;
     let stats = match &a.stats {
         Some(_) => {
@@ -425,7 +170,10 @@ pub fn equilibrium(a: EquilibriumArgs) -> Result<ExitCode> {
             serde_json::to_string_pretty(&json_report(&report, &a)).expect("json")
         );
     } else {
-        print!("{}", text_report(&report, a.out.as_deref()));
+        print!(
+            "{}",
+            report.table(a.out.as_ref().map(|p| p.display().to_string()).as_deref())
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,7 +4,6 @@
 //! Everything is built and computed before anything is written; on bad input the command exits
 //! with status 2 and names the key, file or flag.
 
-use crate::cli_equilibrium::text_report;
 use clap::Args;
 use nequil::lab::io::write_safetensors;
 use nequil::lab::rebalance::{rebalance_spec, RebalanceOptions};
@@ -95,7 +94,7 @@ pub fn rebalance(a: RebalanceArgs) -> Result<ExitCode> {
                 r.report.eta
             );
         }
-        print!("{}", text_report(&r.report, Some(&a.out)));
+        print!("{}", r.report.table(Some(&a.out.display().to_string())));
     }
     Ok(ExitCode::SUCCESS)
 }

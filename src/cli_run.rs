@@ -1,9 +1,9 @@
 //! `nequil run SPEC.toml --out DIR`.
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use nequil::lab::runner::{check_writable, run_spec, write_run_dir};
 use nequil::lab::spec::Spec;
+use nequil_cli::progress_bar;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -19,21 +19,6 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
-}
-
-/// A progress bar with elapsed time and ETA on stderr (hidden when `quiet` or not a terminal).
-pub fn progress_bar(total: u64, label: &str, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(total);
-    pb.set_style(
-        ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta}")
-            .expect("template")
-            .progress_chars("=> "),
-    );
-    pb.set_prefix(label.to_string());
-    pb
 }
 
 pub fn run(a: RunArgs) -> nequil::Result<ExitCode> {

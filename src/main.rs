@@ -6,8 +6,6 @@ mod cli_rebalance;
 mod cli_reproduce;
 mod cli_run;
 mod cli_sweep;
-mod plot;
-mod report;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -3,6 +3,7 @@
 //!
 //! * [`files`]: every file format the project writes, as types (run, sweep and experiment JSON
 //!   files, figures, report rows) and the one CSV writer.
+//! * [`inputs`]: the SGD settings and data arrays of an analysis at given weights, checked.
 //! * [`io`]: NumPy `.npy`/`.npz`, MNIST IDX, safetensors, atomic writes.
 //! * [`resources`]: the memory available, and the refusal of models too large for it.
 //! * [`spec`]: the TOML run specification, validated and built into a model, data and a
@@ -15,6 +16,7 @@
 
 pub mod experiments;
 pub mod files;
+pub mod inputs;
 pub mod io;
 pub mod rebalance;
 pub mod resources;

@@ -9,7 +9,7 @@
 use crate::core::data::Source;
 use crate::core::models::Model;
 use crate::lab::files::{log_csv, to_json, Divergence, ParamBlock, ProbeFailure, RunError, RunState, RunSummary};
-use crate::lab::io::{read_safetensors, safetensors_bytes, write_atomic, write_atomic_all};
+use crate::lab::io::{read_safetensors, safetensors_bytes, write_atomic, write_atomic_all, Tensors};
 use crate::lab::spec::Spec;
 use crate::train::{train, Probe, ProbeCtx, RunOutcome};
 use crate::{invalid, io_err, Error, Result};
@@ -140,6 +140,14 @@ pub fn weights_bytes(model: &Model, theta: &[f64]) -> Result<Vec<u8>> {
 /// misshapen tensor (expected vs got), or the first non-finite value.
 pub fn load_weights(path: &Path, model: &Model) -> Result<Vec<f64>> {
     let tensors = read_safetensors(path)?;
+    theta_from_tensors(&format!("weights {}", path.display()), &tensors, model)
+}
+
+/// θ for `model` from tensors by PyTorch state-dict name (`name → (shape, values)`), with the
+/// checks and messages of [`load_weights`]: every tensor of the layout present with its shape, no
+/// other tensor, every value finite. `what` begins every message (`weights w.safetensors`,
+/// `params`).
+pub fn theta_from_tensors(what: &str, tensors: &Tensors, model: &Model) -> Result<Vec<f64>> {
     let layout = model.layout();
     let mut problems = vec![];
     for b in layout.blocks() {
@@ -152,7 +160,7 @@ pub fn load_weights(path: &Path, model: &Model) -> Result<Vec<f64>> {
             Some(_) => {}
         }
     }
-    for (name, (shape, _)) in &tensors {
+    for (name, (shape, _)) in tensors {
         if layout.find(name).is_none() {
             problems.push(format!("unexpected tensor `{name}` (shape {shape:?})"));
         }
@@ -164,8 +172,7 @@ pub fn load_weights(path: &Path, model: &Model) -> Result<Vec<f64>> {
             .map(|b| format!("{} {:?}", b.name, b.shape))
             .collect();
         return Err(invalid!(
-            "weights {}: {} (the model {} has exactly: {})",
-            path.display(),
+            "{what}: {} (the model {} has exactly: {})",
             problems.join("; "),
             model.describe(),
             expected.join(", ")
@@ -174,10 +181,18 @@ pub fn load_weights(path: &Path, model: &Model) -> Result<Vec<f64>> {
     let mut theta = vec![0.0; layout.len()];
     for b in layout.blocks() {
         let data = &tensors[&b.name].1;
+        if data.len() != b.range().len() {
+            return Err(invalid!(
+                "{what}: tensor `{}` holds {} values, its shape {:?} needs {}",
+                b.name,
+                data.len(),
+                b.shape,
+                b.range().len()
+            ));
+        }
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
             return Err(invalid!(
-                "weights {}: tensor `{}` has a non-finite value ({}) at flat index {i}",
-                path.display(),
+                "{what}: tensor `{}` has a non-finite value ({}) at flat index {i}",
                 b.name,
                 data[i]
             ));

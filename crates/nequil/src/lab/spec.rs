@@ -430,6 +430,15 @@ impl ModelSpec {
         })
     }
 
+    /// Builds the model ([`ModelSpec::build_model`]) for an analysis at given weights (the
+    /// equilibrium, statistics, curvature), refusing a model whose θ, gradient and copies (six)
+    /// with the buffers for batches of 256 do not fit in the memory available.
+    pub fn build_for_analysis(&self) -> Result<Model> {
+        let model = self.build_model()?;
+        crate::lab::resources::check_fits(&model, 6, 256, &self.shape_key(), "the equilibrium analysis")?;
+        Ok(model)
+    }
+
     /// The key and value that fix the model's size, for messages: `model.widths [10, 20, 10]` or
     /// `model.input [1, 28, 28]`.
     pub fn shape_key(&self) -> String {
@@ -566,6 +575,41 @@ pub fn model_spec_from_toml(text: &str) -> Result<ModelSpec> {
     }
 }
 
+/// The text of a JSON object (a Python dict, say) as TOML, for the TOML parsers: the same keys,
+/// types and checks, without line numbers (the text was not written by a person). `null` has no
+/// TOML form and is an error naming `what`.
+fn json_as_toml(value: &serde_json::Value, what: &str) -> Result<String> {
+    if !value.is_object() {
+        return Err(invalid!("{what}: expected a table (a dict of keys), got {value}"));
+    }
+    toml::to_string(value).map_err(|e| {
+        invalid!(
+            "{what}: {} (None/null values have no TOML form: leave the key out)",
+            e.to_string().trim_end()
+        )
+    })
+}
+
+/// A `[model]` table given as JSON (the Python package's `nequil.Model(dict)`), with the checks
+/// and messages of [`model_spec_from_toml`] (without line numbers).
+pub fn model_spec_from_json(value: &serde_json::Value) -> Result<ModelSpec> {
+    let text = json_as_toml(&serde_json::json!({ "model": value }), "model")?;
+    parse_toml_located::<ModelFile>(&text, "model", false).map(|f| f.model)
+}
+
+/// A `[probes.charges]` table given as JSON (the Python package's training-loop monitor), with
+/// the checks and messages of a spec's (keys named `probes.charges.*`, without line numbers).
+pub fn charges_spec_from_json(value: &serde_json::Value) -> Result<ChargesSpec> {
+    let text = json_as_toml(&serde_json::json!({ "probes": { "charges": value } }), "probes.charges")?;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Probes {
+        probes: ProbeSpec,
+    }
+    let p = parse_toml_located::<Probes>(&text, "probes", false)?;
+    Ok(p.probes.charges.unwrap_or_default())
+}
+
 /// Reads [`model_spec_from_toml`] from a file; errors name the file.
 pub fn load_model_spec(path: &Path) -> Result<ModelSpec> {
     let text = std::fs::read_to_string(path)
@@ -580,15 +624,10 @@ pub fn load_model_spec(path: &Path) -> Result<ModelSpec> {
 /// ([`ModelSpec::build_model`]); every error names the file and the key.
 pub fn load_model(path: &Path) -> Result<Model> {
     let spec = load_model_spec(path)?;
-    spec.build_model()
-        .and_then(|model| {
-            crate::lab::resources::check_fits(&model, 6, 256, &spec.shape_key(), "the equilibrium analysis")?;
-            Ok(model)
-        })
-        .map_err(|e| match e {
-            Error::Invalid(m) => invalid!("model file {}: {m}", path.display()),
-            e => e,
-        })
+    spec.build_for_analysis().map_err(|e| match e {
+        Error::Invalid(m) => invalid!("model file {}: {m}", path.display()),
+        e => e,
+    })
 }
 
 /// A covariance in a spec: exactly one of the keys.
@@ -820,6 +859,12 @@ impl Spec {
     /// Parses TOML text. Unknown keys and type errors are reported with the key and line.
     pub fn from_toml(text: &str) -> Result<Spec> {
         parse_toml(text, "spec")
+    }
+
+    /// A run spec given as JSON (the Python package's `nequil.run(dict)`): the checks and messages
+    /// of [`Spec::from_toml`], without line numbers.
+    pub fn from_json(value: &serde_json::Value) -> Result<Spec> {
+        parse_toml_located(&json_as_toml(value, "spec")?, "spec", false)
     }
 
     /// Reads and parses a spec file; errors name the file.

@@ -718,6 +718,7 @@ mod tests {
             schedule: Schedule::Every(10),
             eval_samples: 8,
             seed: 4,
+            optimizer: Optimizer::Sgd,
         };
         for panic in [false, true] {
             let mut source = Source::Online(g.clone());

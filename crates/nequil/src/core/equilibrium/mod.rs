@@ -14,13 +14,16 @@
 //! * [`two_layer`]: the closed-form matrix equilibrium of a two-layer linear net.
 //! * [`deep_linear`]: the corrected Theorem 5.4 for deep linear nets at the global minimum.
 //! * [`scalar`]: the decay rate of the scalar `uw` charge.
-//! * [`rebalance`](mod@rebalance): the library side of `nequil equilibrium` ([`rebalance()`]).
+//! * [`rebalance`](mod@rebalance): the library side of `nequil equilibrium` ([`rebalance()`]); its
+//!   report prints as the command's table (`Display`, [`RebalanceReport::table`]) and JSON
+//!   ([`RebalanceReport::to_json`]).
 
 pub mod deep_linear;
 pub mod family;
 pub mod matrix_family;
 pub mod orbit;
 pub mod rebalance;
+mod report;
 pub mod scalar;
 pub mod two_layer;
 
@@ -29,6 +32,7 @@ pub use family::{solve_diagonal_family, FamilyOptions, FamilySolution};
 pub use matrix_family::{apply_family, families_moments, family_balance, family_moments, FamilyBalance, FamilyMoments};
 pub use orbit::{FlowParams, FlowTerm, OrbitFlow, OrbitSolution, SolveStatus, Time};
 pub use rebalance::{rebalance, rebalance_with, FamilyRow, RebalanceReport, RebalanceRow, RebalanceTotals};
+pub use report::status_name;
 pub use scalar::{scalar_uw_decay_rate, scalar_uw_second_moment_rx, scalar_uw_var_rx};
 pub use two_layer::{
     alignment_residual, sharpness_paper, two_layer_equilibrium, two_layer_equilibrium_empirical,

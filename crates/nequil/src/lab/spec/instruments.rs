@@ -368,9 +368,37 @@ fn curvature_data(v: DataChoice) -> CurvatureData {
     }
 }
 
-fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<Planned>> {
+/// The probes of a `[probes.charges]` table alone, for `model`: what a spec with this table
+/// records (the same columns, names and meanings), for front ends that call the probes themselves
+/// (the Python package's training-loop monitor). The table's schedule keys are kept on the probes;
+/// errors name the `probes.charges.*` key.
+pub fn charges_probes(c: &ChargesSpec, model: &Model) -> Result<Vec<Box<dyn Probe>>> {
+    plan_charges(c, model)?.into_iter().map(|p| ready(p, model)).collect()
+}
+
+fn ready(p: Planned, model: &Model) -> Result<Box<dyn Probe>> {
+    match p {
+        Planned::Ready(b) => Ok(b),
+        Planned::Charges { names, time, schedule } => {
+            let syms = names
+                .iter()
+                .map(|n| catalog_symmetry(model, n))
+                .collect::<Result<Vec<_>>>()?;
+            let mut probe = ChargeProbe::new(syms);
+            if time == Time::Discrete {
+                probe = probe.discrete();
+            }
+            if let Some(s) = schedule {
+                probe = probe.with_schedule(s);
+            }
+            Ok(Box::new(probe) as Box<dyn Probe>)
+        }
+    }
+}
+
+fn plan_charges(c: &ChargesSpec, model: &Model) -> Result<Vec<Planned>> {
     let mut out = vec![];
-    if let Some(c) = &p.charges {
+    {
         let key = "probes.charges";
         let schedule = schedule(key, c.every, c.log_points)?;
         let time = match c.time {
@@ -396,6 +424,14 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
             }
             out.push(Planned::Ready(Box::new(probe)));
         }
+    }
+    Ok(out)
+}
+
+fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<Planned>> {
+    let mut out = vec![];
+    if let Some(c) = &p.charges {
+        out.extend(plan_charges(c, model)?);
     }
     if let Some(h) = &p.hessian {
         let key = "probes.hessian";
@@ -566,23 +602,7 @@ impl Spec {
     pub fn probes(&self, built: &Built) -> Result<Vec<Box<dyn Probe>>> {
         plan(&self.probes, &built.model, &built.source, self.seed)?
             .into_iter()
-            .map(|p| match p {
-                Planned::Ready(b) => Ok(b),
-                Planned::Charges { names, time, schedule } => {
-                    let syms = names
-                        .iter()
-                        .map(|n| catalog_symmetry(&built.model, n))
-                        .collect::<Result<Vec<_>>>()?;
-                    let mut probe = ChargeProbe::new(syms);
-                    if time == Time::Discrete {
-                        probe = probe.discrete();
-                    }
-                    if let Some(s) = schedule {
-                        probe = probe.with_schedule(s);
-                    }
-                    Ok(Box::new(probe) as Box<dyn Probe>)
-                }
-            })
+            .map(|p| ready(p, &built.model))
             .collect()
     }
 }
