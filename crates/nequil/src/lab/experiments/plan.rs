@@ -143,6 +143,16 @@ impl RunResult {
     pub fn column(&self, name: &str) -> Result<Vec<f64>> {
         self.log.column(name).ok_or_else(|| self.missing("log column", name))
     }
+    /// The log's columns `cols`, in that order, as a log of their own (an experiment's CSV), each
+    /// named `rename(column)`.
+    pub fn select(&self, cols: &[String], rename: impl Fn(&str) -> String) -> Result<Log> {
+        let data: Vec<Vec<f64>> = cols.iter().map(|c| self.column(c)).collect::<Result<_>>()?;
+        let n = data.first().map_or(0, |c| c.len());
+        Ok(Log {
+            columns: cols.iter().map(|c| rename(c)).collect(),
+            rows: (0..n).map(|j| data.iter().map(|c| c[j]).collect()).collect(),
+        })
+    }
     /// The last value of a column.
     pub fn last(&self, name: &str) -> Result<f64> {
         self.log.last(name).ok_or_else(|| self.missing("log column", name))
