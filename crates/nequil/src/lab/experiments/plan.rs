@@ -177,8 +177,10 @@ impl RunResult {
 /// The runs of a plan after [`simulate`], by name.
 #[derive(Debug)]
 pub struct Results {
-    /// Whether the plan was made for `--full`.
+    /// Whether the plan was made for `--full` (or `--paper`, which implies it).
     pub full: bool,
+    /// Whether the plan was made for `--paper`.
+    pub paper: bool,
     runs: BTreeMap<String, RunResult>,
 }
 
@@ -263,7 +265,11 @@ pub fn simulate(plan: Plan, ctx: &Ctx) -> Result<Results> {
         let r = r?;
         runs.insert(r.name.clone(), r);
     }
-    Ok(Results { full: ctx.full, runs })
+    Ok(Results {
+        full: ctx.full,
+        paper: ctx.paper,
+        runs,
+    })
 }
 
 /// Maps `f` over owned `items` on up to `jobs` threads, keeping the order. Each item is one
