@@ -63,7 +63,10 @@ pub fn reproduce(a: ReproduceArgs) -> nequil::Result<ExitCode> {
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let est = estimate(&chosen, tier, jobs, a.mnist.as_deref())?;
-        println!("estimated time (rough, {jobs} cores): {} in all", human_seconds(est.iter().sum()));
+        println!(
+            "estimated time (rough, {jobs} cores): {} in all",
+            human_seconds(est.iter().sum())
+        );
         for (e, s) in chosen.iter().zip(&est) {
             println!("    {:<26} {}", e.name, human_seconds(*s));
         }

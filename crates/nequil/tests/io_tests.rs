@@ -656,5 +656,8 @@ fn digits_embedded_match_the_committed_file() {
     // The in-memory reader gives exactly what the file reader gives.
     let embedded = io::parse_npz(DIGITS_NPZ, "embedded").unwrap();
     assert_eq!(embedded, members);
-    assert!(io::parse_npz(&DIGITS_NPZ[..100], "truncated digits").unwrap_err().to_string().contains("truncated digits"));
+    assert!(io::parse_npz(&DIGITS_NPZ[..100], "truncated digits")
+        .unwrap_err()
+        .to_string()
+        .contains("truncated digits"));
 }

@@ -297,7 +297,10 @@ pub fn checks(r: &Results) -> Result<Vec<Check>> {
 
 /// ‖W₂‖² − ‖W₃‖² (the two intermediate layers) over the log of a digits run.
 fn digits_gap(run: &RunResult) -> Result<Vec<f64>> {
-    let (a, b) = (run.column("norm2.layers.1.weight")?, run.column("norm2.layers.2.weight")?);
+    let (a, b) = (
+        run.column("norm2.layers.1.weight")?,
+        run.column("norm2.layers.2.weight")?,
+    );
     Ok(a.iter().zip(&b).map(|(a, b)| a - b).collect())
 }
 
