@@ -12,15 +12,16 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 
+use nequil::lab::io::write_atomic;
 use nequil::{io_err, Result};
 
 pub use nequil::lab::files::ReportEntry;
 
-/// Writes `dir/report.html` (creating `dir` if needed).
+/// Writes `dir/report.html` (creating `dir` if needed), atomically: a reader, or a browser
+/// reloading it, sees the previous report or the complete new one.
 pub fn write_report(dir: &Path, experiments: &[ReportEntry]) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| io_err!("cannot create directory {}: {e}", dir.display()))?;
-    let path = dir.join("report.html");
-    fs::write(&path, render_html(experiments)).map_err(|e| io_err!("cannot write {}: {e}", path.display()))
+    write_atomic(&dir.join("report.html"), render_html(experiments).as_bytes())
 }
 
 /// Escapes text for HTML element content and quoted attribute values.

@@ -239,10 +239,20 @@ impl Sweep {
             let keys = |s: &Sweep| s.axes.iter().map(|a| a.key.as_str()).collect::<Vec<_>>().join(", ");
             return Err(format!("swept keys differ ([{}] vs [{}])", keys(self), keys(other)));
         }
-        if let Some((a, _)) = self.axes.iter().zip(&other.axes).find(|(a, b)| a.values != b.values) {
+        let same_values =
+            |a: &[toml::Value], b: &[toml::Value]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_value(x, y));
+        if let Some((a, _)) = self
+            .axes
+            .iter()
+            .zip(&other.axes)
+            .find(|(a, b)| !same_values(&a.values, &b.values))
+        {
             return Err(format!("the values of \"{}\" differ", a.key));
         }
-        if self.base != other.base {
+        if !same_value(
+            &toml::Value::Table(self.base.clone()),
+            &toml::Value::Table(other.base.clone()),
+        ) {
             return Err("the base spec (outside [sweep]) differs".into());
         }
         Ok(())
@@ -1137,6 +1147,20 @@ fn csv_value(v: &Value) -> String {
     }
 }
 
+/// TOML values equal as a sweep's definition: like `==`, except that a NaN equals a NaN (a spec
+/// written to `sweep.toml` and read back must be the same sweep, whatever its values).
+fn same_value(a: &toml::Value, b: &toml::Value) -> bool {
+    use toml::Value as V;
+    match (a, b) {
+        (V::Float(x), V::Float(y)) => x == y || (x.is_nan() && y.is_nan()),
+        (V::Array(x), V::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(p, q)),
+        (V::Table(x), V::Table(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1174,6 +1198,22 @@ steps = 100
         assert_eq!(runs[5].spec.train.batch_size, 4);
         assert_eq!(runs[5].spec.seed, 2);
         assert_eq!(runs[6].spec.train.lr, Some(0.003));
+    }
+
+    #[test]
+    fn a_sweep_with_nan_values_is_the_same_sweep_when_read_back() {
+        // sweep.toml is compared with the command's sweep on every start; NaN ≠ NaN under `==`
+        // made a sweep whose spec holds a NaN refuse its own fresh directory (found by fuzzing).
+        let s = Sweep::from_toml(
+            &format!("{BASE}\n[sweep]\nseed = [0, 1]\n").replace("seed = 0", "seed = [nan, 1.0, inf]"),
+        )
+        .unwrap();
+        let back = Sweep::from_toml(&s.text()).unwrap();
+        assert_eq!(s.same_as(&back), Ok(()));
+        let nan_axis = sweep("\"train.lr\" = [nan, 0.01]\n").unwrap();
+        assert_eq!(nan_axis.same_as(&Sweep::from_toml(&nan_axis.text()).unwrap()), Ok(()));
+        let other = sweep("\"train.lr\" = [0.02, 0.01]\n").unwrap();
+        assert!(nan_axis.same_as(&other).is_err(), "NaN is not equal to a number");
     }
 
     #[test]
