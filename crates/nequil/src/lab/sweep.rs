@@ -1208,10 +1208,10 @@ steps = 100
             &format!("{BASE}\n[sweep]\nseed = [0, 1]\n").replace("seed = 0", "seed = [nan, 1.0, inf]"),
         )
         .unwrap();
-        let back = Sweep::from_toml(&s.text()).unwrap();
+        let back = Sweep::from_toml(s.text()).unwrap();
         assert_eq!(s.same_as(&back), Ok(()));
         let nan_axis = sweep("\"train.lr\" = [nan, 0.01]\n").unwrap();
-        assert_eq!(nan_axis.same_as(&Sweep::from_toml(&nan_axis.text()).unwrap()), Ok(()));
+        assert_eq!(nan_axis.same_as(&Sweep::from_toml(nan_axis.text()).unwrap()), Ok(()));
         let other = sweep("\"train.lr\" = [0.02, 0.01]\n").unwrap();
         assert!(nan_axis.same_as(&other).is_err(), "NaN is not equal to a number");
     }
