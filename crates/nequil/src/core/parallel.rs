@@ -1,0 +1,279 @@
+//! Several threads for one run, with results bit-identical to one thread.
+//!
+//! [`with_threads`] starts a pool of `threads − 1` workers (scoped threads, alive for the whole
+//! call) and makes it the current pool of the calling thread. While it is current, the large
+//! products of [`crate::core::linalg`] (`m·n·k` at least [`PAR_MIN`]) split their output into
+//! blocks of whole rows, or of whole columns when there are too few rows, one block per thread.
+//! A block is computed by the same kernel, over the same `k` in the same order, as it is inside
+//! the whole product, so every output entry gets exactly the same floating-point operations
+//! whatever the thread count: nothing is split along a reduction. Everything built on those
+//! products (forward and backward passes, the per-sample statistics of [`crate::core::stats`],
+//! the Hessian-vector products of [`crate::core::curvature`]) therefore gives the same bits with
+//! 1, 2 or more threads. Below the threshold, and for element-wise work, the calling thread works
+//! alone.
+//!
+//! Workers wait for the next product by spinning briefly, then sleep on a condition variable, so
+//! a burst of products pays no thread start-up and an idle pool costs no CPU.
+
+use std::cell::Cell;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+
+/// Products with `m·n·k` below this are never split (the hand-off, about a microsecond, would
+/// cost more than the work saved).
+pub const PAR_MIN: usize = 1 << 17;
+
+/// Spins of a waiting thread before it sleeps (a few tens of microseconds).
+const SPINS: u32 = 1 << 14;
+
+/// A job: task `t` of `n` runs on thread `t` (0 is the caller).
+type Job = *const (dyn Fn(usize) + Sync);
+
+struct Shared {
+    /// Bumped for every job; workers run a job when they see it change.
+    generation: AtomicU64,
+    /// Workers that have not finished the current job.
+    pending: AtomicUsize,
+    stop: AtomicBool,
+    /// The current job and its number of tasks.
+    job: Mutex<Option<(SendJob, usize)>>,
+    /// A worker's task panicked.
+    panicked: AtomicBool,
+    sleep: Mutex<()>,
+    wake: Condvar,
+    done: Condvar,
+}
+
+#[derive(Clone, Copy)]
+struct SendJob(Job);
+// SAFETY: the pointee is `Sync` and outlives every use: `Pool::run` waits until every worker has
+// finished with it before returning.
+unsafe impl Send for SendJob {}
+
+/// The pool of the current thread (see [`with_threads`]).
+pub(crate) struct Pool {
+    shared: *const Shared,
+    threads: usize,
+}
+
+thread_local! {
+    static CURRENT: Cell<Option<&'static Pool>> = const { Cell::new(None) };
+}
+
+/// Number of threads that products started on this thread use: the pool size inside
+/// [`with_threads`], otherwise 1 (also on the pool's workers, which never split further).
+pub fn current_threads() -> usize {
+    CURRENT.with(|c| c.get().map_or(1, |p| p.threads))
+}
+
+/// Runs `f` with `threads` threads for its large products (the calling thread and `threads − 1`
+/// workers, started once for the whole call). `threads ≤ 1`, or a call nested inside another
+/// `with_threads` on the same thread, just runs `f`. Results are bit-identical to one thread.
+pub fn with_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
+    if threads <= 1 || current_threads() > 1 {
+        return f();
+    }
+    let shared = Shared {
+        generation: AtomicU64::new(0),
+        pending: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+        job: Mutex::new(None),
+        panicked: AtomicBool::new(false),
+        sleep: Mutex::new(()),
+        wake: Condvar::new(),
+        done: Condvar::new(),
+    };
+    let pool = Pool {
+        shared: &shared,
+        threads,
+    };
+    /// Stops the workers and unsets the current pool, also when `f` panics.
+    struct Guard<'a>(&'a Shared);
+    impl Drop for Guard<'_> {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(None));
+            self.0.stop.store(true, Ordering::Release);
+            let _g = self.0.sleep.lock().unwrap_or_else(|e| e.into_inner());
+            self.0.wake.notify_all();
+        }
+    }
+    std::thread::scope(|s| {
+        for w in 1..threads {
+            let sh = &shared;
+            s.spawn(move || worker(sh, w));
+        }
+        let _guard = Guard(&shared);
+        // SAFETY: the reference is unset by the guard before `pool` goes out of scope, and only
+        // this thread reads it.
+        let as_static: &'static Pool = unsafe { &*(&pool as *const Pool) };
+        CURRENT.with(|c| c.set(Some(as_static)));
+        f()
+    })
+}
+
+fn worker(sh: &Shared, me: usize) {
+    let mut seen = 0u64;
+    loop {
+        let mut spins = 0u32;
+        loop {
+            if sh.generation.load(Ordering::Acquire) != seen {
+                break;
+            }
+            if sh.stop.load(Ordering::Acquire) {
+                return;
+            }
+            if spins < SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                let mut g = sh.sleep.lock().unwrap_or_else(|e| e.into_inner());
+                while sh.generation.load(Ordering::Acquire) == seen && !sh.stop.load(Ordering::Acquire) {
+                    g = sh.wake.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+        seen = sh.generation.load(Ordering::Acquire);
+        let job = *sh.job.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((SendJob(job), n)) = job {
+            if me < n {
+                // SAFETY: the caller of `run` keeps the job alive until `pending` reaches 0,
+                // which happens only after this call returns.
+                let f = unsafe { &*job };
+                if catch_unwind(AssertUnwindSafe(|| f(me))).is_err() {
+                    sh.panicked.store(true, Ordering::Release);
+                }
+            }
+        }
+        if sh.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _g = sh.sleep.lock().unwrap_or_else(|e| e.into_inner());
+            sh.done.notify_all();
+        }
+    }
+}
+
+impl Pool {
+    /// Runs `f(t)` for every `t < tasks` (at most the pool size), task 0 on the calling thread,
+    /// and returns when all are done.
+    fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+        // SAFETY: `shared` lives for the whole `with_threads` call, which outlives every use of
+        // the current pool.
+        let sh = unsafe { &*self.shared };
+        let workers = self.threads - 1;
+        // SAFETY (of the lifetime erasure): this function waits below until every worker is done
+        // with the job before `f` can go out of scope.
+        let job: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f) };
+        *sh.job.lock().unwrap_or_else(|e| e.into_inner()) = Some((SendJob(job), tasks));
+        sh.pending.store(workers, Ordering::Release);
+        sh.generation.fetch_add(1, Ordering::AcqRel);
+        {
+            let _g = sh.sleep.lock().unwrap_or_else(|e| e.into_inner());
+            sh.wake.notify_all();
+        }
+        let mine = catch_unwind(AssertUnwindSafe(|| f(0)));
+        let mut spins = 0u32;
+        while sh.pending.load(Ordering::Acquire) != 0 {
+            if spins < SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                let mut g = sh.sleep.lock().unwrap_or_else(|e| e.into_inner());
+                while sh.pending.load(Ordering::Acquire) != 0 {
+                    g = sh.done.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+        *sh.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Err(e) = mine {
+            resume_unwind(e);
+        }
+        if sh.panicked.swap(false, Ordering::AcqRel) {
+            panic!("a worker thread panicked in a parallel product");
+        }
+    }
+}
+
+/// Runs `f(t)` for `t < tasks` on the current pool (task `t` on thread `t`), or all on the
+/// calling thread when there is no pool. `tasks` must not exceed [`current_threads`].
+pub(crate) fn run_tasks(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+    match CURRENT.with(|c| c.get()) {
+        Some(p) if tasks > 1 => {
+            assert!(tasks <= p.threads, "run_tasks: {tasks} tasks for {} threads", p.threads);
+            p.run(tasks, f)
+        }
+        _ => (0..tasks).for_each(f),
+    }
+}
+
+/// Cuts `0..len` into at most `parts` consecutive blocks whose boundaries are multiples of
+/// `align` (the last block takes the remainder), each at least `min` long; fewer blocks when
+/// `len` is too short. Returns the boundaries `[0, b₁, …, len]`.
+pub(crate) fn blocks(len: usize, parts: usize, align: usize, min: usize) -> Vec<usize> {
+    let min = min.max(align).max(1);
+    let parts = parts.min(len / min).max(1);
+    let mut cuts = vec![0];
+    for i in 1..parts {
+        let c = (len * i / parts) / align * align;
+        if c > *cuts.last().expect("non-empty") && len - c >= min {
+            cuts.push(c);
+        }
+    }
+    cuts.push(len);
+    cuts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn blocks_cover_and_align() {
+        for len in [0usize, 1, 7, 8, 16, 100, 101, 1000] {
+            for parts in 1..5 {
+                let b = blocks(len, parts, 8, 16);
+                assert_eq!(b[0], 0);
+                assert_eq!(*b.last().unwrap(), len);
+                assert!(b.len() - 1 <= parts);
+                for w in b.windows(2) {
+                    assert!(w[0] < w[1] || len == 0);
+                    assert_eq!(w[0] % 8, 0);
+                }
+                if b.len() > 2 {
+                    assert!(b.windows(2).all(|w| w[1] - w[0] >= 16), "{len} {parts} {b:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pool_runs_every_task_once_and_nests_alone() {
+        let count: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+        with_threads(3, || {
+            assert_eq!(current_threads(), 3);
+            for _ in 0..1000 {
+                run_tasks(3, &|t| {
+                    count[t].fetch_add(1, Ordering::Relaxed);
+                    // Workers have no pool of their own.
+                    if t > 0 {
+                        assert_eq!(current_threads(), 1);
+                    }
+                });
+            }
+            with_threads(2, || assert_eq!(current_threads(), 3));
+        });
+        assert_eq!(current_threads(), 1);
+        for c in &count {
+            assert_eq!(c.load(Ordering::Relaxed), 1000);
+        }
+    }
+
+    #[test]
+    fn a_worker_panic_reaches_the_caller() {
+        let r = std::panic::catch_unwind(|| {
+            with_threads(2, || run_tasks(2, &|t| assert_ne!(t, 1, "task one fails")));
+        });
+        assert!(r.is_err());
+        assert_eq!(current_threads(), 1);
+    }
+}
