@@ -59,6 +59,8 @@ pub(crate) struct Pool {
 
 thread_local! {
     static CURRENT: Cell<Option<&'static Pool>> = const { Cell::new(None) };
+    /// Inside a `with_threads` call (of any size) on this thread: nested calls keep its choice.
+    static CHOSEN: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Number of threads that products started on this thread use: the pool size inside
@@ -68,10 +70,24 @@ pub fn current_threads() -> usize {
 }
 
 /// Runs `f` with `threads` threads for its large products (the calling thread and `threads − 1`
-/// workers, started once for the whole call). `threads ≤ 1`, or a call nested inside another
-/// `with_threads` on the same thread, just runs `f`. Results are bit-identical to one thread.
+/// workers, started once for the whole call; `threads ≤ 1`: the calling thread alone). The
+/// outermost call on a thread decides: a call nested inside another `with_threads` just runs `f`
+/// with the enclosing choice (so a caller's `--threads` or a sweep's share of the cores takes the
+/// place of a spec's `train.threads`). Results are bit-identical to one thread.
 pub fn with_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
-    if threads <= 1 || current_threads() > 1 {
+    if CHOSEN.with(|c| c.get()) {
+        return f();
+    }
+    /// Unsets the choice when the call ends (also by a panic).
+    struct Chosen;
+    impl Drop for Chosen {
+        fn drop(&mut self) {
+            CHOSEN.with(|c| c.set(false));
+        }
+    }
+    CHOSEN.with(|c| c.set(true));
+    let _chosen = Chosen;
+    if threads <= 1 {
         return f();
     }
     let shared = Shared {
@@ -262,6 +278,7 @@ mod tests {
             }
             with_threads(2, || assert_eq!(current_threads(), 3));
         });
+        with_threads(1, || with_threads(3, || assert_eq!(current_threads(), 1)));
         assert_eq!(current_threads(), 1);
         for c in &count {
             assert_eq!(c.load(Ordering::Relaxed), 1000);
