@@ -4,13 +4,14 @@ Tr[A_k Sigma] of every hidden neuron from it: for neuron k of hidden layer l, th
 incoming weights and bias minus those of its outgoing weights. The model and data are
 noise_torch.py's (PyTorch's default init, x, y ~ N(0, 1)); per-sample loss ||f(x) - y||^2. f64, CPU.
 usage: noise_backpack.py D_IN HIDDEN N [CHUNK] [SEED]"""
-import sys, time, torch
+import sys, time, warnings, torch
 from backpack import backpack, extend
 from backpack.extensions import SumGradSquared
 
 D, H, N = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 chunk = int(sys.argv[4]) if len(sys.argv) > 4 else 1000
 seed = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+warnings.filterwarnings("ignore")
 torch.manual_seed(seed)
 dt = torch.float64
 nn = torch.nn

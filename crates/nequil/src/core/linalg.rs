@@ -159,8 +159,9 @@ pub(crate) fn gemm_tn_with(
 /// `C (m×n, row-major) [+]= α · lhs (m×k) · rhs (k×n)` by `faer` on one thread, or, inside
 /// [`crate::core::parallel::with_threads`] and for `m·n·k ≥` [`PAR_MIN`], on blocks of whole rows
 /// of C (multiples of 8, the widest register tile `faer` uses along our rows) or, with fewer than
-/// 16 rows, of whole columns (multiples of 48, its widest tile along our columns, at least 96 so
-/// that its kernel choice for more than 48 columns is kept), one block per thread. Each block is
+/// 32 rows, of whole columns (multiples of 48, its widest tile along our columns, at least 96 so
+/// that its kernel choice for more than 48 columns is kept), up to two blocks per thread, each
+/// computed by whichever thread claims it. Each block is
 /// the same product restricted to some outputs, with the same `k` blocking (`faer` cuts `k` in
 /// blocks of 512 whatever the shape), so every entry gets the same floating-point operations as
 /// in the whole product; `tests::threaded_products_are_bit_identical` checks it. Blocks are kept
@@ -169,11 +170,13 @@ fn large(c: &mut [f64], m: usize, n: usize, lhs: MatRef<'_, f64>, rhs: MatRef<'_
     let k = lhs.ncols();
     let threads = current_threads();
     if threads > 1 && m >= 2 && n >= 2 && m * n * k >= PAR_MIN {
-        let by_rows = m >= 16;
+        let by_rows = m >= 32;
+        // Two blocks per thread, claimed dynamically: a thread that the system does not schedule
+        // for a while leaves its blocks to the others.
         let cuts = if by_rows {
-            blocks(m, threads, 8, 8)
+            blocks(m, 2 * threads, 8, 16)
         } else {
-            blocks(n, threads, 48, 96)
+            blocks(n, 2 * threads, 48, 96)
         };
         let smallest = cuts.windows(2).map(|w| w[1] - w[0]).min().unwrap_or(0);
         let other = if by_rows { n } else { m };

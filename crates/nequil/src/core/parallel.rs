@@ -16,7 +16,7 @@
 //! a burst of products pays no thread start-up and an idle pool costs no CPU.
 
 use std::cell::Cell;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
@@ -27,28 +27,30 @@ pub const PAR_MIN: usize = 1 << 17;
 /// Spins of a waiting thread before it sleeps (a few tens of microseconds).
 const SPINS: u32 = 1 << 14;
 
-/// A job: task `t` of `n` runs on thread `t` (0 is the caller).
+/// A job: `f(t)` for every task `t`, claimed by whichever thread comes first.
 type Job = *const (dyn Fn(usize) + Sync);
 
 struct Shared {
-    /// Bumped for every job; workers run a job when they see it change.
+    /// Bumped for every job; a waiting worker looks for work when it changes.
     generation: AtomicU64,
-    /// Workers that have not finished the current job.
-    pending: AtomicUsize,
     stop: AtomicBool,
-    /// The current job and its number of tasks.
+    /// The current job and its number of tasks (`None` between jobs: no worker may join then).
     job: Mutex<Option<(SendJob, usize)>>,
+    /// Next task to claim, tasks finished, workers inside the current job.
+    next: AtomicUsize,
+    done: AtomicUsize,
+    active: AtomicUsize,
     /// A worker's task panicked.
     panicked: AtomicBool,
     sleep: Mutex<()>,
     wake: Condvar,
-    done: Condvar,
+    finished: Condvar,
 }
 
 #[derive(Clone, Copy)]
 struct SendJob(Job);
-// SAFETY: the pointee is `Sync` and outlives every use: `Pool::run` waits until every worker has
-// finished with it before returning.
+// SAFETY: the pointee is `Sync` and outlives every use: `Pool::run` removes the job and waits
+// until no worker is inside it before returning.
 unsafe impl Send for SendJob {}
 
 /// The pool of the current thread (see [`with_threads`]).
@@ -92,13 +94,15 @@ pub fn with_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
     }
     let shared = Shared {
         generation: AtomicU64::new(0),
-        pending: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
         job: Mutex::new(None),
+        next: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+        active: AtomicUsize::new(0),
         panicked: AtomicBool::new(false),
         sleep: Mutex::new(()),
         wake: Condvar::new(),
-        done: Condvar::new(),
+        finished: Condvar::new(),
     };
     let pool = Pool {
         shared: &shared,
@@ -110,14 +114,14 @@ pub fn with_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
         fn drop(&mut self) {
             CURRENT.with(|c| c.set(None));
             self.0.stop.store(true, Ordering::Release);
-            let _g = self.0.sleep.lock().unwrap_or_else(|e| e.into_inner());
+            let _g = lock(&self.0.sleep);
             self.0.wake.notify_all();
         }
     }
     std::thread::scope(|s| {
-        for w in 1..threads {
+        for _ in 1..threads {
             let sh = &shared;
-            s.spawn(move || worker(sh, w));
+            s.spawn(move || worker(sh));
         }
         let _guard = Guard(&shared);
         // SAFETY: the reference is unset by the guard before `pool` goes out of scope, and only
@@ -128,7 +132,28 @@ pub fn with_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
     })
 }
 
-fn worker(sh: &Shared, me: usize) {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Claims and runs tasks of the job `f` until none is left.
+fn claim(sh: &Shared, f: &(dyn Fn(usize) + Sync), tasks: usize) {
+    loop {
+        let t = sh.next.fetch_add(1, Ordering::AcqRel);
+        if t >= tasks {
+            return;
+        }
+        if catch_unwind(AssertUnwindSafe(|| f(t))).is_err() {
+            sh.panicked.store(true, Ordering::Release);
+        }
+        if sh.done.fetch_add(1, Ordering::AcqRel) + 1 == tasks {
+            let _g = lock(&sh.sleep);
+            sh.finished.notify_all();
+        }
+    }
+}
+
+fn worker(sh: &Shared) {
     let mut seen = 0u64;
     loop {
         let mut spins = 0u32;
@@ -143,80 +168,87 @@ fn worker(sh: &Shared, me: usize) {
                 spins += 1;
                 std::hint::spin_loop();
             } else {
-                let mut g = sh.sleep.lock().unwrap_or_else(|e| e.into_inner());
+                let mut g = lock(&sh.sleep);
                 while sh.generation.load(Ordering::Acquire) == seen && !sh.stop.load(Ordering::Acquire) {
                     g = sh.wake.wait(g).unwrap_or_else(|e| e.into_inner());
                 }
             }
         }
         seen = sh.generation.load(Ordering::Acquire);
-        let job = *sh.job.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((SendJob(job), n)) = job {
-            if me < n {
-                // SAFETY: the caller of `run` keeps the job alive until `pending` reaches 0,
-                // which happens only after this call returns.
-                let f = unsafe { &*job };
-                if catch_unwind(AssertUnwindSafe(|| f(me))).is_err() {
-                    sh.panicked.store(true, Ordering::Release);
-                }
+        // Join the job only while it is published; the caller removes it before it waits for
+        // `active` to reach 0, so a worker that wakes late never touches a finished job.
+        let job = {
+            let g = lock(&sh.job);
+            if g.is_some() {
+                sh.active.fetch_add(1, Ordering::AcqRel);
+            }
+            *g
+        };
+        if let Some((SendJob(job), tasks)) = job {
+            // SAFETY: the caller of `run` keeps the job alive until `active` is back to 0, which
+            // happens only after this use.
+            claim(sh, unsafe { &*job }, tasks);
+            if sh.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+                let _g = lock(&sh.sleep);
+                sh.finished.notify_all();
             }
         }
-        if sh.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let _g = sh.sleep.lock().unwrap_or_else(|e| e.into_inner());
-            sh.done.notify_all();
+    }
+}
+
+/// Waits (spinning first) until `ready()`.
+fn wait_until(sh: &Shared, ready: impl Fn() -> bool) {
+    let mut spins = 0u32;
+    while !ready() {
+        if spins < SPINS {
+            spins += 1;
+            std::hint::spin_loop();
+        } else {
+            let mut g = lock(&sh.sleep);
+            while !ready() {
+                g = sh.finished.wait(g).unwrap_or_else(|e| e.into_inner());
+            }
         }
     }
 }
 
 impl Pool {
-    /// Runs `f(t)` for every `t < tasks` (at most the pool size), task 0 on the calling thread,
-    /// and returns when all are done.
+    /// Runs `f(t)` for every `t < tasks` on the calling thread and the workers (each task once,
+    /// on whichever thread claims it first, so a worker that the system has not scheduled delays
+    /// nothing), and returns when all are done.
     fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
         // SAFETY: `shared` lives for the whole `with_threads` call, which outlives every use of
         // the current pool.
         let sh = unsafe { &*self.shared };
-        let workers = self.threads - 1;
-        // SAFETY (of the lifetime erasure): this function waits below until every worker is done
-        // with the job before `f` can go out of scope.
+        // SAFETY (of the lifetime erasure): this function removes the job and waits until no
+        // worker is inside it before `f` can go out of scope.
         let job: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f) };
-        *sh.job.lock().unwrap_or_else(|e| e.into_inner()) = Some((SendJob(job), tasks));
-        sh.pending.store(workers, Ordering::Release);
+        {
+            let mut g = lock(&sh.job);
+            sh.next.store(0, Ordering::Release);
+            sh.done.store(0, Ordering::Release);
+            *g = Some((SendJob(job), tasks));
+        }
         sh.generation.fetch_add(1, Ordering::AcqRel);
         {
-            let _g = sh.sleep.lock().unwrap_or_else(|e| e.into_inner());
+            let _g = lock(&sh.sleep);
             sh.wake.notify_all();
         }
-        let mine = catch_unwind(AssertUnwindSafe(|| f(0)));
-        let mut spins = 0u32;
-        while sh.pending.load(Ordering::Acquire) != 0 {
-            if spins < SPINS {
-                spins += 1;
-                std::hint::spin_loop();
-            } else {
-                let mut g = sh.sleep.lock().unwrap_or_else(|e| e.into_inner());
-                while sh.pending.load(Ordering::Acquire) != 0 {
-                    g = sh.done.wait(g).unwrap_or_else(|e| e.into_inner());
-                }
-            }
-        }
-        *sh.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        if let Err(e) = mine {
-            resume_unwind(e);
-        }
+        claim(sh, f, tasks);
+        wait_until(sh, || sh.done.load(Ordering::Acquire) == tasks);
+        *lock(&sh.job) = None;
+        wait_until(sh, || sh.active.load(Ordering::Acquire) == 0);
         if sh.panicked.swap(false, Ordering::AcqRel) {
-            panic!("a worker thread panicked in a parallel product");
+            panic!("a task of a parallel product panicked");
         }
     }
 }
 
-/// Runs `f(t)` for `t < tasks` on the current pool (task `t` on thread `t`), or all on the
-/// calling thread when there is no pool. `tasks` must not exceed [`current_threads`].
+/// Runs `f(t)` for `t < tasks` on the current pool (each task once, on any of its threads), or
+/// all on the calling thread, in order, when there is no pool.
 pub(crate) fn run_tasks(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
     match CURRENT.with(|c| c.get()) {
-        Some(p) if tasks > 1 => {
-            assert!(tasks <= p.threads, "run_tasks: {tasks} tasks for {} threads", p.threads);
-            p.run(tasks, f)
-        }
+        Some(p) if tasks > 1 => p.run(tasks, f),
         _ => (0..tasks).for_each(f),
     }
 }
@@ -264,15 +296,16 @@ mod tests {
 
     #[test]
     fn pool_runs_every_task_once_and_nests_alone() {
-        let count: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+        let count: Vec<AtomicUsize> = (0..7).map(|_| AtomicUsize::new(0)).collect();
+        let on_workers = AtomicUsize::new(0);
         with_threads(3, || {
             assert_eq!(current_threads(), 3);
             for _ in 0..1000 {
-                run_tasks(3, &|t| {
+                run_tasks(7, &|t| {
                     count[t].fetch_add(1, Ordering::Relaxed);
                     // Workers have no pool of their own.
-                    if t > 0 {
-                        assert_eq!(current_threads(), 1);
+                    if current_threads() == 1 {
+                        on_workers.fetch_add(1, Ordering::Relaxed);
                     }
                 });
             }
@@ -283,12 +316,14 @@ mod tests {
         for c in &count {
             assert_eq!(c.load(Ordering::Relaxed), 1000);
         }
+        // Not asserted beyond this: how many tasks the workers take depends on the scheduler.
+        assert!(on_workers.load(Ordering::Relaxed) <= 7000);
     }
 
     #[test]
     fn a_worker_panic_reaches_the_caller() {
         let r = std::panic::catch_unwind(|| {
-            with_threads(2, || run_tasks(2, &|t| assert_ne!(t, 1, "task one fails")));
+            with_threads(2, || run_tasks(4, &|t| assert_ne!(t, 1, "task one fails")));
         });
         assert!(r.is_err());
         assert_eq!(current_threads(), 1);
