@@ -17,11 +17,11 @@
 //! Every command prints one line `key=value …` with `time_s=` (the format of the peer scripts).
 
 use clap::{Args, Subcommand};
+use nequil::core::curvature::{hutchinson_trace, lanczos, EmpiricalHessian, HvpOptions, HvpWorkspace, LanczosOptions};
 use nequil::core::linalg::{gemm_nn, gemm_nt, gemm_tn};
 use nequil::core::models::{Activation, Model};
-use nequil::core::rng::Rng;
-use nequil::core::curvature::{hutchinson_trace, lanczos, EmpiricalHessian, HvpOptions, HvpWorkspace, LanczosOptions};
 use nequil::core::parallel::{current_threads, with_threads};
+use nequil::core::rng::Rng;
 use nequil::core::stats::{grad_stats, neuron_imbalances};
 use nequil::lab::spec::Spec;
 use nequil::train::train;
@@ -368,7 +368,9 @@ fn bench_gemm(m: usize, n: usize, k: usize, form: &str, reps: usize) -> Result<E
 
 fn bench_noise(widths: &[usize], n: usize, chunk: usize, seed: u64, method: &str) -> Result<ExitCode> {
     if !matches!(method, "variance" | "imbalance") {
-        return Err(invalid!("bench noise --method: expected variance or imbalance, got {method}"));
+        return Err(invalid!(
+            "bench noise --method: expected variance or imbalance, got {method}"
+        ));
     }
     if widths.len() < 3 || n == 0 || chunk == 0 {
         return Err(invalid!(
@@ -471,7 +473,10 @@ fn bench_hessian(
     let (x, y) = (get("x")?, get("y")?);
     let n = x.len() / model.d_in();
     if n == 0 || x.len() != n * model.d_in() || y.len() != n * model.d_out() {
-        return Err(invalid!("{}: x and y do not match the widths {widths:?}", npz.display()));
+        return Err(invalid!(
+            "{}: x and y do not match the widths {widths:?}",
+            npz.display()
+        ));
     }
     let t0 = Instant::now();
     let mut hws = HvpWorkspace::new(

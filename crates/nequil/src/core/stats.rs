@@ -222,7 +222,11 @@ pub fn neuron_imbalances(
             let (din, dout) = (widths[l], widths[l + 1]);
             let bias = if chain.bias_offset(l).is_some() { 1.0 } else { 0.0 };
             rn.clear();
-            rn.extend(f.x[..b * din].chunks_exact(din).map(|a| crate::core::linalg::dot(a, a) + bias));
+            rn.extend(
+                f.x[..b * din]
+                    .chunks_exact(din)
+                    .map(|a| crate::core::linalg::dot(a, a) + bias),
+            );
             dn.clear();
             dn.extend(d[..b * dout].chunks_exact(dout).map(|r| crate::core::linalg::dot(r, r)));
             for i in 0..b {
