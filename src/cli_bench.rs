@@ -455,7 +455,7 @@ fn bench_hessian(
     hutchinson: usize,
     chunk: usize,
 ) -> Result<ExitCode> {
-    if !(tol > 0.0) || max_iter == 0 || chunk == 0 || hutchinson == 1 {
+    if !(tol.is_finite() && tol > 0.0) || max_iter == 0 || chunk == 0 || hutchinson == 1 {
         return Err(invalid!(
             "bench hessian: need --tol > 0, --max-iter ≥ 1, --chunk ≥ 1 and --hutchinson 0 or ≥ 2"
         ));
