@@ -2,7 +2,8 @@
 """nequil against its peers, in one sitting: every peer workload alternates with nequil's
 equivalent, each is repeated, and the table reports medians and ratios.
 
-    python3 bench/compare.py                 # everything (about 10 minutes; torch.func noise ~1 min/run)
+    python3 bench/compare.py                 # everything (about 15 minutes; torch.func noise ~1 min/run)
+    python3 bench/compare.py --only cnn,transformer   # the layers' per-sample statistics
     python3 bench/compare.py --only tiny,small --repeats 7
     python3 bench/compare.py --json out.json # also write every measurement
 
@@ -277,6 +278,51 @@ def noise(args, results):
     return header, rows
 
 
+STATS = {  # workload: (title, peer script, peer label, nequil's model file, N, chunk)
+    "cnn": ("CNN 1×28×28 → conv 16, 32 (3×3) → linear 10", "stats_backpack.py",
+            "BackPACK (SumGradSquared + gradient)", "cnn-stats.toml", 10000, 1000),
+    "transformer": ("transformer block T=16 E=32, 4 heads, MLP 64", "stats_torchfunc.py",
+                    "PyTorch torch.func (vmap(grad))", "transformer-stats.toml", 2000, 250),
+}
+
+
+def stats(args, key, results):
+    """Per-parameter per-sample gradient mean and variance of one model: the peer against `nequil
+    bench stats` on the same architecture, N and chunk (both draw their own N(0, 1) data and
+    PyTorch-default weights, so the var_sum checksums differ; examples/torch_layers.py checks
+    equality to 1e-10 on shared weights and data)."""
+    title, script, label, spec, n, chunk = STATS[key]
+    series = [
+        Series(label, [args.python, os.path.join(PEERS, script), str(n), str(chunk), "0"], ONE_THREAD),
+        Series("nequil bench stats", [args.nequil, "bench", "stats", os.path.join(SPECS, spec),
+                                      "--n", str(n), "--chunk", str(chunk), "--seed", "0"]),
+    ]
+    print(f"\n## ({key}) per-sample statistics: {title}, N = {n}", file=sys.stderr)
+    alternate(series, args.stats_repeats, args.verbose)
+    peer, nq = series
+    res = {"peer": label, "n": n, "chunk": chunk,
+           "peer_internal_s": peer.med("internal"), "nequil_internal_s": nq.med("internal"),
+           "nequil_wall_s": nq.med("wall"), "ratio": peer.med("internal") / nq.med("wall"),
+           "ratio_internal": peer.med("internal") / nq.med("internal"),
+           "peer_cpu_s": peer.med("cpu"), "nequil_cpu_s": nq.med("cpu"),
+           "ratio_cpu": peer.med("cpu") / nq.med("cpu"),
+           "peer_max_rss_bytes": 1024 * max(peer.rss), "nequil_max_rss_bytes": 1024 * max(nq.rss),
+           "series": [x.record() for x in series]}
+    results[key] = res
+    # On a loaded machine the wall times stretch with the other work; the processes' CPU times
+    # (whole process, the peer's imports included) do not, so their ratio is shown too.
+    rows = [
+        [peer.name, fmt_s(peer.med("wall")), fmt_s(peer.med("internal")), fmt_s(peer.med("cpu")),
+         f"{res['peer_max_rss_bytes'] / 2**20:.0f} MiB",
+         f"{res['ratio']:.1f}× ({res['ratio_internal']:.1f}× internal, {res['ratio_cpu']:.1f}× CPU)"],
+        [nq.name, fmt_s(nq.med("wall")), fmt_s(nq.med("internal")), fmt_s(nq.med("cpu")),
+         f"{res['nequil_max_rss_bytes'] / 2**20:.0f} MiB", "1"],
+    ]
+    header = ["program", "wall (median)", "internal (median)", "process CPU (median)", "peak RSS",
+              "nequil faster, peer internal / nequil wall"]
+    return title, n, header, rows
+
+
 def parallel(args, results):
     spec = os.path.join(SPECS, "linear2-tiny.toml")
     steps = str(args.parallel_steps)
@@ -474,8 +520,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5, help="rounds per workload (default 5)")
     ap.add_argument("--noise-repeats", type=int, default=3, help="rounds of the noise workload (torch ~1 min each)")
-    ap.add_argument("--only", default="tiny,small,noise,parallel,paper,backpack,pyhessian",
-                    help="comma-separated workloads")
+    ap.add_argument("--stats-repeats", type=int, default=3, help="rounds of the cnn and transformer workloads")
+    ap.add_argument("--only", default="tiny,small,noise,parallel,cnn,transformer,paper,backpack,pyhessian",
+                    help="comma-separated workloads (tiny, small, noise, parallel, cnn, transformer, paper, backpack, "
+                         "pyhessian)")
     ap.add_argument("--python", default=os.path.expanduser("~/.nequil-peers/bin/python"), help="peers' Python")
     ap.add_argument("--nequil", default=os.path.join(ROOT, "target", "release", "nequil"))
     ap.add_argument("--no-build", action="store_true", help="do not run `cargo build --release` first")
@@ -516,6 +564,11 @@ def main():
         header, rows = parallel(args, results)
         print(f"### (d) 8 independent tiny runs (D=10 H=20 S=1, {args.parallel_steps} steps each) on 2 cores\n")
         print(table(rows, header) + "\n")
+    for key in ("cnn", "transformer"):
+        if key in only:
+            title, n, header, rows = stats(args, key, results)
+            print(f"### ({key}) per-sample gradient mean and variance: {title}, N = {n}\n")
+            print(table(rows, header) + "\n")
     if "paper" in only:
         header, rows = paper(args, results)
         r = results["paper"]

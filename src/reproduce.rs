@@ -95,9 +95,89 @@ fn write_failure(dir: &Path, e: &Experiment, err: &nequil::Error, secs: f64) -> 
     Ok(summary)
 }
 
-/// Runs the experiments named in `names` (all when empty; an unknown name is an error listing the
-/// known ones, before anything runs) into `out`: the quick defaults, or the paper's scale with
-/// `full`; `jobs` worker threads for the independent runs inside an experiment (default: all
+/// The size of a reproduction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// The quick defaults (`nequil reproduce`).
+    Quick,
+    /// Larger sizes, more seeds and longer runs (`--full`).
+    Full,
+    /// The paper's own settings where it states them, `--full` elsewhere (`--paper`).
+    Paper,
+}
+
+impl Tier {
+    /// The context of one experiment at this tier.
+    pub fn ctx(self, jobs: usize) -> Ctx {
+        match self {
+            Tier::Quick => Ctx::new(false, jobs),
+            Tier::Full => Ctx::new(true, jobs),
+            Tier::Paper => Ctx::paper(jobs),
+        }
+    }
+}
+
+/// The experiments named in `names`, in catalog order (all when empty). A name is an experiment's
+/// full name or a prefix of exactly one (`fig8` for `fig8-convergence`); an unknown or ambiguous
+/// name is an error listing the known ones.
+pub fn choose(names: &[String]) -> nequil::Result<Vec<Experiment>> {
+    let all = catalog();
+    let mut wanted: Vec<&str> = vec![];
+    for n in names {
+        let exact = all.iter().find(|e| e.name == n);
+        let prefixed: Vec<&Experiment> = all.iter().filter(|e| e.name.starts_with(n.as_str())).collect();
+        let hit = match (exact, prefixed.as_slice()) {
+            (Some(e), _) => e.name,
+            (None, [e]) => e.name,
+            (None, []) => {
+                let known: Vec<&str> = all.iter().map(|e| e.name).collect();
+                return Err(nequil::Error::Invalid(format!(
+                    "unknown experiment `{n}`; known: {}",
+                    known.join(", ")
+                )));
+            }
+            (None, many) => {
+                let m: Vec<&str> = many.iter().map(|e| e.name).collect();
+                return Err(nequil::Error::Invalid(format!(
+                    "experiment `{n}` is ambiguous: it starts {}",
+                    m.join(", ")
+                )));
+            }
+        };
+        wanted.push(hit);
+    }
+    Ok(all
+        .into_iter()
+        .filter(|e| wanted.is_empty() || wanted.contains(&e.name))
+        .collect())
+}
+
+/// A rough estimate of each chosen experiment's wall time in seconds at `tier` on `jobs` cores
+/// ([`nequil::lab::experiments::Plan::estimated_seconds`]), from its plan (nothing runs).
+pub fn estimate(experiments: &[Experiment], tier: Tier, jobs: usize, mnist: Option<&Path>) -> nequil::Result<Vec<f64>> {
+    experiments
+        .iter()
+        .map(|e| {
+            let mut ctx = tier.ctx(jobs);
+            ctx.mnist = mnist.map(Path::to_path_buf);
+            Ok((e.plan)(&ctx)?.estimated_seconds(jobs))
+        })
+        .collect()
+}
+
+/// A duration in seconds for people: `42 s`, `12 min`, `2.3 h`.
+pub fn human_seconds(s: f64) -> String {
+    if s < 90.0 {
+        format!("{s:.0} s")
+    } else if s < 5400.0 {
+        format!("{:.0} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+/// Runs the experiments named in `names` (all when empty; see [`choose`]: an unknown name is an
+/// error listing the known ones, before anything runs) into `out` at `tier`; `jobs` worker threads for the independent runs inside an experiment (default: all
 /// cores); `mnist` a directory with the MNIST IDX files for fig5-deep-linear. Progress bars and
 /// one line per experiment on stderr unless `quiet`. An experiment that fails is recorded as a
 /// failed check (the others still run). Returns the summary of each experiment run, in catalog
@@ -105,21 +185,12 @@ fn write_failure(dir: &Path, e: &Experiment, err: &nequil::Error, secs: f64) -> 
 pub fn reproduce_into(
     out: &Path,
     names: &[String],
-    full: bool,
+    tier: Tier,
     jobs: Option<usize>,
     mnist: Option<PathBuf>,
     quiet: bool,
 ) -> nequil::Result<Vec<ExperimentSummary>> {
-    let all = catalog();
-    for n in names {
-        if !all.iter().any(|e| e.name == n) {
-            let known: Vec<&str> = all.iter().map(|e| e.name).collect();
-            return Err(nequil::Error::Invalid(format!(
-                "unknown experiment `{n}`; known: {}",
-                known.join(", ")
-            )));
-        }
-    }
+    let chosen = choose(names)?;
     if let Some(dir) = &mnist {
         if !dir.is_dir() {
             return Err(nequil::Error::Invalid(format!(
@@ -132,20 +203,27 @@ pub fn reproduce_into(
         return Err(nequil::Error::Invalid("--jobs: must be ≥ 1".into()));
     }
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let chosen: Vec<_> = all
-        .into_iter()
-        .filter(|e| names.is_empty() || names.iter().any(|n| n == e.name))
-        .collect();
     // Bad MNIST files are bad input: refused (exit 2) before anything runs or is written.
     if let Some(dir) = &mnist {
         if chosen.iter().any(|e| e.name == "fig5-deep-linear") {
             nequil::lab::experiments::mnist_dataset(dir)?;
         }
     }
+    if tier != Tier::Quick && !quiet {
+        let est = estimate(&chosen, tier, jobs, mnist.as_deref())?;
+        eprintln!(
+            "estimated time (rough, {jobs} core{}): {} in all",
+            if jobs == 1 { "" } else { "s" },
+            human_seconds(est.iter().sum())
+        );
+        for (e, s) in chosen.iter().zip(&est) {
+            eprintln!("    {:<26} {}", e.name, human_seconds(*s));
+        }
+    }
     std::fs::create_dir_all(out).map_err(|e| nequil::Error::Io(format!("cannot create {}: {e}", out.display())))?;
     let mut summaries = vec![];
     for e in &chosen {
-        let mut ctx = Ctx::new(full, jobs);
+        let mut ctx = tier.ctx(jobs);
         ctx.mnist = mnist.clone();
         let pb = progress_bar(1000, e.name, quiet);
         let start = Instant::now();

@@ -592,3 +592,53 @@ eval_samples = 256
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--threads"));
 }
+
+/// `nequil reproduce --paper`: names by unique prefix, an unknown or ambiguous name refused with
+/// exit 2 before anything runs, `--paper` with `--full` refused, and `--estimate` printing the
+/// time of each chosen experiment without running it (nothing is written).
+#[test]
+fn reproduce_paper_arguments_and_estimate() {
+    let d = tmp("reproduce-paper");
+    let out = d.join("out");
+    let o = bin()
+        .args([
+            "reproduce",
+            "--paper",
+            "--estimate",
+            "fig8",
+            "fig5",
+            "--jobs",
+            "2",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.starts_with("estimated time (rough, 2 cores)"), "{text}");
+    // Catalog order, full names from the prefixes.
+    let (i5, i8) = (
+        text.find("fig5-deep-linear").unwrap(),
+        text.find("fig8-convergence").unwrap(),
+    );
+    assert!(i5 < i8, "{text}");
+    assert!(!out.exists(), "--estimate writes nothing");
+    for (args, needle) in [
+        (vec!["--paper", "nosuch"], "unknown experiment `nosuch`"),
+        (vec!["--paper", "fig"], "ambiguous"),
+        (vec!["--paper", "--full", "fig8"], "cannot be used with"),
+    ] {
+        let o = bin()
+            .arg("reproduce")
+            .args(&args)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?}: nothing is written");
+    }
+}

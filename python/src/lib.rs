@@ -706,7 +706,18 @@ fn log_csv(columns: Vec<String>, rows: Vec<u8>) -> PyResult<String> {
 #[pyo3(signature = (names, out, full, jobs))]
 fn reproduce(py: Python<'_>, names: Vec<String>, out: PathBuf, full: bool, jobs: Option<usize>) -> PyResult<String> {
     compute(py, "reproduce", || {
-        let summaries = nequil_cli::reproduce::reproduce_into(&out, &names, full, jobs, None, true)?;
+        let summaries = nequil_cli::reproduce::reproduce_into(
+            &out,
+            &names,
+            if full {
+                nequil_cli::reproduce::Tier::Full
+            } else {
+                nequil_cli::reproduce::Tier::Quick
+            },
+            jobs,
+            None,
+            true,
+        )?;
         Ok(serde_json::to_string(&summaries).expect("summaries serialize"))
     })
 }

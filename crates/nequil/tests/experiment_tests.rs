@@ -114,5 +114,6 @@ fn catalog_names_are_unique_and_described() {
     let first_beyond = groups.iter().position(|g| *g == Group::Beyond).expect("a beyond group");
     assert!(groups[..first_beyond].iter().all(|g| *g == Group::Paper));
     assert!(groups[first_beyond..].iter().all(|g| *g == Group::Beyond));
-    assert!(c[first_beyond..].iter().all(|e| e.name.starts_with("beyond-")));
+    assert!(c[first_beyond..].iter().all(|e| e.title.starts_with("Beyond")));
+    assert!(c[..first_beyond].iter().all(|e| !e.title.starts_with("Beyond")));
 }

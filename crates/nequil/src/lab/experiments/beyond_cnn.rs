@@ -459,13 +459,8 @@ pub fn details(r: &Results) -> Result<Details> {
                 cols.push(format!("{}/{c}", channel(k)));
             }
         }
-        let data: Vec<Vec<f64>> = cols.iter().map(|c| run.column(c)).collect::<Result<_>>()?;
-        let rows = (0..data[0].len())
-            .map(|j| data.iter().map(|c| c[j]).collect())
-            .collect();
-        let names: Vec<String> = cols.iter().map(|c| c.replace(['/', '.'], "_")).collect();
-        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-        logs.push((format!("{}_seed0", if gd { "gd" } else { "sgd" }), log_of(&refs, rows)));
+        let log = run.select(&cols, |c| c.replace(['/', '.'], "_"))?;
+        logs.push((format!("{}_seed0", if gd { "gd" } else { "sgd" }), log));
     }
     Ok(Details {
         settings: vec![

@@ -14,7 +14,7 @@
 //! each neuron stays from its noise balance under SGD (at η/(1 − β), the same law as momentum),
 //! momentum and Adam.
 
-use super::common::{fmt, log_of, mean_se, Check, Ctx};
+use super::common::{fmt, mean_se, Check, Ctx};
 use super::plan::{base_spec, Details, Plan, PlannedRun, Results, RunResult};
 use crate::core::equilibrium::{FlowParams, OrbitFlow};
 use crate::core::stats::grad_stats;
@@ -406,14 +406,9 @@ pub fn details(r: &Results) -> Result<Details> {
                     "abs_imbalance".to_string(),
                     "abs_lambda".to_string(),
                 ];
-                let data: Vec<Vec<f64>> = cols.iter().map(|c| run.column(c)).collect::<Result<_>>()?;
-                let rows = (0..data[0].len())
-                    .map(|i| data.iter().map(|c| c[i]).collect())
-                    .collect();
-                let refs: Vec<&str> = cols.iter().map(|c| c.as_str()).collect();
                 logs.push((
                     format!("{}-{opt}-{}", s.label(), if wd { "wd" } else { "no-wd" }),
-                    log_of(&refs, rows),
+                    run.select(&cols, str::to_string)?,
                 ));
             }
         }

@@ -25,8 +25,11 @@ pub struct Outcome {
 /// Run context: scale, parallelism and progress counters (read by the command's progress bar).
 #[derive(Debug)]
 pub struct Ctx {
-    /// Paper scale (`--full`) instead of the quick defaults.
+    /// The larger sizes (`--full`, and `--paper`, which implies it) instead of the quick defaults.
     pub full: bool,
+    /// The paper's own settings where it states them (`--paper`): experiments without settings of
+    /// their own for this tier run at their `--full` sizes.
+    pub paper: bool,
     /// Worker threads for independent runs.
     pub jobs: usize,
     /// A directory with MNIST IDX files, for the experiments that can use real data.
@@ -36,14 +39,22 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// A context.
+    /// A context: the quick defaults, or `--full` with `full`; see [`Ctx::paper`].
     pub fn new(full: bool, jobs: usize) -> Self {
         Ctx {
             full,
+            paper: false,
             jobs: jobs.max(1),
             mnist: None,
             done: AtomicU64::new(0),
             total: AtomicU64::new(1),
+        }
+    }
+    /// A context for the paper's own settings (`--paper`; implies `full`).
+    pub fn paper(jobs: usize) -> Self {
+        Ctx {
+            paper: true,
+            ..Ctx::new(true, jobs)
         }
     }
     /// Declares the total amount of work (e.g. SGD steps over all runs).

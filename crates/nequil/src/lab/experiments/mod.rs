@@ -27,7 +27,7 @@ mod rebalanced_init;
 
 pub use crate::lab::files::{Check, Figure, Panel, PanelKind, Role, Series, Style};
 pub use common::{par_map, Ctx, Outcome};
-pub use fig5::mnist_dataset;
+pub use fig5::{digits_dataset, mnist_dataset, DIGITS_NPZ};
 pub use plan::{simulate, Details, Plan, PlannedRun, Results, RunResult};
 
 use crate::Result;

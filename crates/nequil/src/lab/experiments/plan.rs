@@ -111,6 +111,34 @@ impl Plan {
     pub fn work(&self) -> u64 {
         self.runs.iter().map(|r| r.spec.train.steps * r.cost).sum()
     }
+    /// A rough estimate of the wall time of [`simulate`] in seconds on `jobs` cores: per run,
+    /// steps × (a fixed 1.5 µs per step, what a tiny model's step costs, plus the 6·S·P
+    /// floating-point operations of a forward and backward pass over S samples of a P-parameter
+    /// model at 2 GFLOP/s), the runs spread evenly over the cores. Probes, evaluations and
+    /// sequential models whose shapes do not build are not counted, so it is a lower estimate
+    /// for experiments whose instruments dominate.
+    pub fn estimated_seconds(&self, jobs: usize) -> f64 {
+        let total: f64 = self
+            .runs
+            .iter()
+            .map(|r| {
+                let p = r.spec.model.build_model().map_or(0, |m| m.n_params()) as f64;
+                let per_step = 1.5e-6 + 6.0 * r.spec.train.batch_size as f64 * p / 2e9;
+                r.spec.train.steps as f64 * per_step
+            })
+            .sum();
+        let longest = self
+            .runs
+            .iter()
+            .map(|r| {
+                let p = r.spec.model.build_model().map_or(0, |m| m.n_params()) as f64;
+                r.spec.train.steps as f64 * (1.5e-6 + 6.0 * r.spec.train.batch_size as f64 * p / 2e9)
+            })
+            .fold(0.0, f64::max);
+        // Runs are independent: the wall time is at least the longest run and at least the total
+        // over the cores the runs can use.
+        (total / jobs.clamp(1, self.runs.len().max(1)) as f64).max(longest)
+    }
 }
 
 /// What one run produced.
@@ -142,6 +170,16 @@ impl RunResult {
     /// A column of the log.
     pub fn column(&self, name: &str) -> Result<Vec<f64>> {
         self.log.column(name).ok_or_else(|| self.missing("log column", name))
+    }
+    /// The log's columns `cols`, in that order, as a log of their own (an experiment's CSV), each
+    /// named `rename(column)`.
+    pub fn select(&self, cols: &[String], rename: impl Fn(&str) -> String) -> Result<Log> {
+        let data: Vec<Vec<f64>> = cols.iter().map(|c| self.column(c)).collect::<Result<_>>()?;
+        let n = data.first().map_or(0, |c| c.len());
+        Ok(Log {
+            columns: cols.iter().map(|c| rename(c)).collect(),
+            rows: (0..n).map(|j| data.iter().map(|c| c[j]).collect()).collect(),
+        })
     }
     /// The last value of a column.
     pub fn last(&self, name: &str) -> Result<f64> {
@@ -177,8 +215,10 @@ impl RunResult {
 /// The runs of a plan after [`simulate`], by name.
 #[derive(Debug)]
 pub struct Results {
-    /// Whether the plan was made for `--full`.
+    /// Whether the plan was made for `--full` (or `--paper`, which implies it).
     pub full: bool,
+    /// Whether the plan was made for `--paper`.
+    pub paper: bool,
     runs: BTreeMap<String, RunResult>,
 }
 
@@ -263,7 +303,11 @@ pub fn simulate(plan: Plan, ctx: &Ctx) -> Result<Results> {
         let r = r?;
         runs.insert(r.name.clone(), r);
     }
-    Ok(Results { full: ctx.full, runs })
+    Ok(Results {
+        full: ctx.full,
+        paper: ctx.paper,
+        runs,
+    })
 }
 
 /// Maps `f` over owned `items` on up to `jobs` threads, keeping the order. Each item is one

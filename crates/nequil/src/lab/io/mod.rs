@@ -20,7 +20,9 @@ pub mod npy;
 pub mod safetensors;
 
 pub use self::idx::{load_mnist, read_idx, write_idx_u8};
-pub use self::npy::{has_non_finite, npy_bytes, parse_npy, read_npy, read_npz, write_npy, write_npz, NdArray};
+pub use self::npy::{
+    has_non_finite, npy_bytes, parse_npy, parse_npz, read_npy, read_npz, write_npy, write_npz, NdArray,
+};
 pub use self::safetensors::{
     read_safetensors, read_safetensors_with_metadata, safetensors_bytes, write_safetensors, Tensors,
 };

@@ -462,17 +462,26 @@ pub fn read_npy(path: &Path) -> Result<NdArray> {
 /// Reads every array of a `.npz` archive, in archive order, keyed by member name without the
 /// `.npy` suffix. Stored (`np.savez`) and deflated (`np.savez_compressed`) members are accepted.
 pub fn read_npz(path: &Path) -> Result<Vec<(String, NdArray)>> {
-    let ctx = |m: String| io_err!("{}: {m}", path.display());
     let file = File::open(path).map_err(|e| io_err!("cannot read {}: {e}", path.display()))?;
-    let mut zip =
-        zip::ZipArchive::new(BufReader::new(file)).map_err(|e| ctx(format!("not a valid .npz (zip) archive: {e}")))?;
+    npz_members(BufReader::new(file)).map_err(|m| io_err!("{}: {m}", path.display()))
+}
+
+/// [`read_npz`] for an archive held in memory (e.g. one embedded in the binary); errors name
+/// `what` in place of a file.
+pub fn parse_npz(bytes: &[u8], what: &str) -> Result<Vec<(String, NdArray)>> {
+    npz_members(Cursor::new(bytes)).map_err(|m| io_err!("{what}: {m}"))
+}
+
+/// The arrays of a `.npz` archive read from `reader`.
+fn npz_members<R: Read + std::io::Seek>(reader: R) -> std::result::Result<Vec<(String, NdArray)>, String> {
+    let mut zip = zip::ZipArchive::new(reader).map_err(|e| format!("not a valid .npz (zip) archive: {e}"))?;
     let mut out = Vec::with_capacity(zip.len());
     for i in 0..zip.len() {
-        let mut member = zip.by_index(i).map_err(|e| ctx(format!("member {i}: {e}")))?;
+        let mut member = zip.by_index(i).map_err(|e| format!("member {i}: {e}"))?;
         if member.is_dir() {
             continue;
         }
-        let name = member.name().map_err(|e| ctx(format!("member {i}: {e}")))?.into_owned();
+        let name = member.name().map_err(|e| format!("member {i}: {e}"))?.into_owned();
         // The sizes in a zip's headers are claims: memory is reserved for what is actually
         // inflated (at most a few MB up front), and inflating stops at the read budget.
         let budget = read_budget();
@@ -480,14 +489,14 @@ pub fn read_npz(path: &Path) -> Result<Vec<(String, NdArray)>> {
         (&mut member)
             .take(budget.saturating_add(1))
             .read_to_end(&mut bytes)
-            .map_err(|e| ctx(format!("member '{name}': {e}")))?;
+            .map_err(|e| format!("member '{name}': {e}"))?;
         if bytes.len() as u64 > budget {
-            return Err(ctx(format!(
+            return Err(format!(
                 "member '{name}': inflates to more than {}, more than the memory available allows",
                 human_bytes(budget as u128)
-            )));
+            ));
         }
-        let array = parse(&bytes).map_err(|m| ctx(format!("member '{name}': {m}")))?;
+        let array = parse(&bytes).map_err(|m| format!("member '{name}': {m}"))?;
         let key = name.strip_suffix(".npy").unwrap_or(&name).to_owned();
         out.push((key, array));
     }
