@@ -44,6 +44,15 @@ ONE_THREAD = {
 }
 
 
+TWO_THREADS = {
+    "OMP_NUM_THREADS": "2",
+    "MKL_NUM_THREADS": "2",
+    "OPENBLAS_NUM_THREADS": "2",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=2",
+}
+PEER_ENV = {1: ONE_THREAD, 2: TWO_THREADS}
+
+
 def machine():
     model, cores = platform.processor() or "?", os.cpu_count()
     try:
@@ -352,6 +361,149 @@ def parallel(args, results):
     return ["command", "wall (median)", "internal (median)", "CPU time / wall"], rows
 
 
+
+def threads_list(args):
+    return [int(t) for t in args.threads.split(",")]
+
+
+def load_now():
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+def backpack(args, results):
+    """(f) BackPACK's SumGradSquared + gradient on the noise workload, against nequil's full
+    per-parameter variance and its per-neuron imbalances by quadratic forms, at each thread count."""
+    n = str(args.backpack_n)
+    rows, res = [], {"load_start": load_now()}
+    for t in threads_list(args):
+        series = [
+            Series(f"BackPACK SumGradSquared + grad, {t} thr",
+                   [args.python, os.path.join(PEERS, "noise_backpack.py"), "784", "256", n, "1000", "0"], PEER_ENV[t]),
+            Series(f"nequil variance (grad_stats), {t} thr",
+                   [args.nequil, "bench", "--threads", str(t), "noise", "--n", n, "--chunk", "1000"]),
+            Series(f"nequil per-neuron Tr[A_kΣ] (quadratic forms), {t} thr",
+                   [args.nequil, "bench", "--threads", str(t), "noise", "--n", n, "--chunk", "1000",
+                    "--method", "imbalance"]),
+        ]
+        print(f"\n## (f) BackPACK noise, N = {n}, {t} thread(s)", file=sys.stderr)
+        alternate(series, args.noise_repeats, args.verbose)
+        bp, var, imb = series
+        r = {"backpack_s": bp.med("internal"), "variance_s": var.med("internal"), "imbalance_s": imb.med("internal"),
+             "variance_wall_s": var.med("wall"), "imbalance_wall_s": imb.med("wall")}
+        r["ratio_variance"] = r["backpack_s"] / r["variance_s"]
+        r["ratio_imbalance"] = r["backpack_s"] / r["imbalance_s"]
+        res[f"threads_{t}"] = r
+        res[f"series_{t}"] = [x.record() for x in series]
+        rows.append([bp.name, fmt_s(bp.med("wall")), fmt_s(r["backpack_s"]), "1"])
+        rows.append([var.name, fmt_s(var.med("wall")), fmt_s(r["variance_s"]), f"{r['ratio_variance']:.2f}×"])
+        rows.append([imb.name, fmt_s(imb.med("wall")), fmt_s(r["imbalance_s"]), f"{r['ratio_imbalance']:.2f}×"])
+    res["load_end"] = load_now()
+    results["backpack"] = res
+    return ["program", "wall (median)", "internal (median)", "nequil faster (internal / internal)"], rows
+
+
+def pyhessian(args, results):
+    """(g) PyHessian's top eigenvalue (power iteration, tol) and Hutchinson trace against nequil's
+    Lanczos (residual ≤ tol·|λ|, which bounds the eigenvalue's relative error by tol) and Hutchinson
+    with as many Rademacher vectors as PyHessian used, on the same weights and data."""
+    n, tol = str(args.hessian_n), str(args.hessian_tol)
+    work = tempfile.mkdtemp(prefix="nequil-hessian-")
+    script = os.path.join(PEERS, "hessian_pyhessian.py")
+    first, *_ = run([args.python, script, "784", "256", n, work, tol, "0"], ONE_THREAD)
+    probes = str(int(field(first, "trace_probes")))
+    weights, npz = os.path.join(work, "weights.safetensors"), os.path.join(work, "data.npz")
+    rows, res = [], {"load_start": load_now(), "trace_probes": int(probes)}
+    for t in threads_list(args):
+        series = [
+            Series(f"PyHessian, {t} thr", [args.python, script, "784", "256", n, work, tol, "0"], PEER_ENV[t]),
+            Series(f"nequil Lanczos + Hutchinson, {t} thr",
+                   [args.nequil, "bench", "--threads", str(t), "hessian", "--weights", weights, "--npz", npz,
+                    "--tol", tol, "--hutchinson", probes]),
+        ]
+        print(f"\n## (g) PyHessian, N = {n}, {t} thread(s)", file=sys.stderr)
+        alternate(series, args.noise_repeats, args.verbose)
+        ph, nq = series
+        med = lambda s, k: statistics.median(field(o, k) for o in s.outputs)
+        r = {k: med(ph, k) for k in ("eig_s", "trace_s", "lambda_max", "eig_hvps", "trace")}
+        r.update({"nequil_" + k: med(nq, k) for k in ("eig_s", "trace_s", "lambda_max", "iterations", "trace",
+                                                       "residual")})
+        r["ratio_eig"] = r["eig_s"] / r["nequil_eig_s"]
+        r["ratio_trace"] = r["trace_s"] / r["nequil_trace_s"]
+        r["lambda_rel_diff"] = abs(r["lambda_max"] - r["nequil_lambda_max"]) / r["nequil_lambda_max"]
+        res[f"threads_{t}"] = r
+        res[f"series_{t}"] = [x.record() for x in series]
+        rows.append([f"top eigenvalue, {t} thr", f"{fmt_s(r['eig_s'])} ({r['eig_hvps']:.0f} HVPs)",
+                     f"{fmt_s(r['nequil_eig_s'])} ({r['nequil_iterations']:.0f}+1 HVPs)",
+                     f"{r['ratio_eig']:.2f}×",
+                     f"{r['lambda_max']:.6g} vs {r['nequil_lambda_max']:.6g} (rel. diff {r['lambda_rel_diff']:.1e})"])
+        rows.append([f"Hutchinson trace, {probes} vectors, {t} thr", fmt_s(r["trace_s"]), fmt_s(r["nequil_trace_s"]),
+                     f"{r['ratio_trace']:.2f}×", f"{r['trace']:.6g} vs {r['nequil_trace']:.6g}"])
+    shutil.rmtree(work, ignore_errors=True)
+    res["load_end"] = load_now()
+    results["pyhessian"] = res
+    return ["measure", "PyHessian (median)", "nequil (median)", "nequil faster", "values"], rows
+
+
+PAPER_SHAPES = [  # the five products of one step of linear2 100-2000-100, S = 100
+    (100, 2000, 100, "nt"), (100, 100, 2000, "nt"), (100, 2000, 100, "tn"), (100, 2000, 100, "nn"),
+    (2000, 100, 100, "tn"),
+]
+
+
+def gemm_rate_at(args, shapes, threads):
+    flops, secs = 0.0, 0.0
+    for m, n, k, form in shapes:
+        text, *_ = run([args.nequil, "bench", "--threads", str(threads), "gemm", str(m), str(n), str(k), "--form",
+                        form])
+        flops += 2.0 * m * n * k
+        secs += field(text, "time_s")
+    return flops / secs / 1e9
+
+
+def paper(args, results):
+    """(e) linear2 at the paper's scale (D = 100, H = 2000, S = 100, 200 steps) against PyTorch and
+    JAX at each thread count, with the machine's f64 GEMM rate at the step's shapes measured in
+    between."""
+    d, h, s, eta, steps = 100, 2000, 100, 0.001, 200
+    peer_args = [str(d), str(h), str(s), str(eta), str(steps), "0.25", "0"]
+    spec = os.path.join(SPECS, "linear2-paper.toml")
+    rows, res = [], {"load_start": load_now()}
+    flops_step = 5 * 2 * s * d * h  # the five products of 2·S·D·H
+    for t in threads_list(args):
+        series = [
+            Series(f"PyTorch eager, {t} thr", [args.python, os.path.join(PEERS, "linear2_torch.py")] + peer_args,
+                   PEER_ENV[t]),
+            Series(f"nequil, {t} thr", [args.nequil, "bench", "--threads", str(t), "train", spec]),
+            Series(f"JAX jit, {t} thr", [args.python, os.path.join(PEERS, "linear2_jax.py")] + peer_args, PEER_ENV[t]),
+        ]
+        print(f"\n## (e) paper-scale linear2, {t} thread(s)", file=sys.stderr)
+        rates = []
+        for r in range(args.repeats):
+            for x in series:
+                x.once()
+            rates.append(gemm_rate_at(args, PAPER_SHAPES, t))
+        torch_s, nq, jax_s = series
+        rate = statistics.median(rates)
+        per_step = nq.med("internal") / steps
+        r = {"torch_s": torch_s.med("internal"), "jax_s": jax_s.med("internal"), "nequil_s": nq.med("internal"),
+             "nequil_wall_s": nq.med("wall"), "gemm_gflops": rate, "gemm_gflops_all": rates,
+             "step_gflops": flops_step / per_step / 1e9}
+        r["ratio_torch"] = r["torch_s"] / r["nequil_s"]
+        r["ratio_jax"] = r["jax_s"] / r["nequil_s"]
+        r["fraction_of_gemm"] = r["step_gflops"] / rate
+        res[f"threads_{t}"] = r
+        res[f"series_{t}"] = [x.record() for x in series]
+        for x in (torch_s, jax_s):
+            rows.append([x.name, fmt_s(x.med("wall")), fmt_s(x.med("internal")),
+                         f"{1e3 * x.med('internal') / steps:.2f}", f"{x.med('internal') / r['nequil_s']:.2f}×", ""])
+        rows.append([nq.name, fmt_s(nq.med("wall")), fmt_s(r["nequil_s"]), f"{1e3 * per_step:.2f}", "1",
+                     f"{r['step_gflops']:.1f} GFLOP/s = {100 * r['fraction_of_gemm']:.0f}% of {rate:.1f} "
+                     f"GFLOP/s ({t}-thread GEMM rate)"])
+    res["load_end"] = load_now()
+    results["paper"] = res
+    return ["program", "wall (median)", "internal (median)", "ms/step (internal)", "peer / nequil (internal)",
+            "nequil: rate of the step's 5 products (200 MFLOP) vs the GEMM rate"], rows
+
 # Times one `nequil sweep` into a fresh directory (the wrapper's own time_s is the sweep's wall time).
 SWEEP_WRAPPER = """
 import os, shutil, subprocess, sys, time
@@ -369,14 +521,19 @@ def main():
     ap.add_argument("--repeats", type=int, default=5, help="rounds per workload (default 5)")
     ap.add_argument("--noise-repeats", type=int, default=3, help="rounds of the noise workload (torch ~1 min each)")
     ap.add_argument("--stats-repeats", type=int, default=3, help="rounds of the cnn and transformer workloads")
-    ap.add_argument("--only", default="tiny,small,noise,parallel,cnn,transformer",
-                    help="comma-separated workloads (tiny, small, noise, parallel, cnn, transformer)")
+    ap.add_argument("--only", default="tiny,small,noise,parallel,cnn,transformer,paper,backpack,pyhessian",
+                    help="comma-separated workloads (tiny, small, noise, parallel, cnn, transformer, paper, backpack, "
+                         "pyhessian)")
     ap.add_argument("--python", default=os.path.expanduser("~/.nequil-peers/bin/python"), help="peers' Python")
     ap.add_argument("--nequil", default=os.path.join(ROOT, "target", "release", "nequil"))
     ap.add_argument("--no-build", action="store_true", help="do not run `cargo build --release` first")
     ap.add_argument("--with-run", action="store_true",
                     help="also time `nequil run` (writes a run directory, with fsync) in (a) and (b)")
     ap.add_argument("--parallel-steps", type=int, default=200_000, help="steps of each run in (d)")
+    ap.add_argument("--threads", default="1,2", help="thread counts of (e)–(g) (default 1,2)")
+    ap.add_argument("--backpack-n", type=int, default=10_000, help="samples of (f)")
+    ap.add_argument("--hessian-n", type=int, default=5_000, help="samples of (g)")
+    ap.add_argument("--hessian-tol", type=float, default=1e-3, help="relative tolerance of (g)")
     ap.add_argument("--json", help="write every measurement to this file")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
@@ -412,6 +569,24 @@ def main():
             title, n, header, rows = stats(args, key, results)
             print(f"### ({key}) per-sample gradient mean and variance: {title}, N = {n}\n")
             print(table(rows, header) + "\n")
+    if "paper" in only:
+        header, rows = paper(args, results)
+        r = results["paper"]
+        print(f"### (e) linear2 at the paper's scale: D=100 H=2000 S=100, 200 steps (load {r['load_start']} → "
+              f"{r['load_end']})\n")
+        print(table(rows, header) + "\n")
+    if "backpack" in only:
+        header, rows = backpack(args, results)
+        r = results["backpack"]
+        print(f"### (f) BackPACK: ReLU MLP 784-256-256-10, N = {args.backpack_n} (load {r['load_start']} → "
+              f"{r['load_end']})\n")
+        print(table(rows, header) + "\n")
+    if "pyhessian" in only:
+        header, rows = pyhessian(args, results)
+        r = results["pyhessian"]
+        print(f"### (g) PyHessian: ReLU MLP 784-256-256-10, N = {args.hessian_n}, tol {args.hessian_tol} (load "
+              f"{r['load_start']} → {r['load_end']})\n")
+        print(table(rows, header) + "\n")
     end = os.getloadavg()
     results["load_average_at_end"] = end
     print(f"Load average at end {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}. Timing: wall = whole process measured by "

@@ -17,10 +17,12 @@
 //! Every command prints one line `key=value …` with `time_s=` (the format of the peer scripts).
 
 use clap::{Args, Subcommand};
+use nequil::core::curvature::{hutchinson_trace, lanczos, EmpiricalHessian, HvpOptions, HvpWorkspace, LanczosOptions};
 use nequil::core::linalg::{gemm_nn, gemm_nt, gemm_tn};
 use nequil::core::models::{Activation, Model};
+use nequil::core::parallel::{current_threads, with_threads};
 use nequil::core::rng::Rng;
-use nequil::core::stats::grad_stats;
+use nequil::core::stats::{grad_stats, neuron_imbalances};
 use nequil::lab::spec::Spec;
 use nequil::train::train;
 use nequil::{invalid, Result};
@@ -79,6 +81,9 @@ fn bench_stats(model_file: &std::path::Path, n: usize, chunk: usize, seed: u64) 
 pub struct BenchArgs {
     #[command(subcommand)]
     what: BenchCmd,
+    /// Threads for the large products (`nequil::core::parallel`; bit-identical results).
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
 }
 
 #[derive(Subcommand)]
@@ -137,11 +142,48 @@ enum BenchCmd {
         chunk: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// `variance`: the per-parameter variance (`grad_stats`), then the first hidden layer's
+        /// imbalances from it; `imbalance`: every hidden neuron's Tr[A_kΣ] by quadratic forms
+        /// (`neuron_imbalances`), without the per-parameter variance.
+        #[arg(long, default_value = "variance")]
+        method: String,
+    },
+    /// Top Hessian eigenvalue (Lanczos) and Hutchinson trace of a ReLU MLP with biases at given
+    /// weights on given data (the work of `bench/peers/hessian_pyhessian.py`).
+    Hessian {
+        /// Widths d_in,h_1,…,d_out.
+        #[arg(long, value_delimiter = ',', default_value = "784,256,256,10")]
+        widths: Vec<usize>,
+        /// Weights by PyTorch name (`layers.{l}.weight`, `layers.{l}.bias`).
+        #[arg(long)]
+        weights: PathBuf,
+        /// Data: an .npz with `x` [n, d_in] and `y` [n, d_out].
+        #[arg(long)]
+        npz: PathBuf,
+        /// Lanczos relative tolerance (`‖Hv − λv‖ ≤ tol·|λ|`).
+        #[arg(long, default_value_t = 1e-3)]
+        tol: f64,
+        /// Maximum Lanczos steps.
+        #[arg(long, default_value_t = 100)]
+        max_iter: usize,
+        /// Rademacher vectors of the Hutchinson trace (0: no trace).
+        #[arg(long, default_value_t = 0)]
+        hutchinson: usize,
+        /// Samples per chunk of the Hessian-vector products.
+        #[arg(long, default_value_t = 256)]
+        chunk: usize,
     },
 }
 
 pub fn bench(a: BenchArgs) -> Result<ExitCode> {
-    match a.what {
+    if a.threads == 0 {
+        return Err(invalid!("bench --threads: must be ≥ 1"));
+    }
+    with_threads(a.threads, || bench_one(a.what))
+}
+
+fn bench_one(what: BenchCmd) -> Result<ExitCode> {
+    match what {
         BenchCmd::Train { spec } => bench_train(&spec),
         BenchCmd::Gemm { m, n, k, form, reps } => bench_gemm(m, n, k, &form, reps),
         BenchCmd::Parallel {
@@ -150,7 +192,22 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             jobs,
             steps,
         } => bench_parallel(&spec, runs, jobs, steps),
-        BenchCmd::Noise { widths, n, chunk, seed } => bench_noise(&widths, n, chunk, seed),
+        BenchCmd::Noise {
+            widths,
+            n,
+            chunk,
+            seed,
+            method,
+        } => bench_noise(&widths, n, chunk, seed, &method),
+        BenchCmd::Hessian {
+            widths,
+            weights,
+            npz,
+            tol,
+            max_iter,
+            hutchinson,
+            chunk,
+        } => bench_hessian(&widths, &weights, &npz, tol, max_iter, hutchinson, chunk),
         BenchCmd::Stats { model, n, chunk, seed } => bench_stats(&model, n, chunk, seed),
     }
 }
@@ -210,10 +267,11 @@ fn bench_train(path: &std::path::Path) -> Result<ExitCode> {
         })
         .collect();
     println!(
-        "nequil widths={:?} S={} steps={} time_s={el:.6} cpu_s={cpu:.6} us_per_step={:.4} final_loss={:.6e} {}",
+        "nequil widths={:?} S={} steps={} threads={} time_s={el:.6} cpu_s={cpu:.6} us_per_step={:.4} final_loss={:.6e} {}",
         built.model.as_chain().map(|c| c.widths().to_vec()).unwrap_or_default(),
         spec.train.batch_size,
         out.steps_done,
+        current_threads(),
         1e6 * el / out.steps_done.max(1) as f64,
         out.log.last("loss").unwrap_or(f64::NAN),
         norms.join(" ")
@@ -298,8 +356,9 @@ fn bench_gemm(m: usize, n: usize, k: usize, form: &str, reps: usize) -> Result<E
         best_cpu = best_cpu.min((thread_cpu_s() - c0) / iters as f64);
     }
     println!(
-        "faer-gemm form={form} m={m} n={n} k={k} time_s={best:.9} cpu_s={best_cpu:.9} gflops={:.3} gflops_cpu={:.3} \
+        "faer-gemm form={form} m={m} n={n} k={k} threads={} time_s={best:.9} cpu_s={best_cpu:.9} gflops={:.3} gflops_cpu={:.3} \
          checksum={:.6e}",
+        current_threads(),
         flops / best * 1e-9,
         flops / best_cpu * 1e-9,
         c.iter().sum::<f64>()
@@ -307,7 +366,12 @@ fn bench_gemm(m: usize, n: usize, k: usize, form: &str, reps: usize) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench_noise(widths: &[usize], n: usize, chunk: usize, seed: u64) -> Result<ExitCode> {
+fn bench_noise(widths: &[usize], n: usize, chunk: usize, seed: u64, method: &str) -> Result<ExitCode> {
+    if !matches!(method, "variance" | "imbalance") {
+        return Err(invalid!(
+            "bench noise --method: expected variance or imbalance, got {method}"
+        ));
+    }
     if widths.len() < 3 || n == 0 || chunk == 0 {
         return Err(invalid!(
             "bench noise: need at least one hidden layer, n ≥ 1 and chunk ≥ 1"
@@ -335,6 +399,23 @@ fn bench_noise(widths: &[usize], n: usize, chunk: usize, seed: u64) -> Result<Ex
     rng.fill_normal(&mut x);
     rng.fill_normal(&mut y);
     let data_s = t_all.elapsed().as_secs_f64();
+    if method == "imbalance" {
+        let t0 = Instant::now();
+        let mut ws = model.workspace(chunk.min(n));
+        let imb = neuron_imbalances(&model, &theta, &x, &y, n, &mut ws)?;
+        let el = t0.elapsed().as_secs_f64();
+        println!(
+            "nequil-imbalance D={} H={} N={n} threads={} time_s={el:.4} data_s={data_s:.4} imbalance_sum={:.6e} \
+             imbalance_0={:.6e} neurons={}",
+            widths[0],
+            widths[1],
+            current_threads(),
+            imb[0].iter().sum::<f64>(),
+            imb[0][0],
+            imb.iter().map(Vec::len).sum::<usize>(),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let t0 = Instant::now();
     let mut ws = model.workspace(chunk.min(n));
     let st = grad_stats(&model, &theta, &x, &y, n, &mut ws);
@@ -353,12 +434,87 @@ fn bench_noise(widths: &[usize], n: usize, chunk: usize, seed: u64) -> Result<Ex
         .collect();
     let el = t0.elapsed().as_secs_f64();
     println!(
-        "nequil-noise D={d0} H={h} N={n} time_s={el:.4} data_s={data_s:.4} imbalance_sum={:.6e} imbalance_0={:.6e} \
+        "nequil-noise D={d0} H={h} N={n} threads={} time_s={el:.4} data_s={data_s:.4} imbalance_sum={:.6e} imbalance_0={:.6e} \
          loss={:.6e} data_plus_params_bytes={}",
+        current_threads(),
         imb.iter().sum::<f64>(),
         imb[0],
         st.loss,
         8 * (x.len() + y.len() + theta.len()),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bench_hessian(
+    widths: &[usize],
+    weights: &std::path::Path,
+    npz: &std::path::Path,
+    tol: f64,
+    max_iter: usize,
+    hutchinson: usize,
+    chunk: usize,
+) -> Result<ExitCode> {
+    if !(tol.is_finite() && tol > 0.0) || max_iter == 0 || chunk == 0 || hutchinson == 1 {
+        return Err(invalid!(
+            "bench hessian: need --tol > 0, --max-iter ≥ 1, --chunk ≥ 1 and --hutchinson 0 or ≥ 2"
+        ));
+    }
+    let model = Model::mlp(widths, Activation::Relu, true)?;
+    let theta = nequil::lab::runner::load_weights(weights, &model)?;
+    let arrays = nequil::lab::io::read_npz(npz)?;
+    let get = |k: &str| {
+        arrays
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, a)| a.data.clone())
+            .ok_or_else(|| invalid!("{}: no array `{k}`", npz.display()))
+    };
+    let (x, y) = (get("x")?, get("y")?);
+    let n = x.len() / model.d_in();
+    if n == 0 || x.len() != n * model.d_in() || y.len() != n * model.d_out() {
+        return Err(invalid!(
+            "{}: x and y do not match the widths {widths:?}",
+            npz.display()
+        ));
+    }
+    let t0 = Instant::now();
+    let mut hws = HvpWorkspace::new(
+        &model,
+        HvpOptions {
+            chunk,
+            ..HvpOptions::default()
+        },
+    );
+    let mut op = EmpiricalHessian::new(&model, &theta, &x, &y, n, &mut hws)?;
+    let res = lanczos(
+        &mut op,
+        &LanczosOptions {
+            max_iter,
+            tol,
+            ..LanczosOptions::default()
+        },
+    )?;
+    let eig_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let (trace, trace_probes) = if hutchinson >= 2 {
+        let mut rng = Rng::new(0);
+        let est = hutchinson_trace(&mut op, hutchinson, &mut rng)?;
+        (est.estimate, est.probes)
+    } else {
+        (f64::NAN, 0)
+    };
+    let trace_s = t1.elapsed().as_secs_f64();
+    println!(
+        "nequil-hessian N={n} P={} threads={} time_s={:.4} eig_s={eig_s:.4} trace_s={trace_s:.4} lambda_max={:.9e} \
+         iterations={} residual={:.3e} converged={} trace={trace:.6e} trace_probes={trace_probes}",
+        model.n_params(),
+        current_threads(),
+        eig_s + trace_s,
+        res.values[0],
+        res.iterations,
+        res.residuals[0],
+        res.converged,
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@
 use clap::Args;
 use nequil::core::equilibrium::{rebalance_with, RebalanceReport};
 use nequil::core::models::Model;
+use nequil::core::parallel::with_threads;
 use nequil::lab::inputs::{data_for, flow_params, Keys};
 use nequil::lab::io::{read_npy, read_npz, write_safetensors};
 use nequil::lab::runner::{load_weights, named_tensors};
@@ -73,6 +74,10 @@ pub struct EquilibriumArgs {
     /// weight 1/n), for every tensor, by PyTorch name.
     #[arg(long, value_name = "STATS.safetensors")]
     stats: Option<PathBuf>,
+    /// Threads for the large products behind the statistics and curvature (the results are
+    /// bit-identical for every count).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: u16,
 }
 
 /// Loads the data and checks it against the model; returns `(x, y, n)`.
@@ -121,14 +126,17 @@ pub fn equilibrium(a: EquilibriumArgs) -> Result<ExitCode> {
     let model = load_model(&a.model)?;
     let theta = load_weights(&a.weights, &model)?;
     let (x, y, n) = load_data(&a, &model)?;
-    let report = rebalance_with(&model, &theta, &x, &y, n, &params)?;
-    let stats = match &a.stats {
-        Some(_) => {
-            let mut ws = model.workspace(n.min(256));
-            Some(nequil::core::stats::grad_stats(&model, &theta, &x, &y, n, &mut ws))
-        }
-        None => None,
-    };
+    let (report, stats) = with_threads(a.threads.into(), || {
+        let report = rebalance_with(&model, &theta, &x, &y, n, &params)?;
+        let stats = match &a.stats {
+            Some(_) => {
+                let mut ws = model.workspace(n.min(256));
+                Some(nequil::core::stats::grad_stats(&model, &theta, &x, &y, n, &mut ws))
+            }
+            None => None,
+        };
+        Result::Ok((report, stats))
+    })?;
     // Everything has been checked and computed: only now is anything written (atomically).
     if let (Some(path), Some(st)) = (&a.stats, &stats) {
         let var = st.variance();

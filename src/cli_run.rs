@@ -19,10 +19,17 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+    /// Threads for the run's large products, in place of the spec's `train.threads` (the
+    /// results are bit-identical for every count).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
 }
 
 pub fn run(a: RunArgs) -> nequil::Result<ExitCode> {
-    let spec = Spec::from_file(&a.spec)?;
+    let mut spec = Spec::from_file(&a.spec)?;
+    if let Some(t) = a.threads {
+        spec.train.threads = t.into();
+    }
     // Before hours of training: the output directory must be writable (nothing is left there).
     check_writable(&a.out)?;
     let base = a.spec.parent().map(|p| p.to_path_buf()).unwrap_or_default();

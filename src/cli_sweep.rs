@@ -22,8 +22,9 @@ pub struct SweepArgs {
     /// directory resumes: finished runs are skipped, unfinished ones restarted.
     #[arg(long, short)]
     out: PathBuf,
-    /// Runs at a time, one thread each (default: all cores, or fewer when that many runs would
-    /// not fit in memory together).
+    /// Runs at a time (default: all cores, or fewer when that many runs would not fit in memory
+    /// together). Each run gets the cores the others leave: ⌊cores / runs at a time⌋ threads
+    /// (bit-identical results whatever the count).
     #[arg(long, short)]
     jobs: Option<usize>,
     /// Run only the runs whose index i has i % N == I. Without it, a Slurm array task takes its
@@ -117,6 +118,7 @@ pub fn sweep(a: SweepArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| default_jobs().min(jobs_that_fit(runs.iter().filter(|r| shard.contains(r.index)))));
     let opts = SweepOptions {
         jobs,
+        cores: default_jobs(),
         shard,
         retry_failed: a.retry_failed,
     };

@@ -535,6 +535,64 @@ fn linear_runs_are_bit_identical_on_the_portable_and_avx2_paths() {
     }
 }
 
+/// `--threads N` (and `train.threads`) changes no result: the run directory's weights and log are
+/// byte-identical to one thread's on a model whose products are split (64-256-64, batch 32); the
+/// resolved spec records the choice; `--threads 0` is bad input.
+#[test]
+fn threads_change_no_result() {
+    let d = tmp("threads");
+    let spec = r#"
+seed = 5
+[model]
+kind = "mlp"
+widths = [64, 256, 64]
+bias = true
+[data]
+noise_cov = { scalar = 0.1 }
+[train]
+lr = 0.02
+batch_size = 32
+steps = 60
+[probes]
+every = 20
+eval_samples = 256
+"#;
+    let p = d.join("spec.in.toml");
+    std::fs::write(&p, spec).unwrap();
+    let go = |out: &str, extra: &[&str]| {
+        bin()
+            .args([
+                "run",
+                p.to_str().unwrap(),
+                "--out",
+                d.join(out).to_str().unwrap(),
+                "--quiet",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let one = go("one", &[]);
+    assert!(one.status.success(), "{}", String::from_utf8_lossy(&one.stderr));
+    let two = go("two", &["--threads", "2"]);
+    assert!(two.status.success(), "{}", String::from_utf8_lossy(&two.stderr));
+    for f in ["metrics.csv", "final.safetensors"] {
+        assert_eq!(
+            std::fs::read(d.join("one").join(f)).unwrap(),
+            std::fs::read(d.join("two").join(f)).unwrap(),
+            "{f} differs with --threads 2"
+        );
+    }
+    let resolved = std::fs::read_to_string(d.join("two/spec.toml")).unwrap();
+    assert!(resolved.contains("threads = 2"), "{resolved}");
+    assert!(!std::fs::read_to_string(d.join("one/spec.toml"))
+        .unwrap()
+        .contains("threads"));
+    let bad = go("bad", &["--threads", "0"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--threads"));
+}
+
 /// `nequil reproduce --paper`: names by unique prefix, an unknown or ambiguous name refused with
 /// exit 2 before anything runs, `--paper` with `--full` refused, and `--estimate` printing the
 /// time of each chosen experiment without running it (nothing is written).

@@ -285,6 +285,15 @@ fn text_report_npz_data_weight_decay_and_discrete_time() {
     };
     let o = bin().arg("equilibrium").args(base(&[])).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // --threads changes nothing in the report (the library's threads tests check the split
+    // statistics bit for bit on shapes large enough to be split).
+    let o2 = bin()
+        .arg("equilibrium")
+        .args(base(&["--threads", "2"]))
+        .output()
+        .unwrap();
+    assert!(o2.status.success(), "{}", String::from_utf8_lossy(&o2.stderr));
+    assert_eq!(o2.stdout, o.stdout, "--threads 2 changed the report");
     let text = String::from_utf8(o.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[1].starts_with("symmetry") && lines[1].contains("λ*"), "{text}");

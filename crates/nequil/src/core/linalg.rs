@@ -10,10 +10,12 @@
 //! the theory (symmetric eigendecomposition, SVD, SPD square roots) are thin wrappers around
 //! `faer`.
 
+use crate::core::parallel::{blocks, current_threads, run_tasks, PAR_MIN};
 use crate::simd::{clean_upper, multiversion, Isa};
 use crate::{Error, Result};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
+use std::sync::Mutex;
 
 /// Products with `m·n·k` below this run in our own kernels.
 const SMALL: usize = 32 * 32 * 32;
@@ -83,11 +85,9 @@ pub(crate) fn gemm_nt_with(isa: Isa, c: &mut [f64], a: &[f64], b: &[f64], m: usi
         portable::nt(isa, c, a, b, m, n, k, acc);
         return;
     }
-    let cm = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
     let am = MatRef::from_row_major_slice(&a[..m * k], m, k);
     let bm = MatRef::from_row_major_slice(&b[..n * k], n, k);
-    matmul(cm, accum(acc), am, bm.transpose(), 1.0, Par::Seq);
-    clean_upper();
+    large(&mut c[..m * n], m, n, am, bm.transpose(), 1.0, acc);
 }
 
 /// `C (m×n) [+]= A (m×k) · B (k×n)`. All row-major.
@@ -112,11 +112,9 @@ pub(crate) fn gemm_nn_with(isa: Isa, c: &mut [f64], a: &[f64], b: &[f64], m: usi
         portable::nn(isa, c, a, b, m, n, k, acc);
         return;
     }
-    let cm = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
     let am = MatRef::from_row_major_slice(&a[..m * k], m, k);
     let bm = MatRef::from_row_major_slice(&b[..k * n], k, n);
-    matmul(cm, accum(acc), am, bm, 1.0, Par::Seq);
-    clean_upper();
+    large(&mut c[..m * n], m, n, am, bm, 1.0, acc);
 }
 
 /// `C (m×n) [+]= α · Aᵀ · B` where `A` is `k×m` and `B` is `k×n`. All row-major.
@@ -153,10 +151,73 @@ pub(crate) fn gemm_tn_with(
         portable::tn(isa, c, a, b, m, n, k, alpha, acc);
         return;
     }
-    let cm = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
     let am = MatRef::from_row_major_slice(&a[..k * m], k, m);
     let bm = MatRef::from_row_major_slice(&b[..k * n], k, n);
-    matmul(cm, accum(acc), am.transpose(), bm, alpha, Par::Seq);
+    large(&mut c[..m * n], m, n, am.transpose(), bm, alpha, acc);
+}
+
+/// `C (m×n, row-major) [+]= α · lhs (m×k) · rhs (k×n)` by `faer` on one thread, or, inside
+/// [`crate::core::parallel::with_threads`] and for `m·n·k ≥` [`PAR_MIN`], on blocks of whole rows
+/// of C (multiples of 8, the widest register tile `faer` uses along our rows) or, with fewer than
+/// 32 rows, of whole columns (multiples of 48, its widest tile along our columns, at least 96 so
+/// that its kernel choice for more than 48 columns is kept), up to two blocks per thread, each
+/// computed by whichever thread claims it. Each block is
+/// the same product restricted to some outputs, with the same `k` blocking (`faer` cuts `k` in
+/// blocks of 512 whatever the shape), so every entry gets the same floating-point operations as
+/// in the whole product; `tests::threaded_products_are_bit_identical` checks it. Blocks are kept
+/// above `faer`'s own small-product threshold (16³), below which it uses other kernels.
+fn large(c: &mut [f64], m: usize, n: usize, lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>, alpha: f64, acc: bool) {
+    let k = lhs.ncols();
+    let threads = current_threads();
+    if threads > 1 && m >= 2 && n >= 2 && m * n * k >= PAR_MIN {
+        let by_rows = m >= 32;
+        // Two blocks per thread, claimed dynamically: a thread that the system does not schedule
+        // for a while leaves its blocks to the others.
+        let cuts = if by_rows {
+            blocks(m, 2 * threads, 8, 16)
+        } else {
+            blocks(n, 2 * threads, 48, 96)
+        };
+        let smallest = cuts.windows(2).map(|w| w[1] - w[0]).min().unwrap_or(0);
+        let other = if by_rows { n } else { m };
+        if cuts.len() > 2 && smallest * other * k > 16 * 16 * 16 {
+            let mut parts = Vec::with_capacity(cuts.len() - 1);
+            let mut rest = MatMut::from_row_major_slice_mut(c, m, n);
+            for w in cuts.windows(2).rev() {
+                let (head, tail) = if by_rows {
+                    rest.split_at_row_mut(w[0])
+                } else {
+                    rest.split_at_col_mut(w[0])
+                };
+                parts.push(Mutex::new(Some(tail)));
+                rest = head;
+            }
+            parts.reverse();
+            run_tasks(parts.len(), &|t| {
+                let (s, e) = (cuts[t], cuts[t + 1]);
+                let dst = parts[t]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .expect("each block is taken once");
+                if by_rows {
+                    matmul(dst, accum(acc), lhs.subrows(s, e - s), rhs, alpha, Par::Seq);
+                } else {
+                    matmul(dst, accum(acc), lhs, rhs.subcols(s, e - s), alpha, Par::Seq);
+                }
+                clean_upper();
+            });
+            return;
+        }
+    }
+    matmul(
+        MatMut::from_row_major_slice_mut(c, m, n),
+        accum(acc),
+        lhs,
+        rhs,
+        alpha,
+        Par::Seq,
+    );
     clean_upper();
 }
 
@@ -725,6 +786,60 @@ mod tests {
                 );
                 if isa.path() == SimdPath::Avx2 {
                     assert_eq!(res, &by_path[0], "avx2 {m}×{n}×{k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn threaded_products_are_bit_identical() {
+        use crate::core::parallel::with_threads;
+        let mut r = Rng::new(9);
+        // Shapes above the split threshold: row splits (m ≥ 16) and column splits (m < 16), tails
+        // off the tiles, k across faer's 512-deep blocks, k = 1 (its rank-one path), and the
+        // paper-scale step (100 samples, width 2000).
+        for &(m, n, k) in &[
+            (100, 2000, 100),
+            (2000, 100, 100),
+            (100, 100, 2000),
+            (37, 301, 611),
+            (16, 1030, 9),
+            (9, 1000, 40),
+            (3, 200, 300),
+            (5, 97, 700),
+            (1500, 130, 1),
+            (257, 784, 64),
+            (10, 256, 1000),
+        ] {
+            let mut a = vec![0.0; m * k];
+            let mut b = vec![0.0; k * n];
+            let mut c0 = vec![0.0; m * n];
+            r.fill_normal(&mut a);
+            r.fill_normal(&mut b);
+            r.fill_normal(&mut c0);
+            let bt = Dense::from_slice(k, n, &b).t();
+            let at = Dense::from_slice(m, k, &a).t();
+            let all = || {
+                let mut out = vec![];
+                for acc in [false, true] {
+                    let mut c = c0.clone();
+                    gemm_nn(&mut c, &a, &b, m, n, k, acc);
+                    out.push(c);
+                    let mut c = c0.clone();
+                    gemm_nt(&mut c, &a, &bt.data, m, n, k, acc);
+                    out.push(c);
+                    let mut c = c0.clone();
+                    gemm_tn(&mut c, &at.data, &b, m, n, k, 0.75, acc);
+                    out.push(c);
+                }
+                out
+            };
+            let one = all();
+            for threads in [2, 3] {
+                let many = with_threads(threads, all);
+                for (x, y) in one.iter().zip(&many) {
+                    let same = x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits());
+                    assert!(same, "{m}×{n}×{k} with {threads} threads");
                 }
             }
         }

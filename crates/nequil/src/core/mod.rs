@@ -12,6 +12,7 @@
 //!   the law of motion of a charge.
 //! * [`equilibrium`]: the noise equilibrium: the 1-D solve, families, closed forms, rebalancing.
 //! * [`curvature`]: Hessian-vector products, spectra, traces, Lanczos, the paper's sharpness.
+//! * [`parallel`]: several threads for one run's large products, bit-identical to one thread.
 //!
 //! Modules here import only each other (and [`crate::error`]); training, instruments and the lab
 //! are built on top.
@@ -23,6 +24,7 @@ pub mod layers;
 pub mod linalg;
 pub mod math;
 pub mod models;
+pub mod parallel;
 pub mod params;
 pub mod rng;
 pub mod stats;

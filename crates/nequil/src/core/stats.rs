@@ -178,3 +178,134 @@ pub fn covariance(model: &Model, theta: &[f64], x: &[f64], y: &[f64], n: usize) 
     }
     (cov, mean)
 }
+
+/// The noise imbalance `Tr[A_kΣ]` of the rescaling symmetry of every hidden neuron of a dense
+/// chain (an MLP with or without biases, or a deep linear chain), by quadratic forms only, without
+/// the per-parameter variance. Neuron `k` of hidden layer `l` has `A_k = +1` on its incoming
+/// weights (row k of `W_l`, and `b_l[k]`) and `−1` on its outgoing weights (column k of
+/// `W_{l+1}`), so `Tr[A_kΣ] = Σ_{in} Var(g_p) − Σ_{out} Var(g_p)`. The per-sample gradient of row
+/// k of `W_l` is `δ_{ik} a_i`, so its summed square is `δ_{ik}² (‖a_i‖² + 1_bias)`; that of
+/// column k of `W_{l+1}` is `h_{ik}² ‖δ'_i‖²` (`h` the neuron's output, `δ'` the next layer's output
+/// gradient). One forward and backward pass per chunk (the mean gradient is the ordinary
+/// backward), plus `O(n · width)` for the norms. Returns one vector per hidden layer (length
+/// `h_l`), population covariance (weight `1/n`) as [`grad_stats`]. Errors if the model is not a
+/// dense chain.
+pub fn neuron_imbalances(
+    model: &Model,
+    theta: &[f64],
+    x: &[f64],
+    y: &[f64],
+    n: usize,
+    ws: &mut Workspace,
+) -> crate::Result<Vec<Vec<f64>>> {
+    let chain = model.chain()?;
+    let widths = chain.widths().to_vec();
+    let depth = chain.depth();
+    let p = model.n_params();
+    let (dx, dy) = (model.d_in(), model.d_out());
+    // Per linear layer l: Σ_i δ_{ik}² (‖a_i‖² + bias) over its outputs k, and Σ_i a_{ik}² ‖δ_i‖²
+    // over its inputs k.
+    let mut inc: Vec<Vec<f64>> = (0..depth).map(|l| vec![0.0; widths[l + 1]]).collect();
+    let mut out: Vec<Vec<f64>> = (0..depth).map(|l| vec![0.0; widths[l]]).collect();
+    let mut mean = vec![0.0; p];
+    let mut g = vec![0.0; p];
+    let mut rn = vec![];
+    let mut dn = vec![];
+    for_chunks(n, ws.batch, |i0, b| {
+        let xb = &x[i0 * dx..(i0 + b) * dx];
+        model.loss_grad(theta, xb, &y[i0 * dy..(i0 + b) * dy], b, &mut g, ws);
+        for (mv, gv) in mean.iter_mut().zip(&g) {
+            *mv += b as f64 * gv;
+        }
+        let mut l = 0;
+        for_layers(model, theta, xb, ws, |_, _, f, d, _| {
+            let (din, dout) = (widths[l], widths[l + 1]);
+            let bias = if chain.bias_offset(l).is_some() { 1.0 } else { 0.0 };
+            rn.clear();
+            rn.extend(
+                f.x[..b * din]
+                    .chunks_exact(din)
+                    .map(|a| crate::core::linalg::dot(a, a) + bias),
+            );
+            dn.clear();
+            dn.extend(d[..b * dout].chunks_exact(dout).map(|r| crate::core::linalg::dot(r, r)));
+            for i in 0..b {
+                let (di, ai) = (&d[i * dout..(i + 1) * dout], &f.x[i * din..(i + 1) * din]);
+                for (acc, v) in inc[l].iter_mut().zip(di) {
+                    *acc += v * v * rn[i];
+                }
+                for (acc, v) in out[l].iter_mut().zip(ai) {
+                    *acc += v * v * dn[i];
+                }
+            }
+            l += 1;
+        });
+    });
+    let inv = 1.0 / n as f64;
+    mean.iter_mut().for_each(|v| *v *= inv);
+    Ok((0..depth - 1)
+        .map(|l| {
+            let (din, h, hn) = (widths[l], widths[l + 1], widths[l + 2]);
+            let (w0, w1) = (chain.weight_offset(l), chain.weight_offset(l + 1));
+            (0..h)
+                .map(|k| {
+                    let mut m_in: f64 = mean[w0 + k * din..w0 + (k + 1) * din].iter().map(|v| v * v).sum();
+                    if let Some(bo) = chain.bias_offset(l) {
+                        m_in += mean[bo + k] * mean[bo + k];
+                    }
+                    let m_out: f64 = (0..hn).map(|j| mean[w1 + j * h + k].powi(2)).sum();
+                    (inc[l][k] * inv - m_in) - (out[l + 1][k] * inv - m_out)
+                })
+                .collect()
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::layers::Activation;
+    use crate::core::models::Init;
+    use crate::core::rng::Rng;
+
+    /// The quadratic-form imbalances equal the per-neuron sums of the per-parameter variances of
+    /// `grad_stats` (the same numbers summed in another order: relative 1e-10 of the parts).
+    #[test]
+    fn neuron_imbalances_match_the_variance_sums() {
+        for (widths, bias, act) in [
+            (vec![7, 5, 6, 3], true, Activation::Relu),
+            (vec![4, 6, 2], false, Activation::Tanh),
+            (vec![3, 4, 4, 3], false, Activation::Identity),
+        ] {
+            let model = Model::mlp(&widths, act, bias).unwrap();
+            let chain = model.chain().unwrap();
+            let mut r = Rng::new(3);
+            let theta = model.init(&Init::Kaiming, &mut r).unwrap();
+            let n = 23;
+            let mut x = vec![0.0; n * widths[0]];
+            let mut y = vec![0.0; n * widths[widths.len() - 1]];
+            r.fill_normal(&mut x);
+            r.fill_normal(&mut y);
+            let mut ws = model.workspace(5);
+            let got = neuron_imbalances(&model, &theta, &x, &y, n, &mut ws).unwrap();
+            let var = grad_stats(&model, &theta, &x, &y, n, &mut ws).variance();
+            assert_eq!(got.len(), widths.len() - 2);
+            for (l, imb) in got.iter().enumerate() {
+                let (din, h, hn) = (widths[l], widths[l + 1], widths[l + 2]);
+                let (w0, w1) = (chain.weight_offset(l), chain.weight_offset(l + 1));
+                for (k, &v) in imb.iter().enumerate() {
+                    let mut inc: f64 = var[w0 + k * din..w0 + (k + 1) * din].iter().sum();
+                    if let Some(bo) = chain.bias_offset(l) {
+                        inc += var[bo + k];
+                    }
+                    let out: f64 = (0..hn).map(|j| var[w1 + j * h + k]).sum();
+                    let want = inc - out;
+                    assert!(
+                        (v - want).abs() <= 1e-10 * (inc.abs() + out.abs()),
+                        "{widths:?} layer {l} neuron {k}: {v} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -8,6 +8,7 @@
 
 use crate::core::data::Source;
 use crate::core::models::Model;
+use crate::core::parallel::with_threads;
 use crate::lab::files::{log_csv, to_json, Divergence, ParamBlock, ProbeFailure, RunError, RunState, RunSummary};
 use crate::lab::io::{read_safetensors, safetensors_bytes, write_atomic, write_atomic_all, Tensors};
 use crate::lab::spec::Spec;
@@ -21,6 +22,9 @@ use std::path::Path;
 /// with the spec's instruments ([`Spec::probes`], the `[probes.*]` tables) followed by `extra`
 /// probes (their columns come last; the caller keeps them, with their state, afterwards).
 /// `base` resolves relative data paths. `progress(done, total)` is called about every 1%.
+/// Training uses `train.threads` threads for its large products
+/// ([`crate::core::parallel::with_threads`]; bit-identical to one thread), or the pool of an
+/// enclosing `with_threads` call when there is one.
 pub fn run_spec(
     spec: &Spec,
     base: &Path,
@@ -80,14 +84,17 @@ pub fn run_spec_with(
     }
     let mut source = built.source;
     let total = built.config.steps;
-    let out = train(
-        &built.model,
-        &mut source,
-        built.theta0,
-        &built.config,
-        &mut probes,
-        &mut |d| progress(d, total),
-    );
+    // Inside a caller's pool (`--threads`, a sweep's spare cores) that pool is used instead.
+    let out = with_threads(spec.train.threads, || {
+        train(
+            &built.model,
+            &mut source,
+            built.theta0,
+            &built.config,
+            &mut probes,
+            &mut |d| progress(d, total),
+        )
+    });
     for (slot, p) in extra.iter_mut().zip(probes.drain(n_own..)) {
         *slot = p;
     }

@@ -779,6 +779,12 @@ pub struct TrainSpec {
     /// Weight decay γ; the loss carries `γ‖θ‖²` (default 0).
     #[serde(default)]
     pub weight_decay: f64,
+    /// Threads for the run's large products (forward and backward GEMMs, per-sample statistics,
+    /// Hessian-vector products; [`crate::core::parallel`]). Default 1. The results are
+    /// bit-identical for every value, so it is left out of the resolved spec when 1; `--threads`
+    /// and a sweep's spare cores override it.
+    #[serde(default = "default_threads", skip_serializing_if = "is_one")]
+    pub threads: usize,
 }
 
 fn default_opt() -> OptimizerName {
@@ -786,6 +792,12 @@ fn default_opt() -> OptimizerName {
 }
 fn default_batch() -> usize {
     1
+}
+fn default_threads() -> usize {
+    1
+}
+fn is_one(v: &usize) -> bool {
+    *v == 1
 }
 fn default_sched() -> ScheduleName {
     ScheduleName::Constant
@@ -1097,6 +1109,9 @@ impl Spec {
                 "train.weight_decay: must be finite and ≥ 0, got {}",
                 t.weight_decay
             ));
+        }
+        if !(1..=1024).contains(&t.threads) {
+            return Err(invalid!("train.threads: must be between 1 and 1024, got {}", t.threads));
         }
         let p = &self.probes;
         let schedule = match (p.every, p.log_points) {

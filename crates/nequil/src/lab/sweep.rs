@@ -69,6 +69,7 @@
 //! [`Shard`] `I/N` selects the runs whose index `i` has `i % N == I`. Shards may write into one
 //! shared directory or into separate ones; [`merge`] gathers any number of them into `runs.csv`.
 
+use crate::core::parallel::with_threads;
 use crate::lab::files::{csv, read_json, write_json, Cell, RunSummary};
 use crate::lab::io::write_atomic;
 use crate::lab::runner::{run_spec, write_run_dir};
@@ -486,8 +487,12 @@ pub fn read_status(dir: &Path) -> Result<Option<RunStatus>> {
 /// How to execute a sweep.
 #[derive(Clone, Copy, Debug)]
 pub struct SweepOptions {
-    /// Runs at a time (one thread each).
+    /// Runs at a time.
     pub jobs: usize,
+    /// Cores the sweep may use. Each run gets `⌊cores / r⌋` threads (at least 1; see
+    /// [`crate::core::parallel`], bit-identical to one thread), where `r` is the number of runs at
+    /// a time (`jobs`, or fewer when fewer runs are pending), in place of its `train.threads`.
+    pub cores: usize,
     /// Which runs to execute.
     pub shard: Shard,
     /// Rerun runs recorded as failed or diverged.
@@ -648,8 +653,10 @@ pub fn run_sweep(
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let results: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
+    let workers = opts.jobs.clamp(1, pending.len().max(1));
+    let threads = (opts.cores / workers).max(1);
     std::thread::scope(|s| {
-        for _ in 0..opts.jobs.clamp(1, pending.len().max(1)) {
+        for _ in 0..workers {
             s.spawn(|| loop {
                 if stop.load(Ordering::Relaxed) {
                     break;
@@ -677,7 +684,8 @@ pub fn run_sweep(
                         }
                         _ => {
                             events(SweepEvent::Started(run));
-                            let r = execute(run, base, &dir, &|d| events(SweepEvent::Steps(d)));
+                            let r =
+                                with_threads(threads, || execute(run, base, &dir, &|d| events(SweepEvent::Steps(d))));
                             // Released (and its file removed) once the status is on disk.
                             drop(lock);
                             match &r {

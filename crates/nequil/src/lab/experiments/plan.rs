@@ -402,6 +402,7 @@ pub fn base_spec(seed: u64, kind: ModelKind, widths: &[usize], steps: u64) -> Sp
             boundaries: None,
             values: None,
             weight_decay: 0.0,
+            threads: 1,
         },
         probes: ProbeSpec::default(),
     }
