@@ -4,17 +4,13 @@
 
 use nequil::lab::io::{read_safetensors, write_safetensors};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_nequil"))
-}
+mod common;
+use common::bin;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nequil-rebal-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch("rebal", name)
 }
 
 fn s(p: &Path) -> &str {

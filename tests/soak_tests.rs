@@ -12,23 +12,12 @@
 use nequil::core::rng::Rng;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nequil"));
-    for v in [
-        "SLURM_ARRAY_TASK_ID",
-        "SLURM_ARRAY_TASK_COUNT",
-        "SLURM_ARRAY_TASK_MIN",
-        "SLURM_ARRAY_TASK_MAX",
-        "NEQUIL_MAX_MEMORY",
-    ] {
-        c.env_remove(v);
-    }
-    c
-}
+mod common;
+use common::bin;
 
 /// 16 runs of a few hundred milliseconds each (2 at a time).
 const SWEEP: &str = r#"seed = 0

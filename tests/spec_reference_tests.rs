@@ -10,6 +10,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 const UNKNOWN: &str = "zzz_not_a_key";
 
 fn reference() -> String {
@@ -82,10 +84,7 @@ fn documented(table: &str) -> BTreeSet<String> {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nequil-specref-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch("specref", name)
 }
 
 /// A valid spec with every table present, `extra` inserted into `table`.

@@ -240,20 +240,15 @@ impl Sweep {
             let keys = |s: &Sweep| s.axes.iter().map(|a| a.key.as_str()).collect::<Vec<_>>().join(", ");
             return Err(format!("swept keys differ ([{}] vs [{}])", keys(self), keys(other)));
         }
-        let same_values =
-            |a: &[toml::Value], b: &[toml::Value]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_value(x, y));
         if let Some((a, _)) = self
             .axes
             .iter()
             .zip(&other.axes)
-            .find(|(a, b)| !same_values(&a.values, &b.values))
+            .find(|(a, b)| !same_list(&a.values, &b.values))
         {
             return Err(format!("the values of \"{}\" differ", a.key));
         }
-        if !same_value(
-            &toml::Value::Table(self.base.clone()),
-            &toml::Value::Table(other.base.clone()),
-        ) {
+        if !same_table(&self.base, &other.base) {
             return Err("the base spec (outside [sweep]) differs".into());
         }
         Ok(())
@@ -1161,12 +1156,20 @@ fn same_value(a: &toml::Value, b: &toml::Value) -> bool {
     use toml::Value as V;
     match (a, b) {
         (V::Float(x), V::Float(y)) => x == y || (x.is_nan() && y.is_nan()),
-        (V::Array(x), V::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(p, q)),
-        (V::Table(x), V::Table(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
-        }
+        (V::Array(x), V::Array(y)) => same_list(x, y),
+        (V::Table(x), V::Table(y)) => same_table(x, y),
         _ => a == b,
     }
+}
+
+/// [`same_value`] element by element.
+fn same_list(x: &[toml::Value], y: &[toml::Value]) -> bool {
+    x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(p, q))
+}
+
+/// [`same_value`] key by key: the same keys, each with the same value.
+fn same_table(x: &toml::Table, y: &toml::Table) -> bool {
+    x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
 }
 
 #[cfg(test)]
