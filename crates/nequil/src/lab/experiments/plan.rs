@@ -114,27 +114,23 @@ impl Plan {
     /// A rough estimate of the wall time of [`simulate`] in seconds on `jobs` cores: per run,
     /// steps × (a fixed 1.5 µs per step, what a tiny model's step costs, plus the 6·S·P
     /// floating-point operations of a forward and backward pass over S samples of a P-parameter
-    /// model at 2 GFLOP/s), the runs spread evenly over the cores. Probes, evaluations and
-    /// sequential models whose shapes do not build are not counted, so it is a lower estimate
-    /// for experiments whose instruments dominate.
+    /// model at 2·min(S, 8) GFLOP/s: matrix–vector work at S = 1 runs at about 2 GFLOP/s on one
+    /// core, matrix–matrix work from S ≈ 8 on at about 16, both measured on a 2-core AVX2 machine),
+    /// the runs spread evenly over the cores. Probes, evaluations and sequential models whose
+    /// shapes do not build are not counted, so it is a lower estimate for experiments whose
+    /// instruments dominate.
     pub fn estimated_seconds(&self, jobs: usize) -> f64 {
-        let total: f64 = self
+        let per_run: Vec<f64> = self
             .runs
             .iter()
             .map(|r| {
                 let p = r.spec.model.build_model().map_or(0, |m| m.n_params()) as f64;
-                let per_step = 1.5e-6 + 6.0 * r.spec.train.batch_size as f64 * p / 2e9;
-                r.spec.train.steps as f64 * per_step
+                let s = r.spec.train.batch_size as f64;
+                r.spec.train.steps as f64 * (1.5e-6 + 6.0 * s * p / (2e9 * s.min(8.0)))
             })
-            .sum();
-        let longest = self
-            .runs
-            .iter()
-            .map(|r| {
-                let p = r.spec.model.build_model().map_or(0, |m| m.n_params()) as f64;
-                r.spec.train.steps as f64 * (1.5e-6 + 6.0 * r.spec.train.batch_size as f64 * p / 2e9)
-            })
-            .fold(0.0, f64::max);
+            .collect();
+        let total: f64 = per_run.iter().sum();
+        let longest = per_run.iter().cloned().fold(0.0, f64::max);
         // Runs are independent: the wall time is at least the longest run and at least the total
         // over the cores the runs can use.
         (total / jobs.clamp(1, self.runs.len().max(1)) as f64).max(longest)
