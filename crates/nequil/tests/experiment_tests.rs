@@ -117,3 +117,61 @@ fn catalog_names_are_unique_and_described() {
     assert!(c[first_beyond..].iter().all(|e| e.title.starts_with("Beyond")));
     assert!(c[..first_beyond].iter().all(|e| !e.title.starts_with("Beyond")));
 }
+
+fn paper_plan(name: &str) -> nequil::lab::experiments::Plan {
+    let e = catalog()
+        .into_iter()
+        .find(|e| e.name == name)
+        .expect("experiment exists");
+    (e.plan)(&Ctx::paper(2)).unwrap_or_else(|err| panic!("{name}: {err}"))
+}
+
+/// `--paper` runs Figs. 3 and 8 at the paper's d = 100 and S = 100, Fig. 8's default at the
+/// paper's η (0.1 for the output-averaged loss = 0.001 here), and a width-2000 run beside its
+/// width-100 twin; the plans hold those settings (nothing runs).
+#[test]
+fn paper_tier_runs_the_papers_sizes() {
+    let p8 = paper_plan("fig8-convergence");
+    let default = p8
+        .runs()
+        .iter()
+        .find(|r| r.name == "d=100/eta=0.001/S=100/seed=0")
+        .expect("the paper's default setting");
+    assert_eq!(default.spec.model.widths, vec![100, 100, 100]);
+    assert_eq!(default.spec.train.batch_size, 100);
+    assert_eq!(default.spec.train.lr, Some(0.001));
+    let wide = p8
+        .runs()
+        .iter()
+        .find(|r| r.spec.model.widths == vec![100, 2000, 100])
+        .expect("a width-2000 run");
+    let twin = p8
+        .runs()
+        .iter()
+        .find(|r| {
+            r.spec.model.widths == vec![100, 100, 100]
+                && r.spec.train.lr == wide.spec.train.lr
+                && r.spec.train.batch_size == wide.spec.train.batch_size
+        })
+        .expect("its width-100 twin");
+    assert_eq!(twin.spec.seed, wide.spec.seed);
+    assert_eq!(twin.spec.probes.every, wide.spec.probes.every);
+    let p3 = paper_plan("fig3-norm-balance");
+    assert!(p3.runs().len() >= 5 * 7);
+    for r in p3.runs() {
+        assert_eq!(r.spec.model.widths, vec![100, 100, 100], "{}", r.name);
+        assert!(r.theta0.is_some(), "{}: starts on the product", r.name);
+    }
+    assert!(p3.runs().iter().all(|r| r.spec.train.batch_size == 100));
+}
+
+/// The whole `--paper` tier is planned to fit 2 hours on 2 cores by the plans' own estimate (a
+/// design bound: the estimate is rough, and the report shows measured times).
+#[test]
+fn paper_tier_is_planned_within_two_hours_on_two_cores() {
+    let total: f64 = catalog()
+        .iter()
+        .map(|e| (e.plan)(&Ctx::paper(2)).expect("plan").estimated_seconds(2))
+        .sum();
+    assert!(total <= 7200.0, "estimated {total} s");
+}

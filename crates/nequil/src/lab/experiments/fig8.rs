@@ -619,3 +619,48 @@ pub fn details(r: &Results) -> Result<Details> {
         logs: vec![("rates".into(), log_of(&cols, rows))],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::experiments::plan::simulate;
+
+    /// The claim behind `--paper`'s reduced hidden width, at a size a test affords: from a start on
+    /// the product inside a d-dimensional hidden subspace, width 8d gives the width-d trajectory
+    /// (the same seed, so the same samples), to rounding.
+    #[test]
+    fn hidden_width_does_not_change_the_trajectory() {
+        let narrow = Setting {
+            d: 4,
+            h: 4,
+            eta: 0.02,
+            s: 3,
+            seeds: 1,
+            e_folds: 5.0,
+        };
+        let wide = Setting { h: 32, ..narrow };
+        let q = orthonormal_rows(4, 32);
+        let qqt = q.mul(&q.t());
+        assert!(qqt.add_scaled(-1.0, &Dense::eye(4)).frob2().sqrt() < 1e-14, "Q has orthonormal rows");
+        let mut p = Plan::new();
+        p.add(planned(&narrow, 0, 3000, 10).unwrap()).unwrap();
+        p.add(planned(&wide, 0, 3000, 10).unwrap()).unwrap();
+        let r = simulate(p, &Ctx::new(false, 2)).unwrap();
+        let (a, b) = (r.run(&name(&narrow, 0)).unwrap(), r.run(&name(&wide, 0)).unwrap());
+        let (ca, cb) = (a.column("C").unwrap(), b.column("C").unwrap());
+        assert_eq!(ca.len(), cb.len());
+        assert!((ca[0] - ca[ca.len() - 1]).abs() > 0.1, "the charge moved");
+        for (x, y) in ca.iter().zip(&cb) {
+            // Rounding of two differently shaped computations, ~1e-16 per operation, kept from
+            // growing by the contracting directions; 1e-10 relative leaves room for ~10⁶ of them.
+            assert!((x - y).abs() <= 1e-10 * x.abs().max(1.0), "C: {x} against {y}");
+        }
+        // The width-32 run never leaves the subspace: (I − QᵀQ)W = 0 and U(I − QᵀQ) = 0.
+        let (d, h) = (4, 32);
+        let w = Dense::from_slice(h, d, &b.theta[..h * d]);
+        let u = Dense::from_slice(d, h, &b.theta[h * d..]);
+        let proj = Dense::eye(h).add_scaled(-1.0, &q.t().mul(&q));
+        assert!(proj.mul(&w).frob2().sqrt() < 1e-12 * w.frob2().sqrt());
+        assert!(u.mul(&proj).frob2().sqrt() < 1e-12 * u.frob2().sqrt());
+    }
+}
