@@ -269,7 +269,7 @@ impl Results {
 ///
 /// With [`Ctx::runs_dir`] set, each finished run (completed or stopped by a divergence) is
 /// written there as a record, and a run whose record is there with the same fingerprint is
-/// loaded instead of run ([`record`](super::record) describes both): the results are the same
+/// loaded instead of run ([`record`] describes both): the results are the same
 /// bit for bit, and [`Results::resumed`] counts the runs loaded. A record that cannot be written
 /// is an error of the experiment.
 pub fn simulate(plan: Plan, ctx: &Ctx) -> Result<Results> {
