@@ -260,6 +260,7 @@ def test_reproduce_full_resumes_and_fresh_reruns(tmp_path):
 
     first = call()
     runs = tmp_path / "law-of-balance" / "runs"
+
     def stamp():
         return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in runs.glob("*.json")}
     before = stamp()
