@@ -21,6 +21,11 @@ pub struct ReproduceArgs {
     /// its time first.
     #[arg(long)]
     paper: bool,
+    /// With `--full` or `--paper`: delete the records of finished runs in `<out>/<experiment>/runs/`
+    /// first, so that every run runs again (by default the runs recorded there with the same
+    /// fingerprint are loaded instead: an interrupted run resumes, a finished one only re-renders).
+    #[arg(long)]
+    fresh: bool,
     /// Print the estimated time of the chosen experiments at the chosen tier and exit.
     #[arg(long)]
     estimate: bool,
@@ -72,7 +77,7 @@ pub fn reproduce(a: ReproduceArgs) -> nequil::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let summaries = reproduce_into(&a.out, &a.names, tier, a.jobs, a.mnist.clone(), a.quiet)?;
+    let summaries = reproduce_into(&a.out, &a.names, tier, a.jobs, a.mnist.clone(), a.quiet, a.fresh)?;
     Ok(if summaries.iter().any(|s| s.failed > 0) {
         ExitCode::from(1)
     } else {

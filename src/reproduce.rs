@@ -182,6 +182,12 @@ pub fn human_seconds(s: f64) -> String {
 /// one line per experiment on stderr unless `quiet`. An experiment that fails is recorded as a
 /// failed check (the others still run). Returns the summary of each experiment run, in catalog
 /// order; `report.html` covers every experiment with a summary in `out`.
+///
+/// At [`Tier::Full`] and [`Tier::Paper`] each experiment records its finished runs in
+/// `out/<experiment>/runs/` and loads those already there with the same fingerprint instead of
+/// running them again ([`nequil::lab::experiments::record`]), so that a killed run continues
+/// where it stopped; the records are kept afterwards. `fresh` deletes an experiment's records
+/// before it runs (every run runs again).
 pub fn reproduce_into(
     out: &Path,
     names: &[String],
@@ -189,6 +195,7 @@ pub fn reproduce_into(
     jobs: Option<usize>,
     mnist: Option<PathBuf>,
     quiet: bool,
+    fresh: bool,
 ) -> nequil::Result<Vec<ExperimentSummary>> {
     let chosen = choose(names)?;
     if let Some(dir) = &mnist {
@@ -225,6 +232,14 @@ pub fn reproduce_into(
     for e in &chosen {
         let mut ctx = tier.ctx(jobs);
         ctx.mnist = mnist.clone();
+        let runs_dir = out.join(e.name).join("runs");
+        if fresh && runs_dir.exists() {
+            std::fs::remove_dir_all(&runs_dir)
+                .map_err(|er| nequil::Error::Io(format!("cannot remove {}: {er}", runs_dir.display())))?;
+        }
+        if tier != Tier::Quick {
+            ctx.runs_dir = Some(runs_dir.clone());
+        }
         let pb = progress_bar(1000, e.name, quiet);
         let start = Instant::now();
         let result = std::thread::scope(|s| {
@@ -254,6 +269,15 @@ pub fn reproduce_into(
             Ok(o) => {
                 let summary = write_outcome(&dir, e, &o, secs)?;
                 if !quiet {
+                    if o.resumed > 0 {
+                        eprintln!(
+                            "{}: resumed {} of {} runs from {}",
+                            e.name,
+                            o.resumed,
+                            o.runs,
+                            runs_dir.display()
+                        );
+                    }
                     eprintln!(
                         "{:<26} {:>6.1} s  {}/{} checks pass",
                         e.name,

@@ -616,15 +616,18 @@ def reproduce(
     out: Union[str, "os.PathLike[str]"] = "nequil-out",
     full: bool = False,
     jobs: Optional[int] = None,
+    fresh: bool = False,
 ) -> List[Dict[str, Any]]:
     """Re-runs the paper's experiments (all, or ``names``; see :func:`experiments`) into ``out``
     as ``nequil reproduce`` does: logs, ``summary.json``, figures (SVG and PNG) per experiment and
     ``out/report.html``. ``full`` uses the paper's scale where known (slower); ``jobs`` worker
-    threads (default: all cores). Returns each experiment's summary (``name``, ``passed``,
-    ``failed``, ``checks``, …)."""
+    threads (default: all cores). With ``full``, finished runs are recorded in
+    ``out/<experiment>/runs/`` and loaded by the next call instead of run again (an interrupted
+    call resumes); ``fresh`` deletes those records first. Returns each experiment's summary
+    (``name``, ``passed``, ``failed``, ``checks``, …)."""
     if isinstance(names, str):
         names = [names]
-    return json.loads(_core.reproduce(list(names or []), os.fspath(out), bool(full), jobs))
+    return json.loads(_core.reproduce(list(names or []), os.fspath(out), bool(full), jobs, bool(fresh)))
 
 
 def experiments() -> List[Dict[str, str]]:

@@ -701,10 +701,19 @@ fn log_csv(columns: Vec<String>, rows: Vec<u8>) -> PyResult<String> {
 
 /// Re-runs the paper's experiments (all, or `names`) into `out` as `nequil reproduce` does:
 /// per experiment its logs, `summary.json`, `figure.json`, `figure.svg` and `figure.png`, then
-/// `report.html`. Returns the JSON text of the summaries.
+/// `report.html`. With `full`, finished runs are recorded in `out/<experiment>/runs/` and loaded
+/// on the next call instead of run again; `fresh` deletes them first. Returns the JSON text of
+/// the summaries.
 #[pyfunction]
-#[pyo3(signature = (names, out, full, jobs))]
-fn reproduce(py: Python<'_>, names: Vec<String>, out: PathBuf, full: bool, jobs: Option<usize>) -> PyResult<String> {
+#[pyo3(signature = (names, out, full, jobs, fresh = false))]
+fn reproduce(
+    py: Python<'_>,
+    names: Vec<String>,
+    out: PathBuf,
+    full: bool,
+    jobs: Option<usize>,
+    fresh: bool,
+) -> PyResult<String> {
     compute(py, "reproduce", || {
         let summaries = nequil_cli::reproduce::reproduce_into(
             &out,
@@ -717,6 +726,7 @@ fn reproduce(py: Python<'_>, names: Vec<String>, out: PathBuf, full: bool, jobs:
             jobs,
             None,
             true,
+            fresh,
         )?;
         Ok(serde_json::to_string(&summaries).expect("summaries serialize"))
     })

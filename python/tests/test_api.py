@@ -249,6 +249,30 @@ def test_experiments_listed():
     assert len(names) >= 5 and len(set(names)) == len(names)
 
 
+def test_reproduce_full_resumes_and_fresh_reruns(tmp_path):
+    # law-of-balance at the full size takes about a second. A second call loads every run from
+    # its record (the files are left as they were) and returns the same checks; fresh=True
+    # deletes the records and runs everything again (every record is a new file).
+    def call(**kw):
+        [s] = nequil.reproduce("law-of-balance", out=tmp_path, full=True, jobs=2, **kw)
+        s.pop("seconds")
+        return s
+
+    first = call()
+    runs = tmp_path / "law-of-balance" / "runs"
+
+    def stamp():
+        return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in runs.glob("*.json")}
+    before = stamp()
+    assert len(before) > 1
+    assert call() == first
+    assert stamp() == before
+    assert call(fresh=True) == first
+    after = stamp()
+    assert after.keys() == before.keys()
+    assert all(after[k] != before[k] for k in before)
+
+
 def test_simd_path_is_one_of_the_supported():
     s = nequil.simd()
     assert s["active"] in s["supported"] and "portable" in s["supported"]

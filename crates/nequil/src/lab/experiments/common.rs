@@ -20,6 +20,10 @@ pub struct Outcome {
     pub logs: Vec<(String, Log)>,
     /// Remarks for the reader (e.g. a known finite-η bias).
     pub notes: Vec<String>,
+    /// Runs loaded from their records instead of run ([`Ctx::runs_dir`]).
+    pub resumed: usize,
+    /// Runs in the experiment's plan.
+    pub runs: usize,
 }
 
 /// Run context: scale, parallelism and progress counters (read by the command's progress bar).
@@ -34,6 +38,10 @@ pub struct Ctx {
     pub jobs: usize,
     /// A directory with MNIST IDX files, for the experiments that can use real data.
     pub mnist: Option<std::path::PathBuf>,
+    /// Where finished runs are recorded and looked up, so that an interrupted experiment resumes
+    /// at run granularity ([`record`](super::record)); `None` (the default) runs every run and
+    /// writes nothing.
+    pub runs_dir: Option<std::path::PathBuf>,
     done: AtomicU64,
     total: AtomicU64,
 }
@@ -46,6 +54,7 @@ impl Ctx {
             paper: false,
             jobs: jobs.max(1),
             mnist: None,
+            runs_dir: None,
             done: AtomicU64::new(0),
             total: AtomicU64::new(1),
         }

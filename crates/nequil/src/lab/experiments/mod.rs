@@ -24,6 +24,7 @@ mod fig8;
 mod law;
 pub mod plan;
 mod rebalanced_init;
+pub mod record;
 
 pub use crate::lab::files::{Check, Figure, Panel, PanelKind, Role, Series, Style};
 pub use common::{par_map, Ctx, Outcome};
@@ -82,6 +83,8 @@ impl Experiment {
             settings: d.settings,
             logs: d.logs,
             notes: d.notes,
+            resumed: results.resumed(),
+            runs: results.len(),
         })
     }
 }

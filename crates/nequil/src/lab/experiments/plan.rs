@@ -15,6 +15,7 @@
 //! an error naming what is missing, never a default.
 
 use super::common::Ctx;
+use super::record;
 use crate::core::data::Source;
 use crate::core::models::Model;
 use crate::lab::runner::{run_spec_with, Overrides};
@@ -216,9 +217,23 @@ pub struct Results {
     /// Whether the plan was made for `--paper`.
     pub paper: bool,
     runs: BTreeMap<String, RunResult>,
+    resumed: usize,
 }
 
 impl Results {
+    /// How many runs [`simulate`] loaded from their records instead of running them (0 without
+    /// [`Ctx::runs_dir`]).
+    pub fn resumed(&self) -> usize {
+        self.resumed
+    }
+    /// How many runs the plan had.
+    pub fn len(&self) -> usize {
+        self.runs.len()
+    }
+    /// Whether the plan had no runs.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
     /// A completed run: an error if there is no run of that name, or if it stopped early.
     pub fn run(&self, name: &str) -> Result<&RunResult> {
         let r = self.outcome(name)?;
@@ -247,10 +262,45 @@ impl Results {
 /// progress to `ctx`. A run that diverges or stops is recorded with its error (the checks decide
 /// whether that was expected); a spec that cannot be built or a probe that fails is an error of
 /// the whole experiment.
+///
+/// With [`Ctx::runs_dir`] set, each finished run (completed or stopped by a divergence) is
+/// written there as a record, and a run whose record is there with the same fingerprint is
+/// loaded instead of run ([`record`] describes both): the results are the same
+/// bit for bit, and [`Results::resumed`] counts the runs loaded. A record that cannot be written
+/// is an error of the experiment.
 pub fn simulate(plan: Plan, ctx: &Ctx) -> Result<Results> {
     ctx.set_total(plan.work());
+    if let Some(dir) = &ctx.runs_dir {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let loaded = AtomicUsize::new(0);
+    let name_error = |name: &str, e: Error| match e {
+        Error::Invalid(m) => Error::Invalid(format!("run `{name}`: {m}")),
+        Error::Numerical(m) => Error::Numerical(format!("run `{name}`: {m}")),
+        e => e,
+    };
     let results = par_map_owned(ctx.jobs, plan.runs, |mut r| {
         let total = r.spec.train.steps * r.cost;
+        // The record's path and the run's fingerprint, taken before the overrides move out.
+        let record = match &ctx.runs_dir {
+            Some(dir) => Some((dir.join(record::file_name(&r.name)), record::fingerprint(&r)?)),
+            None => None,
+        };
+        if let Some(rec) = record.as_ref().and_then(|(path, fp)| record::load(path, *fp, &r.name)) {
+            let model = r.spec.model.build_model().map_err(|e| name_error(&r.name, e))?;
+            ctx.advance(total);
+            loaded.fetch_add(1, Ordering::Relaxed);
+            return Ok(RunResult {
+                name: r.name,
+                spec: r.spec,
+                model,
+                log: rec.log,
+                theta: rec.theta,
+                steps_done: rec.steps_done,
+                error: rec.error,
+                summary: rec.summary,
+            });
+        }
         let mut reported = 0u64;
         let over = Overrides {
             theta0: r.theta0.take(),
@@ -262,11 +312,7 @@ pub fn simulate(plan: Plan, ctx: &Ctx) -> Result<Results> {
             reported = reported.max(w);
         });
         ctx.advance(total.saturating_sub(reported));
-        let (model, out) = out.map_err(|e| match e {
-            Error::Invalid(m) => Error::Invalid(format!("run `{}`: {m}", r.name)),
-            Error::Numerical(m) => Error::Numerical(format!("run `{}`: {m}", r.name)),
-            e => e,
-        })?;
+        let (model, out) = out.map_err(|e| name_error(&r.name, e))?;
         // An experiment's instruments are part of its measurement: one that fails fails the
         // experiment (a divergence is recorded, for the checks to judge).
         if let Some(e @ Error::ProbeFailed { .. }) = &out.error {
@@ -283,7 +329,7 @@ pub fn simulate(plan: Plan, ctx: &Ctx) -> Result<Results> {
                 }
             }
         }
-        Ok(RunResult {
+        let result = RunResult {
             name: r.name,
             spec: r.spec,
             model,
@@ -292,7 +338,11 @@ pub fn simulate(plan: Plan, ctx: &Ctx) -> Result<Results> {
             steps_done: out.steps_done,
             error: out.error,
             summary,
-        })
+        };
+        if let Some((path, fp)) = &record {
+            record::save(path, *fp, &result)?;
+        }
+        Ok(result)
     });
     let mut runs = BTreeMap::new();
     for r in results {
@@ -303,6 +353,7 @@ pub fn simulate(plan: Plan, ctx: &Ctx) -> Result<Results> {
         full: ctx.full,
         paper: ctx.paper,
         runs,
+        resumed: loaded.into_inner(),
     })
 }
 
