@@ -25,7 +25,11 @@ impl Probe for Odd {
     fn record(&mut self, ctx: &ProbeCtx<'_>, out: &mut Vec<f64>) -> nequil::Result<()> {
         self.rows += 1;
         self.sum += ctx.theta[0];
-        out.push(if self.rows.is_multiple_of(2) { f64::NAN } else { ctx.theta[0] });
+        out.push(if self.rows.is_multiple_of(2) {
+            f64::NAN
+        } else {
+            ctx.theta[0]
+        });
         Ok(())
     }
     fn summary(&self) -> Vec<(String, Vec<f64>)> {
