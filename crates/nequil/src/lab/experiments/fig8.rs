@@ -42,15 +42,24 @@ struct Setting {
     e_folds: f64,
 }
 
-const fn quick(d: usize, eta: f64, s: usize) -> Setting {
+/// A setting at hidden width d: 8 seeds and 8 e-folds for the quick tier, 1 and 5 for `--paper`.
+const fn setting(paper: bool, d: usize, eta: f64, s: usize) -> Setting {
     Setting {
         d,
         h: d,
         eta,
         s,
-        seeds: 8,
-        e_folds: 8.0,
+        seeds: if paper { 1 } else { 8 },
+        e_folds: if paper { 5.0 } else { 8.0 },
     }
+}
+
+const fn quick(d: usize, eta: f64, s: usize) -> Setting {
+    setting(false, d, eta, s)
+}
+
+const fn paper(d: usize, eta: f64, s: usize) -> Setting {
+    setting(true, d, eta, s)
 }
 
 /// The quick tier's settings (d, η, S); `--full` runs them with 32 seeds.
@@ -63,17 +72,6 @@ const QUICK: [Setting; 7] = [
     quick(4, 0.01, 1),
     quick(20, 0.005, 1),
 ];
-
-const fn paper(d: usize, eta: f64, s: usize) -> Setting {
-    Setting {
-        d,
-        h: d,
-        eta,
-        s,
-        seeds: 1,
-        e_folds: 5.0,
-    }
-}
 
 /// `--paper`: d = 100, S = 100 and the paper's η = 0.1 for a loss averaged over the 100 outputs
 /// (0.001 here) first, then η doubled and quadrupled, S halved and quartered, d = 50 and 200, one
