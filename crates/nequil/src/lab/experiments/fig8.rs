@@ -541,7 +541,11 @@ pub fn figure(r: &Results) -> Result<Figure> {
                 vec![1.0, 1.0],
             ),
             Series::new(
-                "SGD (mean over seeds)",
+                if all.iter().all(|(st, _)| st.seeds == 1) {
+                    "SGD (one seed)"
+                } else {
+                    "SGD (mean over seeds)"
+                },
                 Role::Sgd,
                 Style::Markers,
                 (0..all.len()).map(|i| i as f64).collect(),
