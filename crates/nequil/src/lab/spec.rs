@@ -933,6 +933,7 @@ impl Spec {
         let mut footprint = model_footprint(&model, 4, batch.max(1));
         footprint.check(&what, "training")?;
         self.data_footprint(&model, &mut footprint);
+        self.probe_footprint(&mut footprint);
         footprint.check(&what, "training")?;
         let init = self.model.init_scheme()?;
         let theta0 = match &self.model.init_from {
@@ -968,6 +969,33 @@ impl Spec {
             config,
             memory: footprint.total(),
         })
+    }
+
+    /// Adds to `f` the matrices over a hidden layer that the equilibrium and charge probes build:
+    /// the two-layer equilibrium's factorizations and the matrix families' generators are
+    /// h × h for a hidden width h, counted as four such matrices over the widest hidden layer (a
+    /// bound, not an exact count), so that a width no probe can afford is refused before training.
+    fn probe_footprint(&self, f: &mut Footprint) {
+        let w = &self.model.widths;
+        let widest = if w.len() > 2 {
+            w[1..w.len() - 1].iter().copied().max().unwrap_or(0)
+        } else {
+            0
+        } as u128;
+        if self.probes.equilibrium.is_some() {
+            f.add(
+                format!("probes.equilibrium: matrices over the hidden layer of width {widest} (4 × h²)"),
+                4 * widest * widest,
+                8,
+            );
+        }
+        if self.probes.charges.is_some() {
+            f.add(
+                format!("probes.charges: generators over the hidden layer of width {widest} (4 × h²)"),
+                4 * widest * widest,
+                8,
+            );
+        }
     }
 
     /// Adds to `f` what the data will take before they exist: the teacher, covariance factors
