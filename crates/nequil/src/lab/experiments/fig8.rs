@@ -224,8 +224,7 @@ impl Probe for DriftProbe {
     }
 }
 
-fn planned(st: &Setting, seed: u64, n_steps: u64, every: u64) -> Result<PlannedRun> {
-    let pr = predict(st)?;
+fn planned(st: &Setting, seed: u64, n_steps: u64, every: u64, theta0: Vec<f64>) -> Result<PlannedRun> {
     let g = dist(st.d)?;
     let mut spec = base_spec(100 + seed, ModelKind::Linear, &[st.d, st.h, st.d], n_steps);
     spec.data.x_cov = Some(CovSpec::Phi(PHI));
@@ -243,14 +242,14 @@ fn planned(st: &Setting, seed: u64, n_steps: u64, every: u64) -> Result<PlannedR
         se: g.noise_second_moment(),
     };
     Ok(PlannedRun::new(name(st, seed), spec)
-        .theta0(pr.theta0)
+        .theta0(theta0)
         .probe(probe)
         .cost((st.s * st.d * st.h) as u64))
 }
 
 /// The recording interval of a setting's runs: ~400 records per run.
-fn every(st: &Setting) -> Result<u64> {
-    Ok((steps(st, &predict(st)?) / 400).max(1))
+fn every(st: &Setting, pr: &Prediction) -> u64 {
+    (steps(st, pr) / 400).max(1)
 }
 
 /// The plan.
@@ -261,13 +260,15 @@ pub fn plan(ctx: &Ctx) -> Result<Plan> {
         // Run long enough for e^{−e_folds} of the predicted relaxation.
         let n = steps(&st, &pr);
         for seed in 0..st.seeds {
-            p.add(planned(&st, seed, n, every(&st)?)?)?;
+            p.add(planned(&st, seed, n, every(&st, &pr), pr.theta0.clone())?)?;
         }
     }
     if ctx.paper {
         // The same seed, setting and recording interval as its width-d twin in PAPER.
         let (st, n) = IDENTITY;
-        p.add(planned(&st, 0, n, every(&Setting { h: st.d, ..st })?)?)?;
+        let twin = Setting { h: st.d, ..st };
+        let every = every(&twin, &predict(&twin)?);
+        p.add(planned(&st, 0, n, every, predict(&st)?.theta0)?)?;
     }
     Ok(p)
 }
@@ -308,8 +309,7 @@ struct Measured {
     closest: f64,
 }
 
-fn measure(run: &RunResult, st: &Setting) -> Result<Measured> {
-    let pr = predict(st)?;
+fn measure(run: &RunResult, st: &Setting, pr: &Prediction) -> Result<Measured> {
     let eta = st.eta;
     let (t, charge, drift) = (run.column("t")?, run.column("C")?, run.column("drift_per_step")?);
     let dist: Vec<f64> = charge.iter().map(|c| (c - pr.c_star) / pr.c0).collect();
@@ -352,8 +352,9 @@ fn measure_all(r: &Results) -> Result<Vec<(Setting, Vec<Measured>)>> {
     settings(r.full, r.paper)
         .into_iter()
         .map(|st| {
+            let pr = predict(&st)?;
             let ms = (0..st.seeds)
-                .map(|seed| measure(r.run(&name(&st, seed))?, &st))
+                .map(|seed| measure(r.run(&name(&st, seed))?, &st, &pr))
                 .collect::<Result<Vec<_>>>()?;
             Ok((st, ms))
         })
@@ -652,8 +653,10 @@ mod tests {
             "Q has orthonormal rows"
         );
         let mut p = Plan::new();
-        p.add(planned(&narrow, 0, 3000, 10).unwrap()).unwrap();
-        p.add(planned(&wide, 0, 3000, 10).unwrap()).unwrap();
+        p.add(planned(&narrow, 0, 3000, 10, predict(&narrow).unwrap().theta0).unwrap())
+            .unwrap();
+        p.add(planned(&wide, 0, 3000, 10, predict(&wide).unwrap().theta0).unwrap())
+            .unwrap();
         let r = simulate(p, &Ctx::new(false, 2)).unwrap();
         let (a, b) = (r.run(&name(&narrow, 0)).unwrap(), r.run(&name(&wide, 0)).unwrap());
         let (ca, cb) = (a.column("C").unwrap(), b.column("C").unwrap());
