@@ -4,7 +4,8 @@
 //! (Lemma B.1), so the statistics at θ alone determine the flow everywhere on the orbit. In A's
 //! eigenbasis `A = Σ_i μ_i n_i n_iᵀ`, with `c_i = (n_iᵀθ)²`:
 //!
-//! * **continuous time** (§6.1): `G(λ) = Σ_i μ_i [(η/S) s_i e^{−2λμ_i} − 4γ c_i e^{2λμ_i}]` with
+//! * **continuous time** (book `theory/constants.md#noether-flow-constant`):
+//!   `G(λ) = Σ_i μ_i [(η/S) s_i e^{−2λμ_i} − 4γ c_i e^{2λμ_i}]` with
 //!   `s_i = n_iᵀΣn_i` (per-sample covariance): the drift `Ċ` at `θ_λ`;
 //! * **discrete time** (Theorem D.1 with weight decay): `G_d(λ) = Σ_i μ_i [η² d_i e^{−2λμ_i} −
 //!   κ c_i e^{2λμ_i}]` with `d_i = n_iᵀ E[ĝĝᵀ] n_i = (n_iᵀ∇L)² + s_i/S` (raw second moment of the

@@ -4,7 +4,7 @@
 //! Notation: `U ∈ ℝ^{d_y×h}` is `layers.1.weight`, `W ∈ ℝ^{h×d_x}` is `layers.0.weight`, the product
 //! `V = UW`, the residual `r = Vx − y`, `M = E[r xᵀ]`, `Γ'_W = E[‖r‖² xxᵀ]`, `Γ'_U = E[‖x‖² rrᵀ]`.
 //! With the loss `ℓ = ‖UWx − y‖²` (no ½), batch size S, learning rate η and weight decay `γ‖θ‖²`,
-//! the matrix charge obeys (§6.2)
+//! the matrix charge obeys (book `theory/constants.md#two-layer-linear-net`)
 //! `d/dt (UᵀU − WWᵀ) = −4γ(UᵀU − WWᵀ) + (4η/S)[W(Γ'_W − MᵀM)Wᵀ − Uᵀ(Γ'_U − MMᵀ)U]`,
 //! so the equilibrium of every double rotation at once is `W Γ̃_W Wᵀ = Uᵀ Γ̃_U U` with
 //! `Γ̃_W = Γ'_W − MᵀM + (γS/η)I` and `Γ̃_U = Γ'_U − MMᵀ + (γS/η)I`. These depend on θ only through
@@ -20,7 +20,8 @@
 //! `Γ'_U = Tr Σ_x (DΣ_xDᵀ + Σ_ε) + 2 D Σ_x² Dᵀ` ([`TwoLayerGammas::gaussian`]).
 //!
 //! **Sharpness convention:** [`sharpness_paper`] is the paper's `S(θ) = d_y Tr[WΣ_xWᵀ] + ‖U‖_F² Tr Σ_x`
-//! (Prop. 5.3), which is *half* the Hessian trace of `E‖UWx − y‖²` (§6.3).
+//! (Prop. 5.3), which is *half* the Hessian trace of `E‖UWx − y‖²`
+//! (book `theory/constants.md#sharpness-convention`).
 
 use crate::core::data::{Gaussian, Target};
 use crate::core::linalg::{gemm_tn, svd, sym_eigen, Dense};

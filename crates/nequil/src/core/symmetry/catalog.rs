@@ -23,7 +23,7 @@
 //!   `W_l → e^{λB} W_l`, `b_l → e^{λB} b_l`, `W_{l+1} → W_{l+1} e^{−λB}`; its charge is
 //!   `C_B = Tr[B (W_l W_lᵀ + b_l b_lᵀ − W_{l+1}ᵀ W_{l+1})]`), and inside self-attention, per head,
 //!   between queries and keys (`qk.{label}.{h}`) and between values and the output projection
-//!   (`vo.{label}.{h}`). **Sign convention:** the paper's §3.1 writes the rotation as
+//!   (`vo.{label}.{h}`). **Sign convention:** the paper's §5.1 writes the rotation as
 //!   `U → UB, W → −BW`, i.e. `C_B^paper = Tr[UBUᵀ] − Tr[WᵀBW]` with `U = W_{l+1}`, `W = W_l`; that is
 //!   ours with `B → −B`. Ours makes the neuron rescaling of neuron k the double rotation with
 //!   `B = e_k e_kᵀ`, and its matrix charge is the `W Wᵀ − UᵀU` of the paper's Eq. 11. The diagonal

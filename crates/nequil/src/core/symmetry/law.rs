@@ -9,7 +9,8 @@
 //! * **Expected discrete drift** ([`NoiseBalance::expected_step_drift`]):
 //!   `E[ΔC] = η²(∇LᵀA∇L + Tr[AΣ]/S) − 4ηγC + 4η²γ²C` (Theorem D.1 with weight decay).
 //! * **Continuous drift** ([`NoiseBalance::continuous_drift`]): `Ċ = −4γC + (η/S) Tr[AΣ]`
-//!   (§6.1; the paper's Eq. 7 writes σ² = η/(2S) where 2σ² is consistent).
+//!   (book `theory/constants.md#noether-flow-constant`; the paper's Eq. 7 writes σ² = η/(2S) where
+//!   2σ² is consistent).
 //! * **Momentum** ([`Momentum`], book `theory/momentum.md`): heavy-ball and Nesterov momentum in
 //!   PyTorch's convention. Given the velocity `v`, one step changes the charge by exactly
 //!   `C' − C = −2η(2aγC + b θᵀAv) + η² dᵀAd` with the update direction `d = a(ĝ + 2γθ) + b v`;

@@ -1,6 +1,7 @@
 //! Fig. 2 (Appendix A.2): matrix factorization with different label-noise covariances. Under SGD
-//! the matrix charge `WWᵀ − UᵀU` moves until the alignment condition of Theorem 5.2 (with §6
-//! constants) holds: `W Γ̃_W Wᵀ = Uᵀ Γ̃_U U`; GD keeps the charge of its initialization.
+//! the matrix charge `WWᵀ − UᵀU` moves until the alignment condition of Theorem 5.2 (with the
+//! corrected constants of book `theory/constants.md`) holds: `W Γ̃_W Wᵀ = Uᵀ Γ̃_U U`; GD keeps the
+//! charge of its initialization.
 //!
 //! Setting (paper: d_x = d_y = 30, hidden 40, x ~ N(0, I), y = x + ε; η, S, steps and init not
 //! stated): each covariance has its own diagonal Σ_ε with entries drawn log-uniformly in

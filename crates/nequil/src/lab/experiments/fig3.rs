@@ -2,7 +2,7 @@
 //!
 //! Setting (book `theory/closed-forms.md#two-layer-recipe`; the paper's Fig. 3 uses d = 100, hidden 2000, η = 0.1, S = 100): y =
 //! x + ε ∈ ℝ^d, `Σ_x = diag(φ·I_{d/2}, (2 − φ)·I_{d/2})`, `Σ_ε = I`, Kaiming init. At the global
-//! minimum (UW = I, γ = 0) Theorem 5.2 with §6 constants gives ‖U*‖² = (d/2)(√φ + √(2−φ)),
+//! minimum (UW = I, γ = 0) Theorem 5.2 (corrected constants) gives ‖U*‖² = (d/2)(√φ + √(2−φ)),
 //! ‖W*‖² = (d/2)(1/√φ + 1/√(2−φ)), so ‖W*‖²/‖U*‖² = 1/√(φ(2−φ)): balanced only at φ = 1.
 //! SGD is run at three learning rates (η, η/2 and η/4): the gap to the theory, extrapolated to
 //! η → 0 through the three (a quadratic in η), must vanish within its statistical error and the
