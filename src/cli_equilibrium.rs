@@ -25,8 +25,10 @@ pub struct EquilibriumArgs {
     /// The model: a run spec (its [model] table is used) or a TOML file with just a [model] table.
     #[arg(long, value_name = "MODEL.toml")]
     model: PathBuf,
-    /// The weights (safetensors) by PyTorch name: layers.{l}.weight [out, in], layers.{l}.bias [out];
-    /// e.g. safetensors.torch.save_file(net.state_dict(), path) or nequil run's final.safetensors.
+    /// The weights (safetensors) by PyTorch state-dict name, saved as they are: with kind =
+    /// "sequential", nn.Sequential's own names (0.weight, 2.bias, …); with the other kinds,
+    /// layers.{l}.weight [out, in] and layers.{l}.bias [out]. E.g.
+    /// safetensors.torch.save_file(net.state_dict(), path), or nequil run's final.safetensors.
     #[arg(long, value_name = "W.safetensors")]
     weights: PathBuf,
     /// Inputs, an .npy array of shape [n, d_in] (or [n, …] with d_in features per sample).

@@ -11,7 +11,7 @@ use std::time::Instant;
 /// Arguments of `nequil run`.
 #[derive(Args)]
 pub struct RunArgs {
-    /// The run specification (TOML; schema in the README).
+    /// The run specification (TOML; every key in the book, docs/src/spec-reference.md).
     spec: PathBuf,
     /// Output directory (created if missing; existing run files in it are replaced).
     #[arg(long, short)]

@@ -620,8 +620,10 @@ def reproduce(
 ) -> List[Dict[str, Any]]:
     """Re-runs the paper's experiments (all, or ``names``; see :func:`experiments`) into ``out``
     as ``nequil reproduce`` does: logs, ``summary.json``, figures (SVG and PNG) per experiment and
-    ``out/report.html``. ``full`` uses the paper's scale where known (slower); ``jobs`` worker
-    threads (default: all cores). With ``full``, finished runs are recorded in
+    ``out/report.html``. ``full`` runs the larger tier of ``nequil reproduce --full`` (larger sizes,
+    more seeds and longer runs than the quick default; slower); the paper's own settings
+    (``nequil reproduce --paper``) are the command's only. ``jobs`` worker threads (default: all
+    cores). With ``full``, finished runs are recorded in
     ``out/<experiment>/runs/`` and loaded by the next call instead of run again (an interrupted
     call resumes); ``fresh`` deletes those records first. Returns each experiment's summary
     (``name``, ``passed``, ``failed``, ``checks``, …)."""

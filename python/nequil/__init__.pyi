@@ -223,12 +223,16 @@ def run(spec: Mapping[str, Any] | str | os.PathLike[str], out: str | os.PathLike
     diverges is not an exception: its :attr:`RunResult.status` is ``"diverged"`` and its metrics
     stop at the failing step. Bad specs raise ``ValueError`` naming the key.
     '''
-def reproduce(names: Sequence[str] | None = None, out: str | os.PathLike[str] = 'nequil-out', full: bool = False, jobs: int | None = None) -> list[dict[str, Any]]:
+def reproduce(names: Sequence[str] | None = None, out: str | os.PathLike[str] = 'nequil-out', full: bool = False, jobs: int | None = None, fresh: bool = False) -> list[dict[str, Any]]:
     """Re-runs the paper's experiments (all, or ``names``; see :func:`experiments`) into ``out``
     as ``nequil reproduce`` does: logs, ``summary.json``, figures (SVG and PNG) per experiment and
-    ``out/report.html``. ``full`` uses the paper's scale where known (slower); ``jobs`` worker
-    threads (default: all cores). Returns each experiment's summary (``name``, ``passed``,
-    ``failed``, ``checks``, …)."""
+    ``out/report.html``. ``full`` runs the larger tier of ``nequil reproduce --full`` (larger sizes,
+    more seeds and longer runs than the quick default; slower); the paper's own settings
+    (``nequil reproduce --paper``) are the command's only. ``jobs`` worker threads (default: all
+    cores). With ``full``, finished runs are recorded in
+    ``out/<experiment>/runs/`` and loaded by the next call instead of run again (an interrupted
+    call resumes); ``fresh`` deletes those records first. Returns each experiment's summary
+    (``name``, ``passed``, ``failed``, ``checks``, …)."""
 def experiments() -> list[dict[str, str]]:
     """The experiments of :func:`reproduce`: ``name``, ``title`` and ``claim`` of each."""
 def simd() -> dict[str, Any]:
