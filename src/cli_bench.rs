@@ -143,7 +143,7 @@ enum BenchCmd {
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// `variance`: the per-parameter variance (`grad_stats`), then the first hidden layer's
-        /// imbalances from it; `imbalance`: every hidden neuron's Tr[A_kΣ] by quadratic forms
+        /// imbalances from it; `imbalance`: every hidden neuron's `Tr[A_kΣ]` by quadratic forms
         /// (`neuron_imbalances`), without the per-parameter variance.
         #[arg(long, default_value = "variance")]
         method: String,

@@ -22,16 +22,16 @@ use std::process::ExitCode;
 /// Arguments of `nequil equilibrium`.
 #[derive(Args)]
 pub struct EquilibriumArgs {
-    /// The model: a run spec (its [model] table is used) or a TOML file with just a [model] table.
+    /// The model: a run spec (its `[model]` table is used) or a TOML file with just a `[model]` table.
     #[arg(long, value_name = "MODEL.toml")]
     model: PathBuf,
     /// The weights (safetensors) by PyTorch state-dict name, saved as they are: with kind =
-    /// "sequential", nn.Sequential's own names (0.weight, 2.bias, …); with the other kinds,
-    /// layers.{l}.weight [out, in] and layers.{l}.bias [out]. E.g.
+    /// "sequential", nn.Sequential's own names (`0.weight`, `2.bias`, …); with the other kinds,
+    /// `layers.{l}.weight` `[out, in]` and `layers.{l}.bias` `[out]`. E.g.
     /// safetensors.torch.save_file(net.state_dict(), path), or nequil run's final.safetensors.
     #[arg(long, value_name = "W.safetensors")]
     weights: PathBuf,
-    /// Inputs, an .npy array of shape [n, d_in] (or [n, …] with d_in features per sample).
+    /// Inputs, an .npy array of shape `[n, d_in]` (or `[n, …]` with d_in features per sample).
     #[arg(
         long,
         value_name = "X.npy",
@@ -40,7 +40,7 @@ pub struct EquilibriumArgs {
         requires = "y"
     )]
     x: Option<PathBuf>,
-    /// Targets, an .npy array of shape [n, d_out] (or [n] when d_out = 1).
+    /// Targets, an .npy array of shape `[n, d_out]` (or `[n]` when d_out = 1).
     #[arg(long, value_name = "Y.npy", requires = "x")]
     y: Option<PathBuf>,
     /// An .npz archive holding inputs and targets (instead of --x and --y).
@@ -61,8 +61,8 @@ pub struct EquilibriumArgs {
     /// Weight decay γ (the loss carries γ‖θ‖²).
     #[arg(long, value_name = "γ", default_value_t = 0.0)]
     weight_decay: f64,
-    /// Solve the discrete-time equilibrium E[ΔC] = 0 per step (Theorem D.1) instead of the
-    /// continuous-time 4γC = (η/S)Tr[AΣ].
+    /// Solve the discrete-time equilibrium `E[ΔC] = 0` per step (Theorem D.1) instead of the
+    /// continuous-time `4γC = (η/S)Tr[AΣ]`.
     #[arg(long)]
     discrete: bool,
     /// Print the report as JSON on stdout (λ* = ±∞ as the strings "inf"/"-inf", with the reason).

@@ -31,7 +31,7 @@ pub struct RebalanceArgs {
     /// [default: the spec's probes.eval_samples, 2048].
     #[arg(long, value_name = "N")]
     samples: Option<usize>,
-    /// Solve the discrete-time equilibrium E[ΔC] = 0 per step instead of the continuous-time one.
+    /// Solve the discrete-time equilibrium `E[ΔC] = 0` per step instead of the continuous-time one.
     #[arg(long)]
     discrete: bool,
     /// Print the report as JSON.

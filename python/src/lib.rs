@@ -9,9 +9,9 @@
 //!
 //! * releases the GIL while it computes ([`Python::detach`]), so other Python threads run;
 //! * turns the library's errors into Python exceptions with the command-line tool's messages
-//!   ([`to_py_err`]: bad input → `ValueError`, a missing file → `FileNotFoundError`, other file
+//!   (`to_py_err`: bad input → `ValueError`, a missing file → `FileNotFoundError`, other file
 //!   trouble → `OSError`, a numerical failure → `ArithmeticError`);
-//! * never lets a panic cross into Python: [`guarded`] catches it and raises `RuntimeError`
+//! * never lets a panic cross into Python: `guarded` catches it and raises `RuntimeError`
 //!   naming it a bug.
 
 use nequil::core::curvature::{
