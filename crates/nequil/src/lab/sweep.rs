@@ -70,6 +70,7 @@
 //! shared directory or into separate ones; [`merge`] gathers any number of them into `runs.csv`.
 
 use crate::core::parallel::with_threads;
+use crate::error::panic_message;
 use crate::lab::files::{csv, read_json, write_json, Cell, RunSummary};
 use crate::lab::io::write_new_atomic;
 use crate::lab::runner::{run_spec, write_run_dir};
@@ -568,13 +569,12 @@ pub struct SweepReport {
 pub fn init_out_dir(sweep: &Sweep, out: &Path) -> Result<()> {
     let st = out.join("sweep.toml");
     if !st.exists() {
-        if foreign_entry(out)?.is_some() {
-            if !st.exists() {
-                return Err(invalid!(
-                    "{} exists, is not empty and has no sweep.toml: not a sweep directory; choose another --out",
-                    out.display()
-                ));
-            }
+        // The second look: a sibling's runs/ is created after its sweep.toml.
+        if foreign_entry(out)?.is_some() && !st.exists() {
+            return Err(invalid!(
+                "{} exists, is not empty and has no sweep.toml: not a sweep directory; choose another --out",
+                out.display()
+            ));
         }
         std::fs::create_dir_all(out).map_err(|e| io_err!("cannot create {}: {e}", out.display()))?;
         // Ours, or a sibling shard's of a moment ago: compared below either way.
@@ -921,14 +921,7 @@ fn record(run: &SweepRun, base: &Path, dir: &Path, steps: &dyn Fn(u64)) -> Resul
             }
         }
         Ok(Err(e)) => (RunState::Failed, Some(e.to_string())),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            (RunState::Failed, Some(format!("panicked: {what}")))
-        }
+        Err(panic) => (RunState::Failed, Some(format!("panicked: {}", panic_message(&*panic)))),
     };
     let st = RunStatus {
         status,
