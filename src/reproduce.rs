@@ -256,13 +256,9 @@ pub fn reproduce_into(
         let secs = start.elapsed().as_secs_f64();
         let dir = out.join(e.name);
         let result = result.unwrap_or_else(|p| {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
             Err(nequil::Error::Numerical(format!(
-                "the experiment panicked (a bug): {msg}"
+                "the experiment panicked (a bug): {}",
+                nequil::error::panic_message(&*p)
             )))
         });
         match result {

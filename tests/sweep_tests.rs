@@ -372,6 +372,74 @@ fn shards_merge_to_the_unsharded_table() {
     assert_eq!(std::fs::read_to_string(d.join("m2.csv")).unwrap(), table);
 }
 
+/// Eight shards started at once into one new directory, 50 times: each time every shard exits 0
+/// and every run executes exactly once. (Before directory initialisation was race-free, a shard
+/// that inspected the new directory just after a sibling had created `runs/` and locked a run
+/// refused it as "not a sweep directory".) The children are spawned back to back, so they start
+/// nearly together; the test does not depend on how they interleave, only exercises it.
+#[test]
+fn eight_shards_started_together_into_a_new_directory_run_every_run_once() {
+    const SHARDS: usize = 8;
+    const ROUNDS: usize = 50;
+    let d = tmp("together");
+    // 16 runs of 20 steps: two per shard.
+    let p = write_spec(
+        &d,
+        "s.toml",
+        &spec(20, 10, "\"train.lr\" = [0.01, 0.02]\nseed = [0, 1, 2, 3, 4, 5, 6, 7]"),
+    );
+    let ids: Vec<String> = (0..16).map(|i| format!("run-{i:04}")).collect();
+    for round in 0..ROUNDS {
+        let out = d.join(format!("round-{round}"));
+        let children: Vec<_> = (0..SHARDS)
+            .map(|i| {
+                bin()
+                    .arg("sweep")
+                    .arg(&p)
+                    .arg("--out")
+                    .arg(&out)
+                    .args(["--jobs", "1", "--shard", &format!("{i}/{SHARDS}")])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for (i, c) in children.into_iter().enumerate() {
+            let o = c.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                o.status.success(),
+                "round {round}, shard {i}/{SHARDS}: exit {:?}: {err}",
+                o.status.code()
+            );
+            // Its two runs, both executed by it, none before.
+            assert!(
+                err.contains(&format!(
+                    "shard {i}/{SHARDS}: 2 runs (0 finished before, 2 now): 2 ok, 0 diverged, 0 failed"
+                )),
+                "round {round}, shard {i}/{SHARDS}: {err}"
+            );
+        }
+        assert_eq!(
+            run_dirs(&out),
+            ids,
+            "round {round}: every run present once, no lock left"
+        );
+        for id in &ids {
+            let st = json(&out.join("runs").join(id).join("status.json"));
+            assert_eq!(st["status"], "ok", "round {round}, {id}: {st}");
+        }
+        // The sweep is complete: merge refuses a sweep with unfinished or missing runs.
+        ok(&merge(&[&out], &[]));
+        assert_eq!(
+            std::fs::read_to_string(out.join("runs.csv")).unwrap().lines().count(),
+            17
+        );
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     let _ = std::fs::remove_dir_all(to);
     std::fs::create_dir_all(to).unwrap();

@@ -57,16 +57,10 @@ fn to_py_err(e: Error) -> PyErr {
 fn guarded<T>(what: &str, f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
-        Err(payload) => {
-            let detail = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".into());
-            Err(PyRuntimeError::new_err(format!(
-                "internal error in nequil.{what} (a bug in nequil; please report it with the inputs that caused it): {detail}"
-            )))
-        }
+        Err(payload) => Err(PyRuntimeError::new_err(format!(
+            "internal error in nequil.{what} (a bug in nequil; please report it with the inputs that caused it): {}",
+            nequil::error::panic_message(&*payload)
+        ))),
     }
 }
 

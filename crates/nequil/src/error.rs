@@ -62,3 +62,45 @@ macro_rules! invalid {
 macro_rules! io_err {
     ($($arg:tt)*) => { $crate::error::Error::Io(format!($($arg)*)) };
 }
+
+/// The message of a caught panic, from its payload (what [`std::panic::catch_unwind`] returns in
+/// its `Err`, or [`std::panic::PanicHookInfo::payload`]): the text of `panic!("…")`, `assert!`,
+/// `expect`, an index out of bounds, …; `"unknown panic"` for a payload that is not a string
+/// (`std::panic::panic_any` with another type).
+///
+/// Pass the payload itself, not its box: with `p: Box<dyn Any + Send>`, call
+/// `panic_message(&*p)` (`&p` would be the box, which is not a string).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_of_every_payload() {
+        let caught = |f: fn()| std::panic::catch_unwind(f).unwrap_err();
+        let literal = caught(|| panic!("a literal"));
+        let formatted = caught(|| panic!("formatted {}", 42));
+        let index = caught(|| {
+            let v: Vec<u8> = Vec::new();
+            let i = std::hint::black_box(3);
+            let _ = v[i];
+        });
+        let other = caught(|| std::panic::panic_any(7u32));
+        assert_eq!(panic_message(&*literal), "a literal");
+        assert_eq!(panic_message(&*formatted), "formatted 42");
+        assert_eq!(
+            panic_message(&*index),
+            "index out of bounds: the len is 0 but the index is 3"
+        );
+        assert_eq!(panic_message(&*other), "unknown panic");
+        // The box itself is not a payload.
+        assert_eq!(panic_message(&literal), "unknown panic");
+    }
+}

@@ -1,24 +1,30 @@
 //! The step loop allocates nothing: a counting global allocator around `Stepper::step` for every
-//! model family and batching mode. Only allocations made by the measuring thread are counted, so
-//! the test harness's own threads cannot disturb it.
+//! model family and batching mode, and around `train` between its rows. Only allocations made by
+//! the measuring thread are counted, so the test harness's own threads cannot disturb it.
 
 use nequil::core::data::{Cov, Gaussian, Source, Target};
 use nequil::core::models::{Activation, Init, Model, ScaleKind};
 use nequil::core::rng::Rng;
 use nequil::train::{Batching, Stepper};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
     static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Allocations this thread made while counting (per thread, so tests running at once do not
+    /// see each other's).
+    static ALLOCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 fn count() {
     if COUNTING.with(|c| c.get()) {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        ALLOCS.with(|a| a.set(a.get() + 1));
     }
+}
+
+/// Allocations counted on this thread so far.
+fn allocs_so_far() -> usize {
+    ALLOCS.with(|a| a.get())
 }
 
 unsafe impl GlobalAlloc for Counting {
@@ -88,13 +94,13 @@ fn step_loop_allocates_nothing() {
             let mut theta = model.init(&Init::Kaiming, &mut Rng::new(2)).unwrap();
             let mut st = Stepper::new(model, &source, batching, 0.01, 3).unwrap();
             st.step(model, &mut source, &mut theta, 1e-3, 0).unwrap();
-            let before = ALLOCS.load(Ordering::SeqCst);
+            let before = allocs_so_far();
             COUNTING.with(|c| c.set(true));
             for k in 1..200 {
                 st.step(model, &mut source, &mut theta, 1e-3, k).unwrap();
             }
             COUNTING.with(|c| c.set(false));
-            let after = ALLOCS.load(Ordering::SeqCst);
+            let after = allocs_so_far();
             assert_eq!(
                 after - before,
                 0,
@@ -135,19 +141,65 @@ fn every_update_rule_allocates_nothing() {
             .with_optimizer(opt)
             .unwrap();
         st.step(&model, &mut source, &mut theta, 1e-3, 0).unwrap();
-        let before = ALLOCS.load(Ordering::SeqCst);
+        let before = allocs_so_far();
         COUNTING.with(|c| c.set(true));
         for k in 1..200 {
             st.step(&model, &mut source, &mut theta, 1e-3, k).unwrap();
         }
         COUNTING.with(|c| c.set(false));
-        let after = ALLOCS.load(Ordering::SeqCst);
+        let after = allocs_so_far();
         assert_eq!(
             after - before,
             0,
             "{} allocated {} times in 199 steps",
             opt.name(),
             after - before
+        );
+    }
+}
+
+/// `train` allocates nothing between rows: a run of 4 000 steps allocates exactly as often as one
+/// of 400 with the same two rows (step 0 and the last), for SGD and for momentum (whose velocity
+/// the rows read).
+#[test]
+fn train_allocates_nothing_between_rows() {
+    use nequil::core::symmetry::Momentum;
+    use nequil::train::{train, LrSchedule, Optimizer, Schedule, TrainConfig};
+    let model = Model::mlp(&[6, 8, 6], Activation::Relu, true).unwrap();
+    for opt in [Optimizer::Sgd, Optimizer::Momentum(Momentum::heavy_ball(0.9))] {
+        let allocs = |steps: u64| {
+            let g = Gaussian::new(6, 6, Cov::Scalar(1.0), Target::Identity, Some(Cov::Scalar(1.0))).unwrap();
+            let mut source = Source::Online(g);
+            let theta = model.init(&Init::Kaiming, &mut Rng::new(2)).unwrap();
+            let cfg = TrainConfig {
+                steps,
+                batching: Batching::Sgd(4),
+                lr: LrSchedule::Constant(1e-3),
+                weight_decay: 0.01,
+                optimizer: opt,
+                schedule: Schedule::Steps(vec![]),
+                eval_samples: 64,
+                seed: 3,
+            };
+            let before = allocs_so_far();
+            COUNTING.with(|c| c.set(true));
+            let out = train(&model, &mut source, theta, &cfg, &mut [], &mut |_| {}).unwrap();
+            COUNTING.with(|c| c.set(false));
+            let after = allocs_so_far();
+            assert!(out.error.is_none());
+            assert_eq!(out.log.column("step").unwrap(), vec![0.0, steps as f64]);
+            drop(out);
+            after - before
+        };
+        let (short, long) = (allocs(400), allocs(4000));
+        // The counter sees train's own allocations (buffers, evaluation set, rows).
+        assert!(short > 0, "{}: no allocation counted", opt.name());
+        assert_eq!(
+            long,
+            short,
+            "{}: 3 600 more steps allocated {} more times",
+            opt.name(),
+            long as i64 - short as i64
         );
     }
 }

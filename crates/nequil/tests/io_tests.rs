@@ -547,6 +547,44 @@ fn write_atomic_replaces_and_reports() {
     assert!(io::write_atomic(Path::new("/"), b"x").is_err());
 }
 
+/// Create-new: the first writer's file stays; of writers racing on one new path exactly one
+/// creates it, the file is complete, and no temporary file is left.
+#[test]
+fn write_new_atomic_creates_once() {
+    let dir = TempDir::new("atomic-new");
+    let p = dir.path("f.toml");
+    assert!(io::write_new_atomic(&p, b"first").unwrap());
+    assert!(!io::write_new_atomic(&p, b"second").unwrap());
+    assert_eq!(std::fs::read(&p).unwrap(), b"first");
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 1);
+    for round in 0..20 {
+        let p = dir.path(&format!("race-{round}.toml"));
+        let barrier = std::sync::Barrier::new(8);
+        let created: Vec<bool> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|i| {
+                    let (p, barrier) = (&p, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        io::write_new_atomic(p, format!("writer {i}").repeat(1000).as_bytes()).unwrap()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(created.iter().filter(|&&c| c).count(), 1, "round {round}: {created:?}");
+        let winner = created.iter().position(|&c| c).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            format!("writer {winner}").repeat(1000),
+            "round {round}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 21, "temporary files left");
+    let m = io_msg(io::write_new_atomic(&dir.path("no/such/dir/f.toml"), b"x"));
+    assert!(m.contains("f.toml"), "{m}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Interoperability with NumPy, when available
 // ---------------------------------------------------------------------------------------------

@@ -70,8 +70,9 @@
 //! shared directory or into separate ones; [`merge`] gathers any number of them into `runs.csv`.
 
 use crate::core::parallel::with_threads;
+use crate::error::panic_message;
 use crate::lab::files::{csv, read_json, write_json, Cell, RunSummary};
-use crate::lab::io::write_atomic;
+use crate::lab::io::write_new_atomic;
 use crate::lab::runner::{run_spec, write_run_dir};
 use crate::lab::spec::Spec;
 use crate::{invalid, io_err, Error, Result};
@@ -550,34 +551,34 @@ pub struct SweepReport {
 
 /// Checks or initialises the output directory: a new or empty directory gets `sweep.toml` and
 /// `runs/`; an existing sweep directory must hold the same sweep; anything else is refused.
-/// Shards starting at the same moment into one shared directory are fine: each writes the same
-/// `sweep.toml` atomically, then compares.
+///
+/// Shards starting at the same moment into one new directory all succeed, whatever the
+/// interleaving. `sweep.toml` is created with create-new semantics and complete contents
+/// ([`write_new_atomic`]): exactly one shard's file lands, and every shard then reads it and
+/// compares. No shard creates `runs/` before `sweep.toml` exists, and `sweep.toml` is never
+/// removed, so a shard that finds the directory holding anything besides temporary files, its
+/// `sweep.toml` and an empty `runs/` looks for `sweep.toml` again before refusing:
+///
+/// * a sibling's `sweep.toml`, its temporary files or an empty `runs/`: taken as ours;
+/// * a sibling's non-empty `runs/` (it has locked or started a run): `sweep.toml` was created
+///   before it, so the second look finds it (a directory listing may miss an entry added while it
+///   is read, hence the second look rather than the listing);
+/// * two shards creating `sweep.toml` together: one creates it, the other finds it and compares;
+///   two *different* sweeps started together into one directory: the one whose file did not land
+///   is refused.
 pub fn init_out_dir(sweep: &Sweep, out: &Path) -> Result<()> {
     let st = out.join("sweep.toml");
     if !st.exists() {
-        if out.exists() {
-            let entries =
-                std::fs::read_dir(out).map_err(|e| io_err!("cannot read directory {}: {e}", out.display()))?;
-            for e in entries {
-                let e = e.map_err(|e| io_err!("cannot read directory {}: {e}", out.display()))?;
-                let name = e.file_name().to_string_lossy().to_string();
-                // Hidden names are temporary files; sweep.toml and an empty runs/ may come
-                // from a shard that started a moment ago.
-                let benign = name.starts_with('.')
-                    || name == "sweep.toml"
-                    || (name == "runs" && std::fs::read_dir(e.path()).is_ok_and(|mut r| r.next().is_none()));
-                if !benign {
-                    return Err(invalid!(
-                        "{} exists, is not empty and has no sweep.toml: not a sweep directory; choose another --out",
-                        out.display()
-                    ));
-                }
-            }
+        // The second look: a sibling's runs/ is created after its sweep.toml.
+        if foreign_entry(out)?.is_some() && !st.exists() {
+            return Err(invalid!(
+                "{} exists, is not empty and has no sweep.toml: not a sweep directory; choose another --out",
+                out.display()
+            ));
         }
         std::fs::create_dir_all(out).map_err(|e| io_err!("cannot create {}: {e}", out.display()))?;
-        if !st.exists() {
-            write_atomic(&st, sweep.text().as_bytes())?;
-        }
+        // Ours, or a sibling shard's of a moment ago: compared below either way.
+        write_new_atomic(&st, sweep.text().as_bytes())?;
     }
     let text = std::fs::read_to_string(&st).map_err(|e| io_err!("cannot read {}: {e}", st.display()))?;
     let old = Sweep::from_toml(&text).map_err(|e| invalid!("{}: {}", st.display(), msg(&e)))?;
@@ -590,6 +591,28 @@ pub fn init_out_dir(sweep: &Sweep, out: &Path) -> Result<()> {
     })?;
     let runs = out.join("runs");
     std::fs::create_dir_all(&runs).map_err(|e| io_err!("cannot create {}: {e}", runs.display()))
+}
+
+/// The first entry of `out` that a sweep starting into it cannot account for, if any (`None`
+/// also when `out` does not exist): anything but hidden names (temporary files), `sweep.toml`
+/// and an empty `runs/`.
+fn foreign_entry(out: &Path) -> Result<Option<String>> {
+    let entries = match std::fs::read_dir(out) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err!("cannot read directory {}: {e}", out.display())),
+    };
+    for e in entries {
+        let e = e.map_err(|e| io_err!("cannot read directory {}: {e}", out.display()))?;
+        let name = e.file_name().to_string_lossy().to_string();
+        let ours = name.starts_with('.')
+            || name == "sweep.toml"
+            || (name == "runs" && std::fs::read_dir(e.path()).is_ok_and(|mut r| r.next().is_none()));
+        if !ours {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
 }
 
 /// Executes the runs of `opts.shard` that have not finished, `opts.jobs` at a time, into
@@ -898,14 +921,7 @@ fn record(run: &SweepRun, base: &Path, dir: &Path, steps: &dyn Fn(u64)) -> Resul
             }
         }
         Ok(Err(e)) => (RunState::Failed, Some(e.to_string())),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            (RunState::Failed, Some(format!("panicked: {what}")))
-        }
+        Err(panic) => (RunState::Failed, Some(format!("panicked: {}", panic_message(&*panic)))),
     };
     let st = RunStatus {
         status,

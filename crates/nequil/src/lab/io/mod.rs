@@ -6,9 +6,9 @@
 //! problem; [`Error::Invalid`](crate::Error::Invalid) for bad arguments (e.g. a shape that does
 //! not match the data).
 //!
-//! Every writer goes through [`write_atomic`] (or [`write_atomic_all`] for a set of files), so a
-//! crash, a full disk or a file size limit never leaves a half-written file in place of a good
-//! one.
+//! Every writer goes through [`write_atomic`] (or [`write_atomic_all`] for a set of files,
+//! [`write_new_atomic`] for a file that must not exist yet), so a crash, a full disk or a file
+//! size limit never leaves a half-written file in place of a good one.
 //!
 //! - [`npy`]: `.npy` (versions 1–3, any integer/float/bool dtype, either byte order, Fortran
 //!   order) and `.npz` (stored or deflated).
@@ -69,6 +69,29 @@ pub fn write_atomic_all(files: &[(&Path, &[u8])]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Creates `path` holding `bytes`, atomically and only if it does not exist yet; returns whether
+/// this call created it (`false`: it existed and is left as it was). The data go to a temporary
+/// file next to `path` (flushed to disk), which is hard-linked to `path` and then removed: the
+/// link fails when `path` exists, so of several processes creating one file at the same moment
+/// exactly one succeeds, and readers see either no file or the complete one. On a filesystem
+/// without hard links the temporary file is renamed into place when `path` does not exist yet
+/// (complete contents still, but two processes checking at the same moment may both rename, and
+/// the last one's file stays). The directory must already exist.
+pub fn write_new_atomic(path: &Path, bytes: &[u8]) -> Result<bool> {
+    let tmp = write_temp(path, bytes)?;
+    let created = match std::fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(_) if path.exists() => Ok(false),
+        Err(_) => std::fs::rename(&tmp, path)
+            .map(|()| true)
+            .map_err(|e| io_err!("cannot write {}: {e}", path.display())),
+    };
+    // Gone already when it was renamed.
+    let _ = std::fs::remove_file(&tmp);
+    created
 }
 
 /// Writes `bytes` to a new temporary file next to `path` (a hidden name that ends in `.tmp`),
