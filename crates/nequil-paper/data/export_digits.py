@@ -12,7 +12,7 @@ re-export is byte-identical):
 
 Run once (needs numpy and scikit-learn from the package index):
   python3 -m venv /tmp/skl && /tmp/skl/bin/pip install scikit-learn numpy
-  /tmp/skl/bin/python crates/nequil/data/export_digits.py
+  /tmp/skl/bin/python crates/nequil-paper/data/export_digits.py
 """
 import os
 import sys

@@ -26,7 +26,7 @@ use std::io::BufWriter;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use nequil::lab::experiments::{Figure, Panel, PanelKind, Role, Series, Style};
+use crate::files::{Figure, Panel, PanelKind, Role, Series, Style};
 use nequil::{io_err, Result};
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::coord::{CoordTranslate, Shift};
@@ -2214,12 +2214,13 @@ mod tests {
 
     /// Writes the demo figure and a demo report to `$NEQUIL_DEMO_DIR` (default: a temporary
     /// directory) for looking at them and for `.ci/browser-check.sh`:
-    /// `cargo test --release -- --ignored write_demo_report`.
+    /// `cargo test --release -p nequil-paper --lib -- --ignored write_demo_report`.
     #[test]
     #[ignore]
     fn write_demo_report() {
-        use crate::report::{write_report, ReportEntry};
-        use nequil::lab::files::Check;
+        use crate::files::Check;
+        use crate::files::ReportEntry;
+        use crate::report::write_report;
         let dir = std::env::var_os("NEQUIL_DEMO_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("nequil-demo-report"));
@@ -2506,7 +2507,7 @@ mod tests {
 
     /// Renders again every `figure.json` under `$NEQUIL_FIGURES_DIR` into its `figure.svg` and
     /// `figure.png` (for looking at the figures after a change to this file, without re-running
-    /// the experiments): `NEQUIL_FIGURES_DIR=nequil-out cargo test --release --bin nequil --
+    /// the experiments): `NEQUIL_FIGURES_DIR=nequil-out cargo test --release -p nequil-paper --lib --
     /// --ignored rerender_figures`.
     #[test]
     #[ignore]

@@ -15,7 +15,7 @@ use std::path::Path;
 use nequil::lab::io::write_atomic;
 use nequil::{io_err, Result};
 
-pub use nequil::lab::files::ReportEntry;
+use crate::files::ReportEntry;
 
 /// Writes `dir/report.html` (creating `dir` if needed), atomically: a reader, or a browser
 /// reloading it, sees the previous report or the complete new one.
@@ -409,8 +409,8 @@ fn write_section(h: &mut String, e: &ReportEntry, id: &str) {
 mod tests {
     use super::*;
 
-    fn check(claim: &str, pass: bool) -> nequil::lab::files::Check {
-        nequil::lab::files::Check {
+    fn check(claim: &str, pass: bool) -> crate::files::Check {
+        crate::files::Check {
             claim: claim.into(),
             theory: "1.000".into(),
             measured: if pass { "1.002".into() } else { "1.300".into() },

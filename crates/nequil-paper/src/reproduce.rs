@@ -1,13 +1,14 @@
 //! `nequil reproduce` as a function: the chosen experiments of the paper run one after the other
 //! into a directory, each with its logs, `summary.json`, `figure.json`, `figure.svg` and
 //! `figure.png`, then `report.html` over every experiment found there. The command and the
-//! Python package's `nequil.reproduce` both call [`reproduce_into`].
+//! Python package's `nequil.reproduce` both call [`reproduce_into`]; each shows the progress of
+//! the running experiment its own way ([`Progress`]).
 
+use crate::experiments::{catalog, Ctx, Experiment, Outcome};
+use crate::files::{Check, ExperimentSummary, ReportEntry};
 use crate::plot;
-use crate::progress_bar;
-use crate::report::{write_report, ReportEntry};
-use nequil::lab::experiments::{catalog, Ctx, Experiment, Outcome};
-use nequil::lab::files::{log_csv, write_json, Check, ExperimentSummary};
+use crate::report::write_report;
+use nequil::lab::files::{log_csv, write_json};
 use nequil::lab::io::write_atomic;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -95,6 +96,28 @@ fn write_failure(dir: &Path, e: &Experiment, err: &nequil::Error, secs: f64) -> 
     Ok(summary)
 }
 
+/// Where [`reproduce_into`] reports the progress of the experiment that runs (the command draws a
+/// progress bar; [`Silent`] shows nothing). Called from the thread that called
+/// [`reproduce_into`], about ten times a second while an experiment runs.
+pub trait Progress {
+    /// The experiment `name` starts.
+    fn start(&mut self, name: &str);
+    /// `done` of `total` units of its work are finished (SGD steps × cost over its runs).
+    fn update(&mut self, done: u64, total: u64);
+    /// It ended (finished or failed), before its line of results is printed.
+    fn finish(&mut self);
+}
+
+/// No progress display.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&mut self, _name: &str) {}
+    fn update(&mut self, _done: u64, _total: u64) {}
+    fn finish(&mut self) {}
+}
+
 /// The size of a reproduction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tier {
@@ -153,7 +176,8 @@ pub fn choose(names: &[String]) -> nequil::Result<Vec<Experiment>> {
 }
 
 /// A rough estimate of each chosen experiment's wall time in seconds at `tier` on `jobs` cores
-/// ([`nequil::lab::experiments::Plan::estimated_seconds`]), from its plan (nothing runs).
+/// ([`Plan::estimated_seconds`](crate::experiments::Plan::estimated_seconds)), from its plan
+/// (nothing runs).
 pub fn estimate(experiments: &[Experiment], tier: Tier, jobs: usize, mnist: Option<&Path>) -> nequil::Result<Vec<f64>> {
     experiments
         .iter()
@@ -177,15 +201,16 @@ pub fn human_seconds(s: f64) -> String {
 }
 
 /// Runs the experiments named in `names` (all when empty; see [`choose`]: an unknown name is an
-/// error listing the known ones, before anything runs) into `out` at `tier`; `jobs` worker threads for the independent runs inside an experiment (default: all
-/// cores); `mnist` a directory with the MNIST IDX files for fig5-deep-linear. Progress bars and
-/// one line per experiment on stderr unless `quiet`. An experiment that fails is recorded as a
-/// failed check (the others still run). Returns the summary of each experiment run, in catalog
+/// error listing the known ones, before anything runs) into `out` at `tier`; `jobs` worker
+/// threads for the independent runs inside an experiment (default: all cores); `mnist` a
+/// directory with the MNIST IDX files for fig5-deep-linear. The running experiment's progress
+/// goes to `progress`; one line per experiment on stderr unless `quiet`. An experiment that fails
+/// is recorded as a failed check (the others still run). Returns the summary of each experiment run, in catalog
 /// order; `report.html` covers every experiment with a summary in `out`.
 ///
 /// At [`Tier::Full`] and [`Tier::Paper`] each experiment records its finished runs in
 /// `out/<experiment>/runs/` and loads those already there with the same fingerprint instead of
-/// running them again ([`nequil::lab::experiments::record`]), so that a killed run continues
+/// running them again ([`record`](crate::experiments::record)), so that a killed run continues
 /// where it stopped; the records are kept afterwards. `fresh` deletes an experiment's records
 /// before it runs (every run runs again).
 pub fn reproduce_into(
@@ -196,6 +221,7 @@ pub fn reproduce_into(
     mnist: Option<PathBuf>,
     quiet: bool,
     fresh: bool,
+    progress: &mut dyn Progress,
 ) -> nequil::Result<Vec<ExperimentSummary>> {
     let chosen = choose(names)?;
     if let Some(dir) = &mnist {
@@ -213,7 +239,7 @@ pub fn reproduce_into(
     // Bad MNIST files are bad input: refused (exit 2) before anything runs or is written.
     if let Some(dir) = &mnist {
         if chosen.iter().any(|e| e.name == "fig5-deep-linear") {
-            nequil::lab::experiments::mnist_dataset(dir)?;
+            crate::experiments::mnist_dataset(dir)?;
         }
     }
     if tier != Tier::Quick && !quiet {
@@ -240,19 +266,18 @@ pub fn reproduce_into(
         if tier != Tier::Quick {
             ctx.runs_dir = Some(runs_dir.clone());
         }
-        let pb = progress_bar(1000, e.name, quiet);
+        progress.start(e.name);
         let start = Instant::now();
         let result = std::thread::scope(|s| {
             let h = s.spawn(|| e.run(&ctx));
             while !h.is_finished() {
                 let (d, t) = ctx.progress();
-                pb.set_length(t);
-                pb.set_position(d.min(t));
+                progress.update(d.min(t), t);
                 std::thread::sleep(Duration::from_millis(100));
             }
             h.join()
         });
-        pb.finish_and_clear();
+        progress.finish();
         let secs = start.elapsed().as_secs_f64();
         let dir = out.join(e.name);
         let result = result.unwrap_or_else(|p| {

@@ -4,11 +4,11 @@
 //! cut short, runs again; a record for a run the plan does not have is ignored.
 
 use nequil::core::data::{Dataset, Source};
-use nequil::lab::experiments::plan::base_spec;
-use nequil::lab::experiments::record::file_name;
-use nequil::lab::experiments::{simulate, Ctx, Plan, PlannedRun, Results, RunResult};
 use nequil::lab::spec::ModelKind;
 use nequil::train::{Probe, ProbeCtx};
+use nequil_paper::experiments::plan::base_spec;
+use nequil_paper::experiments::record::file_name;
+use nequil_paper::experiments::{simulate, Ctx, Plan, PlannedRun, Results, RunResult};
 use std::path::{Path, PathBuf};
 
 /// A probe whose column is NaN on every other row and whose summary sums θ₀ over the rows (a

@@ -3,7 +3,7 @@
 //! and logs. The checks are the assertions: each states its claim, theory, measurement and a
 //! tolerance derived from the run.
 
-use nequil::lab::experiments::{catalog, Ctx, Group, PanelKind};
+use nequil_paper::experiments::{catalog, Ctx, Group, PanelKind};
 
 fn run(name: &str) {
     let e = catalog()
@@ -118,7 +118,7 @@ fn catalog_names_are_unique_and_described() {
     assert!(c[..first_beyond].iter().all(|e| !e.title.starts_with("Beyond")));
 }
 
-fn paper_plan(name: &str) -> nequil::lab::experiments::Plan {
+fn paper_plan(name: &str) -> nequil_paper::experiments::Plan {
     let e = catalog()
         .into_iter()
         .find(|e| e.name == name)

@@ -17,16 +17,16 @@
 
 use super::common::{fmt, log_of, mean_se, tail_batch_mean, Check, Ctx};
 use super::plan::{full_batch, sequential_spec, Details, Plan, PlannedRun, Results, RunResult};
-use crate::core::models::Model;
-use crate::core::stats::grad_stats;
-use crate::core::symmetry::catalog::catalog_symmetry;
-use crate::core::symmetry::generator::Generator;
-use crate::core::symmetry::law::NoiseBalance;
-use crate::instruments::StepChargeProbe;
-use crate::lab::files::{Figure, Panel, Role, Series, Style};
-use crate::lab::spec::{CovSpec, KernelSpec, LayerSpec, Spec, TargetKind};
-use crate::train::{Probe, ProbeCtx};
-use crate::{Error, Result};
+use crate::files::{Figure, Panel, Role, Series, Style};
+use nequil::core::models::Model;
+use nequil::core::stats::grad_stats;
+use nequil::core::symmetry::catalog::catalog_symmetry;
+use nequil::core::symmetry::generator::Generator;
+use nequil::core::symmetry::law::NoiseBalance;
+use nequil::instruments::StepChargeProbe;
+use nequil::lab::spec::{CovSpec, KernelSpec, LayerSpec, Spec, TargetKind};
+use nequil::train::{Probe, ProbeCtx};
+use nequil::{Error, Result};
 
 /// Output channels of the convolution.
 const CH: usize = 4;
@@ -134,7 +134,7 @@ fn spec(seed: u64, gd: bool, full: bool) -> Spec {
     let mut s = sequential_spec(seed, &[1, 8, 8], layers(), if gd { gd_steps } else { steps });
     s.data.target = TargetKind::ModelTeacher;
     s.data.noise_cov = Some(CovSpec::Scalar(NOISE));
-    s.data.mode = crate::lab::spec::DataMode::Fixed;
+    s.data.mode = nequil::lab::spec::DataMode::Fixed;
     s.data.n = Some(N);
     if gd {
         full_batch(&mut s, N);

@@ -17,11 +17,11 @@
 
 use super::common::{fmt, log_of, mean_se, tail_batch_mean, Check, Ctx};
 use super::plan::{sequential_spec, Details, Plan, PlannedRun, Results, RunResult};
-use crate::core::symmetry::catalog::catalog_symmetry;
-use crate::instruments::{ChargeProbe, StepChargeProbe};
-use crate::lab::files::{Figure, Panel, Role, Series, Style};
-use crate::lab::spec::{CovSpec, DataMode, LayerSpec, Spec, TargetKind};
-use crate::Result;
+use crate::files::{Figure, Panel, Role, Series, Style};
+use nequil::core::symmetry::catalog::catalog_symmetry;
+use nequil::instruments::{ChargeProbe, StepChargeProbe};
+use nequil::lab::spec::{CovSpec, DataMode, LayerSpec, Spec, TargetKind};
+use nequil::Result;
 
 const D: usize = 8;
 const H: usize = 16;

@@ -16,13 +16,13 @@
 
 use super::common::{fmt, mean_se, Check, Ctx};
 use super::plan::{base_spec, Details, Plan, PlannedRun, Results, RunResult};
-use crate::core::equilibrium::{FlowParams, OrbitFlow};
-use crate::core::stats::grad_stats;
-use crate::core::symmetry::{catalog, catalog_symmetry, NoiseBalance, SymmetryKind};
-use crate::lab::files::{Figure, Panel, Role, Series, Style};
-use crate::lab::spec::{ChargesSpec, CovSpec, ModelKind, OptimizerName, Spec, TargetKind};
-use crate::train::{eval_set, Probe, ProbeCtx};
-use crate::{Error, Result};
+use crate::files::{Figure, Panel, Role, Series, Style};
+use nequil::core::equilibrium::{FlowParams, OrbitFlow};
+use nequil::core::stats::grad_stats;
+use nequil::core::symmetry::{catalog, catalog_symmetry, NoiseBalance, SymmetryKind};
+use nequil::lab::spec::{ChargesSpec, CovSpec, ModelKind, OptimizerName, Spec, TargetKind};
+use nequil::train::{eval_set, Probe, ProbeCtx};
+use nequil::{Error, Result};
 use std::path::Path;
 
 /// Seeds per subject, optimizer and weight decay.
@@ -122,11 +122,11 @@ fn spec(s: Subject, opt: OptimizerName, wd: bool, seed: u64, full: bool) -> Spec
 /// far (in the log of the rescaling factor) each neuron is from the point of its orbit where its
 /// noise balances (`Tr[A_kΣ] = 0`, the equilibrium without weight decay, whatever the step).
 struct ImbalanceProbe {
-    gens: Vec<crate::core::symmetry::Generator>,
+    gens: Vec<nequil::core::symmetry::Generator>,
 }
 
 impl ImbalanceProbe {
-    fn new(model: &crate::core::models::Model) -> Self {
+    fn new(model: &nequil::core::models::Model) -> Self {
         ImbalanceProbe {
             gens: catalog(model)
                 .symmetries

@@ -21,17 +21,17 @@
 
 use super::common::{fmt, log_of, mean_se, tail_batch_mean, Check, Ctx};
 use super::plan::{full_batch, sequential_spec, Details, Plan, PlannedRun, Results, RunResult};
-use crate::core::equilibrium::families_moments;
-use crate::core::linalg::Dense;
-use crate::core::models::Model;
-use crate::core::symmetry::catalog::catalog;
-use crate::core::symmetry::generator::Generator;
-use crate::core::symmetry::MatrixFamily;
-use crate::instruments::StepChargeProbe;
-use crate::lab::files::{Figure, Panel, Role, Series, Style};
-use crate::lab::spec::{CovSpec, DataMode, LayerSpec, Spec, TargetKind};
-use crate::train::{Probe, ProbeCtx};
-use crate::{Error, Result};
+use crate::files::{Figure, Panel, Role, Series, Style};
+use nequil::core::equilibrium::families_moments;
+use nequil::core::linalg::Dense;
+use nequil::core::models::Model;
+use nequil::core::symmetry::catalog::catalog;
+use nequil::core::symmetry::generator::Generator;
+use nequil::core::symmetry::MatrixFamily;
+use nequil::instruments::StepChargeProbe;
+use nequil::lab::spec::{CovSpec, DataMode, LayerSpec, Spec, TargetKind};
+use nequil::train::{Probe, ProbeCtx};
+use nequil::{Error, Result};
 
 /// Sequence length and embedding width.
 const T: usize = 4;

@@ -1,11 +1,10 @@
-//! Shared machinery of the experiments: outcomes, progress, parallel maps, statistics.
+//! Shared machinery of the experiments: outcomes, progress, statistics.
 
-use crate::lab::files::Figure;
-use crate::train::Log;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use crate::files::Figure;
+use nequil::train::Log;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use crate::lab::files::{fmt, Check};
+pub use crate::files::{fmt, Check};
 
 /// What an experiment returns.
 #[derive(Clone, Debug)]
@@ -80,31 +79,6 @@ impl Ctx {
     }
 }
 
-/// Maps `f` over `items` on up to `jobs` threads, keeping the order. Each item is one independent
-/// run; results are identical to a sequential map because every run carries its own seed.
-pub fn par_map<T: Sync, R: Send>(jobs: usize, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let n = items.len();
-    let next = AtomicUsize::new(0);
-    let out: Mutex<Vec<Option<R>>> = Mutex::new((0..n).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, n.max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
-                let r = f(&items[i]);
-                out.lock().expect("no poisoned lock")[i] = Some(r);
-            });
-        }
-    });
-    out.into_inner()
-        .expect("lock")
-        .into_iter()
-        .map(|r| r.expect("every item ran"))
-        .collect()
-}
-
 /// Mean and standard error of the mean.
 pub fn mean_se(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
@@ -165,16 +139,16 @@ impl ThetaProbe {
     }
 }
 
-impl crate::train::Probe for ThetaProbe {
+impl nequil::train::Probe for ThetaProbe {
     fn columns(&self) -> Vec<String> {
         self.indices.iter().map(|i| format!("theta[{i}]")).collect()
     }
-    fn record(&mut self, ctx: &crate::train::ProbeCtx<'_>, out: &mut Vec<f64>) -> crate::Result<()> {
+    fn record(&mut self, ctx: &nequil::train::ProbeCtx<'_>, out: &mut Vec<f64>) -> nequil::Result<()> {
         for &i in &self.indices {
             let v = *ctx
                 .theta
                 .get(i)
-                .ok_or_else(|| crate::invalid!("theta probe: index {i} beyond the {} parameters", ctx.theta.len()))?;
+                .ok_or_else(|| nequil::invalid!("theta probe: index {i} beyond the {} parameters", ctx.theta.len()))?;
             out.push(v);
         }
         Ok(())
@@ -183,8 +157,8 @@ impl crate::train::Probe for ThetaProbe {
 
 /// The diagonal generator with ones on `range` of a θ of length `p` (the squared norm of that
 /// part of θ as a charge).
-pub fn ones_on(p: usize, range: std::ops::Range<usize>) -> crate::core::symmetry::generator::Generator {
+pub fn ones_on(p: usize, range: std::ops::Range<usize>) -> nequil::core::symmetry::generator::Generator {
     let mut a = vec![0.0; p];
     a[range].fill(1.0);
-    crate::core::symmetry::generator::Generator::Diagonal(a)
+    nequil::core::symmetry::generator::Generator::Diagonal(a)
 }

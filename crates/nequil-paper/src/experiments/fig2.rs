@@ -12,15 +12,15 @@
 
 use super::common::{fmt, log_of, Check, Ctx};
 use super::plan::{base_spec, population_gd, Details, Plan, PlannedRun, Results, RunResult};
-use crate::core::data::{Cov, Gaussian, Target};
-use crate::core::equilibrium::{two_layer_equilibrium_gaussian, two_layer_theta, TwoLayerGammas};
-use crate::core::linalg::Dense;
-use crate::core::models::Model;
-use crate::core::rng::Rng;
-use crate::lab::files::{Figure, Panel, Role, Series, Style};
-use crate::lab::spec::{CovSpec, ModelKind};
-use crate::train::{Probe, ProbeCtx, Schedule};
-use crate::{Error, Result};
+use crate::files::{Figure, Panel, Role, Series, Style};
+use nequil::core::data::{Cov, Gaussian, Target};
+use nequil::core::equilibrium::{two_layer_equilibrium_gaussian, two_layer_theta, TwoLayerGammas};
+use nequil::core::linalg::Dense;
+use nequil::core::models::Model;
+use nequil::core::rng::Rng;
+use nequil::lab::spec::{CovSpec, ModelKind};
+use nequil::train::{Probe, ProbeCtx, Schedule};
+use nequil::{Error, Result};
 
 const D: usize = 30;
 const H: usize = 40;

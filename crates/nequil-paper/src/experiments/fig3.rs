@@ -18,15 +18,15 @@
 
 use super::common::{fmt, log_of, tail_mean, Check, Ctx};
 use super::plan::{base_spec, population_gd, Details, Plan, PlannedRun, Results, RunResult};
-use crate::core::data::{Cov, Gaussian, Target};
-use crate::core::equilibrium::{two_layer_equilibrium_gaussian, two_layer_theta};
-use crate::core::linalg::Dense;
-use crate::core::models::Model;
-use crate::core::symmetry::generator::Generator;
-use crate::instruments::StepChargeProbe;
-use crate::lab::files::{Figure, Panel, Role, Series, Style};
-use crate::lab::spec::{instruments::DataChoice, CovSpec, ModelKind, TwoLayerSpec};
-use crate::Result;
+use crate::files::{Figure, Panel, Role, Series, Style};
+use nequil::core::data::{Cov, Gaussian, Target};
+use nequil::core::equilibrium::{two_layer_equilibrium_gaussian, two_layer_theta};
+use nequil::core::linalg::Dense;
+use nequil::core::models::Model;
+use nequil::core::symmetry::generator::Generator;
+use nequil::instruments::StepChargeProbe;
+use nequil::lab::spec::{instruments::DataChoice, CovSpec, ModelKind, TwoLayerSpec};
+use nequil::Result;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -315,7 +315,7 @@ pub fn checks(r: &Results) -> Result<Vec<Check>> {
     let i1 = phis
         .iter()
         .position(|&p| (p - 1.0).abs() < 1e-12)
-        .ok_or_else(|| crate::Error::Numerical("fig3: φ = 1 is not in the grid".into()))?;
+        .ok_or_else(|| nequil::Error::Numerical("fig3: φ = 1 is not in the grid".into()))?;
     let r1 = t[i1][1].ratio;
     let b1 = 0.5 * (t[i1][0].ratio.0 - 1.0).abs();
     checks.push(Check::close(

@@ -12,14 +12,14 @@
 
 use super::common::{fmt, log_of, mean_se, Check, Ctx};
 use super::plan::{base_spec, full_batch, Details, Plan, PlannedRun, Results, RunResult};
-use crate::core::curvature::{lanczos, EmpiricalHessian, HvpOptions, HvpWorkspace, LanczosOptions};
-use crate::core::data::{Cov, Gaussian, Target};
-use crate::core::rng::Rng;
-use crate::lab::files::{Figure, Panel, Role, Series, Style};
-use crate::lab::spec::{
+use crate::files::{Figure, Panel, Role, Series, Style};
+use nequil::core::curvature::{lanczos, EmpiricalHessian, HvpOptions, HvpWorkspace, LanczosOptions};
+use nequil::core::data::{Cov, Gaussian, Target};
+use nequil::core::rng::Rng;
+use nequil::lab::spec::{
     instruments::DataChoice, CovSpec, HessianSpec, InitName, ModelKind, ScheduleName, Spec, TwoLayerSpec,
 };
-use crate::Result;
+use nequil::Result;
 
 const D: usize = 100;
 const ETA: f64 = 0.008;
@@ -161,7 +161,7 @@ fn sharpness_at(run: &RunResult, step: u64) -> Result<f64> {
     let i = steps
         .iter()
         .position(|&s| s == step as f64)
-        .ok_or_else(|| crate::Error::Numerical(format!("fig4: run `{}` has no row at step {step}", run.name)))?;
+        .ok_or_else(|| nequil::Error::Numerical(format!("fig4: run `{}` has no row at step {step}", run.name)))?;
     Ok(run.column("paper_sharpness")?[i])
 }
 

@@ -19,12 +19,12 @@
 
 use super::common::{fmt, log_of, tail_mean, Check, Ctx};
 use super::plan::{base_spec, Details, Plan, PlannedRun, Results, RunResult};
-use crate::core::data::{Cov, Dataset, Gaussian, Source, Target};
-use crate::core::equilibrium::deep_linear_equilibrium;
-use crate::core::linalg::Dense;
-use crate::lab::files::{Figure, Panel, Role, Series, Style};
-use crate::lab::spec::{CovSpec, InitName, ModelKind, TargetKind};
-use crate::Result;
+use crate::files::{Figure, Panel, Role, Series, Style};
+use nequil::core::data::{Cov, Dataset, Gaussian, Source, Target};
+use nequil::core::equilibrium::deep_linear_equilibrium;
+use nequil::core::linalg::Dense;
+use nequil::lab::spec::{CovSpec, InitName, ModelKind, TargetKind};
+use nequil::Result;
 
 const D: usize = 6;
 const DEPTH: usize = 4;
@@ -42,37 +42,37 @@ const DIGITS_INIT_STD: [f64; 4] = [0.1, 0.4, 0.15, 0.3];
 /// scikit-learn's handwritten digits (`load_digits`: the UCI "Optical Recognition of Handwritten
 /// Digits" test set, CC BY 4.0), exported by `crates/nequil/data/export_digits.py`: `images`
 /// uint8 `[1797, 64]` with pixels 0..16, `labels` uint8 `[1797]` with digits 0..9.
-pub const DIGITS_NPZ: &[u8] = include_bytes!("../../../data/digits.npz");
+pub const DIGITS_NPZ: &[u8] = include_bytes!("../../data/digits.npz");
 
 /// The digits of [`DIGITS_NPZ`] as a regression data set: x the 64 pixels divided by 16 (in
 /// [0, 1]), y the label one-hot (10 outputs), N = 1 797. An error names the embedded file's
 /// member if it is missing or malformed.
 pub fn digits_dataset() -> Result<Dataset> {
     let what = "embedded digits.npz";
-    let members = crate::lab::io::parse_npz(DIGITS_NPZ, what)?;
+    let members = nequil::lab::io::parse_npz(DIGITS_NPZ, what)?;
     let get = |k: &str| {
         members
             .iter()
             .find(|(n, _)| n == k)
             .map(|(_, a)| a)
-            .ok_or_else(|| crate::io_err!("{what}: no member `{k}`"))
+            .ok_or_else(|| nequil::io_err!("{what}: no member `{k}`"))
     };
     let (images, labels) = (get("images")?, get("labels")?);
     let n = labels.len();
     if images.shape != [n, DIGITS_WIDTHS[0]] || labels.shape != [n] {
-        return Err(crate::io_err!(
+        return Err(nequil::io_err!(
             "{what}: images {:?} and labels {:?}, expected [N, 64] and [N]",
             images.shape,
             labels.shape
         ));
     }
     if let Some(p) = images.data.iter().find(|p| !(0.0..=16.0).contains(*p)) {
-        return Err(crate::io_err!("{what}: pixel {p} outside 0..16"));
+        return Err(nequil::io_err!("{what}: pixel {p} outside 0..16"));
     }
     let mut y = vec![0.0; n * 10];
     for (i, &l) in labels.data.iter().enumerate() {
         if !(0.0..=9.0).contains(&l) || l.fract() != 0.0 {
-            return Err(crate::io_err!("{what}: label {l} of image {i} is not a digit 0..9"));
+            return Err(nequil::io_err!("{what}: label {l} of image {i} is not a digit 0..9"));
         }
         y[i * 10 + l as usize] = 1.0;
     }
@@ -113,10 +113,10 @@ fn base(full: bool) -> u64 {
 /// malformed, images of another size, labels outside 0–9 (`nequil reproduce --mnist` checks this
 /// before anything runs).
 pub fn mnist_dataset(dir: &std::path::Path) -> Result<Dataset> {
-    let (images, labels) = crate::lab::io::load_mnist(dir, true, Some(20_000))?;
+    let (images, labels) = nequil::lab::io::load_mnist(dir, true, Some(20_000))?;
     let n = labels.len();
     if images.shape.get(1) != Some(&MNIST_WIDTHS[0]) {
-        return Err(crate::io_err!(
+        return Err(nequil::io_err!(
             "MNIST images in {} are {:?} pixels per image, the experiment expects 28 × 28 = {}",
             dir.display(),
             images.shape.get(1),

@@ -11,11 +11,11 @@
 
 use super::common::{cosine, fmt, log_of, mean_se, Check, Ctx};
 use super::plan::{base_spec, full_batch, Details, Plan, PlannedRun, Results};
-use crate::core::linalg::Dense;
-use crate::lab::files::{Figure, Panel, Role, Series, Style};
-use crate::lab::spec::{ActivationName, CovSpec, ModelKind};
-use crate::train::{Probe, ProbeCtx};
-use crate::Result;
+use crate::files::{Figure, Panel, Role, Series, Style};
+use nequil::core::linalg::Dense;
+use nequil::lab::spec::{ActivationName, CovSpec, ModelKind};
+use nequil::train::{Probe, ProbeCtx};
+use nequil::Result;
 
 const D: usize = 40;
 const H: usize = 40;

@@ -9,10 +9,10 @@
 
 use super::common::{fmt, log_of, mean_se, ones_on, Check, Ctx};
 use super::plan::{base_spec, full_batch, Details, Plan, PlannedRun, Results};
-use crate::instruments::StepChargeProbe;
-use crate::lab::files::{Figure, Panel, Role, Series, Style};
-use crate::lab::spec::{CovSpec, ModelKind, TargetKind};
-use crate::Result;
+use crate::files::{Figure, Panel, Role, Series, Style};
+use nequil::instruments::StepChargeProbe;
+use nequil::lab::spec::{CovSpec, ModelKind, TargetKind};
+use nequil::Result;
 
 const D: usize = 8;
 const H: usize = 16;

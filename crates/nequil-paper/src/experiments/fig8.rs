@@ -16,15 +16,15 @@
 
 use super::common::{fmt, log_of, mean_se, Check, Ctx};
 use super::plan::{base_spec, Details, Plan, PlannedRun, Results, RunResult};
-use crate::core::data::{Cov, Gaussian, Target};
-use crate::core::equilibrium::{two_layer_equilibrium_gaussian, two_layer_theta, TwoLayerGammas};
-use crate::core::linalg::Dense;
-use crate::core::models::Model;
-use crate::core::rng::Rng;
-use crate::lab::files::{Figure, Panel, Role, Series, Style};
-use crate::lab::spec::{CovSpec, ModelKind};
-use crate::train::{Probe, ProbeCtx};
-use crate::Result;
+use crate::files::{Figure, Panel, Role, Series, Style};
+use nequil::core::data::{Cov, Gaussian, Target};
+use nequil::core::equilibrium::{two_layer_equilibrium_gaussian, two_layer_theta, TwoLayerGammas};
+use nequil::core::linalg::Dense;
+use nequil::core::models::Model;
+use nequil::core::rng::Rng;
+use nequil::lab::spec::{CovSpec, ModelKind};
+use nequil::train::{Probe, ProbeCtx};
+use nequil::Result;
 
 const PHI: f64 = 1.0;
 const A0: f64 = 0.6;
@@ -472,7 +472,7 @@ fn width_check(r: &Results) -> Result<Check> {
     let (worst, rows) = width_difference(r)?;
     let (st, n) = IDENTITY;
     if rows < 10 {
-        return Err(crate::Error::Numerical(format!(
+        return Err(nequil::Error::Numerical(format!(
             "fig8: the width-{} run shares only {rows} recorded steps with its twin",
             st.h
         )));
@@ -630,7 +630,7 @@ pub fn details(r: &Results) -> Result<Details> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::experiments::plan::simulate;
+    use crate::experiments::simulate;
 
     /// The claim behind `--paper`'s reduced hidden width, at a size a test affords: from a start on
     /// the product inside a d-dimensional hidden subspace, width 8d gives the width-d trajectory

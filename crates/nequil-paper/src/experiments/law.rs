@@ -8,10 +8,10 @@
 
 use super::common::{fmt, log_of, mean_se, Check, Ctx};
 use super::plan::{base_spec, full_batch, Details, Plan, PlannedRun, Results};
-use crate::lab::files::{Figure, Panel, Role, Series, Style};
-use crate::lab::spec::{CovSpec, ModelKind};
-use crate::train::{Probe, ProbeCtx, StepCtx};
-use crate::Result;
+use crate::files::{Figure, Panel, Role, Series, Style};
+use nequil::lab::spec::{CovSpec, ModelKind};
+use nequil::train::{Probe, ProbeCtx, StepCtx};
+use nequil::Result;
 
 /// The seed of every run (data stream; the start is fixed).
 const SEED: u64 = 11;

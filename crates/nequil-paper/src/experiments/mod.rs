@@ -25,13 +25,15 @@ mod law;
 pub mod plan;
 mod rebalanced_init;
 pub mod record;
+mod simulation;
 
-pub use crate::lab::files::{Check, Figure, Panel, PanelKind, Role, Series, Style};
-pub use common::{par_map, Ctx, Outcome};
+pub use crate::files::{Check, Figure, Panel, PanelKind, Role, Series, Style};
+pub use common::{Ctx, Outcome};
 pub use fig5::{digits_dataset, mnist_dataset, DIGITS_NPZ};
-pub use plan::{simulate, Details, Plan, PlannedRun, Results, RunResult};
+pub use plan::{Details, Plan, PlannedRun, Results, RunResult};
+pub use simulation::simulate;
 
-use crate::Result;
+use nequil::Result;
 
 /// Where an experiment belongs in the report and in `nequil list`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

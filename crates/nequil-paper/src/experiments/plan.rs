@@ -5,8 +5,9 @@
 //! 1. `plan(ctx) -> Plan`: named runs, each a [`Spec`] built in code (its seed derives the
 //!    initialization, the data and the batches) plus the probes the experiment needs beyond the
 //!    spec's own instruments;
-//! 2. [`simulate`]`(plan, ctx) -> Results`: every run through [`run_spec_with`], the training path
-//!    of `nequil run` and of sweeps, in parallel;
+//! 2. [`simulate`](super::simulate)`(plan, ctx) -> Results`: every run through
+//!    [`run_spec_with`](nequil::lab::runner::run_spec_with), the training path of `nequil run`
+//!    and of sweeps, in parallel;
 //! 3. `checks(&Results) -> Vec<Check>`: the paper's claims against the runs;
 //! 4. `figure(&Results) -> Figure` and `details(&Results) -> Details` (settings, notes, logs).
 //!
@@ -15,20 +16,15 @@
 //! an error naming what is missing, never a default.
 
 use super::common::Ctx;
-use super::record;
-use crate::core::data::Source;
-use crate::core::models::Model;
-use crate::lab::runner::{run_spec_with, Overrides};
-use crate::lab::spec::{
+use nequil::core::data::Source;
+use nequil::core::models::Model;
+use nequil::lab::spec::{
     DataMode, DataSource, DataSpec, InitName, LayerSpec, ModelKind, ModelSpec, OptimizerName, ProbeSpec, ScheduleName,
     Spec, TargetKind, TrainSpec,
 };
-use crate::train::{Log, Probe};
-use crate::{Error, Result};
+use nequil::train::{Log, Probe};
+use nequil::{Error, Result};
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 /// One named run of a plan.
 pub struct PlannedRun {
@@ -104,22 +100,27 @@ impl Plan {
     pub fn runs(&self) -> &[PlannedRun] {
         &self.runs
     }
+    /// The runs, moved out (for [`simulate`](super::simulate)).
+    pub(crate) fn into_runs(self) -> Vec<PlannedRun> {
+        self.runs
+    }
     /// The names of the runs, in the order given.
     pub fn names(&self) -> Vec<&str> {
         self.runs.iter().map(|r| r.name.as_str()).collect()
     }
-    /// Steps × cost over all runs: the total work [`simulate`] reports to the progress bar.
+    /// Steps × cost over all runs: the total work [`simulate`](super::simulate) reports to the
+    /// progress bar.
     pub fn work(&self) -> u64 {
         self.runs.iter().map(|r| r.spec.train.steps * r.cost).sum()
     }
-    /// A rough estimate of the wall time of [`simulate`] in seconds on `jobs` cores: per run,
-    /// steps × (a fixed 1.5 µs per step, what a tiny model's step costs, plus the 6·S·P
-    /// floating-point operations of a forward and backward pass over S samples of a P-parameter
-    /// model at 2·min(S, 8) GFLOP/s: matrix–vector work at S = 1 runs at about 2 GFLOP/s on one
-    /// core, matrix–matrix work from S ≈ 8 on at about 16, both measured on a 2-core AVX2 machine),
-    /// the runs spread evenly over the cores. Probes, evaluations and sequential models whose
-    /// shapes do not build are not counted, so it is a lower estimate for experiments whose
-    /// instruments dominate.
+    /// A rough estimate of the wall time of [`simulate`](super::simulate) in seconds on `jobs`
+    /// cores: per run, steps × (a fixed 1.5 µs per step, what a tiny model's step costs, plus the
+    /// 6·S·P floating-point operations of a forward and backward pass over S samples of a
+    /// P-parameter model at 2·min(S, 8) GFLOP/s: matrix–vector work at S = 1 runs at about 2
+    /// GFLOP/s on one core, matrix–matrix work from S ≈ 8 on at about 16, both measured on a 2-core
+    /// AVX2 machine), the runs spread evenly over the cores. Probes, evaluations and sequential
+    /// models whose shapes do not build are not counted, so it is a lower estimate for experiments
+    /// whose instruments dominate.
     pub fn estimated_seconds(&self, jobs: usize) -> f64 {
         let per_run: Vec<f64> = self
             .runs
@@ -209,7 +210,7 @@ impl RunResult {
     }
 }
 
-/// The runs of a plan after [`simulate`], by name.
+/// The runs of a plan after [`simulate`](super::simulate), by name.
 #[derive(Debug)]
 pub struct Results {
     /// Whether the plan was made for `--full` (or `--paper`, which implies it).
@@ -221,8 +222,8 @@ pub struct Results {
 }
 
 impl Results {
-    /// How many runs [`simulate`] loaded from their records instead of running them (0 without
-    /// [`Ctx::runs_dir`]).
+    /// How many runs [`simulate`](super::simulate) loaded from their records instead of running
+    /// them (0 without [`Ctx::runs_dir`]).
     pub fn resumed(&self) -> usize {
         self.resumed
     }
@@ -256,137 +257,16 @@ impl Results {
     pub fn runs(&self) -> impl Iterator<Item = &RunResult> {
         self.runs.values()
     }
-}
-
-/// Runs every run of `plan` through [`run_spec_with`] on up to `ctx.jobs` threads and reports
-/// progress to `ctx`. A run that diverges or stops is recorded with its error (the checks decide
-/// whether that was expected); a spec that cannot be built or a probe that fails is an error of
-/// the whole experiment.
-///
-/// With [`Ctx::runs_dir`] set, each finished run (completed or stopped by a divergence) is
-/// written there as a record, and a run whose record is there with the same fingerprint is
-/// loaded instead of run ([`record`] describes both): the results are the same
-/// bit for bit, and [`Results::resumed`] counts the runs loaded. A record that cannot be written
-/// is an error of the experiment.
-pub fn simulate(plan: Plan, ctx: &Ctx) -> Result<Results> {
-    ctx.set_total(plan.work());
-    if let Some(dir) = &ctx.runs_dir {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("cannot create {}: {e}", dir.display())))?;
+    /// The results of a plan made with `ctx`: `runs` by name, `resumed` of them loaded from
+    /// their records ([`simulate`](super::simulate)).
+    pub(crate) fn new(ctx: &Ctx, runs: BTreeMap<String, RunResult>, resumed: usize) -> Results {
+        Results {
+            full: ctx.full,
+            paper: ctx.paper,
+            runs,
+            resumed,
+        }
     }
-    let loaded = AtomicUsize::new(0);
-    let name_error = |name: &str, e: Error| match e {
-        Error::Invalid(m) => Error::Invalid(format!("run `{name}`: {m}")),
-        Error::Numerical(m) => Error::Numerical(format!("run `{name}`: {m}")),
-        e => e,
-    };
-    let results = par_map_owned(ctx.jobs, plan.runs, |mut r| {
-        let total = r.spec.train.steps * r.cost;
-        // The record's path and the run's fingerprint, taken before the overrides move out.
-        let record = match &ctx.runs_dir {
-            Some(dir) => Some((dir.join(record::file_name(&r.name)), record::fingerprint(&r)?)),
-            None => None,
-        };
-        if let Some(rec) = record.as_ref().and_then(|(path, fp)| record::load(path, *fp, &r.name)) {
-            let model = r.spec.model.build_model().map_err(|e| name_error(&r.name, e))?;
-            ctx.advance(total);
-            loaded.fetch_add(1, Ordering::Relaxed);
-            return Ok(RunResult {
-                name: r.name,
-                spec: r.spec,
-                model,
-                log: rec.log,
-                theta: rec.theta,
-                steps_done: rec.steps_done,
-                error: rec.error,
-                summary: rec.summary,
-            });
-        }
-        let mut reported = 0u64;
-        let over = Overrides {
-            theta0: r.theta0.take(),
-            source: r.source.take(),
-        };
-        let out = run_spec_with(&r.spec, Path::new("."), over, &mut r.probes, &mut |d, _| {
-            let w = d * r.cost;
-            ctx.advance(w.saturating_sub(reported));
-            reported = reported.max(w);
-        });
-        ctx.advance(total.saturating_sub(reported));
-        let (model, out) = out.map_err(|e| name_error(&r.name, e))?;
-        // An experiment's instruments are part of its measurement: one that fails fails the
-        // experiment (a divergence is recorded, for the checks to judge).
-        if let Some(e @ Error::ProbeFailed { .. }) = &out.error {
-            return Err(Error::Numerical(format!("run `{}`: {e}", r.name)));
-        }
-        let mut summary = BTreeMap::new();
-        for p in &r.probes {
-            for (k, v) in p.summary() {
-                if summary.insert(k.clone(), v).is_some() {
-                    return Err(Error::Numerical(format!(
-                        "run `{}`: two probes report a summary value `{k}`",
-                        r.name
-                    )));
-                }
-            }
-        }
-        let result = RunResult {
-            name: r.name,
-            spec: r.spec,
-            model,
-            log: out.log,
-            theta: out.theta,
-            steps_done: out.steps_done,
-            error: out.error,
-            summary,
-        };
-        if let Some((path, fp)) = &record {
-            record::save(path, *fp, &result)?;
-        }
-        Ok(result)
-    });
-    let mut runs = BTreeMap::new();
-    for r in results {
-        let r = r?;
-        runs.insert(r.name.clone(), r);
-    }
-    Ok(Results {
-        full: ctx.full,
-        paper: ctx.paper,
-        runs,
-        resumed: loaded.into_inner(),
-    })
-}
-
-/// Maps `f` over owned `items` on up to `jobs` threads, keeping the order. Each item is one
-/// independent run; results are identical to a sequential map because every run carries its own
-/// seed.
-pub fn par_map_owned<T: Send, R: Send>(jobs: usize, items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let n = items.len();
-    let next = AtomicUsize::new(0);
-    let inputs: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
-    let out: Mutex<Vec<Option<R>>> = Mutex::new((0..n).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, n.max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
-                let item = inputs[i]
-                    .lock()
-                    .expect("no poisoned lock")
-                    .take()
-                    .expect("each item once");
-                let r = f(item);
-                out.lock().expect("no poisoned lock")[i] = Some(r);
-            });
-        }
-    });
-    out.into_inner()
-        .expect("lock")
-        .into_iter()
-        .map(|r| r.expect("every item ran"))
-        .collect()
 }
 
 /// Settings, notes and logs of an experiment, for its report.

@@ -3,7 +3,7 @@
 //! The paper explains warmup (Fig. 4, book `theory/sharpness.md#warmup-experiment`): from a sharp
 //! initialization SGD's noise first walks the symmetry's orbit to the flatter noise equilibrium,
 //! and only then is a large step safe. The solver can make that walk at once
-//! ([`crate::lab::rebalance::rebalance_spec`]): the same function and loss, the noise of every
+//! ([`nequil::lab::rebalance::rebalance_spec`]): the same function and loss, the noise of every
 //! neuron rescaling balanced. This experiment asks whether that makes warmup unnecessary.
 //!
 //! Subjects: the rank-1 factorization of Fig. 4 (linear [100, 1, 100], y = x + ε, Σ_x = Σ_ε = I,
@@ -19,12 +19,12 @@
 
 use super::common::{fmt, log_of, mean_se, Check, Ctx};
 use super::plan::{base_spec, Details, Plan, PlannedRun, Results, RunResult};
-use crate::core::equilibrium::{sharpness_paper, two_layer_equilibrium_empirical, two_layer_factors};
-use crate::core::linalg::Dense;
-use crate::lab::files::{Figure, Panel, Role, Series, Style};
-use crate::lab::rebalance::{rebalance_spec, RebalanceOptions, SpecRebalance};
-use crate::lab::spec::{instruments::DataChoice, CovSpec, HessianSpec, ModelKind, ScheduleName, Spec, TwoLayerSpec};
-use crate::{Error, Result};
+use crate::files::{Figure, Panel, Role, Series, Style};
+use nequil::core::equilibrium::{sharpness_paper, two_layer_equilibrium_empirical, two_layer_factors};
+use nequil::core::linalg::Dense;
+use nequil::lab::rebalance::{rebalance_spec, RebalanceOptions, SpecRebalance};
+use nequil::lab::spec::{instruments::DataChoice, CovSpec, HessianSpec, ModelKind, ScheduleName, Spec, TwoLayerSpec};
+use nequil::{Error, Result};
 use std::path::Path;
 
 /// Seeds per subject and setting.

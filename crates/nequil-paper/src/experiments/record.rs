@@ -16,10 +16,10 @@
 //! read back bit for bit; a 400 000-parameter θ takes 6.4 MB.
 
 use super::plan::{PlannedRun, RunResult};
-use crate::core::data::Source;
-use crate::lab::io::write_atomic;
-use crate::train::Log;
-use crate::{Error, Result};
+use nequil::core::data::Source;
+use nequil::lab::io::write_atomic;
+use nequil::train::Log;
+use nequil::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -103,7 +103,7 @@ pub fn fingerprint(run: &PlannedRun) -> Result<u64> {
     h.str("nequil experiment run");
     h.u64(FORMAT as u64);
     h.str(env!("CARGO_PKG_VERSION"));
-    h.str(crate::simd::active().name());
+    h.str(nequil::simd::active().name());
     h.str(&run.name);
     let spec = serde_json::to_string(&run.spec)
         .map_err(|e| Error::Numerical(format!("run `{}`: cannot serialize its spec: {e}", run.name)))?;
