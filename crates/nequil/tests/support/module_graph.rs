@@ -17,7 +17,7 @@ type ModPath = Vec<String>;
 
 /// The modules of a crate and the imports between its nodes.
 pub struct ModuleGraph {
-    /// Every module that has a file of its own, and inline modules are not modules here.
+    /// Every module that has a file of its own (inline modules are not modules here).
     modules: BTreeSet<ModPath>,
     /// Per module: the names it re-exports (`pub use`) and the full paths they stand for.
     reexports: BTreeMap<ModPath, BTreeMap<String, ModPath>>,
@@ -166,7 +166,9 @@ impl ModuleGraph {
             for stmt in use_statements(c).into_iter().filter(|(public, _)| *public) {
                 for p in expand(&stmt.1) {
                     if let Some(abs) = g.absolute(m, &p) {
-                        let name = stmt_name(&stmt.1, &p);
+                        // The name a path binds: its last segment (`a::b as c` binds `b` here:
+                        // renamed re-exports are not followed).
+                        let name = p.last().cloned().unwrap_or_default();
                         if name != "*" && !name.is_empty() {
                             g.reexports.entry(m.clone()).or_default().insert(name, abs);
                         }
@@ -234,7 +236,7 @@ impl ModuleGraph {
     /// The module a path leads to, through re-exports.
     fn resolve(&self, p: &[String], depth: usize) -> ModPath {
         let mut k = p.len();
-        while k > 0 && !self.modules.contains(&p[..k].to_vec()) {
+        while k > 0 && !self.modules.contains(&p[..k]) {
             k -= 1;
         }
         let module = p[..k].to_vec();
@@ -329,18 +331,12 @@ impl ModuleGraph {
     }
 }
 
-/// The name a use path binds (`a::b as c` → `c`, `a::b` → `b`).
-fn stmt_name(_tree: &str, p: &[String]) -> String {
-    p.last().cloned().unwrap_or_default()
-}
-
 /// The `use` statements of a file: (public, tree).
 fn use_statements(c: &str) -> Vec<(bool, String)> {
     let mut out = vec![];
     let mut i = 0;
     while let Some(k) = c[i..].find("use ") {
         let at = i + k;
-        let before = c[..at].trim_end();
         let line_start = c[..at].rfind('\n').map_or(0, |n| n + 1);
         let prefix = c[line_start..at].trim();
         let starts_statement = c[..at].chars().last().is_none_or(|ch| !ident_char(ch));
@@ -352,7 +348,6 @@ fn use_statements(c: &str) -> Vec<(bool, String)> {
                 continue;
             }
         }
-        let _ = before;
         i = at + 4;
     }
     out
