@@ -336,6 +336,23 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     #[test]
+    fn par_maps_keep_the_order_and_run_each_item_once() {
+        let items: Vec<u64> = (0..97).collect();
+        for jobs in [0, 1, 3, 200] {
+            let calls = AtomicUsize::new(0);
+            let out = par_map(jobs, &items, |&i| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                i * i
+            });
+            assert_eq!(out, items.iter().map(|i| i * i).collect::<Vec<_>>(), "jobs = {jobs}");
+            assert_eq!(calls.load(Ordering::Relaxed), items.len());
+            let owned = par_map_owned(jobs, items.iter().map(|i| vec![*i; 2]).collect(), |v| v[0] + v[1]);
+            assert_eq!(owned, items.iter().map(|i| 2 * i).collect::<Vec<_>>(), "jobs = {jobs}");
+        }
+        assert!(par_map(4, &[] as &[u64], |&i| i).is_empty());
+    }
+
+    #[test]
     fn blocks_cover_and_align() {
         for len in [0usize, 1, 7, 8, 16, 100, 101, 1000] {
             for parts in 1..5 {
