@@ -32,9 +32,11 @@ pub struct PlannedRun {
     pub name: String,
     /// What to run.
     pub spec: Spec,
-    /// An initial θ in place of the spec's initialization draw ([`Overrides::theta0`]).
+    /// An initial θ in place of the spec's initialization draw
+    /// ([`Overrides::theta0`](nequil::lab::runner::Overrides::theta0)).
     pub theta0: Option<Vec<f64>>,
-    /// Data in place of the spec's `[data]` ([`Overrides::source`]).
+    /// Data in place of the spec's `[data]`
+    /// ([`Overrides::source`](nequil::lab::runner::Overrides::source)).
     pub source: Option<Source>,
     /// Probes beyond the spec's instruments; their columns come after the spec's, and their
     /// [`Probe::summary`] values land in [`RunResult::summary`].
