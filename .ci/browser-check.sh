@@ -10,7 +10,7 @@
 # downloads no browser; it drives /usr/bin/chromium (override with CHROMIUM=/path).
 #
 # A demo report to try it on (every panel kind, a failing check, escaped markup):
-#   NEQUIL_DEMO_DIR=out/demo cargo test --release -p nequil-cli --lib -- --ignored write_demo_report
+#   NEQUIL_DEMO_DIR=out/demo cargo test --release -p nequil-paper --lib -- --ignored write_demo_report
 #   .ci/browser-check.sh out/demo/report.html out/demo/screenshot.png
 set -euo pipefail
 

@@ -296,7 +296,7 @@ fn bench_parallel(path: &std::path::Path, runs: usize, jobs: usize, steps: Optio
         })
         .collect();
     let t0 = Instant::now();
-    let losses = nequil::lab::experiments::par_map(jobs, &specs, |s| -> Result<f64> {
+    let losses = nequil::core::parallel::par_map(jobs, &specs, |s| -> Result<f64> {
         let built = s.build(&base)?;
         let mut source = built.source;
         let out = train(
@@ -461,7 +461,7 @@ fn bench_hessian(
         ));
     }
     let model = Model::mlp(widths, Activation::Relu, true)?;
-    let theta = nequil::lab::runner::load_weights(weights, &model)?;
+    let theta = nequil::lab::io::load_weights(weights, &model)?;
     let arrays = nequil::lab::io::read_npz(npz)?;
     let get = |k: &str| {
         arrays

@@ -5,9 +5,9 @@
 //! with status 2 and names the key, file or flag.
 
 use clap::Args;
+use nequil::lab::io::named_tensors;
 use nequil::lab::io::write_safetensors;
 use nequil::lab::rebalance::{rebalance_spec, RebalanceOptions};
-use nequil::lab::runner::named_tensors;
 use nequil::lab::spec::Spec;
 use nequil::Result;
 use std::collections::BTreeMap;

@@ -1,8 +1,9 @@
 //! `nequil reproduce` and `nequil list`.
 
+use crate::progress::Bars;
 use clap::Args;
-use nequil::lab::experiments::catalog;
-use nequil_cli::reproduce::{choose, estimate, human_seconds, reproduce_into, Tier};
+use nequil_paper::experiments::catalog;
+use nequil_paper::reproduce::{choose, estimate, human_seconds, reproduce_into, Tier};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -77,7 +78,16 @@ pub fn reproduce(a: ReproduceArgs) -> nequil::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let summaries = reproduce_into(&a.out, &a.names, tier, a.jobs, a.mnist.clone(), a.quiet, a.fresh)?;
+    let summaries = reproduce_into(
+        &a.out,
+        &a.names,
+        tier,
+        a.jobs,
+        a.mnist.clone(),
+        a.quiet,
+        a.fresh,
+        &mut Bars::new(a.quiet),
+    )?;
     Ok(if summaries.iter().any(|s| s.failed > 0) {
         ExitCode::from(1)
     } else {

@@ -1,9 +1,9 @@
 //! `nequil run SPEC.toml --out DIR`.
 
+use crate::progress::progress_bar;
 use clap::Args;
 use nequil::lab::runner::{check_writable, run_spec, write_run_dir};
 use nequil::lab::spec::Spec;
-use nequil_cli::progress_bar;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;

@@ -6,6 +6,7 @@ mod cli_rebalance;
 mod cli_reproduce;
 mod cli_run;
 mod cli_sweep;
+mod progress;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

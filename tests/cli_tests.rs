@@ -430,7 +430,8 @@ fn models_too_large_for_memory_are_refused_up_front() {
 
 #[test]
 fn reproduce_writes_typed_files_and_a_report() {
-    use nequil::lab::files::{read_json, ExperimentSummary, Figure};
+    use nequil::lab::files::read_json;
+    use nequil_paper::files::{ExperimentSummary, Figure};
     let d = tmp("reproduce");
     let out = d.join("out");
     let reproduce = |name: &str| {

@@ -1561,7 +1561,7 @@ fn library_check(f: Format, path: &Path, dir: &Path) -> Result<(), String> {
             }
             let model = nequil::core::models::Model::mlp(&[4, 3], nequil::core::models::Activation::Identity, true)
                 .map_err(|e| e.to_string())?;
-            let r = nequil::lab::runner::load_weights(path, &model);
+            let r = nequil::lab::io::load_weights(path, &model);
             if r.is_err() && OUTCOME.with(Cell::get) == "read, not the model's weights" {
                 // Read fine, but another model's weights: refused by load_weights, as it should.
                 return r

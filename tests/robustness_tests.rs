@@ -341,7 +341,7 @@ fn a_full_disk_leaves_no_rebalanced_weights() {
             &mut nequil::core::rng::Rng::new(1),
         )
         .unwrap();
-    nequil::lab::runner::save_weights(&d.join("w.safetensors"), &model, &theta).unwrap();
+    nequil::lab::io::save_weights(&d.join("w.safetensors"), &model, &theta).unwrap();
     let mut r = nequil::core::rng::Rng::new(2);
     let mut x = vec![0.0; 16 * 40];
     r.fill_normal(&mut x);

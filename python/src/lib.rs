@@ -23,8 +23,9 @@ use nequil::core::rng::Rng;
 use nequil::core::stats::grad_stats;
 use nequil::core::symmetry::{catalog, Generator, NoiseBalance};
 use nequil::lab::inputs::{data_for, flow_params, Keys};
+use nequil::lab::io::theta_from_tensors;
 use nequil::lab::io::{NdArray, Tensors};
-use nequil::lab::runner::{run_spec, run_summary, theta_from_tensors, write_run_dir};
+use nequil::lab::runner::{run_spec, run_summary, write_run_dir};
 use nequil::lab::spec::instruments::TimeChoice;
 use nequil::lab::spec::{
     charges_spec_from_json, load_model, load_model_spec, model_spec_from_json, model_spec_from_toml, ModelSpec, Spec,
@@ -709,18 +710,19 @@ fn reproduce(
     fresh: bool,
 ) -> PyResult<String> {
     compute(py, "reproduce", || {
-        let summaries = nequil_cli::reproduce::reproduce_into(
+        let summaries = nequil_paper::reproduce::reproduce_into(
             &out,
             &names,
             if full {
-                nequil_cli::reproduce::Tier::Full
+                nequil_paper::reproduce::Tier::Full
             } else {
-                nequil_cli::reproduce::Tier::Quick
+                nequil_paper::reproduce::Tier::Quick
             },
             jobs,
             None,
             true,
             fresh,
+            &mut nequil_paper::reproduce::Silent,
         )?;
         Ok(serde_json::to_string(&summaries).expect("summaries serialize"))
     })
@@ -729,7 +731,7 @@ fn reproduce(
 /// The experiments of `reproduce`: `[(name, title, claim), …]`.
 #[pyfunction]
 fn experiments() -> Vec<(String, String, String)> {
-    nequil::lab::experiments::catalog()
+    nequil_paper::experiments::catalog()
         .iter()
         .map(|e| (e.name.to_string(), e.title.to_string(), e.claim.to_string()))
         .collect()

@@ -69,7 +69,10 @@
 //! 2. [`train`]: the training engine (the allocation-free step, schedules, the loop, the probe
 //!    interface).
 //! 3. [`instruments`]: the probes.
-//! 4. [`lab`]: specs, runs, sweeps, experiments and every file format.
+//! 4. [`lab`]: specs, runs, sweeps and every file format.
+//!
+//! The paper's experiments, figures and report are not part of the library: they are the crate
+//! `nequil-paper`, built on it.
 //!
 //! The items re-exported below are the front door; the modules hold the rest.
 

@@ -14,6 +14,9 @@
 //!
 //! Workers wait for the next product by spinning briefly, then sleep on a condition variable, so
 //! a burst of products pays no thread start-up and an idle pool costs no CPU.
+//!
+//! Independent runs (the points of a sweep, the runs of an experiment) are spread over threads by
+//! [`par_map`] and [`par_map_owned`]: one item per thread at a time, results in the items' order.
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -270,10 +273,84 @@ pub(crate) fn blocks(len: usize, parts: usize, align: usize, min: usize) -> Vec<
     cuts
 }
 
+/// Maps `f` over `items` on up to `jobs` threads, keeping the order. Each item is one independent
+/// run; results are identical to a sequential map because every run carries its own seed.
+pub fn par_map<T: Sync, R: Send>(jobs: usize, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let n = items.len();
+    let next = AtomicUsize::new(0);
+    let out: Mutex<Vec<Option<R>>> = Mutex::new((0..n).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, n.max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let r = f(&items[i]);
+                out.lock().expect("no poisoned lock")[i] = Some(r);
+            });
+        }
+    });
+    out.into_inner()
+        .expect("lock")
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect()
+}
+
+/// Maps `f` over owned `items` on up to `jobs` threads, keeping the order. Each item is one
+/// independent run; results are identical to a sequential map because every run carries its own
+/// seed.
+pub fn par_map_owned<T: Send, R: Send>(jobs: usize, items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let n = items.len();
+    let next = AtomicUsize::new(0);
+    let inputs: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let out: Mutex<Vec<Option<R>>> = Mutex::new((0..n).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, n.max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let item = inputs[i]
+                    .lock()
+                    .expect("no poisoned lock")
+                    .take()
+                    .expect("each item once");
+                let r = f(item);
+                out.lock().expect("no poisoned lock")[i] = Some(r);
+            });
+        }
+    });
+    out.into_inner()
+        .expect("lock")
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn par_maps_keep_the_order_and_run_each_item_once() {
+        let items: Vec<u64> = (0..97).collect();
+        for jobs in [0, 1, 3, 200] {
+            let calls = AtomicUsize::new(0);
+            let out = par_map(jobs, &items, |&i| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                i * i
+            });
+            assert_eq!(out, items.iter().map(|i| i * i).collect::<Vec<_>>(), "jobs = {jobs}");
+            assert_eq!(calls.load(Ordering::Relaxed), items.len());
+            let owned = par_map_owned(jobs, items.iter().map(|i| vec![*i; 2]).collect(), |v| v[0] + v[1]);
+            assert_eq!(owned, items.iter().map(|i| 2 * i).collect::<Vec<_>>(), "jobs = {jobs}");
+        }
+        assert!(par_map(4, &[] as &[u64], |&i| i).is_empty());
+    }
 
     #[test]
     fn blocks_cover_and_align() {

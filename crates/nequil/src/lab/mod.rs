@@ -1,8 +1,8 @@
 //! The lab: everything that reads or writes files, built on the core, the training engine and
 //! the instruments.
 //!
-//! * [`files`]: every file format the project writes, as types (run, sweep and experiment JSON
-//!   files, figures, report rows) and the one CSV writer.
+//! * [`files`]: every file format the project writes, as types (run and sweep JSON files) and the
+//!   one CSV writer.
 //! * [`inputs`]: the SGD settings and data arrays of an analysis at given weights, checked.
 //! * [`io`]: NumPy `.npy`/`.npz`, MNIST IDX, safetensors, atomic writes.
 //! * [`resources`]: the memory available, and the refusal of models too large for it.
@@ -12,9 +12,7 @@
 //! * [`rebalance`](mod@rebalance): `nequil rebalance`: a spec's initialization moved to its noise
 //!   equilibrium, as weights a run can start from.
 //! * [`sweep`]: grids of runs, resumable and sharded, and their merge.
-//! * [`experiments`]: the paper's figures as checks.
 
-pub mod experiments;
 pub mod files;
 pub mod inputs;
 pub mod io;

@@ -10,12 +10,11 @@ use crate::core::data::Source;
 use crate::core::models::Model;
 use crate::core::parallel::with_threads;
 use crate::lab::files::{log_csv, to_json, Divergence, ParamBlock, ProbeFailure, RunError, RunState, RunSummary};
-use crate::lab::io::{read_safetensors, safetensors_bytes, write_atomic, write_atomic_all, Tensors};
+use crate::lab::io::{weights_bytes, write_atomic_all};
 use crate::lab::spec::Spec;
 use crate::train::{train, Probe, ProbeCtx, RunOutcome};
 use crate::{invalid, io_err, Error, Result};
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Runs a spec: builds it (all validation happens here, before anything is written), then trains
@@ -111,102 +110,6 @@ impl Probe for Lent {
     fn record(&mut self, _: &ProbeCtx<'_>, _: &mut Vec<f64>) -> Result<()> {
         Ok(())
     }
-}
-
-/// The tensors of θ as `(name, shape, values)` in layout order.
-pub fn named_tensors<'a>(model: &Model, theta: &'a [f64]) -> Vec<(String, Vec<usize>, &'a [f64])> {
-    model
-        .layout()
-        .blocks()
-        .iter()
-        .map(|b| (b.name.clone(), b.shape.clone(), &theta[b.range()]))
-        .collect()
-}
-
-/// Writes θ as safetensors (`f64`, PyTorch names and `[out, in]` shapes; metadata `format = pt`).
-pub fn save_weights(path: &Path, model: &Model, theta: &[f64]) -> Result<()> {
-    write_atomic(path, &weights_bytes(model, theta)?)
-}
-
-/// The bytes [`save_weights`] writes.
-pub fn weights_bytes(model: &Model, theta: &[f64]) -> Result<Vec<u8>> {
-    let mut meta = BTreeMap::new();
-    meta.insert("format".to_string(), "pt".to_string());
-    meta.insert("nequil.model".to_string(), model.describe());
-    safetensors_bytes(&named_tensors(model, theta), Some(meta))
-}
-
-/// Reads θ for `model` from a safetensors file, by PyTorch state-dict name: the file written by
-/// [`save_weights`], or `safetensors.torch.save_file(net.state_dict(), path)` for an `nn.Module`
-/// whose `nn.Linear` layers sit in an `nn.ModuleList` named `layers` (`layers.{l}.weight` is
-/// `[out, in]`, `layers.{l}.bias` is `[out]`; Net-A/Net-B: `layers.0.weight` is W,
-/// `layers.1.weight` is U). `F64`, `F32`, `F16` and `BF16` tensors are read as `f64`.
-///
-/// Every tensor of the layout must be present with its shape, no other tensor may be present, and
-/// every value must be finite. An error names the file and lists every missing, unexpected and
-/// misshapen tensor (expected vs got), or the first non-finite value.
-pub fn load_weights(path: &Path, model: &Model) -> Result<Vec<f64>> {
-    let tensors = read_safetensors(path)?;
-    theta_from_tensors(&format!("weights {}", path.display()), &tensors, model)
-}
-
-/// θ for `model` from tensors by PyTorch state-dict name (`name → (shape, values)`), with the
-/// checks and messages of [`load_weights`]: every tensor of the layout present with its shape, no
-/// other tensor, every value finite. `what` begins every message (`weights w.safetensors`,
-/// `params`).
-pub fn theta_from_tensors(what: &str, tensors: &Tensors, model: &Model) -> Result<Vec<f64>> {
-    let layout = model.layout();
-    let mut problems = vec![];
-    for b in layout.blocks() {
-        match tensors.get(&b.name) {
-            None => problems.push(format!("missing tensor `{}` (expected shape {:?})", b.name, b.shape)),
-            Some((shape, _)) if *shape != b.shape => problems.push(format!(
-                "tensor `{}` has shape {shape:?}, expected {:?}",
-                b.name, b.shape
-            )),
-            Some(_) => {}
-        }
-    }
-    for (name, (shape, _)) in tensors {
-        if layout.find(name).is_none() {
-            problems.push(format!("unexpected tensor `{name}` (shape {shape:?})"));
-        }
-    }
-    if !problems.is_empty() {
-        let expected: Vec<String> = layout
-            .blocks()
-            .iter()
-            .map(|b| format!("{} {:?}", b.name, b.shape))
-            .collect();
-        return Err(invalid!(
-            "{what}: {} (the model {} has exactly: {})",
-            problems.join("; "),
-            model.describe(),
-            expected.join(", ")
-        ));
-    }
-    let mut theta = vec![0.0; layout.len()];
-    for b in layout.blocks() {
-        let data = &tensors[&b.name].1;
-        if data.len() != b.range().len() {
-            return Err(invalid!(
-                "{what}: tensor `{}` holds {} values, its shape {:?} needs {}",
-                b.name,
-                data.len(),
-                b.shape,
-                b.range().len()
-            ));
-        }
-        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return Err(invalid!(
-                "{what}: tensor `{}` has a non-finite value ({}) at flat index {i}",
-                b.name,
-                data[i]
-            ));
-        }
-        theta[b.range()].copy_from_slice(data);
-    }
-    Ok(theta)
 }
 
 /// The `summary.json` of a run ([`RunSummary`]).

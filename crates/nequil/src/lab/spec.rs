@@ -939,7 +939,7 @@ impl Spec {
         let theta0 = match &self.model.init_from {
             Some(p) => {
                 let path = base.join(p);
-                crate::lab::runner::load_weights(&path, &model).map_err(|e| match e {
+                crate::lab::io::load_weights(&path, &model).map_err(|e| match e {
                     Error::Invalid(m) => invalid!("model.init_from: {m}"),
                     Error::Io(m) => invalid!("model.init_from: {m}"),
                     e => e,

@@ -285,7 +285,7 @@ impl Sweep {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let built = crate::lab::experiments::par_map(jobs, &runs, |r| {
+        let built = crate::core::parallel::par_map(jobs, &runs, |r| {
             r.spec
                 .build(base)
                 .map(|b| b.memory)

@@ -14,10 +14,12 @@
 //!   order) and `.npz` (stored or deflated).
 //! - [`idx`]: MNIST IDX files, raw or gzip-compressed, and [`load_mnist`].
 //! - [`safetensors`]: `F64` weights written, `F64`/`F32`/`F16`/`BF16` read.
+//! - [`weights`]: a model's θ as safetensors by PyTorch name ([`load_weights`], [`save_weights`]).
 
 pub mod idx;
 pub mod npy;
 pub mod safetensors;
+pub mod weights;
 
 pub use self::idx::{load_mnist, read_idx, write_idx_u8};
 pub use self::npy::{
@@ -26,6 +28,7 @@ pub use self::npy::{
 pub use self::safetensors::{
     read_safetensors, read_safetensors_with_metadata, safetensors_bytes, write_safetensors, Tensors,
 };
+pub use self::weights::{load_weights, named_tensors, save_weights, theta_from_tensors, weights_bytes};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
