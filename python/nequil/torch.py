@@ -60,7 +60,7 @@ class MeanPool(nn.Module):
 
 
 _SUPPORTED = (
-    "Linear, Conv2d, MaxPool2d, AvgPool2d, Flatten, LayerNorm, ReLU, LeakyReLU, Tanh, SiLU, Identity, "
+    "Linear, Conv2d, MaxPool2d, AvgPool2d, Flatten, LayerNorm, ReLU, LeakyReLU, Tanh, SiLU, Sigmoid, Identity, "
     "Dropout(p=0), nequil.torch.SelfAttention, nequil.torch.Residual, nequil.torch.MeanPool"
 )
 
@@ -83,6 +83,7 @@ _TORCH_KINDS = {
     "relu": "nn.ReLU",
     "leaky-relu": "nn.LeakyReLU",
     "swish": "nn.SiLU",
+    "sigmoid": "nn.Sigmoid",
 }
 
 # Registered kinds that no PyTorch module maps onto, each with the reason (none at present).
@@ -111,6 +112,8 @@ def _layer(m: nn.Module, path: str) -> Dict[str, Any]:
         return {"type": "tanh"}
     if t is nn.SiLU:
         return {"type": "swish"}
+    if t is nn.Sigmoid:
+        return {"type": "sigmoid"}
     if t is nn.Identity:
         return {"type": "identity"}
     if t is nn.Dropout:

@@ -2,14 +2,14 @@
 //! exact invariance, gradients and Hessian-vector products against finite differences, and the
 //! per-sample statistics against a naive per-sample loop.
 //!
-//! The zoo covers every layer kind (dense with and without bias, each activation, Net-A, Net-B)
-//! in the paper's families and in mixed stacks that no family describes.
+//! The zoo covers every layer kind (dense with and without bias, each activation, sigmoid, Net-A,
+//! Net-B) in the paper's families and in mixed stacks that no family describes.
 
 use nequil::core::curvature::{EmpiricalHessian, HessianOp, HvpOptions, HvpWorkspace};
 use nequil::core::layers::{
     Activation, ActivationLayer, AvgPool2dConfig, Conv2dConfig, FlattenConfig, KernelSpec, LayerConfig as L,
     LayerNormConfig, LeakyReluConfig, Linear, LinearConfig, MaxPool2dConfig, MeanPoolConfig, ReluConfig,
-    ResidualConfig, SelfAttentionConfig, TanhConfig,
+    ResidualConfig, SelfAttentionConfig, SigmoidConfig, TanhConfig,
 };
 use nequil::core::models::{Init, Model, NodeSpec, ScaleKind};
 use nequil::core::rng::Rng;
@@ -232,6 +232,31 @@ fn zoo() -> Vec<(&'static str, Model, usize)> {
         // 2 dims of qk and of vo; MLP: 6 neurons.
         ("transformer", transformer(0.0, true), 4 + 8 + 4 + 6),
         ("transformer-eps", transformer(1e-5, false), 4 + 8 + 4 + 6),
+        // ReLU passes the first layer's 4 neurons to the next map; sigmoid blocks the second's.
+        (
+            "sigmoid",
+            Model::sequential(
+                &[3],
+                &[
+                    L::Linear(LinearConfig {
+                        out_features: 4,
+                        bias: true,
+                    }),
+                    L::Relu(ReluConfig {}),
+                    L::Linear(LinearConfig {
+                        out_features: 4,
+                        bias: true,
+                    }),
+                    L::Sigmoid(SigmoidConfig {}),
+                    L::Linear(LinearConfig {
+                        out_features: 2,
+                        bias: true,
+                    }),
+                ],
+            )
+            .unwrap(),
+            4,
+        ),
         (
             "sequence-mlp",
             Model::sequential(

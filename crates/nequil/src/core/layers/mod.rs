@@ -50,7 +50,7 @@
 //! catalog see only the trait.
 //!
 //! The kinds: [`Linear`] (`linear`), [`ActivationLayer`] (`identity`, `tanh`, `relu`,
-//! `leaky-relu`, `swish`), [`Conv2d`] (`conv2d`), [`MaxPool2d`] (`max-pool2d`), [`AvgPool2d`]
+//! `leaky-relu`, `swish`), [`Sigmoid`] (`sigmoid`), [`Conv2d`] (`conv2d`), [`MaxPool2d`] (`max-pool2d`), [`AvgPool2d`]
 //! (`avg-pool2d`), [`Flatten`] (`flatten`), [`LayerNorm`] (`layer-norm`), [`SelfAttention`]
 //! (`self-attention`), [`Residual`] (`residual`), [`MeanPool`] (`mean-pool`); and [`ScaleNet`] (the paper's Fig. 7 nets, `model.kind = "net-a"`/`"net-b"`,
 //! which are whole models rather than layers of a stack, so not registered).
@@ -73,6 +73,7 @@ mod max_pool2d;
 mod mean_pool;
 mod residual;
 mod scale_net;
+mod sigmoid;
 
 pub use activation::{
     Activation, ActivationLayer, IdentityConfig, LeakyReluConfig, ReluConfig, SwishConfig, TanhConfig,
@@ -87,6 +88,7 @@ pub use max_pool2d::{MaxPool2d, MaxPool2dConfig};
 pub use mean_pool::{MeanPool, MeanPoolConfig};
 pub use residual::{Residual, ResidualConfig};
 pub use scale_net::{ScaleKind, ScaleNet};
+pub use sigmoid::{Sigmoid, SigmoidConfig};
 
 /// The registry of layer kinds: `Variant(ConfigType) = "spec-name",`. It declares
 /// [`LayerConfig`] (one variant per kind, tagged by `type` in specs), [`LayerConfig::KINDS`],
@@ -158,6 +160,8 @@ registry! {
     LeakyRelu(LeakyReluConfig) = "leaky-relu",
     /// Swish (SiLU).
     Swish(SwishConfig) = "swish",
+    /// The logistic sigmoid (`nn.Sigmoid`).
+    Sigmoid(SigmoidConfig) = "sigmoid",
 }
 
 /// A layer kind's configuration: how it becomes a layer once the input shape is known.
