@@ -44,15 +44,16 @@
 //! and one line in the registry [`LayerConfig`] (the `registry!` invocation below; beside it the
 //! file's `mod` and `pub use` lines), which gives the kind its spec name. The spec's `[model]`
 //! layer list is a list of [`LayerConfig`]s, residual blocks nest them,
-//! [`crate::core::models::Model::sequential`] builds them, and the Python package's PyTorch adapter emits them (`python/nequil/torch.py`,
-//! whose table `_TORCH_KINDS` must list every registered kind; a test checks it and the spec
-//! reference). The statistics, Hessian-vector products, training loop, probes and symmetry
+//! [`crate::core::models::Model::sequential`] builds them, and the Python package's PyTorch
+//! adapter emits them (`python/nequil/torch.py`, whose table `_TORCH_KINDS` must list every
+//! registered kind, or `_NO_TORCH` with a reason; a test checks it and the spec reference). The statistics, Hessian-vector products, training loop, probes and symmetry
 //! catalog see only the trait.
 //!
 //! The kinds: [`Linear`] (`linear`), [`ActivationLayer`] (`identity`, `tanh`, `relu`,
-//! `leaky-relu`, `swish`), [`Sigmoid`] (`sigmoid`), [`Conv2d`] (`conv2d`), [`MaxPool2d`] (`max-pool2d`), [`AvgPool2d`]
-//! (`avg-pool2d`), [`Flatten`] (`flatten`), [`LayerNorm`] (`layer-norm`), [`SelfAttention`]
-//! (`self-attention`), [`Residual`] (`residual`), [`MeanPool`] (`mean-pool`); and [`ScaleNet`] (the paper's Fig. 7 nets, `model.kind = "net-a"`/`"net-b"`,
+//! `leaky-relu`, `swish`), [`Sigmoid`] (`sigmoid`), [`Conv2d`] (`conv2d`), [`MaxPool2d`]
+//! (`max-pool2d`), [`AvgPool2d`] (`avg-pool2d`), [`Flatten`] (`flatten`), [`LayerNorm`]
+//! (`layer-norm`), [`SelfAttention`] (`self-attention`), [`Residual`] (`residual`), [`MeanPool`]
+//! (`mean-pool`); and [`ScaleNet`] (the paper's Fig. 7 nets, `model.kind = "net-a"`/`"net-b"`,
 //! which are whole models rather than layers of a stack, so not registered).
 //!
 //! # What comes next
