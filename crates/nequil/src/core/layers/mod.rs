@@ -167,8 +167,8 @@ registry! {
 
 /// A layer kind's configuration: how it becomes a layer once the input shape is known.
 pub trait BuildLayer {
-    /// The layer for per-sample inputs of shape `input` (non-empty sizes, at most [`MAX_VALUES`]
-    /// values: checked by [`LayerConfig::build`] before), or an error whose message starts with
+    /// The layer for per-sample inputs of shape `input` (at most [`MAX_VALUES`] values: checked
+    /// by [`LayerConfig::build`] before), or an error whose message starts with
     /// the spec key `key` (`model.layers[3]`), extended by the field at fault where there is one
     /// (`model.layers[3].kernel: …`).
     fn build(&self, input: &[usize], key: &str) -> Result<Arc<dyn Layer>>;
