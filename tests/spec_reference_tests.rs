@@ -215,3 +215,129 @@ fn the_spec_reference_documents_exactly_the_keys_the_parser_accepts() {
         problems.join("\n")
     );
 }
+
+/// The fields a layer kind's table accepts, from the parser's refusal of an unknown one
+/// ("unknown field …, expected one of `a`, `b`", "expected `a`" or "there are no fields").
+fn layer_fields(kind: &str) -> BTreeSet<String> {
+    let text = format!("type = \"{kind}\"\n{UNKNOWN} = 1\n");
+    let err = toml::from_str::<nequil::core::layers::LayerConfig>(&text)
+        .expect_err("an unknown field must be refused")
+        .to_string();
+    assert!(
+        err.contains(UNKNOWN),
+        "{kind}: the refusal does not name the unknown key:\n{err}"
+    );
+    if err.contains("there are no fields") {
+        return BTreeSet::new();
+    }
+    expected(&err)
+}
+
+/// The documented layer kinds (first cell of the `#sequential` table, several per row possible)
+/// with the keys of each (the backticked names of the second cell outside parentheses).
+fn documented_layers() -> Vec<(String, BTreeSet<String>)> {
+    let text = reference();
+    let mut out = vec![];
+    for line in section(&text, "sequential").lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (kinds, keys) = (cells[1], cells.get(2).copied().unwrap_or(""));
+        if kinds == "`type`" {
+            continue; // the header
+        }
+        let mut bare = String::new();
+        let mut depth = 0;
+        for c in keys.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                c if depth == 0 => bare.push(c),
+                _ => {}
+            }
+        }
+        let keys: BTreeSet<String> = bare.split('`').skip(1).step_by(2).map(str::to_string).collect();
+        for k in kinds.split('`').skip(1).step_by(2) {
+            out.push((k.to_string(), keys.clone()));
+        }
+    }
+    out
+}
+
+/// The quoted names of the Python dict literal `name = {` … `}` in `python/nequil/torch.py`
+/// (its keys: the first string of each line).
+fn python_table(source: &str, name: &str) -> BTreeSet<String> {
+    let start = source
+        .find(&format!("\n{name}"))
+        .unwrap_or_else(|| panic!("python/nequil/torch.py has no table {name}"));
+    let body = &source[start..];
+    let open = body.find('{').expect("a dict literal");
+    let close = body.find('}').expect("a dict literal");
+    body[open + 1..close]
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix('"')?.split('"').next().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn every_registered_layer_kind_is_documented_and_mapped_from_torch() {
+    let kinds: BTreeSet<String> = nequil::core::layers::LayerConfig::KINDS
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    let mut problems = Vec::new();
+
+    // (ii) The spec reference's table of layer types: every kind, its keys exactly.
+    let docs = documented_layers();
+    let documented: BTreeSet<String> = docs.iter().map(|(k, _)| k.clone()).collect();
+    for k in kinds.difference(&documented) {
+        problems.push(format!(
+            "layer kind `{k}` is registered, the spec reference does not document it"
+        ));
+    }
+    for k in documented.difference(&kinds) {
+        problems.push(format!(
+            "the spec reference documents layer kind `{k}`, the registry has none"
+        ));
+    }
+    for (k, keys) in docs.iter().filter(|(k, _)| kinds.contains(k)) {
+        let accepted = layer_fields(k);
+        if &accepted != keys {
+            problems.push(format!(
+                "layer kind `{k}`: the parser accepts {accepted:?}, the spec reference documents {keys:?}"
+            ));
+        }
+    }
+
+    // (i) The PyTorch adapter: every kind mapped (and emitted) or listed as having no counterpart.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/nequil/torch.py");
+    let py = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mapped = python_table(&py, "_TORCH_KINDS");
+    let none = python_table(&py, "_NO_TORCH");
+    for k in &kinds {
+        if !mapped.contains(k) && !none.contains(k) {
+            problems.push(format!(
+                "layer kind `{k}`: neither in python/nequil/torch.py's _TORCH_KINDS nor in _NO_TORCH"
+            ));
+        }
+    }
+    for k in mapped.union(&none) {
+        if !kinds.contains(k) {
+            problems.push(format!(
+                "python/nequil/torch.py lists `{k}`, the registry has no such kind"
+            ));
+        }
+    }
+    // Each mapped kind is emitted by the adapter: its quoted name occurs outside the table too.
+    let quoted = |k: &str| py.matches(&format!("\"{k}\"")).count();
+    for k in mapped.difference(&none) {
+        if quoted(k) < 2 {
+            problems.push(format!(
+                "python/nequil/torch.py maps `{k}` in _TORCH_KINDS but never emits it"
+            ));
+        }
+    }
+    assert!(
+        !mapped.is_empty() && problems.is_empty(),
+        "the layer registry, the spec reference and the PyTorch adapter disagree:\n{}",
+        problems.join("\n")
+    );
+}

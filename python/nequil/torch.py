@@ -60,9 +60,34 @@ class MeanPool(nn.Module):
 
 
 _SUPPORTED = (
-    "Linear, Conv2d, MaxPool2d, AvgPool2d, Flatten, LayerNorm, ReLU, LeakyReLU, Tanh, SiLU, Identity, "
+    "Linear, Conv2d, MaxPool2d, AvgPool2d, Flatten, LayerNorm, ReLU, LeakyReLU, Tanh, SiLU, Sigmoid, Identity, "
     "Dropout(p=0), nequil.torch.SelfAttention, nequil.torch.Residual, nequil.torch.MeanPool"
 )
+
+# Every layer kind of nequil's registry (``LayerConfig`` in ``crates/nequil/src/core/layers/mod.rs``)
+# with the PyTorch module that :func:`spec_from_torch` maps onto it. A test of the repository checks
+# that this table and ``_NO_TORCH`` together list exactly the registered kinds, and that each kind
+# here is emitted below.
+_TORCH_KINDS = {
+    "linear": "nn.Linear",
+    "conv2d": "nn.Conv2d",
+    "max-pool2d": "nn.MaxPool2d",
+    "avg-pool2d": "nn.AvgPool2d",
+    "flatten": "nn.Flatten",
+    "layer-norm": "nn.LayerNorm",
+    "self-attention": "nequil.torch.SelfAttention",
+    "mean-pool": "nequil.torch.MeanPool",
+    "residual": "nequil.torch.Residual",
+    "identity": "nn.Identity",
+    "tanh": "nn.Tanh",
+    "relu": "nn.ReLU",
+    "leaky-relu": "nn.LeakyReLU",
+    "swish": "nn.SiLU",
+    "sigmoid": "nn.Sigmoid",
+}
+
+# Registered kinds that no PyTorch module maps onto, each with the reason (none at present).
+_NO_TORCH: Dict[str, str] = {}
 
 
 def _unsupported(path: str, m: nn.Module, why: str = "") -> ValueError:
@@ -87,6 +112,8 @@ def _layer(m: nn.Module, path: str) -> Dict[str, Any]:
         return {"type": "tanh"}
     if t is nn.SiLU:
         return {"type": "swish"}
+    if t is nn.Sigmoid:
+        return {"type": "sigmoid"}
     if t is nn.Identity:
         return {"type": "identity"}
     if t is nn.Dropout:

@@ -11,8 +11,9 @@
 use nequil::core::equilibrium::{
     families_moments, family_balance, family_moments, two_layer_equilibrium_empirical, FlowParams,
 };
+use nequil::core::layers::{LayerConfig as L, LinearConfig, MeanPoolConfig, SelfAttentionConfig};
 use nequil::core::linalg::Dense;
-use nequil::core::models::{Activation, Init, LayerDesc as L, Model};
+use nequil::core::models::{Activation, Init, Model};
 use nequil::core::rng::Rng;
 use nequil::core::symmetry::{catalog, law::NoiseBalance};
 
@@ -51,16 +52,16 @@ fn attention_model() -> Model {
     Model::sequential(
         &[3, 4],
         &[
-            L::SelfAttention {
+            L::SelfAttention(SelfAttentionConfig {
                 heads: 2,
                 causal: false,
                 bias: true,
-            },
-            L::MeanPool,
-            L::Linear {
+            }),
+            L::MeanPool(MeanPoolConfig {}),
+            L::Linear(LinearConfig {
                 out_features: 2,
                 bias: true,
-            },
+            }),
         ],
     )
     .unwrap()

@@ -2,12 +2,16 @@
 //! exact invariance, gradients and Hessian-vector products against finite differences, and the
 //! per-sample statistics against a naive per-sample loop.
 //!
-//! The zoo covers every layer kind (dense with and without bias, each activation, Net-A, Net-B)
-//! in the paper's families and in mixed stacks that no family describes.
+//! The zoo covers every layer kind (dense with and without bias, each activation, sigmoid, Net-A,
+//! Net-B) in the paper's families and in mixed stacks that no family describes.
 
 use nequil::core::curvature::{EmpiricalHessian, HessianOp, HvpOptions, HvpWorkspace};
-use nequil::core::layers::{Activation, ActivationLayer, Linear};
-use nequil::core::models::{Init, LayerDesc as L, Model, NodeSpec, ScaleKind};
+use nequil::core::layers::{
+    Activation, ActivationLayer, AvgPool2dConfig, Conv2dConfig, FlattenConfig, KernelSpec, LayerConfig as L,
+    LayerNormConfig, LeakyReluConfig, Linear, LinearConfig, MaxPool2dConfig, MeanPoolConfig, ReluConfig,
+    ResidualConfig, SelfAttentionConfig, SigmoidConfig, TanhConfig,
+};
+use nequil::core::models::{Init, Model, NodeSpec, ScaleKind};
 use nequil::core::rng::Rng;
 use nequil::core::stats::{grad_stats, per_sample_grads, quad_forms};
 use nequil::core::symmetry::{catalog, discover_diagonal, verify, DiscoverOptions, Generator};
@@ -30,7 +34,7 @@ fn act(a: Activation, w: usize) -> NodeSpec {
 }
 
 fn relu() -> L {
-    L::Activation(Activation::Relu)
+    L::Relu(ReluConfig {})
 }
 
 /// A small CNN: conv, ReLU, max-pool, conv, ReLU, avg-pool, flatten, linear.
@@ -38,29 +42,35 @@ fn cnn() -> Model {
     Model::sequential(
         &[2, 6, 6],
         &[
-            L::Conv2d {
+            L::Conv2d(Conv2dConfig {
                 out_channels: 3,
-                kernel: (3, 3),
+                kernel: KernelSpec::Square(3),
                 stride: 1,
                 padding: 1,
                 bias: true,
-            },
+            }),
             relu(),
-            L::MaxPool2d { kernel: 2, stride: 2 },
-            L::Conv2d {
+            L::MaxPool2d(MaxPool2dConfig {
+                kernel: 2,
+                stride: Some(2),
+            }),
+            L::Conv2d(Conv2dConfig {
                 out_channels: 4,
-                kernel: (2, 2),
+                kernel: KernelSpec::Square(2),
                 stride: 1,
                 padding: 0,
                 bias: false,
-            },
+            }),
             relu(),
-            L::AvgPool2d { kernel: 2, stride: 1 },
-            L::Flatten,
-            L::Linear {
+            L::AvgPool2d(AvgPool2dConfig {
+                kernel: 2,
+                stride: Some(1),
+            }),
+            L::Flatten(FlattenConfig {}),
+            L::Linear(LinearConfig {
                 out_features: 2,
                 bias: true,
-            },
+            }),
         ],
     )
     .unwrap()
@@ -71,19 +81,19 @@ fn cnn_strided() -> Model {
     Model::sequential(
         &[1, 7, 5],
         &[
-            L::Conv2d {
+            L::Conv2d(Conv2dConfig {
                 out_channels: 2,
-                kernel: (3, 2),
+                kernel: KernelSpec::Rect([3, 2]),
                 stride: 2,
                 padding: 1,
                 bias: true,
-            },
-            L::Activation(Activation::LeakyRelu(0.1)),
-            L::Flatten,
-            L::Linear {
+            }),
+            L::LeakyRelu(LeakyReluConfig { slope: 0.1 }),
+            L::Flatten(FlattenConfig {}),
+            L::Linear(LinearConfig {
                 out_features: 2,
                 bias: false,
-            },
+            }),
         ],
     )
     .unwrap()
@@ -95,31 +105,35 @@ fn transformer(eps: f64, causal: bool) -> Model {
     Model::sequential(
         &[4, 4],
         &[
-            L::Residual(vec![
-                L::LayerNorm { eps, affine: true },
-                L::SelfAttention {
-                    heads: 2,
-                    causal,
-                    bias: true,
-                },
-            ]),
-            L::Residual(vec![
-                L::LayerNorm { eps, affine: true },
-                L::Linear {
-                    out_features: 6,
-                    bias: true,
-                },
-                relu(),
-                L::Linear {
-                    out_features: 4,
-                    bias: true,
-                },
-            ]),
-            L::MeanPool,
-            L::Linear {
+            L::Residual(ResidualConfig {
+                layers: vec![
+                    L::LayerNorm(LayerNormConfig { eps, affine: true }),
+                    L::SelfAttention(SelfAttentionConfig {
+                        heads: 2,
+                        causal,
+                        bias: true,
+                    }),
+                ],
+            }),
+            L::Residual(ResidualConfig {
+                layers: vec![
+                    L::LayerNorm(LayerNormConfig { eps, affine: true }),
+                    L::Linear(LinearConfig {
+                        out_features: 6,
+                        bias: true,
+                    }),
+                    relu(),
+                    L::Linear(LinearConfig {
+                        out_features: 4,
+                        bias: true,
+                    }),
+                ],
+            }),
+            L::MeanPool(MeanPoolConfig {}),
+            L::Linear(LinearConfig {
                 out_features: 2,
                 bias: true,
-            },
+            }),
         ],
     )
     .unwrap()
@@ -177,16 +191,16 @@ fn zoo() -> Vec<(&'static str, Model, usize)> {
             Model::sequential(
                 &[5],
                 &[
-                    L::Linear {
+                    L::Linear(LinearConfig {
                         out_features: 4,
                         bias: true,
-                    },
-                    L::LayerNorm { eps: 0.0, affine: true },
+                    }),
+                    L::LayerNorm(LayerNormConfig { eps: 0.0, affine: true }),
                     relu(),
-                    L::Linear {
+                    L::Linear(LinearConfig {
                         out_features: 2,
                         bias: true,
-                    },
+                    }),
                 ],
             )
             .unwrap(),
@@ -197,18 +211,18 @@ fn zoo() -> Vec<(&'static str, Model, usize)> {
             Model::sequential(
                 &[5],
                 &[
-                    L::Linear {
+                    L::Linear(LinearConfig {
                         out_features: 4,
                         bias: true,
-                    },
-                    L::LayerNorm {
+                    }),
+                    L::LayerNorm(LayerNormConfig {
                         eps: 1e-3,
                         affine: false,
-                    },
-                    L::Linear {
+                    }),
+                    L::Linear(LinearConfig {
                         out_features: 2,
                         bias: false,
-                    },
+                    }),
                 ],
             )
             .unwrap(),
@@ -218,25 +232,50 @@ fn zoo() -> Vec<(&'static str, Model, usize)> {
         // 2 dims of qk and of vo; MLP: 6 neurons.
         ("transformer", transformer(0.0, true), 4 + 8 + 4 + 6),
         ("transformer-eps", transformer(1e-5, false), 4 + 8 + 4 + 6),
+        // ReLU passes the first layer's 4 neurons to the next map; sigmoid blocks the second's.
+        (
+            "sigmoid",
+            Model::sequential(
+                &[3],
+                &[
+                    L::Linear(LinearConfig {
+                        out_features: 4,
+                        bias: true,
+                    }),
+                    L::Relu(ReluConfig {}),
+                    L::Linear(LinearConfig {
+                        out_features: 4,
+                        bias: true,
+                    }),
+                    L::Sigmoid(SigmoidConfig {}),
+                    L::Linear(LinearConfig {
+                        out_features: 2,
+                        bias: true,
+                    }),
+                ],
+            )
+            .unwrap(),
+            4,
+        ),
         (
             "sequence-mlp",
             Model::sequential(
                 &[3, 2],
                 &[
-                    L::Linear {
+                    L::Linear(LinearConfig {
                         out_features: 4,
                         bias: true,
-                    },
-                    L::Activation(Activation::LeakyRelu(0.3)),
-                    L::Linear {
+                    }),
+                    L::LeakyRelu(LeakyReluConfig { slope: 0.3 }),
+                    L::Linear(LinearConfig {
                         out_features: 3,
                         bias: false,
-                    },
-                    L::MeanPool,
-                    L::Linear {
+                    }),
+                    L::MeanPool(MeanPoolConfig {}),
+                    L::Linear(LinearConfig {
                         out_features: 2,
                         bias: true,
-                    },
+                    }),
                 ],
             )
             .unwrap(),
@@ -574,16 +613,16 @@ mod random_shapes {
                 stride in 1usize..3, pad in 0usize..2, pool in 0usize..3, bias in any::<bool>(), seed in 0u64..1000) {
             prop_assume!(h + 2 * pad >= k && w + 2 * pad >= k);
             let mut layers = vec![
-                L::Conv2d { out_channels: o, kernel: (k, k.max(2).min(w + 2 * pad)), stride, padding: pad, bias },
-                L::Activation(Activation::LeakyRelu(0.2)),
+                L::Conv2d(Conv2dConfig { out_channels: o, kernel: KernelSpec::Rect([k, k.max(2).min(w + 2 * pad)]), stride, padding: pad, bias }),
+                L::LeakyRelu(LeakyReluConfig { slope: 0.2 }),
             ];
             match pool {
-                1 => layers.push(L::MaxPool2d { kernel: 2, stride: 1 }),
-                2 => layers.push(L::AvgPool2d { kernel: 2, stride: 2 }),
+                1 => layers.push(L::MaxPool2d(MaxPool2dConfig { kernel: 2, stride: Some(1) })),
+                2 => layers.push(L::AvgPool2d(AvgPool2dConfig { kernel: 2, stride: Some(2) })),
                 _ => {}
             }
-            layers.push(L::Flatten);
-            layers.push(L::Linear { out_features: 2, bias: true });
+            layers.push(L::Flatten(FlattenConfig {}));
+            layers.push(L::Linear(LinearConfig { out_features: 2, bias: true }));
             let Ok(model) = Model::sequential(&[c, h, w], &layers) else {
                 // A pooling window larger than the feature map: refused, as it must be.
                 return Ok(());
@@ -598,17 +637,17 @@ mod random_shapes {
             let e = heads * per_head;
             if eps == 0.0 && e == 1 {
                 // Normalizing one feature without eps is 0/0: refused with a message, as it must be.
-                let r = Model::sequential(&[t, e], &[L::LayerNorm { eps, affine }]);
+                let r = Model::sequential(&[t, e], &[L::LayerNorm(LayerNormConfig { eps, affine })]);
                 prop_assert!(r.is_err_and(|e| e.to_string().contains("eps = 0")));
                 return Ok(());
             }
             let model = Model::sequential(
                 &[t, e],
                 &[
-                    L::Residual(vec![L::LayerNorm { eps, affine }, L::SelfAttention { heads, causal, bias }]),
-                    L::Residual(vec![L::Linear { out_features: 3, bias }, L::Activation(Activation::Tanh), L::Linear { out_features: e, bias }]),
-                    L::MeanPool,
-                    L::Linear { out_features: 2, bias: true },
+                    L::Residual(ResidualConfig { layers: vec![L::LayerNorm(LayerNormConfig { eps, affine }), L::SelfAttention(SelfAttentionConfig { heads, causal, bias })] }),
+                    L::Residual(ResidualConfig { layers: vec![L::Linear(LinearConfig { out_features: 3, bias }), L::Tanh(TanhConfig {}), L::Linear(LinearConfig { out_features: e, bias })] }),
+                    L::MeanPool(MeanPoolConfig {}),
+                    L::Linear(LinearConfig { out_features: 2, bias: true }),
                 ],
             )
             .unwrap();

@@ -18,6 +18,7 @@
 use super::common::{fmt, log_of, mean_se, tail_batch_mean, Check, Ctx};
 use super::plan::{full_batch, sequential_spec, Details, Plan, PlannedRun, Results, RunResult};
 use crate::files::{Figure, Panel, Role, Series, Style};
+use nequil::core::layers::{AvgPool2dConfig, Conv2dConfig, FlattenConfig, LinearConfig, ReluConfig};
 use nequil::core::models::Model;
 use nequil::core::stats::grad_stats;
 use nequil::core::symmetry::catalog::catalog_symmetry;
@@ -52,23 +53,23 @@ fn sizes(full: bool) -> (u64, u64, u64) {
 
 fn layers() -> Vec<LayerSpec> {
     vec![
-        LayerSpec::Conv2d {
+        LayerSpec::Conv2d(Conv2dConfig {
             out_channels: CH,
             kernel: KernelSpec::Square(3),
             stride: 1,
             padding: 1,
             bias: false,
-        },
-        LayerSpec::Relu,
-        LayerSpec::AvgPool2d {
+        }),
+        LayerSpec::Relu(ReluConfig {}),
+        LayerSpec::AvgPool2d(AvgPool2dConfig {
             kernel: 4,
             stride: None,
-        },
-        LayerSpec::Flatten,
-        LayerSpec::Linear {
+        }),
+        LayerSpec::Flatten(FlattenConfig {}),
+        LayerSpec::Linear(LinearConfig {
             out_features: 2,
             bias: true,
-        },
+        }),
     ]
 }
 

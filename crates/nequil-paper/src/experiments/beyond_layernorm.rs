@@ -18,6 +18,7 @@
 use super::common::{fmt, log_of, mean_se, tail_batch_mean, Check, Ctx};
 use super::plan::{sequential_spec, Details, Plan, PlannedRun, Results, RunResult};
 use crate::files::{Figure, Panel, Role, Series, Style};
+use nequil::core::layers::{LayerNormConfig, LinearConfig, ReluConfig};
 use nequil::core::symmetry::catalog::catalog_symmetry;
 use nequil::instruments::{ChargeProbe, StepChargeProbe};
 use nequil::lab::spec::{CovSpec, DataMode, LayerSpec, Spec, TargetKind};
@@ -47,16 +48,16 @@ fn sizes(full: bool) -> (u64, u64) {
 
 fn layers() -> Vec<LayerSpec> {
     vec![
-        LayerSpec::Linear {
+        LayerSpec::Linear(LinearConfig {
             out_features: H,
             bias: true,
-        },
-        LayerSpec::LayerNorm { eps: 0.0, affine: true },
-        LayerSpec::Relu,
-        LayerSpec::Linear {
+        }),
+        LayerSpec::LayerNorm(LayerNormConfig { eps: 0.0, affine: true }),
+        LayerSpec::Relu(ReluConfig {}),
+        LayerSpec::Linear(LinearConfig {
             out_features: 1,
             bias: true,
-        },
+        }),
     ]
 }
 

@@ -23,6 +23,9 @@ use super::common::{fmt, log_of, mean_se, tail_batch_mean, Check, Ctx};
 use super::plan::{full_batch, sequential_spec, Details, Plan, PlannedRun, Results, RunResult};
 use crate::files::{Figure, Panel, Role, Series, Style};
 use nequil::core::equilibrium::families_moments;
+use nequil::core::layers::{
+    LayerNormConfig, LinearConfig, MeanPoolConfig, ReluConfig, ResidualConfig, SelfAttentionConfig,
+};
 use nequil::core::linalg::Dense;
 use nequil::core::models::Model;
 use nequil::core::symmetry::catalog::catalog;
@@ -61,41 +64,41 @@ fn sizes(full: bool) -> (u64, u64, u64) {
 
 fn layers() -> Vec<LayerSpec> {
     vec![
-        LayerSpec::Residual {
+        LayerSpec::Residual(ResidualConfig {
             layers: vec![
-                LayerSpec::LayerNorm {
+                LayerSpec::LayerNorm(LayerNormConfig {
                     eps: 1e-5,
                     affine: true,
-                },
-                LayerSpec::SelfAttention {
+                }),
+                LayerSpec::SelfAttention(SelfAttentionConfig {
                     heads: HEADS,
                     causal: false,
                     bias: true,
-                },
+                }),
             ],
-        },
-        LayerSpec::Residual {
+        }),
+        LayerSpec::Residual(ResidualConfig {
             layers: vec![
-                LayerSpec::LayerNorm {
+                LayerSpec::LayerNorm(LayerNormConfig {
                     eps: 1e-5,
                     affine: true,
-                },
-                LayerSpec::Linear {
+                }),
+                LayerSpec::Linear(LinearConfig {
                     out_features: 8,
                     bias: true,
-                },
-                LayerSpec::Relu,
-                LayerSpec::Linear {
+                }),
+                LayerSpec::Relu(ReluConfig {}),
+                LayerSpec::Linear(LinearConfig {
                     out_features: E,
                     bias: true,
-                },
+                }),
             ],
-        },
-        LayerSpec::MeanPool,
-        LayerSpec::Linear {
+        }),
+        LayerSpec::MeanPool(MeanPoolConfig {}),
+        LayerSpec::Linear(LinearConfig {
             out_features: 1,
             bias: true,
-        },
+        }),
     ]
 }
 

@@ -7,6 +7,9 @@
 //! * [`data`]: Gaussian data sources with exact second moments, teachers, fixed datasets.
 //! * [`layers`]: the layer kinds, one per file, and the trait they implement.
 //! * [`models`]: models as stacks of layers.
+//! * [`graph`]: the interface of operations with several inputs and of parameter blocks shared
+//!   between nodes (the next engine's; one operation, `add`, implemented).
+//! * [`scalar`]: the scalar type parameter (`f32`, `f64`) of generic kernels.
 //! * [`stats`]: exact per-sample gradient statistics.
 //! * [`symmetry`]: generators, charges, the catalog derived from a model's structure, discovery,
 //!   the law of motion of a charge.
@@ -20,6 +23,7 @@
 pub mod curvature;
 pub mod data;
 pub mod equilibrium;
+pub mod graph;
 pub mod layers;
 pub mod linalg;
 pub mod math;
@@ -27,5 +31,6 @@ pub mod models;
 pub mod parallel;
 pub mod params;
 pub mod rng;
+pub mod scalar;
 pub mod stats;
 pub mod symmetry;

@@ -7,8 +7,9 @@
 //! dotted name. Nothing is written before a spec has been fully built.
 
 use crate::core::data::{Cov, Dataset, Gaussian, Source, Target};
+pub use crate::core::layers::{KernelSpec, LayerConfig};
 use crate::core::linalg::Dense;
-use crate::core::models::{Activation, Init, LayerDesc, Model, ScaleKind};
+use crate::core::models::{Activation, Init, Model, ScaleKind};
 use crate::core::rng::Rng;
 use crate::core::symmetry::Momentum;
 use crate::lab::io::{read_npy, read_npz, NdArray};
@@ -249,173 +250,9 @@ fn default_init() -> InitName {
     InitName::Kaiming
 }
 
-/// One layer of a `kind = "sequential"` model: `{ type = "conv2d", out_channels = 8, kernel = 3,
-/// padding = 1 }`. PyTorch's names and defaults (`bias = true`, a pooling stride equal to its
-/// kernel, `eps = 1e-5`).
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum LayerSpec {
-    /// `nn.Linear(·, out_features, bias)` on the last axis.
-    Linear {
-        /// Output features.
-        out_features: usize,
-        /// With a bias (default true).
-        #[serde(default = "yes")]
-        bias: bool,
-    },
-    /// `nn.Conv2d(·, out_channels, kernel, stride, padding, bias)` on `[C, H, W]`.
-    Conv2d {
-        /// Output channels.
-        out_channels: usize,
-        /// `k` or `[k_h, k_w]`.
-        kernel: KernelSpec,
-        /// Stride (default 1).
-        #[serde(default = "one")]
-        stride: usize,
-        /// Zero padding on every side (default 0).
-        #[serde(default)]
-        padding: usize,
-        /// With a bias (default true).
-        #[serde(default = "yes")]
-        bias: bool,
-    },
-    /// `nn.MaxPool2d(kernel, stride)`.
-    MaxPool2d {
-        /// Window size.
-        kernel: usize,
-        /// Stride (default: the kernel).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        stride: Option<usize>,
-    },
-    /// `nn.AvgPool2d(kernel, stride)`.
-    AvgPool2d {
-        /// Window size.
-        kernel: usize,
-        /// Stride (default: the kernel).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        stride: Option<usize>,
-    },
-    /// `nn.Flatten()`.
-    Flatten,
-    /// `nn.LayerNorm(d, eps, elementwise_affine)` over the last axis.
-    LayerNorm {
-        /// ε (default 1e-5, PyTorch's; 0 makes the scale invariance exact).
-        #[serde(default = "ln_eps")]
-        eps: f64,
-        /// Learnable `weight` and `bias` (default true).
-        #[serde(default = "yes")]
-        affine: bool,
-    },
-    /// `nn.MultiheadAttention(E, heads, bias, batch_first=True)` applied as `attn(x, x, x)` on
-    /// `[T, E]`.
-    SelfAttention {
-        /// Number of heads (dividing E).
-        heads: usize,
-        /// A causal mask (default false).
-        #[serde(default)]
-        causal: bool,
-        /// `in_proj_bias` and `out_proj.bias` (default true).
-        #[serde(default = "yes")]
-        bias: bool,
-    },
-    /// The mean over a sequence, `[T, d] → [d]`.
-    MeanPool,
-    /// `x + F(x)`, F the inner layers (named `{i}.{j}`).
-    Residual {
-        /// The inner layers.
-        layers: Vec<LayerSpec>,
-    },
-    /// φ(z) = z.
-    Identity,
-    /// tanh.
-    Tanh,
-    /// ReLU.
-    Relu,
-    /// Leaky ReLU.
-    LeakyRelu {
-        /// Negative-side slope (default 0.01).
-        #[serde(default = "leaky")]
-        slope: f64,
-    },
-    /// Swish (SiLU).
-    Swish,
-}
-
-/// A convolution kernel size: `3` or `[3, 5]`.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(untagged)]
-pub enum KernelSpec {
-    /// Square.
-    Square(usize),
-    /// `[k_h, k_w]`.
-    Rect([usize; 2]),
-}
-
-fn yes() -> bool {
-    true
-}
-fn one() -> usize {
-    1
-}
-fn ln_eps() -> f64 {
-    1e-5
-}
-fn leaky() -> f64 {
-    0.01
-}
-
-impl LayerSpec {
-    /// The core's description of the layer.
-    pub fn desc(&self) -> LayerDesc {
-        match self {
-            LayerSpec::Linear { out_features, bias } => LayerDesc::Linear {
-                out_features: *out_features,
-                bias: *bias,
-            },
-            LayerSpec::Conv2d {
-                out_channels,
-                kernel,
-                stride,
-                padding,
-                bias,
-            } => LayerDesc::Conv2d {
-                out_channels: *out_channels,
-                kernel: match kernel {
-                    KernelSpec::Square(k) => (*k, *k),
-                    KernelSpec::Rect([a, b]) => (*a, *b),
-                },
-                stride: *stride,
-                padding: *padding,
-                bias: *bias,
-            },
-            LayerSpec::MaxPool2d { kernel, stride } => LayerDesc::MaxPool2d {
-                kernel: *kernel,
-                stride: stride.unwrap_or(*kernel),
-            },
-            LayerSpec::AvgPool2d { kernel, stride } => LayerDesc::AvgPool2d {
-                kernel: *kernel,
-                stride: stride.unwrap_or(*kernel),
-            },
-            LayerSpec::Flatten => LayerDesc::Flatten,
-            LayerSpec::LayerNorm { eps, affine } => LayerDesc::LayerNorm {
-                eps: *eps,
-                affine: *affine,
-            },
-            LayerSpec::SelfAttention { heads, causal, bias } => LayerDesc::SelfAttention {
-                heads: *heads,
-                causal: *causal,
-                bias: *bias,
-            },
-            LayerSpec::MeanPool => LayerDesc::MeanPool,
-            LayerSpec::Residual { layers } => LayerDesc::Residual(layers.iter().map(LayerSpec::desc).collect()),
-            LayerSpec::Identity => LayerDesc::Activation(Activation::Identity),
-            LayerSpec::Tanh => LayerDesc::Activation(Activation::Tanh),
-            LayerSpec::Relu => LayerDesc::Activation(Activation::Relu),
-            LayerSpec::LeakyRelu { slope } => LayerDesc::Activation(Activation::LeakyRelu(*slope)),
-            LayerSpec::Swish => LayerDesc::Activation(Activation::Swish),
-        }
-    }
-}
+/// One layer of a `kind = "sequential"` model: the registry's [`LayerConfig`] (each kind's
+/// configuration lives beside its layer in [`crate::core::layers`]).
+pub type LayerSpec = LayerConfig;
 
 impl ModelSpec {
     /// Builds and validates the model alone (kind, widths, activation, biases), with errors naming
@@ -471,8 +308,7 @@ impl ModelSpec {
                 .layers
                 .as_ref()
                 .ok_or_else(|| invalid!("model.layers: required with kind = \"sequential\""))?;
-            let descs: Vec<LayerDesc> = layers.iter().map(LayerSpec::desc).collect();
-            return Model::sequential(input, &descs);
+            return Model::sequential(input, layers);
         }
         for (k, set) in [("input", m.input.is_some()), ("layers", m.layers.is_some())] {
             if set {

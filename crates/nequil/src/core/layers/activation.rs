@@ -6,7 +6,63 @@
 //! (used in the form `−2 y ⊙ R{x} ⊙ dx`, since `dx = (1 − y²) dy`) and `s(1 − s)(2 + x(1 − 2s))`,
 //! `s = sigmoid x`, for swish.
 
-use super::{BlockSpec, Fwd, Layer, Pass, RFwd, Structure};
+use super::{BlockSpec, BuildLayer, Fwd, Layer, Pass, RFwd, Structure};
+use crate::{invalid, Result};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The configurations of the parameter-free activations without keys: `{ type = "identity" }`
+/// (`nn.Identity`), `"tanh"` (`nn.Tanh`), `"relu"` (`nn.ReLU`), `"swish"` (`nn.SiLU`).
+macro_rules! plain_activation {
+    ($($(#[$m:meta])* $name:ident => $act:expr,)+) => {$(
+        $(#[$m])*
+        #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {}
+
+        impl BuildLayer for $name {
+            fn build(&self, inp: &[usize], _key: &str) -> Result<Arc<dyn Layer>> {
+                Ok(Arc::new(ActivationLayer::new($act, inp.to_vec())))
+            }
+        }
+    )+};
+}
+
+plain_activation! {
+    /// `{ type = "identity" }`: φ(z) = z (`nn.Identity`, or `nn.Dropout(p=0)`).
+    IdentityConfig => Activation::Identity,
+    /// `{ type = "tanh" }` (`nn.Tanh`).
+    TanhConfig => Activation::Tanh,
+    /// `{ type = "relu" }` (`nn.ReLU`).
+    ReluConfig => Activation::Relu,
+    /// `{ type = "swish" }`: z · sigmoid(z) (`nn.SiLU`).
+    SwishConfig => Activation::Swish,
+}
+
+/// `{ type = "leaky-relu", slope = 0.01 }`: `nn.LeakyReLU(negative_slope)`, PyTorch's default
+/// slope.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeakyReluConfig {
+    /// Slope for negative inputs (finite; 0.01).
+    pub slope: f64,
+}
+
+impl Default for LeakyReluConfig {
+    fn default() -> Self {
+        LeakyReluConfig { slope: 0.01 }
+    }
+}
+
+impl BuildLayer for LeakyReluConfig {
+    fn build(&self, inp: &[usize], key: &str) -> Result<Arc<dyn Layer>> {
+        let s = self.slope;
+        if !s.is_finite() {
+            return Err(invalid!("{key}.slope: must be finite, got {s}"));
+        }
+        Ok(Arc::new(ActivationLayer::new(Activation::LeakyRelu(s), inp.to_vec())))
+    }
+}
 
 /// An activation function φ.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -22,7 +22,51 @@
 //! shared by every key): it is inert.
 
 use super::dual::{as_duals, Dual, Num};
-use super::{features_at_every_position, BlockInit, BlockSpec, Fwd, Intrinsic, Layer, Pass, RFwd, Units};
+use super::{
+    checked_size, features_at_every_position, BlockInit, BlockSpec, BuildLayer, Fwd, Intrinsic, Layer, Pass, RFwd,
+    Units,
+};
+use crate::{invalid, Result};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// `{ type = "self-attention", heads, causal = false, bias = true }`:
+/// `nn.MultiheadAttention(E, heads, bias, batch_first=True)` applied as `attn(x, x, x)` on
+/// `[T, E]` (`E` is the input's last size).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SelfAttentionConfig {
+    /// Number of heads (≥ 1, dividing E).
+    pub heads: usize,
+    /// A causal mask (default false).
+    #[serde(default)]
+    pub causal: bool,
+    /// `in_proj_bias` and `out_proj.bias` (PyTorch's default true).
+    #[serde(default = "yes")]
+    pub bias: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl BuildLayer for SelfAttentionConfig {
+    fn build(&self, inp: &[usize], key: &str) -> Result<Arc<dyn Layer>> {
+        let &[t, e] = inp else {
+            return Err(invalid!(
+                "{key}: self-attention needs sequences of shape [T, E], got {inp:?}"
+            ));
+        };
+        let heads = self.heads;
+        if heads == 0 || e % heads != 0 {
+            return Err(invalid!("{key}.heads: {heads} must be ≥ 1 and divide E = {e}"));
+        }
+        checked_size(key, "the attention maps [H, T, T]", &[heads, t, t])?;
+        checked_size(key, "the projections [4·E, E]", &[4, e, e])?;
+        checked_size(key, "the queries, keys and values [T, 3·E]", &[t, 3, e])?;
+        Ok(Arc::new(SelfAttention::new(t, e, heads, self.causal, self.bias)))
+    }
+}
 use crate::core::linalg::{gemm_nn, gemm_nt, gemm_tn};
 
 /// Multi-head self-attention (see the module docs).

@@ -2,8 +2,30 @@
 //! [C, H', W']` (PyTorch's `nn.AvgPool2d(k, s)`, no padding). No parameters; a linear map, so its
 //! R-operator is itself. Channel rescalings pass through.
 
-use super::max_pool2d::{pooled, whole_channels};
-use super::{BlockSpec, Fwd, Layer, Pass, RFwd};
+use super::max_pool2d::{pool_window, pooled, whole_channels};
+use super::{BlockSpec, BuildLayer, Fwd, Layer, Pass, RFwd};
+use crate::Result;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// `{ type = "avg-pool2d", kernel, stride = kernel }`: `nn.AvgPool2d(kernel, stride)` on
+/// `[C, H, W]`, no padding.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AvgPool2dConfig {
+    /// Window size (≥ 1, at most the input's height and width).
+    pub kernel: usize,
+    /// Stride (≥ 1; PyTorch's default: the kernel size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stride: Option<usize>,
+}
+
+impl BuildLayer for AvgPool2dConfig {
+    fn build(&self, inp: &[usize], key: &str) -> Result<Arc<dyn Layer>> {
+        let (chw, k, s) = pool_window(key, "avg-pool2d", inp, self.kernel, self.stride)?;
+        Ok(Arc::new(AvgPool2d::new(chw, k, s)))
+    }
+}
 
 /// Average pooling over `k × k` windows with stride `s`.
 #[derive(Clone, Debug)]

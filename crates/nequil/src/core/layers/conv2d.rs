@@ -19,8 +19,114 @@
 //! zero under scaling).
 
 use super::max_pool2d::whole_channels;
-use super::{BlockInit, BlockSpec, Fwd, Layer, Pass, RFwd, Units};
+use super::{checked_size, chw, BlockInit, BlockSpec, BuildLayer, Fwd, Layer, Pass, RFwd, Units};
 use crate::core::linalg::{gemm_nn, gemm_nt, gemm_tn};
+use crate::{invalid, Result};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// `{ type = "conv2d", out_channels, kernel, stride = 1, padding = 0, bias = true }`:
+/// `nn.Conv2d(·, out_channels, kernel, stride, padding, bias)` on `[C, H, W]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Conv2dConfig {
+    /// Output channels (≥ 1).
+    pub out_channels: usize,
+    /// `k` or `[k_h, k_w]` (each ≥ 1).
+    pub kernel: KernelSpec,
+    /// Stride along both axes (≥ 1; PyTorch's default 1).
+    #[serde(default = "one")]
+    pub stride: usize,
+    /// Zero padding on every side (PyTorch's default 0).
+    #[serde(default)]
+    pub padding: usize,
+    /// With a bias (PyTorch's default true).
+    #[serde(default = "yes")]
+    pub bias: bool,
+}
+
+/// A convolution kernel size: `3` or `[3, 5]`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum KernelSpec {
+    /// Square.
+    Square(usize),
+    /// `[k_h, k_w]`.
+    Rect([usize; 2]),
+}
+
+impl KernelSpec {
+    /// `(k_h, k_w)`.
+    pub fn pair(self) -> (usize, usize) {
+        match self {
+            KernelSpec::Square(k) => (k, k),
+            KernelSpec::Rect([a, b]) => (a, b),
+        }
+    }
+}
+
+fn one() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
+impl BuildLayer for Conv2dConfig {
+    fn build(&self, inp: &[usize], key: &str) -> Result<Arc<dyn Layer>> {
+        let [c, h, w] = chw(key, "conv2d", inp)?;
+        let kernel = self.kernel.pair();
+        let (stride, padding) = (self.stride, self.padding);
+        for (field, v) in [
+            ("out_channels", self.out_channels),
+            ("kernel", kernel.0.min(kernel.1)),
+            ("stride", stride),
+        ] {
+            if v == 0 {
+                return Err(invalid!("{key}.{field}: must be ≥ 1"));
+            }
+        }
+        let (ph, pw) = (
+            checked_size(key, "the padded height", &[h.saturating_add(padding.saturating_mul(2))])?,
+            checked_size(key, "the padded width", &[w.saturating_add(padding.saturating_mul(2))])?,
+        );
+        if ph < kernel.0 || pw < kernel.1 {
+            return Err(invalid!(
+                "{key}.kernel: {}×{} is larger than the padded input {ph}×{pw}",
+                kernel.0,
+                kernel.1
+            ));
+        }
+        // The unfold table indexes a sample's values with 32 bits (u32::MAX marks padding).
+        if c * h * w >= u32::MAX as usize {
+            return Err(invalid!(
+                "{key}: a sample of shape [{c}, {h}, {w}] has {} values; conv2d indexes at most {}",
+                c * h * w,
+                u32::MAX - 1
+            ));
+        }
+        let (ho, wo) = ((ph - kernel.0) / stride + 1, (pw - kernel.1) / stride + 1);
+        checked_size(
+            key,
+            "the unfolded input (C·k_h·k_w × H'·W')",
+            &[c, kernel.0, kernel.1, ho, wo, 2],
+        )?;
+        checked_size(
+            key,
+            "the weight [O, C, k_h, k_w]",
+            &[self.out_channels, c, kernel.0, kernel.1],
+        )?;
+        checked_size(key, "the output", &[self.out_channels, ho, wo])?;
+        Ok(Arc::new(Conv2d::new(
+            [c, h, w],
+            self.out_channels,
+            kernel,
+            stride,
+            padding,
+            self.bias,
+        )))
+    }
+}
 
 /// A 2-D convolution (see the module docs).
 #[derive(Clone, Debug)]

@@ -2,7 +2,21 @@
 //! `nn.Flatten()` does (row-major, so the values and their order do not change). No parameters;
 //! a linear map, so its R-operator is itself.
 
-use super::{BlockSpec, Fwd, Layer, Pass, RFwd};
+use super::{BlockSpec, BuildLayer, Fwd, Layer, Pass, RFwd};
+use crate::Result;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// `{ type = "flatten" }`: `nn.Flatten()` (no keys).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FlattenConfig {}
+
+impl BuildLayer for FlattenConfig {
+    fn build(&self, inp: &[usize], _key: &str) -> Result<Arc<dyn Layer>> {
+        Ok(Arc::new(Flatten::new(inp.to_vec())))
+    }
+}
 
 /// Flattens a per-sample tensor of shape `shape` into `[∏ shape]`.
 #[derive(Clone, Debug)]

@@ -14,7 +14,50 @@
 //! affine features are units: scaling `γ_j, β_j` by `c` scales output feature `j`.
 
 use super::dual::{as_duals, Dual, Num};
-use super::{BlockInit, BlockSpec, Fwd, Layer, Pass, RFwd, Units};
+use super::{BlockInit, BlockSpec, BuildLayer, Fwd, Layer, Pass, RFwd, Units};
+use crate::{invalid, Result};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// `{ type = "layer-norm", eps = 1e-5, affine = true }`: `nn.LayerNorm(d, eps,
+/// elementwise_affine)` over the last axis (`d` is the input's last size). The defaults are
+/// PyTorch's.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LayerNormConfig {
+    /// ε, finite and ≥ 0 (1e-5; 0 makes the scale invariance exact).
+    pub eps: f64,
+    /// Learnable `weight` and `bias` (true).
+    pub affine: bool,
+}
+
+impl Default for LayerNormConfig {
+    fn default() -> Self {
+        LayerNormConfig {
+            eps: 1e-5,
+            affine: true,
+        }
+    }
+}
+
+impl BuildLayer for LayerNormConfig {
+    fn build(&self, inp: &[usize], key: &str) -> Result<Arc<dyn Layer>> {
+        let eps = self.eps;
+        if !(eps.is_finite() && eps >= 0.0) {
+            return Err(invalid!("{key}.eps: must be finite and ≥ 0, got {eps}"));
+        }
+        let Some(&last) = inp.last() else {
+            return Err(invalid!("{key}: layer-norm needs a non-empty input shape"));
+        };
+        if eps == 0.0 && last == 1 {
+            return Err(invalid!(
+                "{key}.eps: layer-norm with eps = 0 over a last axis of size 1 divides 0 by 0 (the centred \
+                 input is 0); give eps > 0 or normalize more than one feature"
+            ));
+        }
+        Ok(Arc::new(LayerNorm::new(inp.to_vec(), eps, self.affine)))
+    }
+}
 
 /// Layer normalization over the last axis (see the module docs).
 #[derive(Clone, Debug)]

@@ -4,7 +4,51 @@
 //! as PyTorch); the backward pass routes `dy` there, and so do the R-operator's passes. The
 //! maximum commutes with scaling a whole channel by `c > 0`, so channel rescalings pass through.
 
-use super::{BlockSpec, Fwd, Layer, Pass, RFwd};
+use super::{chw, BlockSpec, BuildLayer, Fwd, Layer, Pass, RFwd};
+use crate::{invalid, Result};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// `{ type = "max-pool2d", kernel, stride = kernel }`: `nn.MaxPool2d(kernel, stride)` on
+/// `[C, H, W]`, no padding.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MaxPool2dConfig {
+    /// Window size (≥ 1, at most the input's height and width).
+    pub kernel: usize,
+    /// Stride (≥ 1; PyTorch's default: the kernel size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stride: Option<usize>,
+}
+
+/// The input `[C, H, W]`, window and stride of a pooling layer `kind` configured with `kernel`
+/// and `stride` (default: the kernel), or an error naming `key` and the field at fault.
+pub(crate) fn pool_window(
+    key: &str,
+    kind: &str,
+    inp: &[usize],
+    kernel: usize,
+    stride: Option<usize>,
+) -> Result<([usize; 3], usize, usize)> {
+    let [c, h, w] = chw(key, kind, inp)?;
+    let stride = stride.unwrap_or(kernel);
+    for (field, v) in [("kernel", kernel), ("stride", stride)] {
+        if v == 0 {
+            return Err(invalid!("{key}.{field}: must be ≥ 1"));
+        }
+    }
+    if kernel > h || kernel > w {
+        return Err(invalid!("{key}.kernel: {kernel} is larger than the input {h}×{w}"));
+    }
+    Ok(([c, h, w], kernel, stride))
+}
+
+impl BuildLayer for MaxPool2dConfig {
+    fn build(&self, inp: &[usize], key: &str) -> Result<Arc<dyn Layer>> {
+        let (chw, k, s) = pool_window(key, "max-pool2d", inp, self.kernel, self.stride)?;
+        Ok(Arc::new(MaxPool2d::new(chw, k, s)))
+    }
+}
 
 /// Max pooling over `k × k` windows with stride `s`.
 #[derive(Clone, Debug)]

@@ -1,7 +1,26 @@
 //! `mean-pool`: the mean over a sequence, `[T, d] → [d]`, `y_j = (1/T) Σ_t x_tj`. No parameters; a
 //! linear map, so its R-operator is itself.
 
-use super::{features_at_every_position, BlockSpec, Fwd, Layer, Pass, RFwd};
+use super::{features_at_every_position, BlockSpec, BuildLayer, Fwd, Layer, Pass, RFwd};
+use crate::{invalid, Result};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// `{ type = "mean-pool" }`: the mean over a sequence, `x.mean(dim=1)` in PyTorch (no keys).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MeanPoolConfig {}
+
+impl BuildLayer for MeanPoolConfig {
+    fn build(&self, inp: &[usize], key: &str) -> Result<Arc<dyn Layer>> {
+        match inp {
+            [t, d] => Ok(Arc::new(MeanPool::new(*t, *d))),
+            _ => Err(invalid!(
+                "{key}: mean-pool needs sequences of shape [T, d], got {inp:?}"
+            )),
+        }
+    }
+}
 
 /// The mean over the first axis of `[T, d]`.
 #[derive(Clone, Debug)]

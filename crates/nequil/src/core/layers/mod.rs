@@ -32,16 +32,35 @@
 //!
 //! # Adding a layer kind
 //!
-//! Write one file here implementing [`Layer`], and register it in
-//! [`crate::core::models::LayerDesc`] (the builder; the spec's `[model]` layers and the Python
-//! package's PyTorch adapter map onto it). The statistics, Hessian-vector products, training
-//! loop, probes and symmetry catalog see only the trait.
+//! A layer kind is one file here holding everything about it:
+//!
+//! * its configuration: a serde struct with PyTorch's names and defaults
+//!   (`#[serde(deny_unknown_fields)]`), what a spec's `{ type = "…", … }` table holds, and its
+//!   [`BuildLayer::build`], which checks the configuration against the per-sample input shape
+//!   (errors name the spec key: `model.layers[3].kernel: …`) and returns the layer;
+//! * the layer itself, implementing [`Layer`]: forward, backward, statistics, R-operator, blocks,
+//!   structure.
+//!
+//! and one line in the registry [`LayerConfig`] (the `registry!` invocation below; beside it the
+//! file's `mod` and `pub use` lines), which gives the kind its spec name. The spec's `[model]`
+//! layer list is a list of [`LayerConfig`]s, residual blocks nest them,
+//! [`crate::core::models::Model::sequential`] builds them, and the Python package's PyTorch
+//! adapter emits them (`python/nequil/torch.py`, whose table `_TORCH_KINDS` must list every
+//! registered kind, or `_NO_TORCH` with a reason; a test checks it and the spec reference). The statistics, Hessian-vector products, training loop, probes and symmetry
+//! catalog see only the trait.
 //!
 //! The kinds: [`Linear`] (`linear`), [`ActivationLayer`] (`identity`, `tanh`, `relu`,
-//! `leaky-relu`, `swish`), [`Conv2d`] (`conv2d`), [`MaxPool2d`] (`max-pool2d`), [`AvgPool2d`]
-//! (`avg-pool2d`), [`Flatten`] (`flatten`), [`LayerNorm`] (`layer-norm`), [`SelfAttention`]
-//! (`self-attention`), [`Residual`] (`residual`), [`MeanPool`] (`mean-pool`), and [`ScaleNet`]
-//! (`net-a`, `net-b`, the paper's Fig. 7 nets).
+//! `leaky-relu`, `swish`), [`Sigmoid`] (`sigmoid`), [`Conv2d`] (`conv2d`), [`MaxPool2d`]
+//! (`max-pool2d`), [`AvgPool2d`] (`avg-pool2d`), [`Flatten`] (`flatten`), [`LayerNorm`]
+//! (`layer-norm`), [`SelfAttention`] (`self-attention`), [`Residual`] (`residual`), [`MeanPool`]
+//! (`mean-pool`); and [`ScaleNet`] (the paper's Fig. 7 nets, `model.kind = "net-a"`/`"net-b"`,
+//! which are whole models rather than layers of a stack, so not registered).
+//!
+//! # What comes next
+//!
+//! Operations with several inputs (add, concat, attention's three operands) and parameter blocks
+//! shared between nodes (tied embeddings) are designed in [`crate::core::graph`]; a scalar type
+//! parameter (f32 beside f64) in [`crate::core::scalar`], used by [`Linear`]'s generic kernels.
 
 mod activation;
 mod attention;
@@ -55,20 +74,148 @@ mod max_pool2d;
 mod mean_pool;
 mod residual;
 mod scale_net;
+mod sigmoid;
 
-pub use activation::{Activation, ActivationLayer};
-pub use attention::SelfAttention;
-pub use avg_pool2d::AvgPool2d;
-pub use conv2d::Conv2d;
-pub use flatten::Flatten;
-pub use layer_norm::LayerNorm;
-pub use linear::Linear;
-pub use max_pool2d::MaxPool2d;
-pub use mean_pool::MeanPool;
-pub use residual::Residual;
+pub use activation::{
+    Activation, ActivationLayer, IdentityConfig, LeakyReluConfig, ReluConfig, SwishConfig, TanhConfig,
+};
+pub use attention::{SelfAttention, SelfAttentionConfig};
+pub use avg_pool2d::{AvgPool2d, AvgPool2dConfig};
+pub use conv2d::{Conv2d, Conv2dConfig, KernelSpec};
+pub use flatten::{Flatten, FlattenConfig};
+pub use layer_norm::{LayerNorm, LayerNormConfig};
+pub use linear::{Linear, LinearConfig};
+pub use max_pool2d::{MaxPool2d, MaxPool2dConfig};
+pub use mean_pool::{MeanPool, MeanPoolConfig};
+pub use residual::{Residual, ResidualConfig};
 pub use scale_net::{ScaleKind, ScaleNet};
+pub use sigmoid::{Sigmoid, SigmoidConfig};
 
+/// The registry of layer kinds: `Variant(ConfigType) = "spec-name",`. It declares
+/// [`LayerConfig`] (one variant per kind, tagged by `type` in specs), [`LayerConfig::KINDS`],
+/// [`LayerConfig::kind`], [`LayerConfig::build`]'s dispatch and `From<ConfigType>`.
+macro_rules! registry {
+    ($($(#[$m:meta])* $variant:ident($config:ty) = $name:literal,)+) => {
+        /// One layer of a sequential model, before its input shape is known: the spec's
+        /// `{ type = "conv2d", out_channels = 8, kernel = 3, padding = 1 }` (PyTorch's names and
+        /// defaults). Each variant wraps the configuration type of its kind, defined in the
+        /// kind's file.
+        #[derive(Clone, Debug, serde::Deserialize, serde::Serialize, PartialEq)]
+        #[serde(tag = "type")]
+        pub enum LayerConfig {
+            $($(#[$m])* #[serde(rename = $name)] $variant($config),)+
+        }
+
+        impl LayerConfig {
+            /// Every registered kind's spec name, in registry order.
+            pub const KINDS: &'static [&'static str] = &[$($name),+];
+
+            /// The kind's spec name (`linear`, `conv2d`, …).
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(LayerConfig::$variant(_) => $name,)+
+                }
+            }
+
+            fn config(&self) -> &dyn BuildLayer {
+                match self {
+                    $(LayerConfig::$variant(c) => c,)+
+                }
+            }
+        }
+
+        $(impl From<$config> for LayerConfig {
+            fn from(c: $config) -> Self {
+                LayerConfig::$variant(c)
+            }
+        })+
+    };
+}
+
+registry! {
+    /// `nn.Linear` on the last axis.
+    Linear(LinearConfig) = "linear",
+    /// `nn.Conv2d` on `[C, H, W]`.
+    Conv2d(Conv2dConfig) = "conv2d",
+    /// `nn.MaxPool2d` on `[C, H, W]`.
+    MaxPool2d(MaxPool2dConfig) = "max-pool2d",
+    /// `nn.AvgPool2d` on `[C, H, W]`.
+    AvgPool2d(AvgPool2dConfig) = "avg-pool2d",
+    /// `nn.Flatten()`.
+    Flatten(FlattenConfig) = "flatten",
+    /// `nn.LayerNorm` over the last axis.
+    LayerNorm(LayerNormConfig) = "layer-norm",
+    /// Self-attention on `[T, E]`.
+    SelfAttention(SelfAttentionConfig) = "self-attention",
+    /// The mean over a sequence, `[T, d] → [d]`.
+    MeanPool(MeanPoolConfig) = "mean-pool",
+    /// `x + F(x)`, F the inner layers.
+    Residual(ResidualConfig) = "residual",
+    /// φ(z) = z.
+    Identity(IdentityConfig) = "identity",
+    /// tanh.
+    Tanh(TanhConfig) = "tanh",
+    /// ReLU.
+    Relu(ReluConfig) = "relu",
+    /// Leaky ReLU.
+    LeakyRelu(LeakyReluConfig) = "leaky-relu",
+    /// Swish (SiLU).
+    Swish(SwishConfig) = "swish",
+    /// The logistic sigmoid (`nn.Sigmoid`).
+    Sigmoid(SigmoidConfig) = "sigmoid",
+}
+
+/// A layer kind's configuration: how it becomes a layer once the input shape is known.
+pub trait BuildLayer {
+    /// The layer for per-sample inputs of shape `input` (at most [`MAX_VALUES`] values: checked
+    /// by [`LayerConfig::build`] before), or an error whose message starts with
+    /// the spec key `key` (`model.layers[3]`), extended by the field at fault where there is one
+    /// (`model.layers[3].kernel: …`).
+    fn build(&self, input: &[usize], key: &str) -> Result<Arc<dyn Layer>>;
+}
+
+impl LayerConfig {
+    /// The layer for per-sample inputs of shape `input`, or an error naming `key` (the layer's
+    /// place in the spec, `model.layers[3]`) and what does not fit. Every size a layer computes
+    /// from its shapes is checked against [`MAX_VALUES`] first, so that no layer's arithmetic can
+    /// overflow.
+    pub fn build(&self, input: &[usize], key: &str) -> Result<Arc<dyn Layer>> {
+        checked_size(key, "the input shape", input)?;
+        self.config().build(input, key)
+    }
+}
+
+/// The most values any one size of a layer may hold (2⁴⁸, 2 PiB of `f64`): larger is refused when
+/// the model is built, before a layer's arithmetic could overflow.
+pub const MAX_VALUES: usize = 1 << 48;
+
+/// The number of values of a tensor of shape `dims`, or an error naming `key` and `what` when it
+/// exceeds [`MAX_VALUES`]. Sizes below it are left to the memory check of a run.
+pub fn checked_size(key: &str, what: &str, dims: &[usize]) -> Result<usize> {
+    let n = dims
+        .iter()
+        .try_fold(1u128, |a, &d| a.checked_mul(d as u128))
+        .unwrap_or(u128::MAX);
+    if n > MAX_VALUES as u128 {
+        Err(invalid!(
+            "{key}: {what} {dims:?} holds more than 2^48 values, more than any machine's memory"
+        ))
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `input` as `[C, H, W]`, or an error naming `key` and the kind that needs it.
+pub(crate) fn chw(key: &str, kind: &str, input: &[usize]) -> Result<[usize; 3]> {
+    match input {
+        [c, h, w] => Ok([*c, *h, *w]),
+        _ => Err(invalid!("{key}: {kind} needs inputs of shape [C, H, W], got {input:?}")),
+    }
+}
+
+use crate::{invalid, Result};
 use std::fmt::Debug;
+use std::sync::Arc;
 
 /// How a parameter block is initialized.
 #[derive(Clone, Copy, Debug, PartialEq)]

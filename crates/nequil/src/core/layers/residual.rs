@@ -9,7 +9,49 @@
 //! each inner layer for its part. The symmetry catalog looks inside ([`Layer::children`]); nothing
 //! crosses the block's boundary.
 
-use super::{BlockSpec, Child, Fwd, Layer, RFwd};
+use super::{BlockSpec, BuildLayer, Child, Fwd, Layer, LayerConfig, RFwd};
+use crate::{invalid, Result};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// `{ type = "residual", layers = [ … ] }`: `x + F(x)`, F the inner layers (any registered kinds,
+/// residual blocks included), named `{i}.{j}`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResidualConfig {
+    /// The inner layers, in order (at least one; together they map the input shape to itself).
+    pub layers: Vec<LayerConfig>,
+}
+
+impl BuildLayer for ResidualConfig {
+    fn build(&self, inp: &[usize], key: &str) -> Result<Arc<dyn Layer>> {
+        if self.layers.is_empty() {
+            return Err(invalid!("{key}.layers: a residual block needs at least one layer"));
+        }
+        let mut children = vec![];
+        let mut shape = inp.to_vec();
+        let mut offset = 0usize;
+        for (j, d) in self.layers.iter().enumerate() {
+            let l = d.build(&shape, &format!("{key}.layers[{j}]"))?;
+            shape = l.out_shape().to_vec();
+            let np = l.n_params();
+            children.push(Child {
+                layer: l,
+                offset,
+                module: j.to_string(),
+            });
+            offset = offset
+                .checked_add(np)
+                .ok_or_else(|| invalid!("{key}: the parameter count overflows"))?;
+        }
+        if shape != inp {
+            return Err(invalid!(
+                "{key}: a residual block must map its input shape {inp:?} to itself, its layers give {shape:?}"
+            ));
+        }
+        Ok(Arc::new(Residual::new(children, inp.to_vec())))
+    }
+}
 
 /// A residual block over a stack of layers (see the module docs).
 #[derive(Clone, Debug)]

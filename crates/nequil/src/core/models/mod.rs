@@ -21,11 +21,8 @@
 //! `σ_W² = 2/(d_x + d)`, `σ_U² = 2/(d + d_y)`; `Init::Std` sets each weight block's standard
 //! deviation directly (`σ_W`, `σ_U` in layer order). Biases start at zero.
 
-pub use crate::core::layers::{Activation, ScaleKind, ScaleNet};
-use crate::core::layers::{
-    ActivationLayer, AvgPool2d, BlockInit, Child, Conv2d, Flatten, Fwd, Layer, LayerNorm, Linear, MaxPool2d, MeanPool,
-    Residual, SelfAttention, Structure,
-};
+pub use crate::core::layers::{Activation, LayerConfig, ScaleKind, ScaleNet, MAX_VALUES};
+use crate::core::layers::{ActivationLayer, BlockInit, Fwd, Layer, Linear, Structure};
 use crate::core::params::Layout;
 use crate::core::rng::Rng;
 use crate::{invalid, Result};
@@ -584,264 +581,27 @@ impl Model {
     }
 }
 
-/// A layer of a sequential model, before shapes are known (the builder infers each input shape
-/// from the previous layer's output). The names are PyTorch's: `nn.Linear(·, out_features)`,
-/// `nn.Conv2d(·, out_channels, kernel, stride, padding)`, `nn.MaxPool2d(kernel, stride)`, …
-#[derive(Clone, Debug, PartialEq)]
-pub enum LayerDesc {
-    /// `linear`: dense on the last axis.
-    Linear {
-        /// Output features.
-        out_features: usize,
-        /// With a bias.
-        bias: bool,
-    },
-    /// `conv2d` on `[C, H, W]`.
-    Conv2d {
-        /// Output channels.
-        out_channels: usize,
-        /// Kernel `(k_h, k_w)`.
-        kernel: (usize, usize),
-        /// Stride (≥ 1).
-        stride: usize,
-        /// Zero padding on every side.
-        padding: usize,
-        /// With a bias.
-        bias: bool,
-    },
-    /// `max-pool2d` on `[C, H, W]`.
-    MaxPool2d {
-        /// Window size.
-        kernel: usize,
-        /// Stride (PyTorch's default: the kernel size).
-        stride: usize,
-    },
-    /// `avg-pool2d` on `[C, H, W]`.
-    AvgPool2d {
-        /// Window size.
-        kernel: usize,
-        /// Stride (PyTorch's default: the kernel size).
-        stride: usize,
-    },
-    /// `flatten` to a vector.
-    Flatten,
-    /// `layer-norm` over the last axis.
-    LayerNorm {
-        /// ε (PyTorch's default 1e-5; 0 makes the scale invariance exact).
-        eps: f64,
-        /// With `weight` and `bias`.
-        affine: bool,
-    },
-    /// `self-attention` on `[T, E]`.
-    SelfAttention {
-        /// Number of heads (dividing E).
-        heads: usize,
-        /// Causal mask.
-        causal: bool,
-        /// With `in_proj_bias` and `out_proj.bias`.
-        bias: bool,
-    },
-    /// `mean-pool`: `[T, d] → [d]`.
-    MeanPool,
-    /// `residual`: `x + F(x)` for the inner stack.
-    Residual(Vec<LayerDesc>),
-    /// An element-wise activation.
-    Activation(Activation),
-}
-
-/// The most values any one size of a layer may hold (2⁴⁸, 2 PiB of `f64`): larger is refused when
-/// the model is built, before a layer's arithmetic could overflow.
-pub const MAX_VALUES: usize = 1 << 48;
-
-impl LayerDesc {
-    /// The layer for inputs of shape `inp`, or an error (naming `key`) if it does not fit.
-    fn build(&self, inp: &[usize], key: &str) -> Result<Arc<dyn Layer>> {
-        let bad = |m: String| invalid!("{key}: {m}");
-        // Every size a layer computes from its shapes (values per sample, unfolded inputs,
-        // attention maps, weights) is checked against MAX_VALUES first, so that no layer's own
-        // arithmetic can overflow; sizes below it are left to the memory check of a run.
-        let sized = |what: &str, dims: &[usize]| -> Result<usize> {
-            let n = dims
-                .iter()
-                .try_fold(1u128, |a, &d| a.checked_mul(d as u128))
-                .unwrap_or(u128::MAX);
-            if n > MAX_VALUES as u128 {
-                Err(bad(format!(
-                    "{what} {dims:?} holds more than 2^48 values, more than any machine's memory"
-                )))
-            } else {
-                Ok(n as usize)
-            }
-        };
-        sized("the input shape", inp)?;
-        let chw = |what: &str| -> Result<[usize; 3]> {
-            match inp {
-                [c, h, w] => Ok([*c, *h, *w]),
-                _ => Err(bad(format!("{what} needs inputs of shape [C, H, W], got {inp:?}"))),
-            }
-        };
-        Ok(match self {
-            LayerDesc::Linear { out_features, bias } => {
-                if *out_features == 0 {
-                    return Err(bad("out_features must be ≥ 1".into()));
-                }
-                if inp.is_empty() {
-                    return Err(bad("linear needs a non-empty input shape".into()));
-                }
-                let last = inp[inp.len() - 1];
-                sized("the weight [out_features, in_features]", &[*out_features, last])?;
-                sized("the output", &[&inp[..inp.len() - 1], &[*out_features]].concat())?;
-                Arc::new(Linear::on_shape(inp, *out_features, *bias))
-            }
-            LayerDesc::Conv2d {
-                out_channels,
-                kernel,
-                stride,
-                padding,
-                bias,
-            } => {
-                let [c, h, w] = chw("conv2d")?;
-                if *out_channels == 0 || kernel.0 == 0 || kernel.1 == 0 || *stride == 0 {
-                    return Err(bad("out_channels, kernel and stride must be ≥ 1".into()));
-                }
-                let (ph, pw) = (
-                    sized("the padded height", &[h.saturating_add(padding.saturating_mul(2))])?,
-                    sized("the padded width", &[w.saturating_add(padding.saturating_mul(2))])?,
-                );
-                if ph < kernel.0 || pw < kernel.1 {
-                    return Err(bad(format!(
-                        "kernel {}×{} is larger than the padded input {ph}×{pw}",
-                        kernel.0, kernel.1
-                    )));
-                }
-                // The unfold table indexes a sample's values with 32 bits (u32::MAX marks padding).
-                if c * h * w >= u32::MAX as usize {
-                    return Err(bad(format!(
-                        "a sample of shape [{c}, {h}, {w}] has {} values; conv2d indexes at most {}",
-                        c * h * w,
-                        u32::MAX - 1
-                    )));
-                }
-                let (ho, wo) = ((ph - kernel.0) / stride + 1, (pw - kernel.1) / stride + 1);
-                sized(
-                    "the unfolded input (C·k_h·k_w × H'·W')",
-                    &[c, kernel.0, kernel.1, ho, wo, 2],
-                )?;
-                sized("the weight [O, C, k_h, k_w]", &[*out_channels, c, kernel.0, kernel.1])?;
-                sized("the output", &[*out_channels, ho, wo])?;
-                Arc::new(Conv2d::new([c, h, w], *out_channels, *kernel, *stride, *padding, *bias))
-            }
-            LayerDesc::MaxPool2d { kernel, stride } | LayerDesc::AvgPool2d { kernel, stride } => {
-                let max = matches!(self, LayerDesc::MaxPool2d { .. });
-                let [c, h, w] = chw(if max { "max-pool2d" } else { "avg-pool2d" })?;
-                if *kernel == 0 || *stride == 0 {
-                    return Err(bad("kernel and stride must be ≥ 1".into()));
-                }
-                if *kernel > h || *kernel > w {
-                    return Err(bad(format!("kernel {kernel} is larger than the input {h}×{w}")));
-                }
-                if max {
-                    Arc::new(MaxPool2d::new([c, h, w], *kernel, *stride))
-                } else {
-                    Arc::new(AvgPool2d::new([c, h, w], *kernel, *stride))
-                }
-            }
-            LayerDesc::Flatten => Arc::new(Flatten::new(inp.to_vec())),
-            LayerDesc::LayerNorm { eps, affine } => {
-                if !(eps.is_finite() && *eps >= 0.0) {
-                    return Err(bad(format!("eps must be finite and ≥ 0, got {eps}")));
-                }
-                if inp.is_empty() {
-                    return Err(bad("layer-norm needs a non-empty input shape".into()));
-                }
-                if *eps == 0.0 && inp[inp.len() - 1] == 1 {
-                    return Err(bad(
-                        "layer-norm with eps = 0 over a last axis of size 1 divides 0 by 0 (the centred input is 0); \
-                         give eps > 0 or normalize more than one feature"
-                            .into(),
-                    ));
-                }
-                Arc::new(LayerNorm::new(inp.to_vec(), *eps, *affine))
-            }
-            LayerDesc::SelfAttention { heads, causal, bias } => {
-                let [t, e] = match inp {
-                    [t, e] => [*t, *e],
-                    _ => {
-                        return Err(bad(format!(
-                            "self-attention needs sequences of shape [T, E], got {inp:?}"
-                        )))
-                    }
-                };
-                if *heads == 0 || e % heads != 0 {
-                    return Err(bad(format!("heads = {heads} must be ≥ 1 and divide E = {e}")));
-                }
-                sized("the attention maps [H, T, T]", &[*heads, t, t])?;
-                sized("the projections [4·E, E]", &[4, e, e])?;
-                sized("the queries, keys and values [T, 3·E]", &[t, 3, e])?;
-                Arc::new(SelfAttention::new(t, e, *heads, *causal, *bias))
-            }
-            LayerDesc::MeanPool => match inp {
-                [t, d] => Arc::new(MeanPool::new(*t, *d)),
-                _ => return Err(bad(format!("mean-pool needs sequences of shape [T, d], got {inp:?}"))),
-            },
-            LayerDesc::Residual(inner) => {
-                if inner.is_empty() {
-                    return Err(bad("a residual block needs at least one layer".into()));
-                }
-                let mut children = vec![];
-                let mut shape = inp.to_vec();
-                let mut offset = 0;
-                for (j, d) in inner.iter().enumerate() {
-                    let l = d.build(&shape, &format!("{key}.layers[{j}]"))?;
-                    shape = l.out_shape().to_vec();
-                    let np = l.n_params();
-                    children.push(Child {
-                        layer: l,
-                        offset,
-                        module: j.to_string(),
-                    });
-                    offset = offset
-                        .checked_add(np)
-                        .ok_or_else(|| bad("the parameter count overflows".into()))?;
-                }
-                if shape != inp {
-                    return Err(bad(format!(
-                        "a residual block must map its input shape {inp:?} to itself, its layers give {shape:?}"
-                    )));
-                }
-                Arc::new(Residual::new(children, inp.to_vec()))
-            }
-            LayerDesc::Activation(a) => {
-                if let Activation::LeakyRelu(s) = a {
-                    if !s.is_finite() {
-                        return Err(bad(format!("slope must be finite, got {s}")));
-                    }
-                }
-                Arc::new(ActivationLayer::new(*a, inp.to_vec()))
-            }
-        })
-    }
-}
-
 impl Model {
     /// An `nn.Sequential` model: the layers applied in order to per-sample inputs of shape
     /// `input`, named `{i}.weight`, `{i}.bias`, … (`{i}.{j}.weight` inside residual blocks), as
     /// PyTorch names them. Each layer's input shape is the previous one's output; errors name
-    /// the layer (`model.layers[2]`) and what does not fit.
+    /// the layer (`model.layers[2]`, `model.layers[2].kernel`) and what does not fit. The layers
+    /// are the registry's configurations ([`LayerConfig`]), as a spec's `model.layers` holds them.
     ///
     /// ```
-    /// use nequil::core::models::LayerDesc as L;
-    /// use nequil::{catalog, grad_stats, Activation, Init, Model, Rng};
+    /// use nequil::core::layers::{Conv2dConfig, FlattenConfig, KernelSpec, LinearConfig, ReluConfig};
+    /// use nequil::{catalog, grad_stats, Init, Model, Rng};
     ///
     /// # fn main() -> nequil::Result<()> {
     /// // A small CNN on 1×6×6 images: conv 3 channels (3×3, padding 1), ReLU, flatten, linear head.
     /// let model = Model::sequential(
     ///     &[1, 6, 6],
     ///     &[
-    ///         L::Conv2d { out_channels: 3, kernel: (3, 3), stride: 1, padding: 1, bias: true },
-    ///         L::Activation(Activation::Relu),
-    ///         L::Flatten,
-    ///         L::Linear { out_features: 2, bias: true },
+    ///         Conv2dConfig { out_channels: 3, kernel: KernelSpec::Square(3), stride: 1, padding: 1, bias: true }
+    ///             .into(),
+    ///         ReluConfig {}.into(),
+    ///         FlattenConfig {}.into(),
+    ///         LinearConfig { out_features: 2, bias: true }.into(),
     ///     ],
     /// )?;
     /// assert_eq!(model.n_params(), 3 * 9 + 3 + 2 * 108 + 2);
@@ -859,7 +619,7 @@ impl Model {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn sequential(input: &[usize], layers: &[LayerDesc]) -> Result<Self> {
+    pub fn sequential(input: &[usize], layers: &[LayerConfig]) -> Result<Self> {
         if input.is_empty() || input.contains(&0) {
             return Err(invalid!(
                 "model.input: the per-sample shape must be non-empty with positive sizes, got {input:?}"
