@@ -5,6 +5,8 @@
 //! `C' = (1 − 2ηγ)² C + η² ĝᵀAĝ` (book `theory/law-of-motion.md#expected-discrete-drift`), up to rounding. With `A` positive
 //! semi-definite and γ = 0 the charge never decreases (e.g. `‖θ‖²` under scale invariance).
 
+use crate::core::footprint::{Footprint, F64};
+use crate::core::models::Model;
 use crate::core::symmetry::generator::Generator;
 use crate::train::{Optimizer, Probe, ProbeCtx, StepCtx};
 use crate::{invalid, Result};
@@ -74,6 +76,14 @@ impl Probe for StepChargeProbe {
     }
     fn observes_steps(&self) -> bool {
         true
+    }
+    /// Its generators (`P` values each for diagonal ones; their stored values otherwise) and
+    /// momentum's update direction (`P`), in `f64` values (× 8 bytes).
+    fn footprint(&self, model: &Model, _eval_n: usize) -> Footprint {
+        let gens: u128 = self.gens.iter().map(|(_, g)| super::charges::generator_values(g)).sum();
+        let mut f = Footprint::of("the generators", gens, F64);
+        f.add("momentum's update direction (P)", model.n_params() as u128, F64);
+        f
     }
     fn on_step(&mut self, s: &StepCtx<'_>) -> Result<()> {
         let n2: f64 = s.theta_before.iter().map(|v| v * v).sum();

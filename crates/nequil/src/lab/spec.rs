@@ -12,7 +12,7 @@ use crate::core::models::{Activation, Init, LayerDesc, Model, ScaleKind};
 use crate::core::rng::Rng;
 use crate::core::symmetry::Momentum;
 use crate::lab::io::{read_npy, read_npz, NdArray};
-use crate::lab::resources::{model_footprint, Footprint};
+use crate::lab::resources::{check, model_footprint, Footprint};
 use crate::train::{Batching, LrSchedule, Optimizer, Schedule, TrainConfig};
 use crate::{invalid, Error, Result};
 use serde::{Deserialize, Serialize};
@@ -431,11 +431,22 @@ impl ModelSpec {
     }
 
     /// Builds the model ([`ModelSpec::build_model`]) for an analysis at given weights (the
-    /// equilibrium, statistics, curvature), refusing a model whose θ, gradient and copies (six)
-    /// with the buffers for batches of 256 do not fit in the memory available.
+    /// equilibrium, statistics, curvature), refusing a model whose θ, gradient and copies (six),
+    /// the buffers for batches of 256 and the equilibrium analysis's own declaration
+    /// ([`crate::core::equilibrium::rebalance_footprint`]: the catalog's generators) do not fit in
+    /// the memory available.
     pub fn build_for_analysis(&self) -> Result<Model> {
         let model = self.build_model()?;
-        crate::lab::resources::check_fits(&model, 6, 256, &self.shape_key(), "the equilibrium analysis")?;
+        let mut f = model_footprint(&model, 6, 256);
+        f.extend_named(
+            "the equilibrium analysis",
+            crate::core::equilibrium::rebalance_footprint(&model, 256),
+        );
+        check(
+            &f,
+            &format!("{}: the model has {} parameters", self.shape_key(), model.n_params()),
+            "the equilibrium analysis",
+        )?;
         Ok(model)
     }
 
@@ -931,10 +942,18 @@ impl Spec {
             model.n_params()
         );
         let mut footprint = model_footprint(&model, 4, batch.max(1));
-        footprint.check(&what, "training")?;
+        check(&footprint, &what, "training")?;
         self.data_footprint(&model, &mut footprint);
-        self.probe_footprint(&mut footprint);
-        footprint.check(&what, "training")?;
+        // The probes' declarations, from the model's structure (every model kind), before the
+        // data exist; a table that does not apply is reported below, after the data's checks.
+        let eval_n = usize::try_from(self.eval_n(&model)).unwrap_or(usize::MAX).max(1);
+        let probes = instruments::footprint(&self.probes, &model, eval_n, self.seed).unwrap_or_default();
+        let with_probes = |probes: Footprint| {
+            let mut f = footprint.clone();
+            f.extend(probes);
+            f
+        };
+        check(&with_probes(probes.clone()), &what, "training")?;
         let init = self.model.init_scheme()?;
         let theta0 = match &self.model.init_from {
             Some(p) => {
@@ -948,6 +967,15 @@ impl Spec {
             None => model.init(&init, &mut Rng::derive(self.seed, "init"))?,
         };
         let source = self.data.build(&model, &init, self.seed, base)?;
+        // Data read from files: the probes see the whole set, now that its size is known.
+        let mut probes = probes;
+        if let Source::Fixed { data, .. } = &source {
+            if data.n != eval_n {
+                probes = instruments::footprint(&self.probes, &model, data.n.max(1), self.seed).unwrap_or_default();
+                check(&with_probes(probes.clone()), &what, "training")?;
+            }
+        }
+        let mut footprint = with_probes(probes);
         let config = self.train_config(&source)?;
         let columns = instruments::columns(&self.probes, &model, &source, self.seed)?;
         // The log: a row of every column at each step of every schedule, and the steps themselves.
@@ -961,7 +989,7 @@ impl Spec {
             rows,
             8 * (cols + 1),
         );
-        footprint.check(&what, "training")?;
+        check(&footprint, &what, "training")?;
         Ok(Built {
             model,
             source,
@@ -971,30 +999,15 @@ impl Spec {
         })
     }
 
-    /// Adds to `f` the matrices over a hidden layer that the equilibrium and charge probes build:
-    /// the two-layer equilibrium's factorizations and the matrix families' generators are
-    /// h × h for a hidden width h, counted as four such matrices over the widest hidden layer (a
-    /// bound, not an exact count), so that a width no probe can afford is refused before training.
-    fn probe_footprint(&self, f: &mut Footprint) {
-        let w = &self.model.widths;
-        let widest = if w.len() > 2 {
-            w[1..w.len() - 1].iter().copied().max().unwrap_or(0)
-        } else {
-            0
-        } as u128;
-        if self.probes.equilibrium.is_some() {
-            f.add(
-                format!("probes.equilibrium: matrices over the hidden layer of width {widest} (4 × h²)"),
-                4 * widest * widest,
-                8,
-            );
-        }
-        if self.probes.charges.is_some() {
-            f.add(
-                format!("probes.charges: generators over the hidden layer of width {widest} (4 × h²)"),
-                4 * widest * widest,
-                8,
-            );
+    /// The size of the evaluation set the probes see: the fixed dataset (`data.n`), `d_x` samples
+    /// for population data, `probes.eval_samples` for online data; 0 for data read from files
+    /// (known once read).
+    fn eval_n(&self, model: &Model) -> u128 {
+        match (self.data.source, self.data.mode) {
+            (DataSource::Gaussian, DataMode::Fixed) => self.data.n.unwrap_or(1) as u128,
+            (DataSource::Gaussian, DataMode::Population) => model.d_in() as u128,
+            (DataSource::Gaussian, DataMode::Online) => self.probes.eval_samples as u128,
+            (DataSource::Npy, _) => 0,
         }
     }
 
@@ -1006,12 +1019,7 @@ impl Spec {
         let d = &self.data;
         let (dx, dy) = (model.d_in() as u128, model.d_out() as u128);
         let sample = dx + dy;
-        let eval_n = match (d.source, d.mode) {
-            (DataSource::Gaussian, DataMode::Fixed) => d.n.unwrap_or(1) as u128,
-            (DataSource::Gaussian, DataMode::Population) => dx,
-            (DataSource::Gaussian, DataMode::Online) => self.probes.eval_samples as u128,
-            (DataSource::Npy, _) => 0,
-        };
+        let eval_n = self.eval_n(model);
         if d.source == DataSource::Gaussian {
             match d.target {
                 TargetKind::Linear if d.teacher.is_none() => {
@@ -1046,26 +1054,7 @@ impl Spec {
             f.add(what, copies * eval_n * sample, 8);
         }
         let eval_batch = usize::try_from(eval_n.clamp(1, 1024)).unwrap_or(1024);
-        let buffers = model
-            .workspace_bytes(eval_batch)
-            .map(|b| b as u128)
-            .unwrap_or(u128::MAX / 4);
-        f.add(
-            format!("layer buffers for evaluation batches of {eval_batch}"),
-            buffers,
-            1,
-        );
-        if let Some(h) = &self.probes.hessian {
-            // The Krylov basis of Lanczos (at most P vectors of P values) and Hutchinson's
-            // probe vectors.
-            let p = model.n_params() as u128;
-            f.add(
-                "probes.hessian.lanczos_iter: the Krylov basis",
-                (h.lanczos_iter as u128).clamp(1, p.max(1)) * p,
-                8,
-            );
-            f.add("probes.hessian: Hessian-vector products", 4 * p, 8);
-        }
+        f.extend_named("evaluation", model.footprint(eval_batch));
     }
 
     fn train_config(&self, source: &Source) -> Result<TrainConfig> {

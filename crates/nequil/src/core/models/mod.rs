@@ -26,6 +26,7 @@ use crate::core::layers::{
     ActivationLayer, AvgPool2d, BlockInit, Child, Conv2d, Flatten, Fwd, Layer, LayerNorm, Linear, MaxPool2d, MeanPool,
     Residual, SelfAttention, Structure,
 };
+use crate::core::footprint::{human_bytes, Footprint};
 use crate::core::params::Layout;
 use crate::core::rng::Rng;
 use crate::{invalid, Result};
@@ -379,6 +380,36 @@ impl Model {
     pub fn as_linear_chain(&self) -> Option<DenseChain> {
         self.as_chain()
             .filter(|c| c.activation() == Activation::Identity && !c.has_bias())
+    }
+
+    /// The footprint of a [`Workspace`] for batches of `batch` samples, from the layers'
+    /// declarations ([`Layer::footprint`]): one part for the buffers every layer keeps (`Σ_l kept_l`:
+    /// outputs, their gradients, saved values), named after the largest layer, and one for the
+    /// scratch the layers share (`max_l scratch_l`).
+    pub fn footprint(&self, batch: usize) -> Footprint {
+        let mut kept = 0u128;
+        let mut scratch = 0u128;
+        let mut largest: Option<(u128, &Node)> = None;
+        for n in &self.nodes {
+            let f = n.layer().footprint(batch);
+            kept = kept.saturating_add(f.kept);
+            scratch = scratch.max(f.scratch);
+            if largest.is_none_or(|(b, _)| f.kept > b) {
+                largest = Some((f.kept, n));
+            }
+        }
+        let mut f = Footprint::new();
+        let big = largest.map_or(String::new(), |(b, n)| {
+            let name = if n.module().is_empty() { "the layer".to_string() } else { format!("layer {}", n.module()) };
+            format!(", the largest {name} ({}) {}", n.layer().describe(), human_bytes(b))
+        });
+        f.add(
+            format!("layer buffers for batches of {batch} (outputs, their gradients and saved values{big})"),
+            kept,
+            1,
+        );
+        f.add(format!("layer scratch for batches of {batch}"), scratch, 1);
+        f
     }
 
     /// Bytes of the buffers of a [`Workspace`] for batches of `batch` samples, or an error if the
