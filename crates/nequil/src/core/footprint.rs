@@ -24,6 +24,10 @@ pub struct Footprint {
 /// Bytes of one `f64`.
 pub const F64: u128 = 8;
 
+/// Bytes allowed for what a solver keeps besides its arrays, whatever the shapes: a model's
+/// description, names, the handles of its buffers (2 KiB).
+pub const BOOKKEEPING: u128 = 2048;
+
 impl Footprint {
     /// No parts yet.
     pub fn new() -> Self {

@@ -2,8 +2,8 @@
 
 use crate::core::equilibrium::{OrbitFlow, Time};
 use crate::core::footprint::{Footprint, F64};
-use crate::core::models::Model;
 use crate::core::linalg::Dense;
+use crate::core::models::Model;
 use crate::core::stats::{grad_stats, per_sample_grads};
 use crate::core::symmetry::catalog::{catalog, Symmetry};
 use crate::core::symmetry::generator::Generator;
@@ -83,14 +83,21 @@ impl ChargeProbe {
     /// The footprint of a probe for `k` catalog symmetries of `model` (diagonal generators) on
     /// `eval_n` samples, before their generators exist: see [`charge_footprint`].
     pub fn catalog_footprint(model: &Model, k: usize, eval_n: usize) -> Footprint {
-        charge_footprint(model, eval_n, (k as u128).saturating_mul(model.n_params() as u128), true, false)
+        charge_footprint(
+            model,
+            eval_n,
+            (k as u128).saturating_mul(model.n_params() as u128),
+            true,
+            false,
+        )
     }
 }
 
 /// What a [`ChargeProbe`] allocates, in `f64` values (× 8 bytes), with `P` parameters and `n`
 /// evaluation samples:
 ///
-/// * its generators, `gen_values` (`k · P` for `k` diagonal generators), kept for the run;
+/// * its generators, `gen_values` (`k · P` for `k` diagonal generators), kept for the run, and
+///   the catalog's derivation they are built from (supports and index vectors, `4P`);
 /// * with a diagonal generator, one pass of [`grad_stats`]: a model workspace for chunks of
 ///   `min(n, 256)` ([`Model::footprint`]) and the mean gradient, second moment and one gradient
 ///   (`3P`), plus the mean gradient's copy under momentum (`P`);
@@ -100,12 +107,25 @@ pub fn charge_footprint(model: &Model, eval_n: usize, gen_values: u128, diagonal
     let p = model.n_params() as u128;
     let n = eval_n.max(1);
     let mut f = Footprint::of("generators of the selected symmetries", gen_values, F64);
+    f.add(
+        "the catalog's derivation (supports and index vectors, 4 × P)",
+        4 * p,
+        F64,
+    );
     if diagonal {
         f.extend(model.footprint(n.min(256)));
-        f.add("gradient statistics (mean, second moment, a gradient and a copy: 4 × P)", 4 * p, F64);
+        f.add(
+            "gradient statistics (mean, second moment, a gradient and a copy: 4 × P)",
+            4 * p,
+            F64,
+        );
     }
     if other {
-        f.add(format!("per-sample gradients ({n} × {p}) and their mean"), (n as u128 + 1) * p, F64);
+        f.add(
+            format!("per-sample gradients ({n} × {p}) and their mean"),
+            (n as u128 + 1) * p,
+            F64,
+        );
         f.extend(model.footprint(1));
     }
     f

@@ -13,7 +13,7 @@ use crate::core::curvature::{lanczos, LanczosOptions, Which};
 use crate::core::curvature::{linear_hessian_trace, paper_sharpness};
 use crate::core::curvature::{EmpiricalHessian, HvpOptions, HvpWorkspace};
 use crate::core::data::{Source, Target};
-use crate::core::footprint::{Footprint, F64};
+use crate::core::footprint::{Footprint, BOOKKEEPING, F64};
 use crate::core::models::Model;
 use crate::core::rng::Rng;
 use crate::train::{Probe, ProbeCtx, Schedule};
@@ -166,15 +166,18 @@ pub fn curvature_footprint(model: &Model, data: CurvatureData, hvp: &HvpOptions,
 /// What the closed-form trace of a deep linear network ([`linear_hessian_trace`]) allocates, with
 /// `Σ_x` and the evaluation set's moments ([`data_moments`]): for widths `w_0 … w_D`, the moments
 /// (`w_0² + w_0 w_D + w_D²`) and two products at a time in each recursion
-/// (`2 max_l w_l · max(w_0, w_D)`), in `f64` values (× 8 bytes).
+/// (`2 max_l w_l · max(w_0, w_D)`), in `f64` values (× 8 bytes), and the chain's description
+/// ([`BOOKKEEPING`] / 4: one string and three short lists).
 fn linear_trace_footprint(widths: &[usize]) -> Footprint {
     let (d0, dd) = (widths[0] as u128, widths[widths.len() - 1] as u128);
     let wide = widths.iter().copied().max().unwrap_or(0) as u128;
-    Footprint::of(
+    let mut f = Footprint::of(
         "the closed-form trace's moments and products",
         d0 * d0 + d0 * dd + dd * dd + 2 * wide * d0.max(dd),
         F64,
-    )
+    );
+    f.add("the chain's description", BOOKKEEPING / 4, 1);
+    f
 }
 
 macro_rules! common_builders {
@@ -287,7 +290,9 @@ impl Probe for HessianTraceProbe {
     fn footprint(&self, model: &Model, eval_n: usize) -> Footprint {
         match model.as_linear_chain() {
             Some(c) => linear_trace_footprint(c.widths()),
-            None => self.common.footprint(model, eval_n, "probe vectors and their products (2 × P)", 2),
+            None => self
+                .common
+                .footprint(model, eval_n, "probe vectors and their products (2 × P)", 2),
         }
     }
 }
@@ -430,14 +435,16 @@ impl Probe for PaperSharpnessProbe {
     fn schedule(&self) -> Option<&Schedule> {
         self.schedule.as_ref()
     }
-    /// `Σ_x` (`d_x²`) with the evaluation set's cross moment (`d_y d_x`), and the products of the
-    /// sharpness (`2P`), in `f64` values (× 8 bytes).
+    /// `Σ_x` (`d_x²`) with the evaluation set's cross moment (`d_y d_x`), and the product `W Σ_x`
+    /// (`h d_x` for the hidden width h), in `f64` values (× 8 bytes), and the chain's
+    /// description ([`BOOKKEEPING`] / 4: one string and three short lists).
     fn footprint(&self, model: &Model, _eval_n: usize) -> Footprint {
         let (dx, dy) = (model.d_in() as u128, model.d_out() as u128);
-        Footprint::of(
-            "Σ_x, the cross moment and the sharpness's products",
-            dx * dx + dx * dy + 2 * model.n_params() as u128,
-            F64,
-        )
+        let h = model
+            .as_linear_chain()
+            .map_or(0, |c| c.widths().get(1).copied().unwrap_or(0)) as u128;
+        let mut f = Footprint::of("Σ_x, the cross moment and W Σ_x", dx * dx + dx * dy + h * dx, F64);
+        f.add("the chain's description", BOOKKEEPING / 4, 1);
+        f
     }
 }

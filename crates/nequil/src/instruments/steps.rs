@@ -77,11 +77,19 @@ impl Probe for StepChargeProbe {
     fn observes_steps(&self) -> bool {
         true
     }
-    /// Its generators (`P` values each for diagonal ones; their stored values otherwise) and
-    /// momentum's update direction (`P`), in `f64` values (× 8 bytes).
+    /// Its `k` generators (`P` values each for diagonal ones; their stored values otherwise) with
+    /// their names and handles, its three running values per generator (`3k`) and momentum's
+    /// update direction (`P`), in `f64` values (× 8 bytes).
     fn footprint(&self, model: &Model, _eval_n: usize) -> Footprint {
         let gens: u128 = self.gens.iter().map(|(_, g)| super::charges::generator_values(g)).sum();
-        let mut f = Footprint::of("the generators", gens, F64);
+        let k = self.gens.len() as u128;
+        let names: u128 = self.gens.iter().map(|(n, _)| n.len() as u128).sum();
+        let mut f = Footprint::of("the generators", gens + 3 * k, F64);
+        f.add(
+            "their names and handles",
+            names + k * std::mem::size_of::<(String, Generator)>() as u128,
+            1,
+        );
         f.add("momentum's update direction (P)", model.n_params() as u128, F64);
         f
     }

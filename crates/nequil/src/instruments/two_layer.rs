@@ -9,8 +9,8 @@
 //! factorization `(U, W)` is from the equilibrium of its own orbit.
 
 use crate::core::data::{Source, Target};
-use crate::core::footprint::{Footprint, F64};
 use crate::core::equilibrium::two_layer::{two_layer_equilibrium, TwoLayerEquilibrium, TwoLayerGammas};
+use crate::core::footprint::{Footprint, F64};
 use crate::core::models::{DenseChain, Model};
 use crate::train::{Probe, ProbeCtx, Schedule};
 use crate::{invalid, Error, Result};
@@ -183,7 +183,15 @@ pub fn two_layer_footprint(model: &Model, eval_n: usize) -> Footprint {
         12 * (dx * dx + dy * dy) + 4 * dx * dy,
         F64,
     );
-    f.add(format!("the SVDs' factors over the hidden layer of width {h}"), 3 * h * k, F64);
-    f.add(format!("the residuals of {n} evaluation samples"), n * (dx + 2 * dy), F64);
+    f.add(
+        format!("the SVDs' factors over the hidden layer of width {h}"),
+        3 * h * k,
+        F64,
+    );
+    f.add(
+        format!("the residuals of {n} evaluation samples"),
+        n * (dx + 2 * dy),
+        F64,
+    );
     f
 }

@@ -139,6 +139,25 @@ pub fn check_fits(model: &Model, copies: u32, batch: usize, what: &str, use_: &s
     )
 }
 
+/// Refuses the equilibrium analysis of `model` on `n` samples
+/// ([`crate::core::equilibrium::rebalance_with`]: `nequil equilibrium`, the Python package's
+/// `nequil.equilibrium`) when θ and its copies, the layers' buffers and the analysis's own
+/// declaration ([`crate::core::equilibrium::rebalance_footprint`]: one generator of P values per
+/// catalog symmetry) do not fit in the memory available. `what` names the model for the message
+/// (its file).
+pub fn check_equilibrium(model: &Model, n: usize, what: &str) -> Result<()> {
+    let mut f = model_footprint(model, 6, n.clamp(1, 256));
+    f.extend_named(
+        "the equilibrium analysis",
+        crate::core::equilibrium::rebalance_footprint(model, n),
+    );
+    check(
+        &f,
+        &format!("{what}: the model has {} parameters", model.n_params()),
+        "the equilibrium analysis",
+    )
+}
+
 /// The most bytes a reader may inflate or decode from one file: a quarter of the memory
 /// available (the data are then converted to `f64`, up to 8 bytes per byte read), or no bound
 /// when the memory is unknown.

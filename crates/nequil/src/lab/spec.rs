@@ -431,22 +431,12 @@ impl ModelSpec {
     }
 
     /// Builds the model ([`ModelSpec::build_model`]) for an analysis at given weights (the
-    /// equilibrium, statistics, curvature), refusing a model whose θ, gradient and copies (six),
-    /// the buffers for batches of 256 and the equilibrium analysis's own declaration
-    /// ([`crate::core::equilibrium::rebalance_footprint`]: the catalog's generators) do not fit in
-    /// the memory available.
+    /// equilibrium, statistics, curvature), refusing a model whose θ, gradient and copies (six)
+    /// with the buffers for batches of 256 do not fit in the memory available. The equilibrium
+    /// analysis checks its own footprint as well ([`crate::lab::resources::check_equilibrium`]).
     pub fn build_for_analysis(&self) -> Result<Model> {
         let model = self.build_model()?;
-        let mut f = model_footprint(&model, 6, 256);
-        f.extend_named(
-            "the equilibrium analysis",
-            crate::core::equilibrium::rebalance_footprint(&model, 256),
-        );
-        check(
-            &f,
-            &format!("{}: the model has {} parameters", self.shape_key(), model.n_params()),
-            "the equilibrium analysis",
-        )?;
+        crate::lab::resources::check_fits(&model, 6, 256, &self.shape_key(), "the equilibrium analysis")?;
         Ok(model)
     }
 

@@ -15,7 +15,7 @@
 //! passes per product instead of 3.5).
 
 use super::HessianOp;
-use crate::core::footprint::{Footprint, F64};
+use crate::core::footprint::{Footprint, BOOKKEEPING, F64};
 use crate::core::layers::{Fwd, RFwd};
 use crate::core::models::{Model, Workspace};
 use crate::{invalid, Result};
@@ -115,7 +115,7 @@ impl HvpWorkspace {
     /// [`HvpOptions::chunk`] ([`Model::footprint`]), `R{y}` and `R{δ}` of every layer
     /// (`2 · chunk · Σ_l out_dim_l` values) and an accumulator of `P` values; and the cache of
     /// the forward pass, `n · Σ_l (2 out_dim_l + saved_l)` values, when it fits in
-    /// [`HvpOptions::cache_bytes`].
+    /// [`HvpOptions::cache_bytes`]; and [`BOOKKEEPING`] bytes.
     pub fn footprint(model: &Model, opts: &HvpOptions, n: usize) -> Footprint {
         let (c, threads) = (opts.chunk.max(1) as u128, opts.threads.max(1) as u128);
         let outs: u128 = model.nodes().iter().map(|nd| nd.layer().out_dim() as u128).sum();
@@ -133,6 +133,7 @@ impl HvpWorkspace {
             threads.saturating_mul(2 * c * outs + model.n_params() as u128),
             F64,
         );
+        f.add("the operator's bookkeeping (names, thread ranges)", BOOKKEEPING, 1);
         let cache = (n as u128).saturating_mul(per_sample).saturating_mul(F64);
         if cache <= opts.cache_bytes as u128 {
             f.add(format!("the cached forward pass over {n} samples"), cache, 1);

@@ -165,7 +165,11 @@ pub fn rebalance(
 pub fn rebalance_footprint(model: &Model, n: usize) -> Footprint {
     let p = model.n_params() as u128;
     let k = catalog_names(model).len() as u128;
-    let mut f = Footprint::of(format!("the catalog's {k} generators of {p} values"), k.saturating_mul(p), F64);
+    let mut f = Footprint::of(
+        format!("the catalog's {k} generators of {p} values"),
+        k.saturating_mul(p),
+        F64,
+    );
     f.add("gradient statistics and the family solve (12 × P)", 12 * p, F64);
     f.extend(model.footprint(n.clamp(1, 256)));
     f

@@ -9,7 +9,8 @@
 //! each inner layer for its part. The symmetry catalog looks inside ([`Layer::children`]); nothing
 //! crosses the block's boundary.
 
-use super::{BlockSpec, Child, Fwd, Layer, RFwd};
+use super::{BlockSpec, Child, Fwd, Layer, LayerFootprint, RFwd};
+use crate::core::footprint::F64;
 
 /// A residual block over a stack of layers (see the module docs).
 #[derive(Clone, Debug)]
@@ -222,6 +223,16 @@ impl Layer for Residual {
     }
     fn children(&self) -> &[Child] {
         &self.children
+    }
+    /// The default ([`Layer::footprint`]: its children's outputs and saved values are its own
+    /// saved values, its scratch theirs and its carving) and the offsets of its children's buffers
+    /// that each pass computes (at most 64 bytes per child).
+    fn footprint(&self, b: usize) -> LayerFootprint {
+        let per = 2 * self.out_dim() as u128 + self.saved_per_sample() as u128;
+        LayerFootprint {
+            kept: per * b as u128 * F64 + 64 * self.children.len() as u128,
+            scratch: self.scratch_len(b) as u128 * F64,
+        }
     }
     fn kink_distance(&self, p: &[f64], x: &[f64], b: usize) -> f64 {
         let mut saved = vec![0.0; b * self.saved_per_sample()];

@@ -21,12 +21,12 @@
 //! `σ_W² = 2/(d_x + d)`, `σ_U² = 2/(d + d_y)`; `Init::Std` sets each weight block's standard
 //! deviation directly (`σ_W`, `σ_U` in layer order). Biases start at zero.
 
+use crate::core::footprint::{human_bytes, Footprint};
 pub use crate::core::layers::{Activation, ScaleKind, ScaleNet};
 use crate::core::layers::{
     ActivationLayer, AvgPool2d, BlockInit, Child, Conv2d, Flatten, Fwd, Layer, LayerNorm, Linear, MaxPool2d, MeanPool,
     Residual, SelfAttention, Structure,
 };
-use crate::core::footprint::{human_bytes, Footprint};
 use crate::core::params::Layout;
 use crate::core::rng::Rng;
 use crate::{invalid, Result};
@@ -384,8 +384,8 @@ impl Model {
 
     /// The footprint of a [`Workspace`] for batches of `batch` samples, from the layers'
     /// declarations ([`Layer::footprint`]): one part for the buffers every layer keeps (`Σ_l kept_l`:
-    /// outputs, their gradients, saved values), named after the largest layer, and one for the
-    /// scratch the layers share (`max_l scratch_l`).
+    /// outputs, their gradients, saved values, and the buffers' handles), naming the largest layer,
+    /// and one for the scratch the layers share (`max_l scratch_l`).
     pub fn footprint(&self, batch: usize) -> Footprint {
         let mut kept = 0u128;
         let mut scratch = 0u128;
@@ -398,14 +398,23 @@ impl Model {
                 largest = Some((f.kept, n));
             }
         }
+        // The handles of the buffers: three per layer.
+        let handles = 3 * self.nodes.len() as u128 * std::mem::size_of::<Vec<f64>>() as u128;
         let mut f = Footprint::new();
-        let big = largest.map_or(String::new(), |(b, n)| {
-            let name = if n.module().is_empty() { "the layer".to_string() } else { format!("layer {}", n.module()) };
-            format!(", the largest {name} ({}) {}", n.layer().describe(), human_bytes(b))
-        });
+        let big = match largest {
+            Some((b, n)) if self.nodes.len() > 1 => {
+                let name = if n.module().is_empty() {
+                    String::new()
+                } else {
+                    format!("{} ", n.module())
+                };
+                format!(" (largest: {name}{} {})", n.layer().describe(), human_bytes(b))
+            }
+            _ => String::new(),
+        };
         f.add(
-            format!("layer buffers for batches of {batch} (outputs, their gradients and saved values{big})"),
-            kept,
+            format!("layer buffers for batches of {batch}{big}"),
+            kept.saturating_add(handles),
             1,
         );
         f.add(format!("layer scratch for batches of {batch}"), scratch, 1);

@@ -12,8 +12,8 @@ use super::{choice, Built, ProbeSpec, Spec};
 use crate::core::curvature::LanczosOptions;
 use crate::core::data::Source;
 use crate::core::equilibrium::Time;
-use crate::core::models::Model;
 use crate::core::footprint::Footprint;
+use crate::core::models::Model;
 use crate::core::symmetry::{catalog, catalog_families, catalog_names, catalog_symmetry};
 use crate::instruments::{
     as_two_layer_linear, has_exact_two_layer_moments, ChargeProbe, CurvatureData, FamilyProbe, HessianTraceProbe,
