@@ -626,22 +626,22 @@ fn a_memory_cap_refuses_an_equilibrium_model_up_front() {
 /// A sequential model (no `model.widths`) whose probes would need far more memory than a 64 MiB
 /// cap: a double rotation over a hidden layer of 20 000 (`[probes.charges] families`: d × d
 /// matrices), Lanczos' Krylov basis over 400 000 parameters (`[probes.hessian]`), and the
-/// equilibrium analysis's 20 001 catalog generators. `run`, `sweep` and `equilibrium` refuse each
+/// equilibrium analysis's 2 001 catalog generators of a narrower ReLU net. `run`, `sweep` and `equilibrium` refuse each
 /// up front with exit 2, naming the probe (its spec key) and its bytes, and write nothing; the
 /// commands return at once instead of growing (a refused run allocates none of it).
 #[test]
 fn probes_too_large_for_memory_are_refused_on_sequential_models() {
     let d = tmp("huge-probes");
-    let model = |hidden: &str| {
+    let model = |width: usize, hidden: &str| {
         format!(
-            "[model]\nkind = \"sequential\"\ninput = [10]\nlayers = [{{ type = \"linear\", out_features = 20000, bias = false }}, \
+            "[model]\nkind = \"sequential\"\ninput = [10]\nlayers = [{{ type = \"linear\", out_features = {width}, bias = false }}, \
              {hidden}{{ type = \"linear\", out_features = 10, bias = false }}]\n"
         )
     };
     let spec = |probes: &str| {
         format!(
             "seed = 0\n{}[data]\n[train]\nlr = 0.01\nsteps = 10\n[probes]\nevery = 5\neval_samples = 16\n{probes}",
-            model("")
+            model(20000, "")
         )
     };
     let cases = [
@@ -680,9 +680,9 @@ fn probes_too_large_for_memory_are_refused_on_sequential_models() {
             assert!(!out.exists(), "{cmd} {i}: nothing written");
         }
     }
-    // The equilibrium analysis of a ReLU net of the same shape: one generator of P values per
-    // hidden neuron, refused before the weights and data are read.
-    std::fs::write(d.join("model.toml"), model("{ type = \"relu\" }, ")).unwrap();
+    // The equilibrium analysis of a ReLU net with 2 000 hidden neurons (its buffers fit): one
+    // generator of P = 40 000 values per hidden neuron, refused before the weights and data are read.
+    std::fs::write(d.join("model.toml"), model(2000, "{ type = \"relu\" }, ")).unwrap();
     let rebalanced = d.join("rebalanced.safetensors");
     let o = bin()
         .env("NEQUIL_MAX_MEMORY", "64M")
@@ -708,8 +708,7 @@ fn probes_too_large_for_memory_are_refused_on_sequential_models() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
         err.contains("model.toml")
-            && err.contains("the equilibrium analysis: the catalog's 20001 generators")
-            && err.contains("67.2 GB"),
+            && err.contains("the equilibrium analysis: the catalog's 2001 generators of 40000 values 640.3 MB"),
         "{err}"
     );
     assert!(!rebalanced.exists());
