@@ -1008,16 +1008,18 @@ impl Spec {
     fn data_footprint(&self, model: &Model, f: &mut Footprint) {
         let d = &self.data;
         let (dx, dy) = (model.d_in() as u128, model.d_out() as u128);
-        let sample = dx + dy;
         let eval_n = self.eval_n(model);
         if d.source == DataSource::Gaussian {
+            use crate::core::data::footprint as data;
             match d.target {
-                TargetKind::Linear if d.teacher.is_none() => {
-                    f.add("data.target = \"linear\": the random teacher (d_y × d_x)", dy * dx, 8)
-                }
+                TargetKind::Linear if d.teacher.is_none() => f.add(
+                    "data.target = \"linear\": the random teacher (d_y × d_x)",
+                    data::linear_teacher(dx, dy),
+                    8,
+                ),
                 TargetKind::TanhTeacher => f.add(
                     "data.teacher_hidden: the tanh teacher",
-                    d.teacher_hidden.unwrap_or(32) as u128 * (dx + dy),
+                    data::tanh_teacher(d.teacher_hidden.unwrap_or(32) as u128, dx, dy),
                     8,
                 ),
                 _ => {}
@@ -1025,15 +1027,19 @@ impl Spec {
             // A full covariance and its factor; Σ_x and Σ_ε as matrices where population data
             // or the instruments use them.
             if matches!(d.x_cov, Some(CovSpec::Full(_))) {
-                f.add("data.x_cov: the full covariance's factor", 2 * dx * dx, 8);
+                f.add("data.x_cov: the full covariance's factor", data::full_covariance(dx), 8);
             }
             if matches!(d.noise_cov, Some(CovSpec::Full(_))) {
-                f.add("data.noise_cov: the full covariance's factor", 2 * dy * dy, 8);
+                f.add(
+                    "data.noise_cov: the full covariance's factor",
+                    data::full_covariance(dy),
+                    8,
+                );
             }
             let p = &self.probes;
             if d.mode == DataMode::Population || p.hessian.is_some() || p.sharpness.is_some() || p.equilibrium.is_some()
             {
-                f.add("the exact second moments Σ_x and Σ_ε", dx * dx + dy * dy, 8);
+                f.add("the exact second moments Σ_x and Σ_ε", data::second_moments(dx, dy), 8);
             }
             let what = match d.mode {
                 DataMode::Fixed => "data.n: the fixed dataset and its copy as the evaluation set",
@@ -1041,7 +1047,7 @@ impl Spec {
                 DataMode::Online => "probes.eval_samples: the evaluation sample",
             };
             let copies = if d.mode == DataMode::Online { 1 } else { 2 };
-            f.add(what, copies * eval_n * sample, 8);
+            f.add(what, copies * data::samples(eval_n, dx, dy), 8);
         }
         let eval_batch = usize::try_from(eval_n.clamp(1, 1024)).unwrap_or(1024);
         f.extend_named("evaluation", model.footprint(eval_batch));
