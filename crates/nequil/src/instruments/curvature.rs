@@ -168,7 +168,7 @@ pub fn curvature_footprint(model: &Model, data: CurvatureData, hvp: &HvpOptions,
 /// (`w_0² + w_0 w_D + w_D²`) and two products at a time in each recursion
 /// (`2 max_l w_l · max(w_0, w_D)`), in `f64` values (× 8 bytes), and the chain's description
 /// ([`BOOKKEEPING`] / 4: one string and three short lists).
-fn linear_trace_footprint(widths: &[usize]) -> Footprint {
+pub fn linear_trace_footprint(widths: &[usize]) -> Footprint {
     let (d0, dd) = (widths[0] as u128, widths[widths.len() - 1] as u128);
     let wide = widths.iter().copied().max().unwrap_or(0) as u128;
     let mut f = Footprint::of(
