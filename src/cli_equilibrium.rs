@@ -126,6 +126,8 @@ fn json_report(r: &RebalanceReport, a: &EquilibriumArgs) -> serde_json::Value {
 pub fn equilibrium(a: EquilibriumArgs) -> Result<ExitCode> {
     let params = flow_params(a.lr, a.batch_size, a.weight_decay, a.discrete, Keys::FLAGS)?;
     let model = load_model(&a.model)?;
+    // The analysis's own footprint (the catalog's generators), before the weights and data are read.
+    nequil::lab::resources::check_equilibrium(&model, 256, &format!("model file {}", a.model.display()))?;
     let theta = load_weights(&a.weights, &model)?;
     let (x, y, n) = load_data(&a, &model)?;
     let (report, stats) = with_threads(a.threads.into(), || {

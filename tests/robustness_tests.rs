@@ -623,6 +623,97 @@ fn a_memory_cap_refuses_an_equilibrium_model_up_front() {
     );
 }
 
+/// A sequential model (no `model.widths`) whose probes would need far more memory than a 64 MiB
+/// cap: a double rotation over a hidden layer of 20 000 (`[probes.charges] families`: d × d
+/// matrices), Lanczos' Krylov basis over 400 000 parameters (`[probes.hessian]`), and the
+/// equilibrium analysis's 2 001 catalog generators of a narrower ReLU net. `run`, `sweep` and `equilibrium` refuse each
+/// up front with exit 2, naming the probe (its spec key) and its bytes, and write nothing; the
+/// commands return at once instead of growing (a refused run allocates none of it).
+#[test]
+fn probes_too_large_for_memory_are_refused_on_sequential_models() {
+    let d = tmp("huge-probes");
+    let model = |width: usize, hidden: &str| {
+        format!(
+            "[model]\nkind = \"sequential\"\ninput = [10]\nlayers = [{{ type = \"linear\", out_features = {width}, bias = false }}, \
+             {hidden}{{ type = \"linear\", out_features = 10, bias = false }}]\n"
+        )
+    };
+    let spec = |probes: &str| {
+        format!(
+            "seed = 0\n{}[data]\n[train]\nlr = 0.01\nsteps = 10\n[probes]\nevery = 5\neval_samples = 16\n{probes}",
+            model(20000, "")
+        )
+    };
+    let cases = [
+        (
+            spec("[probes.charges]\nsymmetries = []\nfamilies = [\"all\"]\n"),
+            ["probes.charges.families", "rotation.0", "20000 × 20000"],
+        ),
+        (
+            spec("[probes.hessian]\ntrace = false\n"),
+            ["probes.hessian.top_eigen", "the Krylov basis", "262.4 MB"],
+        ),
+    ];
+    for (i, (text, needles)) in cases.iter().enumerate() {
+        std::fs::write(d.join(format!("run{i}.toml")), text).unwrap();
+        std::fs::write(
+            d.join(format!("sweep{i}.toml")),
+            format!("{text}[sweep]\nseed = [0, 1]\n"),
+        )
+        .unwrap();
+        for cmd in ["run", "sweep"] {
+            let out = d.join(format!("out-{cmd}-{i}"));
+            let o = bin()
+                .env("NEQUIL_MAX_MEMORY", "64M")
+                .arg(cmd)
+                .arg(d.join(format!("{cmd}{i}.toml")))
+                .arg("--out")
+                .arg(&out)
+                .output()
+                .unwrap();
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{cmd} {i}: {err}");
+            for n in needles {
+                assert!(err.contains(n), "{cmd} {i}: `{n}` not in: {err}");
+            }
+            assert!(err.contains("67.1 MB is available"), "{cmd} {i}: {err}");
+            assert!(!out.exists(), "{cmd} {i}: nothing written");
+        }
+    }
+    // The equilibrium analysis of a ReLU net with 2 000 hidden neurons (its buffers fit): one
+    // generator of P = 40 000 values per hidden neuron, refused before the weights and data are read.
+    std::fs::write(d.join("model.toml"), model(2000, "{ type = \"relu\" }, ")).unwrap();
+    let rebalanced = d.join("rebalanced.safetensors");
+    let o = bin()
+        .env("NEQUIL_MAX_MEMORY", "64M")
+        .args(["equilibrium", "--model"])
+        .arg(d.join("model.toml"))
+        .args([
+            "--weights",
+            "w.safetensors",
+            "--x",
+            "x.npy",
+            "--y",
+            "y.npy",
+            "--lr",
+            "0.1",
+            "--batch-size",
+            "1",
+        ])
+        .arg("--out")
+        .arg(&rebalanced)
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("model.toml")
+            && err.contains("the equilibrium analysis: the catalog's 2001 generators of 40000 values 640.3 MB"),
+        "{err}"
+    );
+    assert!(!rebalanced.exists());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Atomic writes everywhere.
 

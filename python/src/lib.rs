@@ -384,7 +384,10 @@ fn equilibrium<'py>(
     })?;
     let (theta, x, y, n) = inputs(py, model, theta, x, y)?;
     let m = &model.model;
-    let report = compute(py, "equilibrium", || rebalance_with(m, &theta, &x, &y, n, &params))?;
+    let report = compute(py, "equilibrium", || {
+        nequil::lab::resources::check_equilibrium(m, n, &format!("model {}", m.describe()))?;
+        rebalance_with(m, &theta, &x, &y, n, &params)
+    })?;
     let mut json = report.to_json();
     json["summary"] = serde_json::json!(report.summary_line(None));
     Ok((json.to_string(), report.table(None), to_bytes(py, &report.theta)))

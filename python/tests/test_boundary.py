@@ -111,6 +111,27 @@ def test_a_model_too_large_for_memory_is_refused_before_allocating():
         nequil.run({"model": {"kind": "linear", "widths": [300000, 300000, 300000]}, "data": {}, "train": {"lr": 0.1, "steps": 1}})
 
 
+def test_probes_too_large_for_memory_are_refused_on_sequential_models():
+    # A double rotation tracked over a hidden layer of 200 000: 16 matrices of 200 000 × 200 000
+    # (5 TB), counted from the model's layers (a sequential model has no model.widths).
+    layers = [
+        {"type": "linear", "out_features": 200000, "bias": False},
+        {"type": "linear", "out_features": 2, "bias": False},
+    ]
+    spec = {
+        "model": {"kind": "sequential", "input": [2], "layers": layers},
+        "data": {},
+        "train": {"lr": 0.1, "steps": 1},
+        "probes": {"charges": {"symmetries": [], "families": ["all"]}},
+    }
+    with pytest.raises(
+        ValueError,
+        match=r"model\.input \[2\]: the model has 800000 parameters: training needs at least .* of memory "
+        r"\(probes\.charges\.families: rotation\.0: 16 matrices of 200000 × 200000",
+    ):
+        nequil.run(spec)
+
+
 def test_no_panic_crosses_into_python():
     with pytest.raises(RuntimeError, match=r"internal error in nequil\._panic_for_tests \(a bug in nequil"):
         nequil._core._panic_for_tests()

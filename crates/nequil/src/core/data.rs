@@ -477,6 +477,32 @@ pub struct Dataset {
     pub y: Vec<f64>,
 }
 
+/// What the data sources hold, in `f64` values (× 8 bytes), known from their shapes before they
+/// exist ([`crate::core::footprint`]); the spec's memory check names each with its key.
+pub mod footprint {
+    /// `n` samples of `d_x + d_y` values each ([`super::Dataset`]: `x` and `y`).
+    pub fn samples(n: u128, d_x: u128, d_y: u128) -> u128 {
+        n.saturating_mul(d_x + d_y)
+    }
+    /// A linear teacher `V` (`d_y × d_x`, [`super::Target::Linear`]).
+    pub fn linear_teacher(d_x: u128, d_y: u128) -> u128 {
+        d_y * d_x
+    }
+    /// A tanh teacher with `hidden` units (`W₁`: `hidden × d_x`, `W₂`: `d_y × hidden`).
+    pub fn tanh_teacher(hidden: u128, d_x: u128, d_y: u128) -> u128 {
+        hidden * (d_x + d_y)
+    }
+    /// A full `d × d` covariance ([`super::Cov::Full`]) and its factor.
+    pub fn full_covariance(d: u128) -> u128 {
+        2 * d * d
+    }
+    /// The exact second moments `Σ_x` and `Σ_ε` as matrices (population data and the
+    /// instruments that use them).
+    pub fn second_moments(d_x: u128, d_y: u128) -> u128 {
+        d_x * d_x + d_y * d_y
+    }
+}
+
 impl Dataset {
     /// Builds a dataset from row-major arrays, checking shapes and finiteness.
     pub fn new(n: usize, d_x: usize, d_y: usize, x: Vec<f64>, y: Vec<f64>) -> Result<Self> {

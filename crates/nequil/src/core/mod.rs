@@ -15,6 +15,7 @@
 //!   the law of motion of a charge.
 //! * [`equilibrium`]: the noise equilibrium: the 1-D solve, families, closed forms, rebalancing.
 //! * [`curvature`]: Hessian-vector products, spectra, traces, Lanczos, the paper's sharpness.
+//! * [`footprint`]: what a component will allocate, declared beside the code that allocates.
 //! * [`parallel`]: several threads for one run's large products, bit-identical to one thread.
 //!
 //! Modules here import only each other (and [`crate::error`]); training, instruments and the lab
@@ -23,6 +24,7 @@
 pub mod curvature;
 pub mod data;
 pub mod equilibrium;
+pub mod footprint;
 pub mod graph;
 pub mod layers;
 pub mod linalg;

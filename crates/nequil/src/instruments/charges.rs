@@ -1,7 +1,9 @@
 //! A probe that tracks Noether charges during training (see [`crate::train::Probe`]).
 
 use crate::core::equilibrium::{OrbitFlow, Time};
+use crate::core::footprint::{Footprint, F64};
 use crate::core::linalg::Dense;
+use crate::core::models::Model;
 use crate::core::stats::{grad_stats, per_sample_grads};
 use crate::core::symmetry::catalog::{catalog, Symmetry};
 use crate::core::symmetry::generator::Generator;
@@ -77,6 +79,56 @@ impl ChargeProbe {
         self.schedule = Some(s);
         self
     }
+
+    /// The footprint of a probe for `k` catalog symmetries of `model` (diagonal generators) on
+    /// `eval_n` samples, before their generators exist: see [`charge_footprint`].
+    pub fn catalog_footprint(model: &Model, k: usize, eval_n: usize) -> Footprint {
+        charge_footprint(
+            model,
+            eval_n,
+            (k as u128).saturating_mul(model.n_params() as u128),
+            true,
+            false,
+        )
+    }
+}
+
+/// What a [`ChargeProbe`] allocates, in `f64` values (× 8 bytes), with `P` parameters and `n`
+/// evaluation samples:
+///
+/// * its generators, `gen_values` (`k · P` for `k` diagonal generators), kept for the run, and
+///   the catalog's derivation they are built from (supports and index vectors, `4P`);
+/// * with a diagonal generator, one pass of [`grad_stats`]: a model workspace for chunks of
+///   `min(n, 256)` ([`Model::footprint`]) and the mean gradient, second moment and one gradient
+///   (`3P`), plus the mean gradient's copy under momentum (`P`);
+/// * with another generator, the per-sample gradients (`n · P`, [`per_sample_grads`]) with a
+///   workspace for one sample, and their column means (`P`).
+pub fn charge_footprint(model: &Model, eval_n: usize, gen_values: u128, diagonal: bool, other: bool) -> Footprint {
+    let p = model.n_params() as u128;
+    let n = eval_n.max(1);
+    let mut f = Footprint::of("generators of the selected symmetries", gen_values, F64);
+    f.add(
+        "the catalog's derivation (supports and index vectors, 4 × P)",
+        4 * p,
+        F64,
+    );
+    if diagonal {
+        f.extend(model.footprint(n.min(256)));
+        f.add(
+            "gradient statistics (mean, second moment, a gradient and a copy: 4 × P)",
+            4 * p,
+            F64,
+        );
+    }
+    if other {
+        f.add(
+            format!("per-sample gradients ({n} × {p}) and their mean"),
+            (n as u128 + 1) * p,
+            F64,
+        );
+        f.extend(model.footprint(1));
+    }
+    f
 }
 
 impl Probe for ChargeProbe {
@@ -151,5 +203,25 @@ impl Probe for ChargeProbe {
 
     fn schedule(&self) -> Option<&Schedule> {
         self.schedule.as_ref()
+    }
+
+    fn footprint(&self, model: &Model, eval_n: usize) -> Footprint {
+        let values: u128 = self.syms.iter().map(|(_, g)| generator_values(g)).sum();
+        let diagonal = self.syms.iter().any(|(_, g)| g.as_diagonal().is_some());
+        let other = self.syms.iter().any(|(_, g)| g.as_diagonal().is_none());
+        charge_footprint(model, eval_n, values, diagonal, other)
+    }
+}
+
+/// Values a generator holds: `P` for a diagonal, `P²` for a dense one, its indices and blocks for
+/// a block-sparse one.
+pub(crate) fn generator_values(g: &Generator) -> u128 {
+    match g {
+        Generator::Diagonal(a) => a.len() as u128,
+        Generator::Dense(a) => a.data.len() as u128,
+        Generator::BlockSparse(b) => {
+            b.mats().iter().map(|m| m.data.len() as u128).sum::<u128>()
+                + b.blocks().iter().map(|s| s.indices.len() as u128).sum::<u128>()
+        }
     }
 }

@@ -13,6 +13,7 @@ use crate::core::curvature::{lanczos, LanczosOptions, Which};
 use crate::core::curvature::{linear_hessian_trace, paper_sharpness};
 use crate::core::curvature::{EmpiricalHessian, HvpOptions, HvpWorkspace};
 use crate::core::data::{Source, Target};
+use crate::core::footprint::{Footprint, BOOKKEEPING, F64};
 use crate::core::models::Model;
 use crate::core::rng::Rng;
 use crate::train::{Probe, ProbeCtx, Schedule};
@@ -118,6 +119,15 @@ impl Common {
         linear_hessian_trace(ctx.model, ctx.theta, &sx).map(Some)
     }
 
+    /// What the Hessian operator allocates (see [`curvature_footprint`]), plus `vectors` vectors
+    /// of `P` values the method holds.
+    fn footprint(&self, model: &Model, eval_n: usize, method: &str, vectors: u128) -> Footprint {
+        let n = self.max_samples.map_or(eval_n, |m| m.min(eval_n));
+        let mut f = curvature_footprint(model, self.data, &self.hvp, n);
+        f.add(method, vectors.saturating_mul(model.n_params() as u128), F64);
+        f
+    }
+
     fn shift(&self, ctx: &ProbeCtx<'_>) -> f64 {
         if self.weight_decay {
             2.0 * ctx.weight_decay
@@ -125,6 +135,49 @@ impl Common {
             0.0
         }
     }
+}
+
+/// What a curvature probe's Hessian operator allocates on `model` over `n` evaluation samples:
+/// the empirical operator's buffers ([`HvpWorkspace::footprint`]) or, for a deep linear network
+/// whose data may take the population route ([`CurvatureData::Auto`], [`CurvatureData::Population`]),
+/// the population operator's, whichever is larger. The population operator
+/// ([`PopulationHessian`]) holds, for widths `w_0 … w_D`, its products and their directional
+/// derivatives over the input and output sides, `6 Σ_l w_l (w_0 + w_D)` values, the moments
+/// `Σ_x` and `E[yxᵀ]` (`3 w_0² + 2 w_D w_0`) and a copy of θ (`P`), in `f64` values (× 8 bytes).
+pub fn curvature_footprint(model: &Model, data: CurvatureData, hvp: &HvpOptions, n: usize) -> Footprint {
+    let eval = HvpWorkspace::footprint(model, hvp, n);
+    match model.as_linear_chain() {
+        Some(c) if data != CurvatureData::Eval => {
+            let w = c.widths();
+            let (d0, dd) = (w[0] as u128, w[w.len() - 1] as u128);
+            let sum: u128 = w.iter().map(|&v| v as u128).sum();
+            let values = 6 * sum * (d0 + dd) + 3 * d0 * d0 + 2 * dd * d0 + model.n_params() as u128;
+            let pop = Footprint::of("the population Hessian's products and moments", values, F64);
+            if pop.total() > eval.total() {
+                pop
+            } else {
+                eval
+            }
+        }
+        _ => eval,
+    }
+}
+
+/// What the closed-form trace of a deep linear network ([`linear_hessian_trace`]) allocates, with
+/// `Σ_x` and the evaluation set's moments ([`data_moments`]): for widths `w_0 … w_D`, the moments
+/// (`w_0² + w_0 w_D + w_D²`) and two products at a time in each recursion
+/// (`2 max_l w_l · max(w_0, w_D)`), in `f64` values (× 8 bytes), and the chain's description
+/// ([`BOOKKEEPING`] / 4: one string and three short lists).
+pub fn linear_trace_footprint(widths: &[usize]) -> Footprint {
+    let (d0, dd) = (widths[0] as u128, widths[widths.len() - 1] as u128);
+    let wide = widths.iter().copied().max().unwrap_or(0) as u128;
+    let mut f = Footprint::of(
+        "the closed-form trace's moments and products",
+        d0 * d0 + d0 * dd + dd * dd + 2 * wide * d0.max(dd),
+        F64,
+    );
+    f.add("the chain's description", BOOKKEEPING / 4, 1);
+    f
 }
 
 macro_rules! common_builders {
@@ -231,6 +284,17 @@ impl Probe for HessianTraceProbe {
     fn schedule(&self) -> Option<&Schedule> {
         self.common.schedule.as_ref()
     }
+    /// The closed form's moments for a deep linear network ([`linear_trace_footprint`]); else the
+    /// Hessian operator and two vectors of `P` values (exact: `e_j` and `He_j`; Hutchinson: `z`
+    /// and `Hz`).
+    fn footprint(&self, model: &Model, eval_n: usize) -> Footprint {
+        match model.as_linear_chain() {
+            Some(c) => linear_trace_footprint(c.widths()),
+            None => self
+                .common
+                .footprint(model, eval_n, "probe vectors and their products (2 × P)", 2),
+        }
+    }
 }
 
 /// Probe of the top Hessian eigenvalue by [`lanczos`]: columns `lambda_max`, `eta_lambda_max`
@@ -300,6 +364,21 @@ impl Probe for TopEigenProbe {
     fn schedule(&self) -> Option<&Schedule> {
         self.common.schedule.as_ref()
     }
+    /// The Hessian operator, Lanczos' Krylov basis (`m · P` values for `m = min(max(lanczos_iter,
+    /// 1), P)` steps, reserved at the start), its work vector and Ritz vector (`2P`) and the
+    /// tridiagonal matrix's eigenproblem (`4 m²`), in `f64` values (× 8 bytes).
+    fn footprint(&self, model: &Model, eval_n: usize) -> Footprint {
+        let p = model.n_params();
+        let m = self.lanczos.max_iter.clamp(self.lanczos.k.max(1), p.max(1)) as u128;
+        let mut f = self.common.footprint(
+            model,
+            eval_n,
+            "probes.hessian.lanczos_iter: the Krylov basis and two vectors",
+            m + 2,
+        );
+        f.add("the tridiagonal eigenproblem", 4 * m * m, F64);
+        f
+    }
 }
 
 /// Probe of the paper's sharpness `S(θ) = d_y Tr[W Σ_x Wᵀ] + ‖U‖_F² Tr Σ_x` of a two-layer
@@ -355,5 +434,17 @@ impl Probe for PaperSharpnessProbe {
     }
     fn schedule(&self) -> Option<&Schedule> {
         self.schedule.as_ref()
+    }
+    /// `Σ_x` (`d_x²`) with the evaluation set's cross moment (`d_y d_x`), and the product `W Σ_x`
+    /// (`h d_x` for the hidden width h), in `f64` values (× 8 bytes), and the chain's
+    /// description ([`BOOKKEEPING`] / 4: one string and three short lists).
+    fn footprint(&self, model: &Model, _eval_n: usize) -> Footprint {
+        let (dx, dy) = (model.d_in() as u128, model.d_out() as u128);
+        let h = model
+            .as_linear_chain()
+            .map_or(0, |c| c.widths().get(1).copied().unwrap_or(0)) as u128;
+        let mut f = Footprint::of("Σ_x, the cross moment and W Σ_x", dx * dx + dx * dy + h * dx, F64);
+        f.add("the chain's description", BOOKKEEPING / 4, 1);
+        f
     }
 }

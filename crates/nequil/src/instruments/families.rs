@@ -2,6 +2,8 @@
 //! [`crate::core::equilibrium::matrix_family`]).
 
 use crate::core::equilibrium::{family_balance, Time};
+use crate::core::footprint::{Footprint, F64};
+use crate::core::models::Model;
 use crate::core::symmetry::MatrixFamily;
 use crate::train::{Probe, ProbeCtx, Schedule};
 use crate::Result;
@@ -82,4 +84,36 @@ impl Probe for FamilyProbe {
     fn schedule(&self) -> Option<&Schedule> {
         self.schedule.as_ref()
     }
+
+    fn footprint(&self, model: &Model, _eval_n: usize) -> Footprint {
+        family_footprint(model, &self.families)
+    }
+}
+
+/// What a [`FamilyProbe`] over `families` of `model` allocates, in `f64` values (× 8 bytes): the
+/// families' index vectors, kept for the run (`Σ_f v_f · d_f` for `v_f` vectors of dimension
+/// `d_f`), and, for the largest family (they are solved one at a time), the solve of
+/// [`crate::core::equilibrium::family_balance`]: about `16 d²` values in `d × d` matrices (the
+/// moments `Q`, `K`, `Γ±`, their means, `X`, `Y`, the drift, the eigen-decompositions, `B` and its
+/// inverse), the per-sample sums `v · d`, a per-sample gradient and the moved θ (`2P`) and a model
+/// workspace for one sample.
+pub fn family_footprint(model: &Model, families: &[MatrixFamily]) -> Footprint {
+    let p = model.n_params() as u128;
+    let vecs = |f: &MatrixFamily| (f.plus.len() + f.minus.len()) as u128 * f.dim as u128;
+    let mut out = Footprint::of(
+        "the families' index vectors",
+        families.iter().map(vecs).sum::<u128>(),
+        F64,
+    );
+    if let Some(big) = families.iter().max_by_key(|f| (f.dim as u128).pow(2) * 16 + vecs(f)) {
+        let d = big.dim as u128;
+        out.add(
+            format!("{}: 16 matrices of {d} × {d} and the per-sample sums", big.name),
+            16 * d * d + vecs(big),
+            F64,
+        );
+        out.add("a per-sample gradient and the moved θ (2 × P)", 2 * p, F64);
+        out.extend(model.footprint(1));
+    }
+    out
 }

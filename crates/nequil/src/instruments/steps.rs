@@ -5,6 +5,8 @@
 //! `C' = (1 − 2ηγ)² C + η² ĝᵀAĝ` (book `theory/law-of-motion.md#expected-discrete-drift`), up to rounding. With `A` positive
 //! semi-definite and γ = 0 the charge never decreases (e.g. `‖θ‖²` under scale invariance).
 
+use crate::core::footprint::{Footprint, F64};
+use crate::core::models::Model;
 use crate::core::symmetry::generator::Generator;
 use crate::train::{Optimizer, Probe, ProbeCtx, StepCtx};
 use crate::{invalid, Result};
@@ -74,6 +76,22 @@ impl Probe for StepChargeProbe {
     }
     fn observes_steps(&self) -> bool {
         true
+    }
+    /// Its `k` generators (`P` values each for diagonal ones; their stored values otherwise) with
+    /// their names and handles, its three running values per generator (`3k`) and momentum's
+    /// update direction (`P`), in `f64` values (× 8 bytes).
+    fn footprint(&self, model: &Model, _eval_n: usize) -> Footprint {
+        let gens: u128 = self.gens.iter().map(|(_, g)| super::charges::generator_values(g)).sum();
+        let k = self.gens.len() as u128;
+        let names: u128 = self.gens.iter().map(|(n, _)| n.len() as u128).sum();
+        let mut f = Footprint::of("the generators", gens + 3 * k, F64);
+        f.add(
+            "their names and handles",
+            names + k * std::mem::size_of::<(String, Generator)>() as u128,
+            1,
+        );
+        f.add("momentum's update direction (P)", model.n_params() as u128, F64);
+        f
     }
     fn on_step(&mut self, s: &StepCtx<'_>) -> Result<()> {
         let n2: f64 = s.theta_before.iter().map(|v| v * v).sum();

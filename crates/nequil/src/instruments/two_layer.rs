@@ -10,6 +10,7 @@
 
 use crate::core::data::{Source, Target};
 use crate::core::equilibrium::two_layer::{two_layer_equilibrium, TwoLayerEquilibrium, TwoLayerGammas};
+use crate::core::footprint::{Footprint, F64};
 use crate::core::models::{DenseChain, Model};
 use crate::train::{Probe, ProbeCtx, Schedule};
 use crate::{invalid, Error, Result};
@@ -155,4 +156,42 @@ impl Probe for TwoLayerEquilibriumProbe {
     fn schedule(&self) -> Option<&Schedule> {
         self.schedule.as_ref()
     }
+
+    fn footprint(&self, model: &Model, eval_n: usize) -> Footprint {
+        two_layer_footprint(model, eval_n)
+    }
+}
+
+/// What a [`TwoLayerEquilibriumProbe`] allocates on a two-layer linear net `U W` (`d_y × h`,
+/// `h × d_x`, `P = h (d_x + d_y)`) with `n` evaluation samples, in `f64` values (× 8 bytes): the
+/// factors, the solution `U*`, `W*` and θ* (`6P`); the `d_x × d_x` and `d_y × d_y` moments and
+/// their powers (`12 (d_x² + d_y²)`, with `V` and its products, `d_x d_y` each); the thin SVDs'
+/// `h × k` factors (`3 h k`, `k = min(d_x, d_y)`); and the residuals of the evaluation set
+/// (`n (d_x + 2 d_y)`). Nothing for a model that is not a two-layer linear net (the probe refuses
+/// it).
+pub fn two_layer_footprint(model: &Model, eval_n: usize) -> Footprint {
+    let Ok(c) = as_two_layer_linear(model) else {
+        return Footprint::new();
+    };
+    let w = c.widths();
+    let (dx, h, dy) = (w[0] as u128, w[1] as u128, w[2] as u128);
+    let (p, n, k) = (model.n_params() as u128, eval_n as u128, dx.min(dy));
+    let mut f = Footprint::new();
+    f.add("the factors U, W, their solution and θ* (6 × P)", 6 * p, F64);
+    f.add(
+        format!("the moments over d_x = {dx} and d_y = {dy} and their powers"),
+        12 * (dx * dx + dy * dy) + 4 * dx * dy,
+        F64,
+    );
+    f.add(
+        format!("the SVDs' factors over the hidden layer of width {h}"),
+        3 * h * k,
+        F64,
+    );
+    f.add(
+        format!("the residuals of {n} evaluation samples"),
+        n * (dx + 2 * dy),
+        F64,
+    );
+    f
 }

@@ -3,9 +3,11 @@
 //!
 //! A model's parameter count is known as soon as its spec is read; a run needs θ, its gradient
 //! and a few copies of it (the initial and final parameters), plus the layers' buffers for one
-//! batch, and its data, evaluation sample and log ([`Footprint`], summed by the spec's build). When
-//! that exceeds the memory available, the spec is refused with the numbers, part by part, instead
-//! of the process aborting on a failed allocation halfway through. File readers bound what they
+//! batch, its data, evaluation sample and log, and what its probes build ([`Footprint`]: each
+//! component declares its own, beside the code that allocates; the spec's build sums them). When
+//! that exceeds the memory available ([`check`]), the spec is refused with the numbers, part by
+//! part, each naming its component, instead of the process aborting on a failed allocation halfway
+//! through. File readers bound what they
 //! inflate and decode the same way ([`read_budget`]). The memory available may be capped for the
 //! process ([`set_memory_limit`], or [`MEMORY_ENV`] on the command line).
 
@@ -89,68 +91,26 @@ pub fn available_memory() -> Option<u64> {
     [avail, cgroup, cap].into_iter().flatten().min()
 }
 
-/// A byte count for people: `640.0 GB`, `4.8 MB`, `512 B` (powers of 1000).
-pub fn human_bytes(b: u128) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < units.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
-}
+pub use crate::core::footprint::{human_bytes, Footprint};
 
-/// What a run or an analysis will allocate, part by part, in bytes: estimates from above of its
-/// largest buffers, known from the spec before any of them exists. Sizes are `u128` products of
-/// the spec's numbers, so that no size overflows however large those are.
-#[derive(Clone, Debug, Default)]
-pub struct Footprint {
-    parts: Vec<(String, u128)>,
-}
-
-impl Footprint {
-    /// No parts yet.
-    pub fn new() -> Self {
-        Footprint::default()
+/// Refuses `footprint` when its total exceeds [`available_memory`]. The error starts with `what`
+/// (the spec key and value of the model's size, or a file), says what `use_` needs in all and
+/// lists the parts, largest first, each naming its component (a probe by its spec key, a layer, the
+/// data) and its bytes.
+pub fn check(footprint: &Footprint, what: &str, use_: &str) -> Result<()> {
+    let Some(avail) = available_memory() else {
+        return Ok(());
+    };
+    let need = footprint.total();
+    if need <= avail as u128 {
+        return Ok(());
     }
-
-    /// Adds `count` values of `bytes_each` bytes for `what` (a phrase that names the spec key,
-    /// e.g. `data.n: the fixed dataset`).
-    pub fn add(&mut self, what: impl Into<String>, count: u128, bytes_each: u128) {
-        self.parts.push((what.into(), count.saturating_mul(bytes_each)));
-    }
-
-    /// The total in bytes.
-    pub fn total(&self) -> u128 {
-        self.parts.iter().fold(0u128, |a, (_, b)| a.saturating_add(*b))
-    }
-
-    /// Refuses the plan when its total exceeds [`available_memory`]. The error starts with
-    /// `what` (the spec key and value of the model's size, or a file), says what `use_` needs in
-    /// all and lists the parts, largest first.
-    pub fn check(&self, what: &str, use_: &str) -> Result<()> {
-        let Some(avail) = available_memory() else {
-            return Ok(());
-        };
-        let need = self.total();
-        if need <= avail as u128 {
-            return Ok(());
-        }
-        let mut parts: Vec<&(String, u128)> = self.parts.iter().filter(|(_, b)| *b > 0).collect();
-        parts.sort_by_key(|p| std::cmp::Reverse(p.1));
-        let list: Vec<String> = parts.iter().map(|(w, b)| format!("{w} {}", human_bytes(*b))).collect();
-        Err(invalid!(
-            "{what}: {use_} needs at least {} of memory ({}), but {} is available",
-            human_bytes(need),
-            list.join("; "),
-            human_bytes(avail as u128)
-        ))
-    }
+    Err(invalid!(
+        "{what}: {use_} needs at least {} of memory ({}), but {} is available",
+        human_bytes(need),
+        footprint.listing(),
+        human_bytes(avail as u128)
+    ))
 }
 
 /// The part of a [`Footprint`] that every use of `model` has: `copies` copies of θ (θ, its
@@ -158,14 +118,13 @@ impl Footprint {
 /// samples.
 pub fn model_footprint(model: &Model, copies: u32, batch: usize) -> Footprint {
     let p = model.n_params() as u128;
-    let buffers = model.workspace_bytes(batch).map(|b| b as u128).unwrap_or(u128::MAX / 4);
     let mut f = Footprint::new();
     f.add(
         format!("θ, its gradient and copies ({copies} × 8 bytes for each of {p} parameters)"),
         p * copies as u128,
         8,
     );
-    f.add(format!("layer buffers for batches of {batch}"), buffers, 1);
+    f.extend(model.footprint(batch));
     f
 }
 
@@ -173,7 +132,30 @@ pub fn model_footprint(model: &Model, copies: u32, batch: usize) -> Footprint {
 /// more memory than is available. `what` names the model for the message (e.g. the spec key with
 /// the widths) and `use_` says what needs the copies.
 pub fn check_fits(model: &Model, copies: u32, batch: usize, what: &str, use_: &str) -> Result<()> {
-    model_footprint(model, copies, batch).check(&format!("{what}: the model has {} parameters", model.n_params()), use_)
+    check(
+        &model_footprint(model, copies, batch),
+        &format!("{what}: the model has {} parameters", model.n_params()),
+        use_,
+    )
+}
+
+/// Refuses the equilibrium analysis of `model` on `n` samples
+/// ([`crate::core::equilibrium::rebalance_with`]: `nequil equilibrium`, the Python package's
+/// `nequil.equilibrium`) when θ and its copies, the layers' buffers and the analysis's own
+/// declaration ([`crate::core::equilibrium::rebalance_footprint`]: one generator of P values per
+/// catalog symmetry) do not fit in the memory available. `what` names the model for the message
+/// (its file).
+pub fn check_equilibrium(model: &Model, n: usize, what: &str) -> Result<()> {
+    let mut f = model_footprint(model, 6, n.clamp(1, 256));
+    f.extend_named(
+        "the equilibrium analysis",
+        crate::core::equilibrium::rebalance_footprint(model, n),
+    );
+    check(
+        &f,
+        &format!("{what}: the model has {} parameters", model.n_params()),
+        "the equilibrium analysis",
+    )
 }
 
 /// The most bytes a reader may inflate or decode from one file: a quarter of the memory

@@ -13,7 +13,7 @@ use crate::core::models::{Activation, Init, Model, ScaleKind};
 use crate::core::rng::Rng;
 use crate::core::symmetry::Momentum;
 use crate::lab::io::{read_npy, read_npz, NdArray};
-use crate::lab::resources::{model_footprint, Footprint};
+use crate::lab::resources::{check, model_footprint, Footprint};
 use crate::train::{Batching, LrSchedule, Optimizer, Schedule, TrainConfig};
 use crate::{invalid, Error, Result};
 use serde::{Deserialize, Serialize};
@@ -269,7 +269,8 @@ impl ModelSpec {
 
     /// Builds the model ([`ModelSpec::build_model`]) for an analysis at given weights (the
     /// equilibrium, statistics, curvature), refusing a model whose θ, gradient and copies (six)
-    /// with the buffers for batches of 256 do not fit in the memory available.
+    /// with the buffers for batches of 256 do not fit in the memory available. The equilibrium
+    /// analysis checks its own footprint as well ([`crate::lab::resources::check_equilibrium`]).
     pub fn build_for_analysis(&self) -> Result<Model> {
         let model = self.build_model()?;
         crate::lab::resources::check_fits(&model, 6, 256, &self.shape_key(), "the equilibrium analysis")?;
@@ -767,10 +768,18 @@ impl Spec {
             model.n_params()
         );
         let mut footprint = model_footprint(&model, 4, batch.max(1));
-        footprint.check(&what, "training")?;
+        check(&footprint, &what, "training")?;
         self.data_footprint(&model, &mut footprint);
-        self.probe_footprint(&mut footprint);
-        footprint.check(&what, "training")?;
+        // The probes' declarations, from the model's structure (every model kind), before the
+        // data exist; a table that does not apply is reported below, after the data's checks.
+        let eval_n = usize::try_from(self.eval_n(&model)).unwrap_or(usize::MAX).max(1);
+        let probes = instruments::footprint(&self.probes, &model, eval_n, self.seed).unwrap_or_default();
+        let with_probes = |probes: Footprint| {
+            let mut f = footprint.clone();
+            f.extend(probes);
+            f
+        };
+        check(&with_probes(probes.clone()), &what, "training")?;
         let init = self.model.init_scheme()?;
         let theta0 = match &self.model.init_from {
             Some(p) => {
@@ -784,6 +793,15 @@ impl Spec {
             None => model.init(&init, &mut Rng::derive(self.seed, "init"))?,
         };
         let source = self.data.build(&model, &init, self.seed, base)?;
+        // Data read from files: the probes see the whole set, now that its size is known.
+        let mut probes = probes;
+        if let Source::Fixed { data, .. } = &source {
+            if data.n != eval_n {
+                probes = instruments::footprint(&self.probes, &model, data.n.max(1), self.seed).unwrap_or_default();
+                check(&with_probes(probes.clone()), &what, "training")?;
+            }
+        }
+        let mut footprint = with_probes(probes);
         let config = self.train_config(&source)?;
         let columns = instruments::columns(&self.probes, &model, &source, self.seed)?;
         // The log: a row of every column at each step of every schedule, and the steps themselves.
@@ -797,7 +815,7 @@ impl Spec {
             rows,
             8 * (cols + 1),
         );
-        footprint.check(&what, "training")?;
+        check(&footprint, &what, "training")?;
         Ok(Built {
             model,
             source,
@@ -807,30 +825,15 @@ impl Spec {
         })
     }
 
-    /// Adds to `f` the matrices over a hidden layer that the equilibrium and charge probes build:
-    /// the two-layer equilibrium's factorizations and the matrix families' generators are
-    /// h × h for a hidden width h, counted as four such matrices over the widest hidden layer (a
-    /// bound, not an exact count), so that a width no probe can afford is refused before training.
-    fn probe_footprint(&self, f: &mut Footprint) {
-        let w = &self.model.widths;
-        let widest = if w.len() > 2 {
-            w[1..w.len() - 1].iter().copied().max().unwrap_or(0)
-        } else {
-            0
-        } as u128;
-        if self.probes.equilibrium.is_some() {
-            f.add(
-                format!("probes.equilibrium: matrices over the hidden layer of width {widest} (4 × h²)"),
-                4 * widest * widest,
-                8,
-            );
-        }
-        if self.probes.charges.is_some() {
-            f.add(
-                format!("probes.charges: generators over the hidden layer of width {widest} (4 × h²)"),
-                4 * widest * widest,
-                8,
-            );
+    /// The size of the evaluation set the probes see: the fixed dataset (`data.n`), `d_x` samples
+    /// for population data, `probes.eval_samples` for online data; 0 for data read from files
+    /// (known once read).
+    fn eval_n(&self, model: &Model) -> u128 {
+        match (self.data.source, self.data.mode) {
+            (DataSource::Gaussian, DataMode::Fixed) => self.data.n.unwrap_or(1) as u128,
+            (DataSource::Gaussian, DataMode::Population) => model.d_in() as u128,
+            (DataSource::Gaussian, DataMode::Online) => self.probes.eval_samples as u128,
+            (DataSource::Npy, _) => 0,
         }
     }
 
@@ -841,21 +844,18 @@ impl Spec {
     fn data_footprint(&self, model: &Model, f: &mut Footprint) {
         let d = &self.data;
         let (dx, dy) = (model.d_in() as u128, model.d_out() as u128);
-        let sample = dx + dy;
-        let eval_n = match (d.source, d.mode) {
-            (DataSource::Gaussian, DataMode::Fixed) => d.n.unwrap_or(1) as u128,
-            (DataSource::Gaussian, DataMode::Population) => dx,
-            (DataSource::Gaussian, DataMode::Online) => self.probes.eval_samples as u128,
-            (DataSource::Npy, _) => 0,
-        };
+        let eval_n = self.eval_n(model);
         if d.source == DataSource::Gaussian {
+            use crate::core::data::footprint as data;
             match d.target {
-                TargetKind::Linear if d.teacher.is_none() => {
-                    f.add("data.target = \"linear\": the random teacher (d_y × d_x)", dy * dx, 8)
-                }
+                TargetKind::Linear if d.teacher.is_none() => f.add(
+                    "data.target = \"linear\": the random teacher (d_y × d_x)",
+                    data::linear_teacher(dx, dy),
+                    8,
+                ),
                 TargetKind::TanhTeacher => f.add(
                     "data.teacher_hidden: the tanh teacher",
-                    d.teacher_hidden.unwrap_or(32) as u128 * (dx + dy),
+                    data::tanh_teacher(d.teacher_hidden.unwrap_or(32) as u128, dx, dy),
                     8,
                 ),
                 _ => {}
@@ -863,15 +863,19 @@ impl Spec {
             // A full covariance and its factor; Σ_x and Σ_ε as matrices where population data
             // or the instruments use them.
             if matches!(d.x_cov, Some(CovSpec::Full(_))) {
-                f.add("data.x_cov: the full covariance's factor", 2 * dx * dx, 8);
+                f.add("data.x_cov: the full covariance's factor", data::full_covariance(dx), 8);
             }
             if matches!(d.noise_cov, Some(CovSpec::Full(_))) {
-                f.add("data.noise_cov: the full covariance's factor", 2 * dy * dy, 8);
+                f.add(
+                    "data.noise_cov: the full covariance's factor",
+                    data::full_covariance(dy),
+                    8,
+                );
             }
             let p = &self.probes;
             if d.mode == DataMode::Population || p.hessian.is_some() || p.sharpness.is_some() || p.equilibrium.is_some()
             {
-                f.add("the exact second moments Σ_x and Σ_ε", dx * dx + dy * dy, 8);
+                f.add("the exact second moments Σ_x and Σ_ε", data::second_moments(dx, dy), 8);
             }
             let what = match d.mode {
                 DataMode::Fixed => "data.n: the fixed dataset and its copy as the evaluation set",
@@ -879,29 +883,10 @@ impl Spec {
                 DataMode::Online => "probes.eval_samples: the evaluation sample",
             };
             let copies = if d.mode == DataMode::Online { 1 } else { 2 };
-            f.add(what, copies * eval_n * sample, 8);
+            f.add(what, copies * data::samples(eval_n, dx, dy), 8);
         }
         let eval_batch = usize::try_from(eval_n.clamp(1, 1024)).unwrap_or(1024);
-        let buffers = model
-            .workspace_bytes(eval_batch)
-            .map(|b| b as u128)
-            .unwrap_or(u128::MAX / 4);
-        f.add(
-            format!("layer buffers for evaluation batches of {eval_batch}"),
-            buffers,
-            1,
-        );
-        if let Some(h) = &self.probes.hessian {
-            // The Krylov basis of Lanczos (at most P vectors of P values) and Hutchinson's
-            // probe vectors.
-            let p = model.n_params() as u128;
-            f.add(
-                "probes.hessian.lanczos_iter: the Krylov basis",
-                (h.lanczos_iter as u128).clamp(1, p.max(1)) * p,
-                8,
-            );
-            f.add("probes.hessian: Hessian-vector products", 4 * p, 8);
-        }
+        f.extend_named("evaluation", model.footprint(eval_batch));
     }
 
     fn train_config(&self, source: &Source) -> Result<TrainConfig> {

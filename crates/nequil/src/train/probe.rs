@@ -6,6 +6,7 @@
 //! stated in the run's summary). Expensive probes should be given a sparse [`Schedule`].
 
 use crate::core::data::Source;
+use crate::core::footprint::Footprint;
 use crate::core::models::Model;
 use crate::train::Optimizer;
 use crate::Result;
@@ -56,6 +57,14 @@ pub trait Probe: Send {
     /// Appends exactly `columns().len()` values to `out`. An error stops the run at this row, as
     /// a divergence does ([`crate::Error::ProbeFailed`]): the log keeps the rows before it.
     fn record(&mut self, ctx: &ProbeCtx<'_>, out: &mut Vec<f64>) -> Result<()>;
+    /// The memory the probe allocates for `model` and an evaluation set of `eval_n` samples:
+    /// what it keeps between records plus the peak of live bytes one record adds, each part named
+    /// (the run's memory check names the probe with [`Probe::name`]). A bound from above, close
+    /// enough to be honest (the footprint tests measure it); by default nothing, for probes that
+    /// allocate nothing in proportion to their input.
+    fn footprint(&self, _model: &Model, _eval_n: usize) -> Footprint {
+        Footprint::new()
+    }
     /// Which steps this probe runs at; `None` means every row of the log (the run's schedule).
     fn schedule(&self) -> Option<&Schedule> {
         None

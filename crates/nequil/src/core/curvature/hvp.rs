@@ -15,6 +15,7 @@
 //! passes per product instead of 3.5).
 
 use super::HessianOp;
+use crate::core::footprint::{Footprint, BOOKKEEPING, F64};
 use crate::core::layers::{Fwd, RFwd};
 use crate::core::models::{Model, Workspace};
 use crate::{invalid, Result};
@@ -107,6 +108,37 @@ impl HvpWorkspace {
             lanes,
             cache: Cache::default(),
         }
+    }
+
+    /// What a workspace for `model` with `opts` and an [`EmpiricalHessian`] over `n` samples
+    /// allocate: per thread ([`HvpOptions::threads`]) a model workspace for chunks of
+    /// [`HvpOptions::chunk`] ([`Model::footprint`]), `R{y}` and `R{δ}` of every layer
+    /// (`2 · chunk · Σ_l out_dim_l` values) and an accumulator of `P` values; and the cache of
+    /// the forward pass, `n · Σ_l (2 out_dim_l + saved_l)` values, when it fits in
+    /// [`HvpOptions::cache_bytes`]; and [`BOOKKEEPING`] bytes.
+    pub fn footprint(model: &Model, opts: &HvpOptions, n: usize) -> Footprint {
+        let (c, threads) = (opts.chunk.max(1) as u128, opts.threads.max(1) as u128);
+        let outs: u128 = model.nodes().iter().map(|nd| nd.layer().out_dim() as u128).sum();
+        let per_sample: u128 = model
+            .nodes()
+            .iter()
+            .map(|nd| 2 * nd.layer().out_dim() as u128 + nd.layer().saved_per_sample() as u128)
+            .sum();
+        let mut f = Footprint::new();
+        for part in model.footprint(opts.chunk.max(1)).parts() {
+            f.add(format!("{} (per thread)", part.0), part.1, threads);
+        }
+        f.add(
+            format!("R-operator buffers and accumulators ({threads} threads, chunks of {c})"),
+            threads.saturating_mul(2 * c * outs + model.n_params() as u128),
+            F64,
+        );
+        f.add("the operator's bookkeeping (names, thread ranges)", BOOKKEEPING, 1);
+        let cache = (n as u128).saturating_mul(per_sample).saturating_mul(F64);
+        if cache <= opts.cache_bytes as u128 {
+            f.add(format!("the cached forward pass over {n} samples"), cache, 1);
+        }
+        f
     }
 
     /// The options the workspace was built with.

@@ -31,7 +31,9 @@ pub use deep_linear::{deep_linear_equilibrium, deep_linear_residuals, DeepLinear
 pub use family::{solve_diagonal_family, FamilyOptions, FamilySolution};
 pub use matrix_family::{apply_family, families_moments, family_balance, family_moments, FamilyBalance, FamilyMoments};
 pub use orbit::{FlowParams, FlowTerm, OrbitFlow, OrbitSolution, SolveStatus, Time};
-pub use rebalance::{rebalance, rebalance_with, FamilyRow, RebalanceReport, RebalanceRow, RebalanceTotals};
+pub use rebalance::{
+    rebalance, rebalance_footprint, rebalance_with, FamilyRow, RebalanceReport, RebalanceRow, RebalanceTotals,
+};
 pub use report::status_name;
 pub use scalar::{scalar_uw_decay_rate, scalar_uw_second_moment_rx, scalar_uw_var_rx};
 pub use two_layer::{

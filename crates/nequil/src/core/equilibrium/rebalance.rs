@@ -3,10 +3,11 @@
 
 use super::family::{solve_diagonal_family, FamilyOptions};
 use super::orbit::{FlowParams, OrbitFlow, SolveStatus, Time};
+use crate::core::footprint::{Footprint, F64};
 use crate::core::models::Model;
 use crate::core::stats::grad_stats;
 use crate::core::symmetry::law::check_data;
-use crate::core::symmetry::{catalog, NoiseBalance, SymmetryKind};
+use crate::core::symmetry::{catalog, catalog_names, NoiseBalance, SymmetryKind};
 use crate::{invalid, Error, Result};
 use serde::Serialize;
 
@@ -155,6 +156,23 @@ pub fn rebalance(
     gamma: f64,
 ) -> Result<RebalanceReport> {
     rebalance_with(model, theta, x, y, n, &FlowParams::continuous(eta, batch, gamma))
+}
+
+/// What [`rebalance_with`] allocates on `model` with `n` samples, in `f64` values (× 8 bytes): the
+/// catalog's generators (`k · P` for its `k` one-parameter symmetries, each a diagonal of `P`
+/// values), the gradient statistics before and after (`6P`), the family solve's charges, moved θ,
+/// supports and index lists (about `6P`), and a model workspace for chunks of `min(n, 256)`.
+pub fn rebalance_footprint(model: &Model, n: usize) -> Footprint {
+    let p = model.n_params() as u128;
+    let k = catalog_names(model).len() as u128;
+    let mut f = Footprint::of(
+        format!("the catalog's {k} generators of {p} values"),
+        k.saturating_mul(p),
+        F64,
+    );
+    f.add("gradient statistics and the family solve (12 × P)", 12 * p, F64);
+    f.extend(model.footprint(n.clamp(1, 256)));
+    f
 }
 
 /// [`rebalance`] with explicit flow parameters: `FlowParams::discrete(η, S, γ)` solves the

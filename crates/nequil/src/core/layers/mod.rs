@@ -213,6 +213,7 @@ pub(crate) fn chw(key: &str, kind: &str, input: &[usize]) -> Result<[usize; 3]> 
     }
 }
 
+use crate::core::footprint::F64;
 use crate::{invalid, Result};
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -380,6 +381,16 @@ pub struct RFwd<'a> {
     pub ry: &'a [f64],
 }
 
+/// What a layer's buffers take for chunks of `b` samples, in bytes ([`Layer::footprint`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayerFootprint {
+    /// Buffers held for this layer alone: its output, the gradient with respect to it and its
+    /// saved values.
+    pub kept: u128,
+    /// Scratch, shared by the layers of a model (a workspace holds the largest).
+    pub scratch: u128,
+}
+
 /// A layer kind: everything the engine needs of it (see the module docs for the conventions).
 pub trait Layer: Debug + Send + Sync {
     /// The kind's name in specs (`linear`, `relu`, …).
@@ -411,6 +422,18 @@ pub trait Layer: Debug + Send + Sync {
     /// Scratch values needed by any method for a chunk of `b` samples.
     fn scratch_len(&self, _b: usize) -> usize {
         0
+    }
+    /// The memory a model's [`crate::core::models::Workspace`] holds for this layer for chunks of
+    /// `b` samples ([`LayerFootprint`]): its output and the gradient with respect to it
+    /// (`2 · b · out_dim` values), its saved values (`b · saved_per_sample`) and its scratch
+    /// ([`Layer::scratch_len`]`(b)` values, shared between layers: the workspace holds the largest).
+    /// A layer that allocates anything else while it runs overrides this to count it.
+    fn footprint(&self, b: usize) -> LayerFootprint {
+        let per = 2 * self.out_dim() as u128 + self.saved_per_sample() as u128;
+        LayerFootprint {
+            kept: per.saturating_mul(b as u128).saturating_mul(F64),
+            scratch: (self.scratch_len(b) as u128).saturating_mul(F64),
+        }
     }
     /// The layer's structure, for the symmetry catalog.
     fn structure(&self) -> Structure {

@@ -9,7 +9,8 @@
 //! each inner layer for its part. The symmetry catalog looks inside ([`Layer::children`]); nothing
 //! crosses the block's boundary.
 
-use super::{BlockSpec, BuildLayer, Child, Fwd, Layer, LayerConfig, RFwd};
+use super::{BlockSpec, BuildLayer, Child, Fwd, Layer, LayerConfig, LayerFootprint, RFwd};
+use crate::core::footprint::F64;
 use crate::{invalid, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -264,6 +265,16 @@ impl Layer for Residual {
     }
     fn children(&self) -> &[Child] {
         &self.children
+    }
+    /// The default ([`Layer::footprint`]: its children's outputs and saved values are its own
+    /// saved values, its scratch theirs and its carving) and the offsets of its children's buffers
+    /// that each pass computes (at most 64 bytes per child).
+    fn footprint(&self, b: usize) -> LayerFootprint {
+        let per = 2 * self.out_dim() as u128 + self.saved_per_sample() as u128;
+        LayerFootprint {
+            kept: per * b as u128 * F64 + 64 * self.children.len() as u128,
+            scratch: self.scratch_len(b) as u128 * F64,
+        }
     }
     fn kink_distance(&self, p: &[f64], x: &[f64], b: usize) -> f64 {
         let mut saved = vec![0.0; b * self.saved_per_sample()];

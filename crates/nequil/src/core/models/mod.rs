@@ -21,6 +21,7 @@
 //! `σ_W² = 2/(d_x + d)`, `σ_U² = 2/(d + d_y)`; `Init::Std` sets each weight block's standard
 //! deviation directly (`σ_W`, `σ_U` in layer order). Biases start at zero.
 
+use crate::core::footprint::{human_bytes, Footprint};
 pub use crate::core::layers::{Activation, LayerConfig, ScaleKind, ScaleNet, MAX_VALUES};
 use crate::core::layers::{ActivationLayer, BlockInit, Fwd, Layer, Linear, Structure};
 use crate::core::params::Layout;
@@ -376,6 +377,45 @@ impl Model {
     pub fn as_linear_chain(&self) -> Option<DenseChain> {
         self.as_chain()
             .filter(|c| c.activation() == Activation::Identity && !c.has_bias())
+    }
+
+    /// The footprint of a [`Workspace`] for batches of `batch` samples, from the layers'
+    /// declarations ([`Layer::footprint`]): one part for the buffers every layer keeps (`Σ_l kept_l`:
+    /// outputs, their gradients, saved values, and the buffers' handles), naming the largest layer,
+    /// and one for the scratch the layers share (`max_l scratch_l`).
+    pub fn footprint(&self, batch: usize) -> Footprint {
+        let mut kept = 0u128;
+        let mut scratch = 0u128;
+        let mut largest: Option<(u128, &Node)> = None;
+        for n in &self.nodes {
+            let f = n.layer().footprint(batch);
+            kept = kept.saturating_add(f.kept);
+            scratch = scratch.max(f.scratch);
+            if largest.is_none_or(|(b, _)| f.kept > b) {
+                largest = Some((f.kept, n));
+            }
+        }
+        // The handles of the buffers: three per layer.
+        let handles = 3 * self.nodes.len() as u128 * std::mem::size_of::<Vec<f64>>() as u128;
+        let mut f = Footprint::new();
+        let big = match largest {
+            Some((b, n)) if self.nodes.len() > 1 => {
+                let name = if n.module().is_empty() {
+                    String::new()
+                } else {
+                    format!("{} ", n.module())
+                };
+                format!(" (largest: {name}{} {})", n.layer().describe(), human_bytes(b))
+            }
+            _ => String::new(),
+        };
+        f.add(
+            format!("layer buffers for batches of {batch}{big}"),
+            kept.saturating_add(handles),
+            1,
+        );
+        f.add(format!("layer scratch for batches of {batch}"), scratch, 1);
+        f
     }
 
     /// Bytes of the buffers of a [`Workspace`] for batches of `batch` samples, or an error if the

@@ -649,6 +649,12 @@ pub fn catalog_names(model: &Model) -> Vec<String> {
     entries(&derive(model)).into_iter().map(|e| e.name).collect()
 }
 
+/// The matrix families of `model`'s catalog ([`Catalog::families`]), without building the
+/// generators of its one-parameter symmetries (which hold `P` values each).
+pub fn catalog_families(model: &Model) -> Vec<MatrixFamily> {
+    derive(model).families
+}
+
 /// The symmetry of `model`'s catalog named `name` (one of [`catalog_names`]), with its generator.
 pub fn catalog_symmetry(model: &Model, name: &str) -> Result<Symmetry> {
     entries(&derive(model))

@@ -19,8 +19,8 @@ pub mod generator;
 pub mod law;
 
 pub use catalog::{
-    block_scale, catalog, catalog_names, catalog_symmetry, double_rotation, family_member, global_scale,
-    layer_pair_rescaling, neuron_rescaling, Catalog, MatrixFamily, Symmetry, SymmetryKind,
+    block_scale, catalog, catalog_families, catalog_names, catalog_symmetry, double_rotation, family_member,
+    global_scale, layer_pair_rescaling, neuron_rescaling, Catalog, MatrixFamily, Symmetry, SymmetryKind,
 };
 pub use discovery::{discover_diagonal, DiscoverOptions, DiscoveredGroup, Discovery};
 pub use generator::{verify, BlockSparse, EigenPair, Generator, SymBlock, Verification};

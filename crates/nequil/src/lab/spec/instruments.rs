@@ -12,8 +12,9 @@ use super::{choice, Built, ProbeSpec, Spec};
 use crate::core::curvature::LanczosOptions;
 use crate::core::data::Source;
 use crate::core::equilibrium::Time;
+use crate::core::footprint::Footprint;
 use crate::core::models::Model;
-use crate::core::symmetry::{catalog, catalog_names, catalog_symmetry};
+use crate::core::symmetry::{catalog, catalog_families, catalog_names, catalog_symmetry};
 use crate::instruments::{
     as_two_layer_linear, has_exact_two_layer_moments, ChargeProbe, CurvatureData, FamilyProbe, HessianTraceProbe,
     MomentSource, PaperSharpnessProbe, TopEigenProbe, TwoLayerEquilibriumProbe,
@@ -222,7 +223,7 @@ enum Planned {
 
 /// The catalog's matrix families named by `wanted` (names, prefixes ending in `*`, or `"all"`).
 fn select_families(model: &Model, wanted: &[String]) -> Result<Vec<crate::core::symmetry::MatrixFamily>> {
-    let all = catalog(model).families;
+    let all = catalog_families(model);
     let mut out: Vec<crate::core::symmetry::MatrixFamily> = vec![];
     for w in wanted {
         let hits: Vec<_> = all
@@ -428,7 +429,9 @@ fn plan_charges(c: &ChargesSpec, model: &Model) -> Result<Vec<Planned>> {
     Ok(out)
 }
 
-fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<Planned>> {
+/// The validated instruments of `p`. `source` is `None` when the data are not built yet (for the
+/// footprint, [`footprint`]): the checks against the data are then left to the later call.
+fn plan(p: &ProbeSpec, model: &Model, source: Option<&Source>, seed: u64) -> Result<Vec<Planned>> {
     let mut out = vec![];
     if let Some(c) = &p.charges {
         out.extend(plan_charges(c, model)?);
@@ -450,7 +453,7 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
                     model.describe()
                 ));
             }
-            if !has_exact_two_layer_moments(source) {
+            if source.is_some_and(|s| !has_exact_two_layer_moments(s)) {
                 return Err(invalid!(
                     "probes.hessian.data: \"population\" needs Gaussian data with an identity or linear teacher \
                      (the data's distribution is unknown or has a non-linear teacher); use \"auto\" or \"eval\""
@@ -520,7 +523,7 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
         let schedule = schedule(key, s.every, s.log_points)?;
         two_layer(key, "the paper's sharpness S = d_y Tr[WΣ_xWᵀ] + ‖U‖² TrΣ_x", model)?;
         let data = curvature_data(s.data);
-        if data == CurvatureData::Population && source.distribution().is_none() {
+        if data == CurvatureData::Population && source.is_some_and(|s| s.distribution().is_none()) {
             return Err(invalid!(
                 "probes.sharpness.data: \"population\" needs the data's distribution (Gaussian data); use \"auto\" or \"eval\""
             ));
@@ -540,7 +543,7 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
             DataChoice::Eval => MomentSource::Eval,
             DataChoice::Population => MomentSource::Population,
         };
-        if moments == MomentSource::Population && !has_exact_two_layer_moments(source) {
+        if moments == MomentSource::Population && source.is_some_and(|s| !has_exact_two_layer_moments(s)) {
             return Err(invalid!(
                 "probes.equilibrium.data: \"population\" needs Gaussian data with an identity or linear teacher \
                  (the data's distribution is unknown or has a non-linear teacher); use \"auto\" or \"eval\""
@@ -557,12 +560,30 @@ fn plan(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<Vec<
 
 /// Checks the instrument tables against the model and the data (called by [`Spec::build`]).
 pub(crate) fn validate(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<()> {
-    plan(p, model, source, seed).map(|_| ())
+    plan(p, model, Some(source), seed).map(|_| ())
+}
+
+/// The memory the instruments of `p` will need on `model` with an evaluation set of `eval_n`
+/// samples: each probe's declaration ([`Probe::footprint`]), its parts named by the probe's spec
+/// key. Checks the tables against the model (not yet against the data) and builds nothing large:
+/// the charges' generators are counted, not built.
+pub(crate) fn footprint(p: &ProbeSpec, model: &Model, eval_n: usize, seed: u64) -> Result<Footprint> {
+    let mut f = Footprint::new();
+    for q in plan(p, model, None, seed)? {
+        match q {
+            Planned::Ready(b) => f.extend_named(&b.name(), b.footprint(model, eval_n)),
+            Planned::Charges { names, .. } => f.extend_named(
+                "probes.charges",
+                ChargeProbe::catalog_footprint(model, names.len(), eval_n),
+            ),
+        }
+    }
+    Ok(f)
 }
 
 /// [`validate`], returning the number of columns the instruments add to the log.
 pub(crate) fn columns(p: &ProbeSpec, model: &Model, source: &Source, seed: u64) -> Result<usize> {
-    Ok(plan(p, model, source, seed)?
+    Ok(plan(p, model, Some(source), seed)?
         .iter()
         .map(|q| match q {
             Planned::Ready(b) => b.columns().len(),
@@ -600,7 +621,7 @@ impl Spec {
     /// symmetry the model does not have, an instrument that does not apply to the model or the
     /// data) name the key; [`Spec::build`] has already reported them.
     pub fn probes(&self, built: &Built) -> Result<Vec<Box<dyn Probe>>> {
-        plan(&self.probes, &built.model, &built.source, self.seed)?
+        plan(&self.probes, &built.model, Some(&built.source), self.seed)?
             .into_iter()
             .map(|p| ready(p, &built.model))
             .collect()
