@@ -137,7 +137,7 @@ fn layer_zoo(medium: bool) -> Vec<(&'static str, Model)> {
     let (w, c, hw) = if medium { (96, 6, 12) } else { (8, 2, 6) };
     let lin = |o: usize| format!("{{ type = \"linear\", out_features = {o} }}");
     let mut out = vec![("linear", sequential(&format!("[{w}]"), &lin(w / 2)))];
-    for act in ["identity", "tanh", "relu", "swish"] {
+    for act in ["identity", "tanh", "relu", "swish", "sigmoid"] {
         out.push((act, sequential(&format!("[{w}]"), &format!("{{ type = \"{act}\" }}"))));
     }
     out.push((
@@ -183,6 +183,16 @@ fn layer_zoo(medium: bool) -> Vec<(&'static str, Model)> {
         ));
     }
     out
+}
+
+/// The zoo holds every kind of the layer registry, so that a new kind cannot go without a
+/// checked footprint.
+#[test]
+fn the_zoo_covers_every_registered_layer_kind() {
+    let zoo: Vec<&str> = layer_zoo(false).iter().map(|(n, _)| *n).collect();
+    for kind in nequil::core::layers::LayerConfig::KINDS {
+        assert!(zoo.contains(kind), "layer kind {kind} has no footprint case in layer_zoo");
+    }
 }
 
 /// A forward and backward pass over a chunk of `b` samples, with the workspace built inside the
