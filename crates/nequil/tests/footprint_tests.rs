@@ -191,7 +191,10 @@ fn layer_zoo(medium: bool) -> Vec<(&'static str, Model)> {
 fn the_zoo_covers_every_registered_layer_kind() {
     let zoo: Vec<&str> = layer_zoo(false).iter().map(|(n, _)| *n).collect();
     for kind in nequil::core::layers::LayerConfig::KINDS {
-        assert!(zoo.contains(kind), "layer kind {kind} has no footprint case in layer_zoo");
+        assert!(
+            zoo.contains(kind),
+            "layer kind {kind} has no footprint case in layer_zoo"
+        );
     }
 }
 
