@@ -44,7 +44,7 @@ impl Hardswish {
     /// `(y, y', y'')` at `x`.
     #[inline]
     fn eval(&self, x: f64) -> (f64, f64, f64) {
-        let y = x * (x + 3.0).max(0.0).min(6.0) / 6.0;
+        let y = x * (x + 3.0).clamp(0.0, 6.0) / 6.0;
         if x < -3.0 {
             (y, 0.0, 0.0)
         } else if x <= 3.0 {
