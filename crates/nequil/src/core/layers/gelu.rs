@@ -20,7 +20,7 @@ use super::{BlockSpec, BuildLayer, Fwd, Layer, Pass, RFwd, Structure};
 use crate::core::math::{erfc, tanh};
 use crate::Result;
 use serde::{Deserialize, Serialize};
-use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI};
+use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI, SQRT_2};
 use std::sync::Arc;
 
 /// Which GELU: PyTorch's `approximate` argument.
@@ -63,10 +63,10 @@ impl Gelu {
     }
 }
 
-/// `1/√(2π)`.
+/// `1/√(2π)`, formed as PyTorch forms it (`M_2_SQRTPI · M_SQRT1_2 / 2`).
 const INV_SQRT_2PI: f64 = FRAC_2_SQRT_PI * FRAC_1_SQRT_2 * 0.5;
-/// `√(2/π)`.
-const SQRT_2_OVER_PI: f64 = FRAC_2_SQRT_PI * FRAC_1_SQRT_2;
+/// `√(2/π)`, formed as PyTorch forms it (`M_SQRT2 · M_2_SQRTPI / 2`).
+const SQRT_2_OVER_PI: f64 = SQRT_2 * FRAC_2_SQRT_PI * 0.5;
 /// The cubic coefficient of the tanh approximation.
 const KAPPA: f64 = 0.044715;
 
@@ -82,7 +82,7 @@ fn exact(x: f64) -> (f64, f64, f64) {
 /// multiplies vanish, even when `u'` has overflowed.
 #[inline]
 fn approx(x: f64) -> (f64, f64, f64) {
-    let u = SQRT_2_OVER_PI * (x + KAPPA * x * x * x);
+    let u = SQRT_2_OVER_PI * (x + KAPPA * (x * x * x));
     let t = tanh(u);
     let s = 1.0 - t * t;
     let y = 0.5 * x * (1.0 + t);
