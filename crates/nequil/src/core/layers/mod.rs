@@ -51,10 +51,9 @@
 //!
 //! The kinds: [`Linear`] (`linear`), [`ActivationLayer`] (`identity`, `tanh`, `relu`,
 //! `leaky-relu`, `swish`), [`Sigmoid`] (`sigmoid`), [`Gelu`] (`gelu`), [`Softplus`] (`softplus`),
-//! [`Hardswish`] (`hardswish`), [`Conv2d`] (`conv2d`), [`MaxPool2d`]
-//! (`max-pool2d`), [`AvgPool2d`] (`avg-pool2d`), [`Flatten`] (`flatten`), [`LayerNorm`]
-//! (`layer-norm`), [`SelfAttention`] (`self-attention`), [`Residual`] (`residual`), [`MeanPool`]
-//! (`mean-pool`); and [`ScaleNet`] (the paper's Fig. 7 nets, `model.kind = "net-a"`/`"net-b"`,
+//! [`Hardswish`] (`hardswish`), [`Conv2d`] (`conv2d`), [`MaxPool2d`] (`max-pool2d`), [`AvgPool2d`]
+//! (`avg-pool2d`), [`Flatten`] (`flatten`), [`LayerNorm`] (`layer-norm`), [`SelfAttention`]
+//! (`self-attention`), [`Residual`] (`residual`), [`MeanPool`] (`mean-pool`); and [`ScaleNet`] (the paper's Fig. 7 nets, `model.kind = "net-a"`/`"net-b"`,
 //! which are whole models rather than layers of a stack, so not registered).
 //!
 //! # What comes next
