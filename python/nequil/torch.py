@@ -60,7 +60,8 @@ class MeanPool(nn.Module):
 
 
 _SUPPORTED = (
-    "Linear, Conv2d, MaxPool2d, AvgPool2d, Flatten, LayerNorm, ReLU, LeakyReLU, Tanh, SiLU, Sigmoid, Identity, "
+    "Linear, Conv2d, MaxPool2d, AvgPool2d, Flatten, LayerNorm, ReLU, LeakyReLU, Tanh, SiLU, Sigmoid, GELU, "
+    "Softplus, Hardswish, Identity, "
     "Dropout(p=0), nequil.torch.SelfAttention, nequil.torch.Residual, nequil.torch.MeanPool"
 )
 
@@ -84,6 +85,9 @@ _TORCH_KINDS = {
     "leaky-relu": "nn.LeakyReLU",
     "swish": "nn.SiLU",
     "sigmoid": "nn.Sigmoid",
+    "gelu": "nn.GELU",
+    "softplus": "nn.Softplus",
+    "hardswish": "nn.Hardswish",
 }
 
 # Registered kinds that no PyTorch module maps onto, each with the reason (none at present).
@@ -114,6 +118,12 @@ def _layer(m: nn.Module, path: str) -> Dict[str, Any]:
         return {"type": "swish"}
     if t is nn.Sigmoid:
         return {"type": "sigmoid"}
+    if t is nn.GELU:
+        return {"type": "gelu", "approximate": str(m.approximate)}
+    if t is nn.Softplus:
+        return {"type": "softplus", "beta": float(m.beta), "threshold": float(m.threshold)}
+    if t is nn.Hardswish:
+        return {"type": "hardswish"}
     if t is nn.Identity:
         return {"type": "identity"}
     if t is nn.Dropout:

@@ -67,6 +67,10 @@ def test_from_torch_gives_the_examples_model_tables():
     (lambda: nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 8), nn.LeakyReLU(0.1), nn.Linear(8, 2)), (5,)),
     (lambda: nn.ModuleList([nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 2)]), (5,)),
     (lambda: nn.Sequential(nn.Linear(5, 6), nn.Sigmoid(), nn.Linear(6, 2)), (5,)),
+    (lambda: nn.Sequential(nn.Linear(5, 6), nn.GELU(), nn.Linear(6, 2)), (5,)),
+    (lambda: nn.Sequential(nn.Linear(5, 6), nn.GELU(approximate="tanh"), nn.Linear(6, 2)), (5,)),
+    (lambda: nn.Sequential(nn.Linear(5, 6), nn.Softplus(beta=2.0, threshold=1.0), nn.Linear(6, 2)), (5,)),
+    (lambda: nn.Sequential(nn.Linear(5, 6), nn.Hardswish(), nn.Linear(6, 2)), (5,)),
     (cnn, (1, 8, 8)),
     (transformer, (6, 8)),
 ])
@@ -88,9 +92,22 @@ def test_same_outputs_and_names_as_the_module(make, shape):
     assert np.abs(out - ref.numpy().reshape(20, -1)).max() <= 1e-12 * scale
 
 
+def test_activation_arguments_are_carried_over():
+    m = nequil.Model.from_torch(nn.Sequential(
+        nn.Linear(3, 4), nn.GELU(approximate="tanh"), nn.Linear(4, 4), nn.Softplus(beta=2.0, threshold=5.0),
+        nn.Linear(4, 2), nn.Hardswish(),
+    ))
+    ref = nequil.Model({"kind": "sequential", "input": [3], "layers": [
+        {"type": "linear", "out_features": 4}, {"type": "gelu", "approximate": "tanh"},
+        {"type": "linear", "out_features": 4}, {"type": "softplus", "beta": 2.0, "threshold": 5.0},
+        {"type": "linear", "out_features": 2}, {"type": "hardswish"},
+    ]})
+    assert m.spec == ref.spec
+
+
 def test_unsupported_modules_are_named():
-    with pytest.raises(ValueError, match=r"unsupported module `1`: torch.nn.modules.activation.GELU"):
-        nequil.Model.from_torch(nn.Sequential(nn.Linear(2, 3), nn.GELU(), nn.Linear(3, 1)))
+    with pytest.raises(ValueError, match=r"unsupported module `1`: torch.nn.modules.activation.Mish"):
+        nequil.Model.from_torch(nn.Sequential(nn.Linear(2, 3), nn.Mish(), nn.Linear(3, 1)))
     with pytest.raises(ValueError, match=r"unsupported module `0`: .*MultiheadAttention.*nequil.torch.SelfAttention"):
         nequil.Model.from_torch(nn.Sequential(nn.MultiheadAttention(4, 2)), input_shape=[3, 4])
     with pytest.raises(ValueError, match=r"unsupported module `1.0`: .*BatchNorm1d"):

@@ -137,12 +137,16 @@ fn layer_zoo(medium: bool) -> Vec<(&'static str, Model)> {
     let (w, c, hw) = if medium { (96, 6, 12) } else { (8, 2, 6) };
     let lin = |o: usize| format!("{{ type = \"linear\", out_features = {o} }}");
     let mut out = vec![("linear", sequential(&format!("[{w}]"), &lin(w / 2)))];
-    for act in ["identity", "tanh", "relu", "swish", "sigmoid"] {
+    for act in ["identity", "tanh", "relu", "swish", "sigmoid", "gelu", "hardswish"] {
         out.push((act, sequential(&format!("[{w}]"), &format!("{{ type = \"{act}\" }}"))));
     }
     out.push((
         "leaky-relu",
         sequential(&format!("[{w}]"), "{ type = \"leaky-relu\", slope = 0.1 }"),
+    ));
+    out.push((
+        "softplus",
+        sequential(&format!("[{w}]"), "{ type = \"softplus\", beta = 2.0 }"),
     ));
     let img = format!("[{c}, {hw}, {hw}]");
     out.push((

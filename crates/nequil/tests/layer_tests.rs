@@ -2,14 +2,16 @@
 //! exact invariance, gradients and Hessian-vector products against finite differences, and the
 //! per-sample statistics against a naive per-sample loop.
 //!
-//! The zoo covers every layer kind (dense with and without bias, each activation, sigmoid, Net-A,
-//! Net-B) in the paper's families and in mixed stacks that no family describes.
+//! The zoo covers every layer kind (dense with and without bias, each activation, sigmoid, GELU
+//! (both forms), softplus, hardswish, Net-A, Net-B) in the paper's families and in mixed stacks
+//! that no family describes.
 
 use nequil::core::curvature::{EmpiricalHessian, HessianOp, HvpOptions, HvpWorkspace};
 use nequil::core::layers::{
-    Activation, ActivationLayer, AvgPool2dConfig, Conv2dConfig, FlattenConfig, KernelSpec, LayerConfig as L,
-    LayerNormConfig, LeakyReluConfig, Linear, LinearConfig, MaxPool2dConfig, MeanPoolConfig, ReluConfig,
-    ResidualConfig, SelfAttentionConfig, SigmoidConfig, TanhConfig,
+    Activation, ActivationLayer, AvgPool2dConfig, Conv2dConfig, FlattenConfig, GeluApproximate, GeluConfig,
+    HardswishConfig, KernelSpec, LayerConfig as L, LayerNormConfig, LeakyReluConfig, Linear, LinearConfig,
+    MaxPool2dConfig, MeanPoolConfig, ReluConfig, ResidualConfig, SelfAttentionConfig, SigmoidConfig, SoftplusConfig,
+    TanhConfig,
 };
 use nequil::core::models::{Init, Model, NodeSpec, ScaleKind};
 use nequil::core::rng::Rng;
@@ -139,6 +141,18 @@ fn transformer(eps: f64, causal: bool) -> Model {
     .unwrap()
 }
 
+/// `linear 3 → 4, relu, linear 4 → 4, {layer}, linear 4 → 2` (biases): the ReLU passes the first
+/// map's 4 neurons to the second; `layer`, not positively homogeneous, blocks the second's.
+fn blocked_by(layer: L) -> Model {
+    let lin = |o: usize| {
+        L::Linear(LinearConfig {
+            out_features: o,
+            bias: true,
+        })
+    };
+    Model::sequential(&[3], &[lin(4), L::Relu(ReluConfig {}), lin(4), layer, lin(2)]).unwrap()
+}
+
 /// Stacks covering every layer kind, with the number of diagonal symmetries each must have
 /// (not counting inert parameters).
 fn zoo() -> Vec<(&'static str, Model, usize)> {
@@ -257,6 +271,25 @@ fn zoo() -> Vec<(&'static str, Model, usize)> {
             .unwrap(),
             4,
         ),
+        // The same with each of the other element-wise kinds that are not positively homogeneous
+        // in the sigmoid's place: each blocks the second map's neurons.
+        ("gelu", blocked_by(L::Gelu(GeluConfig::default())), 4),
+        (
+            "gelu-tanh",
+            blocked_by(L::Gelu(GeluConfig {
+                approximate: GeluApproximate::Tanh,
+            })),
+            4,
+        ),
+        (
+            "softplus",
+            blocked_by(L::Softplus(SoftplusConfig {
+                beta: 1.5,
+                threshold: 20.0,
+            })),
+            4,
+        ),
+        ("hardswish", blocked_by(L::Hardswish(HardswishConfig {})), 4),
         (
             "sequence-mlp",
             Model::sequential(

@@ -50,10 +50,10 @@
 //! catalog see only the trait.
 //!
 //! The kinds: [`Linear`] (`linear`), [`ActivationLayer`] (`identity`, `tanh`, `relu`,
-//! `leaky-relu`, `swish`), [`Sigmoid`] (`sigmoid`), [`Conv2d`] (`conv2d`), [`MaxPool2d`]
-//! (`max-pool2d`), [`AvgPool2d`] (`avg-pool2d`), [`Flatten`] (`flatten`), [`LayerNorm`]
-//! (`layer-norm`), [`SelfAttention`] (`self-attention`), [`Residual`] (`residual`), [`MeanPool`]
-//! (`mean-pool`); and [`ScaleNet`] (the paper's Fig. 7 nets, `model.kind = "net-a"`/`"net-b"`,
+//! `leaky-relu`, `swish`), [`Sigmoid`] (`sigmoid`), [`Gelu`] (`gelu`), [`Softplus`] (`softplus`),
+//! [`Hardswish`] (`hardswish`), [`Conv2d`] (`conv2d`), [`MaxPool2d`] (`max-pool2d`), [`AvgPool2d`]
+//! (`avg-pool2d`), [`Flatten`] (`flatten`), [`LayerNorm`] (`layer-norm`), [`SelfAttention`]
+//! (`self-attention`), [`Residual`] (`residual`), [`MeanPool`] (`mean-pool`); and [`ScaleNet`] (the paper's Fig. 7 nets, `model.kind = "net-a"`/`"net-b"`,
 //! which are whole models rather than layers of a stack, so not registered).
 //!
 //! # What comes next
@@ -67,7 +67,11 @@ mod attention;
 mod avg_pool2d;
 mod conv2d;
 pub(crate) mod dual;
+#[cfg(test)]
+mod elementwise_check;
 mod flatten;
+mod gelu;
+mod hardswish;
 mod layer_norm;
 mod linear;
 mod max_pool2d;
@@ -75,6 +79,7 @@ mod mean_pool;
 mod residual;
 mod scale_net;
 mod sigmoid;
+mod softplus;
 
 pub use activation::{
     Activation, ActivationLayer, IdentityConfig, LeakyReluConfig, ReluConfig, SwishConfig, TanhConfig,
@@ -83,6 +88,8 @@ pub use attention::{SelfAttention, SelfAttentionConfig};
 pub use avg_pool2d::{AvgPool2d, AvgPool2dConfig};
 pub use conv2d::{Conv2d, Conv2dConfig, KernelSpec};
 pub use flatten::{Flatten, FlattenConfig};
+pub use gelu::{Gelu, GeluApproximate, GeluConfig};
+pub use hardswish::{Hardswish, HardswishConfig};
 pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use linear::{Linear, LinearConfig};
 pub use max_pool2d::{MaxPool2d, MaxPool2dConfig};
@@ -90,6 +97,7 @@ pub use mean_pool::{MeanPool, MeanPoolConfig};
 pub use residual::{Residual, ResidualConfig};
 pub use scale_net::{ScaleKind, ScaleNet};
 pub use sigmoid::{Sigmoid, SigmoidConfig};
+pub use softplus::{Softplus, SoftplusConfig};
 
 /// The registry of layer kinds: `Variant(ConfigType) = "spec-name",`. It declares
 /// [`LayerConfig`] (one variant per kind, tagged by `type` in specs), [`LayerConfig::KINDS`],
@@ -163,6 +171,12 @@ registry! {
     Swish(SwishConfig) = "swish",
     /// The logistic sigmoid (`nn.Sigmoid`).
     Sigmoid(SigmoidConfig) = "sigmoid",
+    /// GELU, exact or its tanh approximation (`nn.GELU`).
+    Gelu(GeluConfig) = "gelu",
+    /// Softplus (`nn.Softplus`).
+    Softplus(SoftplusConfig) = "softplus",
+    /// Hard swish (`nn.Hardswish`).
+    Hardswish(HardswishConfig) = "hardswish",
 }
 
 /// A layer kind's configuration: how it becomes a layer once the input shape is known.
