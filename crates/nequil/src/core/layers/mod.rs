@@ -39,7 +39,9 @@
 //!   [`BuildLayer::build`], which checks the configuration against the per-sample input shape
 //!   (errors name the spec key: `model.layers[3].kernel: …`) and returns the layer;
 //! * the layer itself, implementing [`Layer`]: forward, backward, statistics, R-operator, blocks,
-//!   structure.
+//!   structure. A parameter-free element-wise function that is not positively homogeneous
+//!   (sigmoid, GELU, softplus, hard swish) implements only [`PointwiseFn`] — `(φ, φ', φ'')` at a
+//!   point, and its kinks — and its config builds a [`PointwiseLayer`] around it.
 //!
 //! and one line in the registry [`LayerConfig`] (the `registry!` invocation below; beside it the
 //! file's `mod` and `pub use` lines), which gives the kind its spec name. The spec's `[model]`
@@ -76,6 +78,7 @@ mod layer_norm;
 mod linear;
 mod max_pool2d;
 mod mean_pool;
+mod pointwise;
 mod residual;
 mod scale_net;
 mod sigmoid;
@@ -94,6 +97,7 @@ pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use linear::{Linear, LinearConfig};
 pub use max_pool2d::{MaxPool2d, MaxPool2dConfig};
 pub use mean_pool::{MeanPool, MeanPoolConfig};
+pub use pointwise::{PointwiseFn, PointwiseLayer};
 pub use residual::{Residual, ResidualConfig};
 pub use scale_net::{ScaleKind, ScaleNet};
 pub use sigmoid::{Sigmoid, SigmoidConfig};

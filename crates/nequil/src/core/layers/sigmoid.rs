@@ -7,7 +7,7 @@
 //! Not positively homogeneous (`σ(cx) ≠ cσ(x)`), so a rescaling of the units before it is not a
 //! symmetry: it blocks them, and the symmetry catalog says so.
 
-use super::{BlockSpec, BuildLayer, Fwd, Layer, Pass, RFwd, Structure};
+use super::{BuildLayer, Layer, PointwiseFn, PointwiseLayer};
 use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -19,20 +19,22 @@ pub struct SigmoidConfig {}
 
 impl BuildLayer for SigmoidConfig {
     fn build(&self, inp: &[usize], _key: &str) -> Result<Arc<dyn Layer>> {
-        Ok(Arc::new(Sigmoid::new(inp.to_vec())))
+        Ok(Arc::new(PointwiseLayer::new(Sigmoid, inp.to_vec())))
     }
 }
 
-/// The logistic sigmoid on per-sample tensors of any shape.
-#[derive(Clone, Debug)]
-pub struct Sigmoid {
-    shape: Vec<usize>,
-}
+/// The logistic sigmoid, as the function of a [`PointwiseLayer`].
+#[derive(Clone, Copy, Debug)]
+pub struct Sigmoid;
 
-impl Sigmoid {
-    /// σ on tensors of the given per-sample shape.
-    pub fn new(shape: Vec<usize>) -> Self {
-        Sigmoid { shape }
+impl PointwiseFn for Sigmoid {
+    const KIND: &'static str = "sigmoid";
+    /// `(σ, σ(1 − σ), σ(1 − σ)(1 − 2σ))` at `x`.
+    #[inline]
+    fn eval(&self, x: f64) -> (f64, f64, f64) {
+        let y = sigma(x);
+        let d1 = y * (1.0 - y);
+        (y, d1, d1 * (1.0 - 2.0 * y))
     }
 }
 
@@ -47,111 +49,11 @@ fn sigma(z: f64) -> f64 {
     }
 }
 
-impl Layer for Sigmoid {
-    fn kind(&self) -> &'static str {
-        "sigmoid"
-    }
-    fn describe(&self) -> String {
-        "sigmoid".into()
-    }
-    fn in_shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn out_shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn blocks(&self) -> Vec<BlockSpec> {
-        Vec::new()
-    }
-    fn n_params(&self) -> usize {
-        0
-    }
-    fn structure(&self) -> Structure {
-        Structure::Elementwise {
-            homogeneous: false,
-            activation: None,
-        }
-    }
-    fn pass(&self, _positions: &[usize]) -> Pass {
-        Pass::Block
-    }
-
-    fn forward(&self, _p: &[f64], x: &[f64], y: &mut [f64], _saved: &mut [f64], b: usize, _scratch: &mut [f64]) {
-        let n = b * self.out_dim();
-        y[..n].iter_mut().zip(&x[..n]).for_each(|(yv, xv)| *yv = sigma(*xv));
-    }
-
-    fn backward(
-        &self,
-        _p: &[f64],
-        f: Fwd<'_>,
-        dy: &[f64],
-        dx: Option<&mut [f64]>,
-        _grad: Option<&mut [f64]>,
-        _alpha: f64,
-        b: usize,
-        _scratch: &mut [f64],
-    ) {
-        let Some(dx) = dx else { return };
-        let n = b * self.out_dim();
-        for ((d, g), y) in dx[..n].iter_mut().zip(&dy[..n]).zip(&f.y[..n]) {
-            *d = g * y * (1.0 - y);
-        }
-    }
-
-    fn grad_sq(&self, _p: &[f64], _f: Fwd<'_>, _dy: &[f64], _b: usize, _sm: &mut [f64], _s: &mut [f64]) {}
-    fn grad_quad(&self, _p: &[f64], _f: Fwd<'_>, _dy: &[f64], _b: usize, _d: &[f64], _q: &mut [f64], _s: &mut [f64]) {}
-
-    fn rforward(
-        &self,
-        _p: &[f64],
-        _v: &[f64],
-        f: Fwd<'_>,
-        rx: Option<&[f64]>,
-        ry: &mut [f64],
-        b: usize,
-        _scratch: &mut [f64],
-    ) {
-        let n = b * self.out_dim();
-        match rx {
-            None => ry[..n].fill(0.0),
-            Some(rx) => {
-                for ((r, y), v) in ry[..n].iter_mut().zip(&f.y[..n]).zip(&rx[..n]) {
-                    *r = y * (1.0 - y) * v;
-                }
-            }
-        }
-    }
-
-    fn rbackward(
-        &self,
-        _p: &[f64],
-        _v: &[f64],
-        r: RFwd<'_>,
-        rdy: &[f64],
-        rdx: Option<&mut [f64]>,
-        _hv: &mut [f64],
-        _alpha: f64,
-        b: usize,
-        _scratch: &mut [f64],
-    ) {
-        let Some(rdx) = rdx else { return };
-        let n = b * self.out_dim();
-        let y = r.f.y;
-        for k in 0..n {
-            let d1 = y[k] * (1.0 - y[k]);
-            rdx[k] = d1 * rdy[k];
-            if let Some(rx) = r.rx {
-                rdx[k] += d1 * (1.0 - 2.0 * y[k]) * rx[k] * r.dy[k];
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::layers::LayerConfig;
+    use crate::core::layers::{Fwd, RFwd};
     use crate::core::rng::Rng;
 
     /// `(x, y = σ(x))` of `b` samples of shape `[2, 3]`, and the layer.

@@ -12,7 +12,7 @@
 //! Not positively homogeneous, so a rescaling of the units before it is not a symmetry: it blocks
 //! them, as the sigmoid does.
 
-use super::{BlockSpec, BuildLayer, Fwd, Layer, Pass, RFwd, Structure};
+use super::{BuildLayer, Layer, PointwiseFn, PointwiseLayer};
 use crate::{invalid, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -46,25 +46,31 @@ impl BuildLayer for SoftplusConfig {
         if !threshold.is_finite() {
             return Err(invalid!("{key}.threshold: must be finite, got {threshold}"));
         }
-        Ok(Arc::new(Softplus::new(beta, threshold, inp.to_vec())))
+        Ok(Arc::new(PointwiseLayer::new(
+            Softplus { beta, threshold },
+            inp.to_vec(),
+        )))
     }
 }
 
-/// Softplus on per-sample tensors of any shape.
-#[derive(Clone, Debug)]
+/// Softplus with `beta` (finite, > 0) and `threshold` (finite), as the function of a
+/// [`PointwiseLayer`].
+#[derive(Clone, Copy, Debug)]
 pub struct Softplus {
-    beta: f64,
-    threshold: f64,
-    shape: Vec<usize>,
+    /// β.
+    pub beta: f64,
+    /// Where `βx` exceeds it, `y = x`.
+    pub threshold: f64,
 }
 
-impl Softplus {
-    /// Softplus with `beta` (finite, > 0) and `threshold` (finite) on tensors of the given
-    /// per-sample shape.
-    pub fn new(beta: f64, threshold: f64, shape: Vec<usize>) -> Self {
-        Softplus { beta, threshold, shape }
+impl PointwiseFn for Softplus {
+    const KIND: &'static str = "softplus";
+    fn describe(&self) -> String {
+        format!("softplus (beta {}, threshold {})", self.beta, self.threshold)
     }
-
+    fn kink_distance(&self, x: f64) -> f64 {
+        (x - self.threshold / self.beta).abs()
+    }
     /// `(y, y', y'')` at `x`.
     #[inline]
     fn eval(&self, x: f64) -> (f64, f64, f64) {
@@ -90,120 +96,11 @@ impl Softplus {
     }
 }
 
-impl Layer for Softplus {
-    fn kind(&self) -> &'static str {
-        "softplus"
-    }
-    fn describe(&self) -> String {
-        format!("softplus (beta {}, threshold {})", self.beta, self.threshold)
-    }
-    fn in_shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn out_shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn blocks(&self) -> Vec<BlockSpec> {
-        Vec::new()
-    }
-    fn n_params(&self) -> usize {
-        0
-    }
-    fn structure(&self) -> Structure {
-        Structure::Elementwise {
-            homogeneous: false,
-            activation: None,
-        }
-    }
-    fn pass(&self, _positions: &[usize]) -> Pass {
-        Pass::Block
-    }
-    fn kink_distance(&self, _p: &[f64], x: &[f64], b: usize) -> f64 {
-        let at = self.threshold / self.beta;
-        x[..b * self.in_dim()]
-            .iter()
-            .fold(f64::INFINITY, |m, v| m.min((v - at).abs()))
-    }
-
-    fn forward(&self, _p: &[f64], x: &[f64], y: &mut [f64], _saved: &mut [f64], b: usize, _scratch: &mut [f64]) {
-        let n = b * self.out_dim();
-        y[..n]
-            .iter_mut()
-            .zip(&x[..n])
-            .for_each(|(yv, xv)| *yv = self.eval(*xv).0);
-    }
-
-    fn backward(
-        &self,
-        _p: &[f64],
-        f: Fwd<'_>,
-        dy: &[f64],
-        dx: Option<&mut [f64]>,
-        _grad: Option<&mut [f64]>,
-        _alpha: f64,
-        b: usize,
-        _scratch: &mut [f64],
-    ) {
-        let Some(dx) = dx else { return };
-        let n = b * self.out_dim();
-        for ((d, g), x) in dx[..n].iter_mut().zip(&dy[..n]).zip(&f.x[..n]) {
-            *d = g * self.eval(*x).1;
-        }
-    }
-
-    fn grad_sq(&self, _p: &[f64], _f: Fwd<'_>, _dy: &[f64], _b: usize, _sm: &mut [f64], _s: &mut [f64]) {}
-    fn grad_quad(&self, _p: &[f64], _f: Fwd<'_>, _dy: &[f64], _b: usize, _d: &[f64], _q: &mut [f64], _s: &mut [f64]) {}
-
-    fn rforward(
-        &self,
-        _p: &[f64],
-        _v: &[f64],
-        f: Fwd<'_>,
-        rx: Option<&[f64]>,
-        ry: &mut [f64],
-        b: usize,
-        _scratch: &mut [f64],
-    ) {
-        let n = b * self.out_dim();
-        match rx {
-            None => ry[..n].fill(0.0),
-            Some(rx) => {
-                for ((r, x), v) in ry[..n].iter_mut().zip(&f.x[..n]).zip(&rx[..n]) {
-                    *r = self.eval(*x).1 * v;
-                }
-            }
-        }
-    }
-
-    fn rbackward(
-        &self,
-        _p: &[f64],
-        _v: &[f64],
-        r: RFwd<'_>,
-        rdy: &[f64],
-        rdx: Option<&mut [f64]>,
-        _hv: &mut [f64],
-        _alpha: f64,
-        b: usize,
-        _scratch: &mut [f64],
-    ) {
-        let Some(rdx) = rdx else { return };
-        let n = b * self.out_dim();
-        let x = r.f.x;
-        for k in 0..n {
-            let (_, d1, d2) = self.eval(x[k]);
-            rdx[k] = d1 * rdy[k];
-            if let Some(rx) = r.rx {
-                rdx[k] += d2 * rx[k] * r.dy[k];
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::layers::elementwise_check::check_against_central_differences;
+    use crate::core::layers::Fwd;
     use crate::core::layers::LayerConfig;
     use crate::core::rng::Rng;
 
