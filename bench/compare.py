@@ -5,7 +5,9 @@ equivalent, each is repeated, and the table reports medians and ratios.
     python3 bench/compare.py                 # everything (about 15 minutes; torch.func noise ~1 min/run)
     python3 bench/compare.py --only cnn,transformer   # the layers' per-sample statistics
     python3 bench/compare.py --only tiny,small --repeats 7
-    python3 bench/compare.py --json out.json # also write every measurement
+    python3 bench/compare.py --json out.json # also write every measurement (bench/results/ keeps
+                                             # the files of the sittings the book's tables show)
+    python3 bench/compare.py --only simd --no-build --repeats 9   # nequil alone: SIMD paths
 
 Standard library only. Peers run in the venv of bench/README (default $HOME/.nequil-peers, or
 --python) single-threaded (OMP_NUM_THREADS=1 and friends; XLA told to use one thread); nequil runs
@@ -67,6 +69,18 @@ def machine():
     return f"{model}, {cores} cores, {platform.system()} {platform.release()}"
 
 
+def commit():
+    """The checkout's commit (with `-dirty` when it has uncommitted changes), or "?" outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return (head + "-dirty" if dirty else head) or "?"
+    except OSError:
+        return "?"
+
+
 def run(cmd, env=None, cwd=ROOT):
     """Runs cmd; returns (stdout, wall seconds, child CPU seconds, max RSS in KiB)."""
     full_env = dict(os.environ)
@@ -113,7 +127,8 @@ class Series:
     def record(self):
         return {
             "name": self.name,
-            "cmd": self.cmd,
+            # Paths inside the checkout are written relative to it, so a result file names no machine.
+            "cmd": [os.path.relpath(c, ROOT) if c.startswith(ROOT + os.sep) else c for c in self.cmd],
             "wall_s": self.wall,
             "internal_s": self.internal,
             "cpu_s": self.cpu,
@@ -504,6 +519,46 @@ def paper(args, results):
     return ["program", "wall (median)", "internal (median)", "ms/step (internal)", "peer / nequil (internal)",
             "nequil: rate of the step's 5 products (200 MFLOP) vs the GEMM rate"], rows
 
+SIMD_WORKLOADS = [  # key, label, nequil bench arguments, unit: per step (train) or per call (noise)
+    ("tiny", "tiny step, linear 10-20-10, S = 1", ["train", "linear2-tiny-2M.toml"], "µs/step"),
+    ("small", "small step, linear 100-200-100, S = 100", ["train", "linear2-small.toml"], "µs/step"),
+    ("tanh", "tanh MLP step, 100-256-100 with biases, S = 64", ["train", "mlp-tanh-small.toml"], "µs/step"),
+    ("noise", "noise, grad_stats of 784-256-256-10, N = 10 000", ["noise", "--n", "10000", "--chunk", "1000"], "s"),
+]
+
+
+def simd_paths(args, results):
+    """(simd) The same nequil workloads on the default SIMD path and on `NEQUIL_SIMD=portable`,
+    alternated round by round. nequil only, one thread, no peers. The measure is the calling
+    thread's CPU time (`cpu_s=`), which a loaded machine stretches less than wall time; the ratio
+    is taken pair by pair (one round's portable run over the same round's default run) and its
+    median reported, so that a drift of the machine's speed over the sitting cancels."""
+    text, *_ = run([args.nequil, "simd"])
+    default = re.search(r"active (\w+)", text).group(1)
+    res = {"default_path": default, "other_path": "portable", "workloads": []}
+    rows = []
+    for key, label, argv, unit in SIMD_WORKLOADS:
+        argv = [os.path.join(SPECS, a) if a.endswith(".toml") else a for a in argv]
+        series = [Series(f"{key}, default ({default})", [args.nequil, "bench"] + argv),
+                  Series(f"{key}, portable", [args.nequil, "bench"] + argv, {"NEQUIL_SIMD": "portable"})]
+        print(f"\n## (simd) {label}", file=sys.stderr)
+        alternate(series, args.repeats, args.verbose)
+        cpu = [[field(o, "cpu_s") for o in s.outputs] for s in series]
+        steps = field(series[0].outputs[-1], "steps") if unit == "µs/step" else 1.0
+        scale = 1e6 / steps if unit == "µs/step" else 1.0
+        ratios = [p / d for d, p in zip(*cpu)]
+        w = {"key": key, "label": label, "unit": unit, "steps": steps,
+             "default_cpu_s": cpu[0], "portable_cpu_s": cpu[1],
+             "series": [x.record() for x in series]}
+        res["workloads"].append(w)
+        rows.append([label, f"{scale * statistics.median(cpu[0]):.3f} {unit}",
+                     f"{scale * statistics.median(cpu[1]):.3f} {unit}",
+                     f"{statistics.median(ratios):.3f}", f"{min(ratios):.3f}–{max(ratios):.3f}"])
+    results["simd"] = res
+    return ["workload", f"default path ({default})", "portable", "portable / default (median of pairs)",
+            "range of the pairs"], rows
+
+
 # Times one `nequil sweep` into a fresh directory (the wrapper's own time_s is the sweep's wall time).
 SWEEP_WRAPPER = """
 import os, shutil, subprocess, sys, time
@@ -523,7 +578,8 @@ def main():
     ap.add_argument("--stats-repeats", type=int, default=3, help="rounds of the cnn and transformer workloads")
     ap.add_argument("--only", default="tiny,small,noise,parallel,cnn,transformer,paper,backpack,pyhessian",
                     help="comma-separated workloads (tiny, small, noise, parallel, cnn, transformer, paper, backpack, "
-                         "pyhessian)")
+                         "pyhessian; and simd, nequil alone on its default SIMD path against the portable one, "
+                         "which is not in the default list)")
     ap.add_argument("--python", default=os.path.expanduser("~/.nequil-peers/bin/python"), help="peers' Python")
     ap.add_argument("--nequil", default=os.path.join(ROOT, "target", "release", "nequil"))
     ap.add_argument("--no-build", action="store_true", help="do not run `cargo build --release` first")
@@ -541,8 +597,9 @@ def main():
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     load = os.getloadavg()
-    results = {"machine": machine(), "load_average_at_start": load, "repeats": args.repeats}
     cmd = " ".join(["python3", "bench/compare.py"] + sys.argv[1:])
+    results = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "machine": machine(), "commit": commit(),
+               "command": cmd, "load_average_at_start": load, "repeats": args.repeats}
     print(f"# nequil vs peers\n\nMachine: {results['machine']}; load average at start "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}.\nCommand: `{cmd}`; {args.repeats} rounds "
           f"(noise: {args.noise_repeats}), medians.\n")
@@ -586,6 +643,11 @@ def main():
         r = results["pyhessian"]
         print(f"### (g) PyHessian: ReLU MLP 784-256-256-10, N = {args.hessian_n}, tol {args.hessian_tol} (load "
               f"{r['load_start']} → {r['load_end']})\n")
+        print(table(rows, header) + "\n")
+    if "simd" in only:
+        header, rows = simd_paths(args, results)
+        print(f"### (simd) the default SIMD path ({results['simd']['default_path']}) against the portable one, "
+              "thread CPU time, one thread\n")
         print(table(rows, header) + "\n")
     end = os.getloadavg()
     results["load_average_at_end"] = end

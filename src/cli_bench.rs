@@ -416,7 +416,7 @@ fn bench_noise(widths: &[usize], n: usize, chunk: usize, seed: u64, method: &str
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let t0 = Instant::now();
+    let (t0, c0) = (Instant::now(), thread_cpu_s());
     let mut ws = model.workspace(chunk.min(n));
     let st = grad_stats(&model, &theta, &x, &y, n, &mut ws);
     let var = st.variance();
@@ -432,10 +432,10 @@ fn bench_noise(widths: &[usize], n: usize, chunk: usize, seed: u64, method: &str
             inc - out
         })
         .collect();
-    let el = t0.elapsed().as_secs_f64();
+    let (el, cpu) = (t0.elapsed().as_secs_f64(), thread_cpu_s() - c0);
     println!(
-        "nequil-noise D={d0} H={h} N={n} threads={} time_s={el:.4} data_s={data_s:.4} imbalance_sum={:.6e} imbalance_0={:.6e} \
-         loss={:.6e} data_plus_params_bytes={}",
+        "nequil-noise D={d0} H={h} N={n} threads={} time_s={el:.4} cpu_s={cpu:.4} data_s={data_s:.4} imbalance_sum={:.6e} \
+         imbalance_0={:.6e} loss={:.6e} data_plus_params_bytes={}",
         current_threads(),
         imb.iter().sum::<f64>(),
         imb[0],
