@@ -311,12 +311,12 @@ fn diff(expected: &[&str], actual: &[&str], tol: Tol) -> String {
             out += &format!("   {}\n", actual[j]);
             i += 1;
             j += 1;
-        } else if j < m && (i == n || l[i][j + 1] >= l[i + 1][j]) {
-            out += &format!(" + {}\n", actual[j]);
-            j += 1;
-        } else {
+        } else if i < n && (j == m || l[i + 1][j] >= l[i][j + 1]) {
             out += &format!(" - {}\n", expected[i]);
             i += 1;
+        } else {
+            out += &format!(" + {}\n", actual[j]);
+            j += 1;
         }
     }
     out
@@ -428,7 +428,7 @@ fn check_page(page: &str) -> Vec<String> {
                     "{head}  printed something else than the text block at line {line} \
                      (- shown, + printed{}):\n{}",
                     if b.tol != Tol::EXACT {
-                        format!("; numbers within {:?}", b.tol)
+                        format!("; numbers within rtol {:e}, atol {:e}", b.tol.rel, b.tol.abs)
                     } else {
                         String::new()
                     },
@@ -575,4 +575,10 @@ fn the_matcher_elides_only_what_is_marked() {
     assert!(!m("-2.4867e-1", "2.4867e-1", noise));
     assert!(m("run-0002", "run-0002", noise));
     assert!(!m("run-0002", "run-0003", noise));
+}
+
+#[test]
+fn the_diff_shows_what_was_expected_and_what_was_printed() {
+    let d = diff(&["a", "wrote x", "c"], &["a", "saved x", "c"], Tol::EXACT);
+    assert_eq!(d, "   a\n - wrote x\n + saved x\n   c\n");
 }
