@@ -303,3 +303,58 @@ fn the_template_reader_finds_numbers_and_only_them() {
     check(&mut p, "README.md", "Theorem 5.2 predicts ({} and", &[12.536]);
     assert_eq!(p.len(), n + 1, "{p:?}");
 }
+
+/// `nequil rebalance SPEC --out W` in `dir`; its standard output.
+fn rebalance(dir: &Path, name: &str, spec_text: &str) -> String {
+    std::fs::write(dir.join(format!("{name}.toml")), spec_text).unwrap();
+    let o = common::bin()
+        .current_dir(dir)
+        .args(["rebalance", &format!("{name}.toml"), "--out"])
+        .arg(format!("{name}.safetensors"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn the_rebalance_page_numbers_come_from_its_runs() {
+    let dir = common::scratch("book-numbers", "rebalance");
+    let plain = read("examples/linear2-autoencoder.toml");
+    let mut problems = Vec::new();
+    // The rebalanced start of the first run's spec: its layer norms at step 0 (one step is
+    // enough for the first row of the log).
+    rebalance(&dir, "rebalanced", &plain);
+    let from = edit(
+        &edit(&plain, "init = \"kaiming\"", "init_from = \"rebalanced.safetensors\""),
+        "steps = 300000",
+        "steps = 1",
+    );
+    let (h, r) = first_row(&run(&dir, "from", &from));
+    let (h0, r0) = first_row(&run(&dir, "orig", &edit(&plain, "steps = 300000", "steps = 1")));
+    check(
+        &mut problems,
+        "docs/src/rebalance.md",
+        "with the layer norms moved from {} and {} to {} and {}.",
+        &[col(&h0, &r0, W), col(&h0, &r0, U), col(&h, &r, W), col(&h, &r, U)],
+    );
+    // ‖B − I‖ of the rotation family for hidden widths 10 and 8: the table's row `rotation.0`.
+    let distance = |width: &str| {
+        let spec = edit(&plain, "widths = [10, 20, 10]", &format!("widths = [10, {width}, 10]"));
+        let out = rebalance(&dir, &format!("w{width}"), &spec);
+        let row = out
+            .lines()
+            .find(|l| l.starts_with("rotation.0 "))
+            .unwrap_or_else(|| panic!("no rotation.0 row:\n{out}"));
+        let v: Vec<&str> = row.split_whitespace().collect();
+        v[4].parse::<f64>().unwrap_or_else(|_| panic!("‖B − I‖ of {row:?}"))
+    };
+    check(
+        &mut problems,
+        "docs/src/rebalance.md",
+        "the same command reports a finite `‖B − I‖` ({} and {})",
+        &[distance("10"), distance("8")],
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
