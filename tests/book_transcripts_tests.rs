@@ -142,7 +142,9 @@ fn blocks(text: &str, page: &str) -> Vec<Block> {
             }
         }
         let expected = all.get(k + 1).and_then(|(s, l, b, _)| {
-            let between_blank = lines[end + 1..*s].iter().all(|l| l.trim().is_empty());
+            let between_blank = lines
+                .get(end + 1..*s)
+                .is_some_and(|b| b.iter().all(|l| l.trim().is_empty()));
             (l == "text" && between_blank).then(|| (s + 1, b.join("\n")))
         });
         out.push(Block {
