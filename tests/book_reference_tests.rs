@@ -2,7 +2,8 @@
 //!
 //! * Flags: the binary is asked (`nequil --help` for its commands, `nequil CMD --help` for each
 //!   command's flags), not read; every long flag must be a row of its command's table in
-//!   `docs/src/commands.md` (section `{#CMD}`), and every row must be a flag of `--help`.
+//!   `docs/src/commands.md` (section `{#CMD}`), with its short form if it has one, and every row
+//!   must be a flag of `--help`.
 //! * JSON: each file is produced by a small run of the command that writes it, and every field
 //!   name in it (recursively, through objects and arrays of objects) must appear, backticked, in
 //!   the section of the book that documents that file. Maps whose keys are data (the log's last
@@ -71,14 +72,20 @@ fn commands() -> Vec<String> {
         .collect()
 }
 
-/// The long flags of `--help` text, without `--help` and `--version`.
+/// The flags of `--help` text, long and short, without `--help`, `-h` and `--version`.
 fn flags_of_help(h: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for line in h.lines() {
         let t = line.trim_start();
         // An option line: `-o, --out <OUT>` or `--full`.
         let t = match t.strip_prefix('-') {
-            Some(r) if !r.starts_with('-') => r.split_once(", ").map_or("", |(_, b)| b),
+            Some(r) if !r.starts_with('-') => {
+                let short: String = r.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+                if short.len() == 1 && short != "h" && r[1..].starts_with(", --") {
+                    out.insert(format!("-{short}"));
+                }
+                r.split_once(", ").map_or("", |(_, b)| b)
+            }
             _ => t,
         };
         if let Some(r) = t.strip_prefix("--") {
@@ -94,13 +101,18 @@ fn flags_of_help(h: &str) -> BTreeSet<String> {
     out
 }
 
-/// The flags documented in the first column of the tables of `text`: every backticked `--flag`.
+/// The flags documented in the first column of the tables of `text`: every backticked `--flag`
+/// and short `-f`.
 fn flags_of_table(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for line in text.lines().filter(|l| l.starts_with("| `")) {
         let first = line.split('|').nth(1).unwrap_or("");
         for (i, part) in first.split('`').enumerate() {
             if i % 2 == 1 {
+                let b = part.as_bytes();
+                if b.len() == 2 && b[0] == b'-' && b[1].is_ascii_alphabetic() {
+                    out.insert(part.to_string());
+                }
                 if let Some(r) = part.strip_prefix("--") {
                     let name: String = r
                         .chars()
@@ -155,10 +167,10 @@ fn every_flag_of_every_command_is_in_the_book() {
 fn the_flag_readers_see_what_they_should() {
     let h = "Options:\n  -o, --out <OUT>  Output\n      --retry-failed  Rerun\n  -h, --help  Print help\n";
     let f: Vec<String> = flags_of_help(h).into_iter().collect();
-    assert_eq!(f, ["--out", "--retry-failed"]);
+    assert_eq!(f, ["--out", "--retry-failed", "-o"]);
     let t = "| flag | meaning |\n|---|---|\n| `--out DIR`, `-o` | x `--not-this` |\n| `--x-key KEY` | y |\n";
     let f: Vec<String> = flags_of_table(t).into_iter().collect();
-    assert_eq!(f, ["--out", "--x-key"]);
+    assert_eq!(f, ["--out", "--x-key", "-o"]);
 }
 
 // ---------------------------------------------------------------------------------------------
