@@ -401,3 +401,55 @@ fn median_is_pythons() {
     assert_eq!(leading_number("0.944 µs/step"), Some((0.944, 3)));
     assert_eq!(leading_number("1.25"), Some((1.25, 2)));
 }
+
+/// The README's performance table quotes the book's: every ratio it shows (`1.58×`, a range
+/// `2.62–3.25×`, `41% of its memory`) must be a ratio of a table in `performance.md`, to the
+/// digits shown, so the README cannot keep a number the book has dropped or changed.
+#[test]
+fn the_readme_quotes_only_ratios_of_the_book() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let section = readme
+        .split("\n## Performance")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README.md has a ## Performance section");
+    let book = page();
+    // Every "x.yz×" in the book's tables, as written.
+    let mut shown = std::collections::BTreeSet::new();
+    for table in tables(&book) {
+        for row in &table.rows {
+            for cell in row {
+                for word in cell.replace('*', "").split_whitespace() {
+                    if let Some(num) = word.strip_suffix('×') {
+                        shown.insert(num.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let mut quoted = 0;
+    let mut missing = Vec::new();
+    for line in section.lines().filter(|l| l.starts_with('|')) {
+        for cell in cells(line).iter().skip(1) {
+            for word in cell.replace('*', "").split_whitespace() {
+                let word = word.trim_start_matches('(');
+                let Some(ratio) = word.strip_suffix('×') else { continue };
+                for num in ratio.split('–') {
+                    quoted += 1;
+                    if !shown.contains(num) {
+                        missing.push(format!("{num}× (README: {line})"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        quoted >= 5,
+        "the README's performance table quotes {quoted} ratios; the parser lost them"
+    );
+    assert!(
+        missing.is_empty(),
+        "ratios in the README that no table of performance.md shows:\n{}",
+        missing.join("\n")
+    );
+}
