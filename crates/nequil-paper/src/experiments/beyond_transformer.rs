@@ -412,9 +412,14 @@ pub fn figure(r: &Results) -> Result<Figure> {
         // One colour per family; SGD as markers, GD as lines.
         let (role_s, role_g) = (Role::Other(k as u8), Role::Other(k as u8));
         let rho = sgd.column(&format!("{f}/rho"))?;
-        let (x, y) = windows(&ts[1..], &rho[1..], 10);
+        // Every record up to the equal-t comparison and the next ten, means of 10 records after.
+        let early = 12.min(ts.len());
+        let (mut x, mut y) = (ts[1..early].to_vec(), rho[1..early].to_vec());
+        let (xl, yl) = windows(&ts[early..], &rho[early..], 10);
+        x.extend(xl);
+        y.extend(yl);
         res.push(Series::new(
-            format!("SGD {f} (means of 10 records)"),
+            format!("SGD {f} (records up to t = {}, then means of 10)", fmt(ts[early - 1])),
             role_s,
             Style::Markers,
             x,
@@ -469,14 +474,34 @@ pub fn figure(r: &Results) -> Result<Figure> {
                 false,
             ),
             Panel::xy(
-                &format!("imbalance ρ̃ at equal t = {t_eq} (SGD and GD), and SGD's time average over t = {}–{}, every seed and family", fmt((1.0 - TAIL) * t_end), fmt(t_end)),
+                &format!(
+                    "imbalance ρ̃ at equal t = {t_eq}, and SGD's average over t = {}–{}",
+                    fmt((1.0 - TAIL) * t_end),
+                    fmt(t_end)
+                ),
                 "seed × 4 + family (qk.0.1.0, qk.0.1.1, vo.0.1.0, vo.0.1.1)",
                 "relative imbalance",
                 vec![
-                    Series::new(format!("GD at t = {t_eq}"), Role::Gd, Style::Markers, idx.clone(), pick(|p| p.1)),
-                    Series::new(format!("SGD at t = {t_eq}"), Role::Sgd, Style::Markers, idx.clone(), pick(|p| p.2)),
                     Series::new(
-                        format!("SGD, time average over t = {}–{}", fmt((1.0 - TAIL) * t_end), fmt(t_end)),
+                        format!("GD at t = {t_eq} (drawn 0.2 left)"),
+                        Role::Gd,
+                        Style::Markers,
+                        idx.iter().map(|i| i - 0.2).collect(),
+                        pick(|p| p.1),
+                    ),
+                    Series::new(
+                        format!("SGD at t = {t_eq} (drawn 0.2 right)"),
+                        Role::Sgd,
+                        Style::Markers,
+                        idx.iter().map(|i| i + 0.2).collect(),
+                        pick(|p| p.2),
+                    ),
+                    Series::new(
+                        format!(
+                            "SGD, time average over t = {}–{}",
+                            fmt((1.0 - TAIL) * t_end),
+                            fmt(t_end)
+                        ),
                         Role::Other(5),
                         Style::Markers,
                         idx,
