@@ -409,8 +409,9 @@ fn window(dist: &[f64]) -> std::ops::Range<usize> {
 /// consecutive records, the slope is Σ_j v_j e_j with v_j = Σ_{i ≥ j} w_i (w_i the least-squares
 /// weights, which sum to 0). The increments minus the predicted ones are independent: the per-step
 /// noise of C is white and the product's fluctuations decorrelate within 1/(2η_e) steps, fewer than
-/// the ~e-folds·S/(4η²d)/400 steps between records in every setting. So
-/// Var = Σ_j v_j² · (sample variance of e_j − p_j).
+/// the steps between records in every `--paper` setting, where this error is used (one seed; at
+/// least 3 times fewer). So Var = Σ_j v_j² · (sample variance of e_j − p_j). In the quick tier it
+/// is only reported (`mean_single_run_se`), and agrees with the scatter over seeds.
 struct Fit {
     rate: f64,
     se: f64,
