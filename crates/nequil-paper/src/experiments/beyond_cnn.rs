@@ -51,6 +51,22 @@ fn sizes(full: bool) -> (u64, u64, u64) {
     }
 }
 
+/// The SGD step at which SGD and GD are compared: GD's whole run, t = η_GD · GD steps, in SGD's
+/// steps (t/η).
+fn equal_t_step(full: bool) -> u64 {
+    let (_, _, gd_steps) = sizes(full);
+    (ETA_GD * gd_steps as f64 / ETA).round() as u64
+}
+
+/// SGD's recording interval: the equal-t step over an integer, so that it is recorded, with about
+/// 400 records per run.
+fn sgd_every(full: bool) -> u64 {
+    let (_, steps, _) = sizes(full);
+    let eq = equal_t_step(full);
+    let per = (eq * 400).div_ceil(steps).max(1);
+    (eq / per).max(1)
+}
+
 fn layers() -> Vec<LayerSpec> {
     vec![
         LayerSpec::Conv2d(Conv2dConfig {
@@ -143,7 +159,7 @@ fn spec(seed: u64, gd: bool, full: bool) -> Spec {
         s.probes.every = Some((gd_steps / 100).max(1));
     } else {
         s.train.lr = Some(ETA);
-        s.probes.every = Some((steps / 400).max(1));
+        s.probes.every = Some(sgd_every(full));
     }
     s
 }
@@ -190,11 +206,12 @@ struct Measured {
     rho_step: Vec<(f64, f64)>,
     /// SGD: the same for `Tr[A_kΣ]` alone (ρ̄_k).
     rho: Vec<f64>,
-    /// Per seed: GD's mean over channels of |ρ_k| at the end minus SGD's mean over channels of
-    /// |ρ̄_k|.
+    /// Per seed: GD's mean over channels of |ρ_k| at the end of its run, t = η_GD · GD steps, minus
+    /// SGD's mean over channels of |ρ_k| at the same t.
     gap: Vec<f64>,
-    /// Per seed: (SGD mean |ρ̄_k|, GD mean |ρ_k| at the end, mean |ρ_k| at the start).
-    per_seed: Vec<(f64, f64, f64)>,
+    /// Per seed: (SGD mean |ρ_k| at GD's final t, GD mean |ρ_k| at the end, mean |ρ_k| at the start,
+    /// SGD mean |ρ̄_k| over the tail).
+    per_seed: Vec<(f64, f64, f64, f64)>,
     /// Largest |ΔC_k − η² ĝᵀA_kĝ| / ‖θ‖² over every update of every run.
     identity_error: f64,
     /// GD: largest |C_k(end) − C_k(0)| over the mean squared filter norm at initialization.
@@ -217,17 +234,24 @@ fn measure(r: &Results) -> Result<Measured> {
         let rho = tails(sgd, "tr_a_sigma")?;
         m.rho.extend(rho.iter().map(|t| t.0));
         let sgd_abs = rho.iter().map(|t| t.0.abs()).sum::<f64>() / CH as f64;
-        let (mut gd_end, mut start) = (0.0, 0.0);
+        let (mut gd_end, mut start, mut sgd_eq) = (0.0, 0.0, 0.0);
         let w0 = gd.column("norm2.0.weight")?[0] / CH as f64;
+        let eq = equal_t_step(r.full) as f64;
+        let at = sgd
+            .column("step")?
+            .iter()
+            .position(|&s| s == eq)
+            .ok_or_else(|| nequil::Error::Numerical(format!("beyond-cnn: SGD has no record at step {eq}")))?;
         for k in 0..CH {
+            sgd_eq += sgd.column(&format!("{}/rho", channel(k)))?[at].abs() / CH as f64;
             let col = gd.column(&format!("{}/rho", channel(k)))?;
             gd_end += col[col.len() - 1].abs() / CH as f64;
             start += col[0].abs() / CH as f64;
             let c = gd.column(&format!("{}/C", channel(k)))?;
             m.gd_charge_change = m.gd_charge_change.max((c[c.len() - 1] - c[0]).abs() / w0);
         }
-        m.gap.push(gd_end - sgd_abs);
-        m.per_seed.push((sgd_abs, gd_end, start));
+        m.gap.push(gd_end - sgd_eq);
+        m.per_seed.push((sgd_eq, gd_end, start, sgd_abs));
         for run in [sgd, gd] {
             for k in 0..CH {
                 m.identity_error = m
@@ -257,6 +281,8 @@ pub fn checks(r: &Results) -> Result<Vec<Check>> {
     let (mg, seg) = mean_se(&m.gap);
     let mean_sgd = m.per_seed.iter().map(|p| p.0).sum::<f64>() / seeds as f64;
     let mean_gd = m.per_seed.iter().map(|p| p.1).sum::<f64>() / seeds as f64;
+    let mean_tail = m.per_seed.iter().map(|p| p.3).sum::<f64>() / seeds as f64;
+    let t_eq = equal_t_step(r.full) as f64 * ETA;
     let pct = (TAIL * 100.0) as u32;
     Ok(vec![
         Check::at_most(
@@ -277,15 +303,17 @@ pub fn checks(r: &Results) -> Result<Vec<Check>> {
             &format!("k = 3 standard errors of the mean of the {n} values: {} ± {}", fmt(ms), fmt(ses)),
         ),
         Check::at_least(
-            "GD does not balance: (GD's final mean |ρ_k| − SGD's mean |tail-averaged ρ_k|, per seed) over its standard error",
+            &format!("GD does not balance, SGD does, at equal t = η·steps = {}: (GD's mean |ρ_k| − SGD's, per seed) over its standard error", fmt(t_eq)),
             3.0,
             mg / seg,
             &format!(
-                "k = 3 standard errors over {seeds} seeds of the paired difference (same teacher, data and initialization): mean |ρ_k| SGD {}, GD {}, difference {} ± {}",
+                "k = 3 standard errors over {seeds} seeds of the paired difference (same teacher, data and initialization; both at t = {}, GD's whole run): mean |ρ_k| SGD {}, GD {}, difference {} ± {}; SGD's tail average later is {}",
+                fmt(t_eq),
                 fmt(mean_sgd),
                 fmt(mean_gd),
                 fmt(mg),
-                fmt(seg)
+                fmt(seg),
+                fmt(mean_tail)
             ),
         ),
         Check::at_most(
@@ -417,7 +445,7 @@ pub fn details(r: &Results) -> Result<Details> {
         .per_seed
         .iter()
         .enumerate()
-        .map(|(s, p)| vec![s as f64, p.0, p.1, p.2])
+        .map(|(s, p)| vec![s as f64, p.3, p.0, p.1, p.2])
         .collect();
     let channel_rows = m
         .rho_step
@@ -446,6 +474,7 @@ pub fn details(r: &Results) -> Result<Details> {
             &[
                 "seed",
                 "sgd_mean_abs_rho_tail",
+                "sgd_mean_abs_rho_equal_t",
                 "gd_mean_abs_rho_end",
                 "gd_mean_abs_rho_start",
             ],

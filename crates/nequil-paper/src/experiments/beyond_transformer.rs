@@ -7,8 +7,9 @@
 //! `theory/layers.md#matrix-family`): a stationary SGD averages the per-step imbalance
 //! `D = S(G₊ − G₋) + (Γ₊ − Γ₋) − (Sκ/η²)(Q − K)` to the zero matrix, the family's noise
 //! equilibrium (without weight decay, the alignment `W_K Γ_K W_Kᵀ = W_Q Γ_Q W_Qᵀ` of the head's
-//! gradient noise). GD from the same initialization has no noise to move `Q − K` and keeps the
-//! imbalance it lands on.
+//! gradient noise). GD from the same initialization has no noise to move `Q − K`; SGD and GD are
+//! compared at equal t = η·steps (GD's whole run: a full-batch step costs N SGD steps), and SGD's
+//! balance is tested on its own much longer run.
 //!
 //! A small weight decay γ = 10⁻³ runs in both: without it the QK charges kept growing slowly under
 //! SGD (the logits drift along directions the loss barely sees), so their imbalance had no
@@ -60,6 +61,19 @@ fn sizes(full: bool) -> (u64, u64, u64) {
     } else {
         (4, 400_000, 1_000)
     }
+}
+
+/// The SGD step at which SGD and GD are compared: GD's whole run, t = η_GD · GD steps, in SGD's
+/// steps (t/η).
+fn equal_t_step(full: bool) -> u64 {
+    let (_, _, gd_steps) = sizes(full);
+    (ETA_GD * gd_steps as f64 / ETA).round() as u64
+}
+
+/// SGD's recording interval: half the equal-t step, so that t = η_GD · GD steps is recorded
+/// (160 records quick, 267 `--full`).
+fn sgd_every(full: bool) -> u64 {
+    equal_t_step(full) / 2
 }
 
 fn layers() -> Vec<LayerSpec> {
@@ -214,7 +228,7 @@ fn spec(seed: u64, gd: bool, full: bool) -> Spec {
     } else {
         s.train.lr = Some(ETA);
         s.train.batch_size = S;
-        s.probes.every = Some((steps / 200).max(1));
+        s.probes.every = Some(sgd_every(full));
     }
     s
 }
@@ -266,15 +280,25 @@ fn family_tail(run: &RunResult, f: &str, d: usize) -> Result<FamilyTail> {
     })
 }
 
+/// The row of an SGD run recorded at `step`.
+fn sgd_row_at(run: &RunResult, step: u64) -> Result<usize> {
+    run.column("step")?
+        .iter()
+        .position(|&s| s == step as f64)
+        .ok_or_else(|| Error::Numerical(format!("beyond-transformer: SGD has no record at step {step}")))
+}
+
 struct Measured {
     /// Per (seed, family): mean over the entries of z².
     z2: Vec<f64>,
-    /// Per seed: GD's final mean over families of ρ̃_f minus SGD's mean of ρ̄_f.
+    /// Per seed: GD's mean over families of ρ̃_f at the end of its run, t = η_GD · GD steps, minus
+    /// SGD's at the same t.
     gap: Vec<f64>,
-    /// Per seed: (SGD mean ρ̄_f, GD final mean ρ̃_f, initial mean ρ_f).
-    per_seed: Vec<(f64, f64, f64)>,
-    /// Per seed and family: (SGD ρ̄_f, GD final ρ̃_f).
-    per_family: Vec<(f64, f64)>,
+    /// Per seed: (SGD mean ρ̃_f at GD's final t, GD final mean ρ̃_f, initial mean ρ_f, SGD mean of the
+    /// tail-averaged ρ̄_f).
+    per_seed: Vec<(f64, f64, f64, f64)>,
+    /// Per seed and family: (SGD ρ̄_f over the tail, GD ρ̃_f at its final t, SGD ρ̃_f at that t).
+    per_family: Vec<(f64, f64, f64)>,
     identity_error: f64,
 }
 
@@ -290,19 +314,22 @@ fn measure(r: &Results) -> Result<Measured> {
     for seed in 0..seeds {
         let (sgd, gd) = (r.run(&name(false, seed))?, r.run(&name(true, seed))?);
         let fams = family_names(sgd)?;
-        let (mut s_mean, mut g_mean, mut i_mean) = (0.0, 0.0, 0.0);
+        let at = sgd_row_at(sgd, equal_t_step(r.full))?;
+        let (mut s_mean, mut g_mean, mut i_mean, mut tail_mean) = (0.0, 0.0, 0.0, 0.0);
         for (f, d) in &fams {
             let t = family_tail(sgd, f, *d)?;
             m.z2.push(t.z.iter().map(|z| z * z).sum::<f64>() / t.z.len() as f64);
             let g = gd.last(&format!("{f}/rho_step"))?;
+            let se = sgd.column(&format!("{f}/rho_step"))?[at];
             let k = fams.len() as f64;
-            s_mean += t.rho_bar / k;
+            s_mean += se / k;
             g_mean += g / k;
             i_mean += gd.column(&format!("{f}/rho"))?[0] / k;
-            m.per_family.push((t.rho_bar, g));
+            tail_mean += t.rho_bar / k;
+            m.per_family.push((t.rho_bar, g, se));
         }
         m.gap.push(g_mean - s_mean);
-        m.per_seed.push((s_mean, g_mean, i_mean));
+        m.per_seed.push((s_mean, g_mean, i_mean, tail_mean));
         for run in [sgd, gd] {
             for (key, v) in &run.summary {
                 if key.ends_with("/max_identity_error") {
@@ -326,7 +353,8 @@ pub fn checks(r: &Results) -> Result<Vec<Check>> {
     let bound = ez2 + 3.0 * (var_z2 / pairs as f64).sqrt();
     let mean_z2 = m.z2.iter().sum::<f64>() / pairs as f64;
     let (mg, seg) = mean_se(&m.gap);
-    let mean_of = |f: fn(&(f64, f64, f64)) -> f64| m.per_seed.iter().map(f).sum::<f64>() / seeds as f64;
+    let mean_of = |f: fn(&(f64, f64, f64, f64)) -> f64| m.per_seed.iter().map(f).sum::<f64>() / seeds as f64;
+    let t_eq = equal_t_step(r.full) as f64 * ETA;
     let pct = (TAIL * 100.0) as u32;
     Ok(vec![
         Check::at_most(
@@ -341,16 +369,20 @@ pub fn checks(r: &Results) -> Result<Vec<Check>> {
             ),
         ),
         Check::at_least(
-            "GD does not align the heads: (GD's final mean ρ̃_f − SGD's mean time-averaged ρ̄_f, per seed) over its standard error; ρ = ‖D‖_F / (‖X‖_F + ‖Y‖_F) with SGD's η and S for both",
+            &format!("GD does not align the heads, SGD does, at equal t = η·steps = {}: (GD's mean over families of ρ̃_f − SGD's, per seed) over its standard error; ρ̃ = ‖D‖_F / (‖X‖_F + ‖Y‖_F) at the state reached, with SGD's η and S for both", fmt(t_eq)),
             3.0,
             mg / seg,
             &format!(
-                "k = 3 standard errors over {seeds} seeds of the paired difference (same teacher, data and initialization): SGD {}, GD {} (at initialization {}), difference {} ± {}",
+                "k = 3 standard errors over {seeds} seeds of the paired difference (same teacher, data and initialization; GD at η = {ETA_GD} for {} steps, SGD at η = {ETA} for {} of its steps): SGD {}, GD {} (at initialization {}), difference {} ± {}. SGD's noise moves Q − K at the rate (η/S)Tr[·Σ]; GD moves it only through weight decay (e^(−4γt) = {} over this t) and η² terms. SGD's later tail average is {}",
+                fmt(t_eq / ETA_GD),
+                fmt(t_eq / ETA),
                 fmt(mean_of(|p| p.0)),
                 fmt(mean_of(|p| p.1)),
                 fmt(mean_of(|p| p.2)),
                 fmt(mg),
-                fmt(seg)
+                fmt(seg),
+                fmt((-4.0 * GAMMA * t_eq).exp()),
+                fmt(mean_of(|p| p.3))
             ),
         ),
         Check::at_most(
@@ -380,9 +412,14 @@ pub fn figure(r: &Results) -> Result<Figure> {
         // One colour per family; SGD as markers, GD as lines.
         let (role_s, role_g) = (Role::Other(k as u8), Role::Other(k as u8));
         let rho = sgd.column(&format!("{f}/rho"))?;
-        let (x, y) = windows(&ts[1..], &rho[1..], 10);
+        // Every record up to the equal-t comparison and the next ten, means of 10 records after.
+        let early = 12.min(ts.len());
+        let (mut x, mut y) = (ts[1..early].to_vec(), rho[1..early].to_vec());
+        let (xl, yl) = windows(&ts[early..], &rho[early..], 10);
+        x.extend(xl);
+        y.extend(yl);
         res.push(Series::new(
-            format!("SGD {f} (means of 10 records)"),
+            format!("SGD {f} (records up to t = {}, then means of 10)", fmt(ts[early - 1])),
             role_s,
             Style::Markers,
             x,
@@ -411,8 +448,11 @@ pub fn figure(r: &Results) -> Result<Figure> {
         ));
     }
     let m = measure(r)?;
-    let (sx, sy): (Vec<f64>, Vec<f64>) = m.per_family.iter().enumerate().map(|(i, p)| (i as f64, p.0)).unzip();
-    let (gx, gy): (Vec<f64>, Vec<f64>) = m.per_family.iter().enumerate().map(|(i, p)| (i as f64, p.1)).unzip();
+    let idx: Vec<f64> = (0..m.per_family.len()).map(|i| i as f64).collect();
+    let pick = |f: fn(&(f64, f64, f64)) -> f64| m.per_family.iter().map(f).collect::<Vec<f64>>();
+    let t_eq = fmt(equal_t_step(r.full) as f64 * ETA);
+    let (_, steps, _) = sizes(r.full);
+    let t_end = steps as f64 * ETA;
     Ok(Figure {
         title: "Beyond the paper (c): per-head QK and VO noise alignment of a transformer block, SGD against GD".into(),
         columns: 3,
@@ -434,12 +474,39 @@ pub fn figure(r: &Results) -> Result<Figure> {
                 false,
             ),
             Panel::xy(
-                "time-averaged imbalance ρ̄ (SGD) and final ρ̃ (GD), every seed and family",
+                &format!(
+                    "imbalance ρ̃ at equal t = {t_eq}, and SGD's average over t = {}–{}",
+                    fmt((1.0 - TAIL) * t_end),
+                    fmt(t_end)
+                ),
                 "seed × 4 + family (qk.0.1.0, qk.0.1.1, vo.0.1.0, vo.0.1.1)",
                 "relative imbalance",
                 vec![
-                    Series::new("SGD, tail average", Role::Sgd, Style::Markers, sx, sy),
-                    Series::new("GD, end", Role::Gd, Style::Markers, gx, gy),
+                    Series::new(
+                        format!("GD at t = {t_eq} (drawn 0.2 left)"),
+                        Role::Gd,
+                        Style::Markers,
+                        idx.iter().map(|i| i - 0.2).collect(),
+                        pick(|p| p.1),
+                    ),
+                    Series::new(
+                        format!("SGD at t = {t_eq} (drawn 0.2 right)"),
+                        Role::Sgd,
+                        Style::Markers,
+                        idx.iter().map(|i| i + 0.2).collect(),
+                        pick(|p| p.2),
+                    ),
+                    Series::new(
+                        format!(
+                            "SGD, time average over t = {}–{}",
+                            fmt((1.0 - TAIL) * t_end),
+                            fmt(t_end)
+                        ),
+                        Role::Other(5),
+                        Style::Markers,
+                        idx,
+                        pick(|p| p.0),
+                    ),
                 ],
                 false,
                 true,
@@ -473,12 +540,19 @@ pub fn details(r: &Results) -> Result<Details> {
         .iter()
         .zip(&m.z2)
         .enumerate()
-        .map(|(i, (p, z2))| vec![(i / (2 * HEADS)) as f64, (i % (2 * HEADS)) as f64, p.0, p.1, *z2])
+        .map(|(i, (p, z2))| vec![(i / (2 * HEADS)) as f64, (i % (2 * HEADS)) as f64, p.0, p.2, p.1, *z2])
         .collect();
     let mut logs = vec![(
         "per_family".to_string(),
         log_of(
-            &["seed", "family", "sgd_rho_bar_tail", "gd_rho_step_end", "sgd_mean_z2"],
+            &[
+                "seed",
+                "family",
+                "sgd_rho_bar_tail",
+                "sgd_rho_step_equal_t",
+                "gd_rho_step_end",
+                "sgd_mean_z2",
+            ],
             rows,
         ),
     )];
@@ -519,9 +593,14 @@ pub fn details(r: &Results) -> Result<Details> {
                 , fmt(1.0 / (4.0 * GAMMA))
             ),
             format!(
-                "GD feels the same weight decay, but over its run (t = {}) it shrinks Q − K only by e^(−4γt) = {}; at its own stationary point it would balance Q = K, not the noise, so its imbalance against SGD's law stays that of the initialization.",
+                "SGD and GD are compared at equal t = {} (GD's whole run; a full-batch step costs N = {N} SGD steps, so GD does not run to SGD's t = {}). From {} at initialization, the mean imbalance ρ̃ falls to {} under SGD by then, and only to {} under GD, whose Q − K moves only through weight decay (e^(−4γt) = {} over this t) and η² terms; SGD goes on to {} (its tail average). At its own stationary point (t ≫ 1/(4γ)) GD would reach Q = K, the balance of the weights, not of the noise; that limit is not run here.",
                 fmt(ETA_GD * gd_steps as f64),
-                fmt((-4.0 * GAMMA * ETA_GD * gd_steps as f64).exp())
+                fmt(ETA * steps as f64),
+                fmt(m.per_seed.iter().map(|p| p.2).sum::<f64>() / seeds as f64),
+                fmt(m.per_seed.iter().map(|p| p.0).sum::<f64>() / seeds as f64),
+                fmt(m.per_seed.iter().map(|p| p.1).sum::<f64>() / seeds as f64),
+                fmt((-4.0 * GAMMA * ETA_GD * gd_steps as f64).exp()),
+                fmt(m.per_seed.iter().map(|p| p.3).sum::<f64>() / seeds as f64)
             ),
         ],
         logs,

@@ -42,6 +42,11 @@ fn sgd_steps(full: bool) -> u64 {
     }
 }
 
+/// The steps that reach SGD's t = ETA · `n_sgd` at the step `eta`.
+fn steps_at(n_sgd: u64, eta: f64) -> u64 {
+    (n_sgd as f64 * ETA / eta).round() as u64
+}
+
 fn noise() -> Vec<f64> {
     let mut n = vec![1.0; D];
     n[0] = 5.0;
@@ -100,7 +105,8 @@ pub fn plan(ctx: &Ctx) -> Result<Plan> {
     for (act, label) in ACTS {
         for (kind, eta, gd) in kinds(act) {
             for seed in 0..SEEDS {
-                let n = if gd { n_sgd / 5 } else { n_sgd };
+                // Every run to the same t = η·steps as SGD at η = ETA.
+                let n = steps_at(n_sgd, eta);
                 let mut s = base_spec(seed, ModelKind::Mlp, &[D, H, D], n);
                 s.model.activation = Some(act);
                 if act == ActivationName::LeakyRelu {
@@ -252,8 +258,8 @@ pub fn details(r: &Results) -> Result<Details> {
         settings: vec![
             ("model".into(), format!("two-layer MLP [{D}, {H}, {D}], no biases, Kaiming init; tanh (Fig. 6), ReLU, leaky ReLU (slope 0.1), swish (Fig. 9)")),
             ("data".into(), "x ~ N(0, I₄₀), y = x + ε, ε ~ N(0, diag(5, 1, …, 1))".into()),
-            ("SGD".into(), format!("online, S = 1, η = {ETA} (and {ETA_BIG} for tanh), {} steps", sgd_steps(r.full))),
-            ("GD".into(), format!("500 fixed samples, η = {ETA_GD}, {} steps (same t)", sgd_steps(r.full) / 5)),
+            ("SGD".into(), format!("online, S = 1, η = {ETA}, {} steps (and η = {ETA_BIG} for tanh, {} steps: the same t = {})", sgd_steps(r.full), steps_at(sgd_steps(r.full), ETA_BIG), fmt(ETA * sgd_steps(r.full) as f64))),
+            ("GD".into(), format!("500 fixed samples, η = {ETA_GD}, {} steps (the same t)", steps_at(sgd_steps(r.full), ETA_GD))),
             ("seeds".into(), format!("{SEEDS} per run (0 … {}); SGD and GD of a seed share the initialization", SEEDS - 1)),
             ("measure".into(), "cosine similarity of the flattened matrices W Σ̄_x Wᵀ and Uᵀ Σ̄_ε U (Σ̄ = Σ/TrΣ)".into()),
         ],
