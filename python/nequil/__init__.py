@@ -359,7 +359,7 @@ class NoiseStats:
     """Per-sample gradient statistics at given weights (:func:`noise_stats`).
 
     Attributes:
-        loss: the mean loss ``(1/n) Σ ‖f(x_i) − y_i‖²``.
+        loss: the mean loss ``(1/n) Σ ℓ_i`` (``ℓ_i = ‖f(x_i) − y_i‖²``, or cross-entropy).
         n: the number of samples.
         mean: the mean gradient ``∇L`` as a state dict.
         variance: the per-parameter variance ``diag Σ`` (weight ``1/n``) as a state dict.
