@@ -40,7 +40,8 @@ pub struct EquilibriumArgs {
         requires = "y"
     )]
     x: Option<PathBuf>,
-    /// Targets, an .npy array of shape `[n, d_out]` (or `[n]` when d_out = 1).
+    /// Targets, an .npy array of shape `[n, d_out]` (or `[n]` when d_out = 1); with
+    /// cross-entropy, integer class labels `[n]` (`[n, T]` for a sequence model's `[T, K]` logits).
     #[arg(long, value_name = "Y.npy", requires = "x")]
     y: Option<PathBuf>,
     /// An .npz archive holding inputs and targets (instead of --x and --y).
@@ -80,6 +81,10 @@ pub struct EquilibriumArgs {
     /// bit-identical for every count).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: u16,
+    /// The per-sample loss, in place of the model file's `model.loss`: `mse` (‖f(x) − y‖², summed
+    /// over outputs) or `cross-entropy` (logits and integer class labels).
+    #[arg(long, value_name = "LOSS")]
+    loss: Option<String>,
 }
 
 /// Loads the data and checks it against the model; returns `(x, y, n)`.
@@ -126,6 +131,10 @@ fn json_report(r: &RebalanceReport, a: &EquilibriumArgs) -> serde_json::Value {
 pub fn equilibrium(a: EquilibriumArgs) -> Result<ExitCode> {
     let params = flow_params(a.lr, a.batch_size, a.weight_decay, a.discrete, Keys::FLAGS)?;
     let model = load_model(&a.model)?;
+    let model = match &a.loss {
+        Some(l) => model.with_loss(nequil::core::loss::Loss::parse(l, "--loss")?, "--loss")?,
+        None => model,
+    };
     // The analysis's own footprint (the catalog's generators), before the weights and data are read.
     nequil::lab::resources::check_equilibrium(&model, 256, &format!("model file {}", a.model.display()))?;
     let theta = load_weights(&a.weights, &model)?;

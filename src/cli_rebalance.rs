@@ -37,11 +37,18 @@ pub struct RebalanceArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// The per-sample loss, in place of the spec's `model.loss`: `mse` (‖f(x) − y‖², summed over
+    /// outputs) or `cross-entropy` (logits and integer class labels).
+    #[arg(long, value_name = "LOSS")]
+    loss: Option<String>,
 }
 
 /// Runs `nequil rebalance`.
 pub fn rebalance(a: RebalanceArgs) -> Result<ExitCode> {
-    let spec = Spec::from_file(&a.spec)?;
+    let mut spec = Spec::from_file(&a.spec)?;
+    if let Some(l) = &a.loss {
+        spec.model.loss = Some(nequil::lab::spec::LossName::parse(l, "--loss")?);
+    }
     let base = a.spec.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     let opts = RebalanceOptions {
         lr: a.lr,

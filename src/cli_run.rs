@@ -23,12 +23,19 @@ pub struct RunArgs {
     /// results are bit-identical for every count).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+    /// The per-sample loss, in place of the spec's `model.loss`: `mse` (‖f(x) − y‖², summed over
+    /// outputs) or `cross-entropy` (logits and integer class labels).
+    #[arg(long, value_name = "LOSS")]
+    loss: Option<String>,
 }
 
 pub fn run(a: RunArgs) -> nequil::Result<ExitCode> {
     let mut spec = Spec::from_file(&a.spec)?;
     if let Some(t) = a.threads {
         spec.train.threads = t.into();
+    }
+    if let Some(l) = &a.loss {
+        spec.model.loss = Some(nequil::lab::spec::LossName::parse(l, "--loss")?);
     }
     // Before hours of training: the output directory must be writable (nothing is left there).
     check_writable(&a.out)?;

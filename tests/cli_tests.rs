@@ -638,3 +638,168 @@ fn reproduce_paper_arguments_and_estimate() {
         assert!(!out.exists(), "{args:?}: nothing is written");
     }
 }
+
+/// `model.loss = "cross-entropy"` end to end: Gaussian inputs labelled by the argmax of a linear
+/// teacher (a fixed dataset), a ReLU classifier with the charges and the Hessian instruments, and
+/// the same run from `.npy` labels; the log's loss is the cross-entropy of the final weights.
+#[test]
+fn cross_entropy_runs_with_every_general_instrument() {
+    let d = tmp("xent");
+    let spec = r#"
+seed = 5
+[model]
+kind = "mlp"
+widths = [4, 8, 3]
+bias = true
+loss = "cross-entropy"
+[data]
+mode = "fixed"
+n = 64
+target = "linear"
+noise_cov = { scalar = 0.5 }
+[train]
+lr = 0.1
+batch_size = 8
+steps = 400
+[probes]
+every = 200
+[probes.charges]
+symmetries = ["neuron.0.*"]
+[probes.hessian]
+lanczos_iter = 40
+"#;
+    let o = run(&d, spec, "a");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let resolved = std::fs::read_to_string(d.join("a/spec.toml")).unwrap();
+    assert!(resolved.contains("loss = \"cross-entropy\""), "{resolved}");
+    let csv = std::fs::read_to_string(d.join("a/metrics.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    for col in [
+        "loss",
+        "neuron.0.0/C",
+        "neuron.0.0/tr_a_sigma",
+        "hess_trace",
+        "lambda_max",
+    ] {
+        assert!(header.contains(&col), "no column {col}: {header:?}");
+    }
+    let last: Vec<f64> = csv
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let loss = last[header.iter().position(|c| *c == "loss").unwrap()];
+    // Three classes: a trained classifier is below the uniform guess's log 3.
+    assert!(loss.is_finite() && loss > 0.0 && loss < 3f64.ln(), "loss {loss}");
+
+    // The same classifier from label files: ints in a `.npy`, checked.
+    use nequil::lab::io::{write_npy, NdArray};
+    let n = 32;
+    let mut rng = nequil::Rng::new(4);
+    let mut x = vec![0.0; n * 4];
+    rng.fill_normal(&mut x);
+    let labels: Vec<f64> = (0..n).map(|i| (i % 3) as f64).collect();
+    write_npy(&d.join("x.npy"), &NdArray::new(vec![n, 4], x).unwrap()).unwrap();
+    write_npy(&d.join("y.npy"), &NdArray::new(vec![n], labels.clone()).unwrap()).unwrap();
+    let files = r#"
+[model]
+kind = "mlp"
+widths = [4, 8, 3]
+loss = "cross-entropy"
+[data]
+source = "npy"
+mode = "fixed"
+x_path = "x.npy"
+y_path = "y.npy"
+[train]
+lr = 0.1
+batch_size = 4
+steps = 50
+"#;
+    let o = run(&d, files, "b");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // --loss overrides the spec: the same files as MSE targets need [n, 3], so they are refused.
+    let p = d.join("spec.in.toml");
+    let o = bin()
+        .args([
+            "run",
+            p.to_str().unwrap(),
+            "--out",
+            d.join("c").to_str().unwrap(),
+            "--quiet",
+            "--loss",
+            "mse",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("[32, 3]"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!d.join("c").join("metrics.csv").exists());
+}
+
+/// Bad losses and labels: exit status 2, the key or file named, nothing written.
+#[test]
+fn cross_entropy_errors_name_the_key() {
+    let d = tmp("xent_err");
+    use nequil::lab::io::{write_npy, NdArray};
+    write_npy(&d.join("x.npy"), &NdArray::new(vec![3, 2], vec![0.0; 6]).unwrap()).unwrap();
+    write_npy(&d.join("y.npy"), &NdArray::new(vec![3], vec![0.0, 2.0, 1.5]).unwrap()).unwrap();
+    write_npy(
+        &d.join("y_big.npy"),
+        &NdArray::new(vec![3], vec![0.0, 2.0, 3.0]).unwrap(),
+    )
+    .unwrap();
+    let base = |loss: &str, y: &str, extra: &str| {
+        format!(
+            "[model]\nkind = \"mlp\"\nwidths = [2, 3, 3]\nloss = \"{loss}\"\n[data]\nsource = \"npy\"\nmode = \"fixed\"\nx_path = \"x.npy\"\ny_path = \"{y}\"\n[train]\nlr = 0.1\nsteps = 5\n{extra}"
+        )
+    };
+    let cases = [
+        (base("hinge", "y.npy", ""), vec!["model.loss", "hinge", "cross-entropy"]),
+        (base("cross-entropy", "y.npy", ""), vec!["data.y_path", "y.npy", "sample 2", "not an integer"]),
+        (base("cross-entropy", "y_big.npy", ""), vec!["data.y_path", "sample 2", "out of range", "0..3"]),
+        (
+            "[model]\nkind = \"linear\"\nwidths = [2, 3, 2]\nloss = \"cross-entropy\"\n[data]\nmode = \"fixed\"\nn = 8\ntarget = \"linear\"\n[train]\nlr = 0.1\nsteps = 5\n[probes.sharpness]\n".to_string(),
+            vec!["probes.sharpness", "cross-entropy"],
+        ),
+        (
+            "[model]\nkind = \"mlp\"\nwidths = [2, 3, 3]\nloss = \"cross-entropy\"\n[data]\ntarget = \"linear\"\n[train]\nlr = 0.1\nsteps = 5\n".to_string(),
+            vec!["data.mode", "fixed"],
+        ),
+        (
+            "[model]\nkind = \"mlp\"\nwidths = [2, 3, 1]\nloss = \"cross-entropy\"\n[data]\nmode = \"fixed\"\nn = 4\ntarget = \"linear\"\n[train]\nlr = 0.1\nsteps = 5\n".to_string(),
+            vec!["model.loss", "at least 2 logits"],
+        ),
+    ];
+    for (i, (spec, needles)) in cases.iter().enumerate() {
+        let out = format!("o{i}");
+        let o = run(&d, spec, &out);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "case {i}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "case {i}: no `{n}` in {err}");
+        }
+        assert!(!d.join(&out).exists(), "case {i} wrote its output directory");
+    }
+    let p = d.join("spec.in.toml");
+    std::fs::write(&p, base("mse", "y.npy", "")).unwrap();
+    let o = bin()
+        .args([
+            "run",
+            p.to_str().unwrap(),
+            "--out",
+            d.join("z").to_str().unwrap(),
+            "--loss",
+            "hinge",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--loss"));
+}

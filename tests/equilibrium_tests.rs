@@ -516,3 +516,66 @@ fn bad_inputs_exit_2_name_the_culprit_and_write_nothing() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.exists());
 }
+
+/// `nequil equilibrium --loss cross-entropy`: integer labels from a `.npy`, the report's losses
+/// are the cross-entropy before and after (equal to rounding: the rebalanced weights compute the
+/// same logits), and the rebalanced weights balance the noise of every applied neuron.
+#[test]
+fn equilibrium_with_cross_entropy_labels() {
+    let d = tmp("xent");
+    std::fs::write(
+        d.join("model.toml"),
+        "[model]\nkind = \"mlp\"\nwidths = [4, 8, 3]\nbias = true\n",
+    )
+    .unwrap();
+    let model = load_model(&d.join("model.toml"))
+        .unwrap()
+        .with_loss(nequil::Loss::CrossEntropy, "loss")
+        .unwrap();
+    let mut rng = Rng::new(21);
+    let n = 96;
+    let mut x = vec![0.0; n * D_IN];
+    rng.fill_normal(&mut x);
+    let y: Vec<f64> = (0..n).map(|_| rng.below(3) as f64).collect();
+    write_npy(&d.join("x.npy"), &NdArray::new(vec![n, D_IN], x.clone()).unwrap()).unwrap();
+    write_npy(&d.join("y.npy"), &NdArray::new(vec![n], y.clone()).unwrap()).unwrap();
+    let theta = model.init(&nequil::Init::Kaiming, &mut Rng::new(22)).unwrap();
+    save_weights(&d.join("w.safetensors"), &model, &theta).unwrap();
+    let args = |loss: &str, out: &str| {
+        bin()
+            .args([
+                "equilibrium",
+                "--model",
+                s(&d.join("model.toml")),
+                "--weights",
+                s(&d.join("w.safetensors")),
+                "--x",
+                s(&d.join("x.npy")),
+                "--y",
+                s(&d.join("y.npy")),
+                "--lr",
+                "0.05",
+                "--batch-size",
+                "8",
+                "--json",
+                "--loss",
+                loss,
+                "--out",
+                s(&d.join(out)),
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = args("cross-entropy", "r.safetensors");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let l0 = grad_stats(&model, &theta, &x, &y, n, &mut model.workspace(32)).loss;
+    assert!((rep["loss_before"].as_f64().unwrap() - l0).abs() <= 1e-12 * l0);
+    let theta1 = load_weights(&d.join("r.safetensors"), &model).unwrap();
+    let l1 = grad_stats(&model, &theta1, &x, &y, n, &mut model.workspace(32)).loss;
+    assert!((l1 - l0).abs() <= 1e-10 * l0, "loss {l0} -> {l1}");
+    // The labels are no MSE targets: `--loss mse` (the model file's) refuses them by shape.
+    let o = args("mse", "m.safetensors");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!d.join("m.safetensors").exists());
+}

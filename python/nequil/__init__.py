@@ -13,7 +13,8 @@ The Rust library behind the ``nequil`` command, over NumPy arrays:
 * :func:`run`: a training run of a spec (``nequil run``); :func:`reproduce`: the paper's figures.
 * :mod:`nequil.torch`: the PyTorch side (``Monitor`` for a training loop, ``from_torch``).
 
-Conventions (as everywhere in nequil): per-sample loss ``‖f(x) − y‖²`` (no ½), mean over the
+Conventions (as everywhere in nequil): per-sample loss ``‖f(x) − y‖²`` (no ½; or cross-entropy over
+logits and integer labels with ``loss="cross-entropy"``), mean over the
 samples; weight decay ``γ‖θ‖²`` in the loss; ``Σ`` the per-sample gradient covariance (weight
 ``1/n``); parameters are state dicts (name → array) with PyTorch's names and shapes. Arrays are
 float64; float32 (and float16) arrays and PyTorch tensors are accepted and converted. Bad input
@@ -84,6 +85,22 @@ def _arr(a: ArrayLike, name: str) -> Tuple[bytes, List[int]]:
     return arr.tobytes(), list(arr.shape)
 
 
+def _targets(model: "Model", y: ArrayLike, name: str = "y") -> Tuple[bytes, List[int]]:
+    """Targets for ``model``'s loss: float arrays for ``"mse"``; with ``"cross-entropy"`` integer
+    class labels as well (any integer dtype, converted exactly to float64; the range is checked
+    by ``_core``)."""
+    if model.loss == "cross-entropy":
+        if hasattr(y, "detach") and hasattr(y, "cpu"):
+            y = y.detach().cpu().numpy()
+        arr = np.asarray(y)
+        if arr.dtype.kind in "iu":
+            if arr.size and (arr.max() >= 2**53 or arr.min() <= -(2**53)):
+                raise ValueError(f"{name}: class labels must be below 2**53 in magnitude")
+            arr = np.ascontiguousarray(arr, dtype=np.float64)
+            return arr.tobytes(), list(arr.shape)
+    return _arr(y, name)
+
+
 def _from_bytes(b: bytes, shape: Optional[Sequence[int]] = None) -> np.ndarray:
     """A writable float64 array from ``_core``'s bytes."""
     arr = np.frombuffer(b, dtype=np.float64).copy()
@@ -132,11 +149,17 @@ class Model:
 
     Parameters are state dicts with PyTorch's names and shapes (``layers.0.weight`` is
     ``[out, in]`` for ``kind = "mlp"``, ``0.weight`` for the first layer of a sequential stack).
+
+    ``loss`` (``"mse"``, the default, or ``"cross-entropy"``) overrides the table's ``loss`` key:
+    ``"mse"`` scores ``‖f(x) − y‖²`` per sample (summed over outputs, no ½); ``"cross-entropy"``
+    reads the output's last axis as logits and takes integer class labels ``y`` of shape ``[n]``
+    (``[n, T]`` for a sequence model's ``[T, K]`` logits, the per-sample loss then the mean over
+    the T positions).
     """
 
     _inner: Any
 
-    def __init__(self, spec: Union[Mapping[str, Any], str, "os.PathLike[str]"]) -> None:
+    def __init__(self, spec: Union[Mapping[str, Any], str, "os.PathLike[str]"], loss: Optional[str] = None) -> None:
         if isinstance(spec, Mapping):
             table = spec["model"] if isinstance(spec.get("model"), Mapping) else spec
             self._inner = _core.Model.from_json(json.dumps(_jsonable(table, "model")))
@@ -146,10 +169,12 @@ class Model:
             raise TypeError(
                 f"Model: expected a dict (the [model] table) or a path to a TOML file, got {type(spec).__name__}"
             )
+        if loss is not None:
+            self._inner = self._inner.with_loss(str(loss))
         self._layout: List[Tuple[str, Tuple[int, ...]]] = [(n, tuple(s)) for n, s in self._inner.layout()]
 
     @classmethod
-    def from_torch(cls, module: Any, input_shape: Optional[Sequence[int]] = None) -> "Model":
+    def from_torch(cls, module: Any, input_shape: Optional[Sequence[int]] = None, loss: Optional[str] = None) -> "Model":
         """The model of a PyTorch ``nn.Sequential`` or ``nn.ModuleList`` stack.
 
         Supported layers: ``Linear``, ``Conv2d`` (zero padding, no groups or dilation),
@@ -159,11 +184,32 @@ class Model:
         :class:`nequil.torch.MeanPool`. Any other module is a ``ValueError`` naming it and its
         position. ``input_shape`` is the per-sample input shape (``[d]``, ``[C, H, W]``,
         ``[T, d]``); it may be left out when the first layer is ``Linear``. The parameter names
-        are the module's ``state_dict()`` names.
+        are the module's ``state_dict()`` names. ``loss`` is the model's loss (``"mse"`` or
+        ``"cross-entropy"``, see :class:`Model`).
         """
         from .torch import spec_from_torch
 
-        return cls(spec_from_torch(module, input_shape))
+        return cls(spec_from_torch(module, input_shape), loss=loss)
+
+    def with_loss(self, loss: str) -> "Model":
+        """The same model (architecture and parameter names) scored by ``loss``: ``"mse"`` or
+        ``"cross-entropy"`` (a ``ValueError`` naming ``loss`` for any other name, or for
+        cross-entropy on an output with fewer than 2 logits)."""
+        m = Model.__new__(Model)
+        m._inner = self._inner.with_loss(str(loss))
+        m._layout = list(self._layout)
+        return m
+
+    @property
+    def loss(self) -> str:
+        """The per-sample loss: ``"mse"`` or ``"cross-entropy"``."""
+        return str(self._inner.loss)
+
+    @property
+    def d_y(self) -> int:
+        """Target values per sample: ``d_out`` for ``"mse"``; one integer class label per position
+        for ``"cross-entropy"`` (1 for logits ``[K]``, T for a sequence's ``[T, K]``)."""
+        return int(self._inner.d_y)
 
     @property
     def spec(self) -> Dict[str, Any]:
@@ -182,7 +228,7 @@ class Model:
 
     @property
     def d_out(self) -> int:
-        """Values per output sample (and per target)."""
+        """Values per output sample (and per target with ``"mse"``)."""
         return int(self._inner.d_out)
 
     @property
@@ -313,7 +359,7 @@ class NoiseStats:
     """Per-sample gradient statistics at given weights (:func:`noise_stats`).
 
     Attributes:
-        loss: the mean loss ``(1/n) Σ ‖f(x_i) − y_i‖²``.
+        loss: the mean loss ``(1/n) Σ ℓ_i`` (``ℓ_i = ‖f(x_i) − y_i‖²``, or cross-entropy).
         n: the number of samples.
         mean: the mean gradient ``∇L`` as a state dict.
         variance: the per-parameter variance ``diag Σ`` (weight ``1/n``) as a state dict.
@@ -494,7 +540,11 @@ class Hessian:
 # The analyses
 
 
-def noise_stats(model: Any, params: Any, x: ArrayLike, y: ArrayLike) -> NoiseStats:
+def _with_loss(m: Model, loss: Optional[str]) -> Model:
+    return m if loss is None else m.with_loss(loss)
+
+
+def noise_stats(model: Any, params: Any, x: ArrayLike, y: ArrayLike, loss: Optional[str] = None) -> NoiseStats:
     """Per-sample gradient statistics at ``params`` on the samples ``(x, y)``.
 
     ``model`` is a :class:`Model` (or a ``[model]`` dict, or a supported PyTorch module),
@@ -502,10 +552,11 @@ def noise_stats(model: Any, params: Any, x: ArrayLike, y: ArrayLike) -> NoiseSta
     per sample and ``y`` of shape ``[n, d_out]`` (or ``[n]`` when ``d_out = 1``). Returns the
     per-parameter means and variances of the gradients and every catalog symmetry's ``Tr[AΣ]``
     split into ``Tr[A₊Σ]`` and ``Tr[A₋Σ]`` (:class:`NoiseStats`); the same numbers as
-    ``nequil equilibrium --stats`` and its rows.
+    ``nequil equilibrium --stats`` and its rows. ``loss`` overrides the model's loss (``"mse"`` or
+    ``"cross-entropy"``, whose ``y`` are integer class labels ``[n]``, see :class:`Model`).
     """
-    m = _model(model)
-    raw = _core.noise_stats(m._inner, _params(m, params), _arr(x, "x"), _arr(y, "y"))
+    m = _with_loss(_model(model), loss)
+    raw = _core.noise_stats(m._inner, _params(m, params), _arr(x, "x"), _targets(m, y))
     return NoiseStats(m, raw)
 
 
@@ -518,6 +569,7 @@ def equilibrium(
     batch_size: int,
     weight_decay: float = 0.0,
     discrete: bool = False,
+    loss: Optional[str] = None,
 ) -> Equilibrium:
     """The noise equilibrium of every catalog symmetry of ``model`` at ``params`` for SGD with
     learning rate ``lr``, batch size ``batch_size`` and weight decay ``weight_decay`` (the loss
@@ -526,23 +578,26 @@ def equilibrium(
     Continuous time solves ``4γC = (η/S) Tr[AΣ]`` on each symmetry's orbit; ``discrete=True`` the
     per-step ``E[ΔC] = 0``. Returns an :class:`Equilibrium`: the command's table (``str``), its
     JSON report, the rows, and the rebalanced weights (same function and loss, balanced noise).
+    ``loss`` overrides the model's loss (``"mse"`` or ``"cross-entropy"``, see :class:`Model`).
     """
-    m = _model(model)
+    m = _with_loss(_model(model), loss)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
         raise ValueError(f"batch_size: an integer ≥ 1, got {batch_size!r}")
     j, table, theta = _core.equilibrium(
-        m._inner, _params(m, params), _arr(x, "x"), _arr(y, "y"),
+        m._inner, _params(m, params), _arr(x, "x"), _targets(m, y),
         float(lr), int(batch_size), float(weight_decay), bool(discrete),
     )
     return Equilibrium(m, j, table, theta)
 
 
-def hessian(model: Any, params: Any, x: ArrayLike, y: ArrayLike) -> Hessian:
+def hessian(model: Any, params: Any, x: ArrayLike, y: ArrayLike, loss: Optional[str] = None) -> Hessian:
     """The Hessian of the mean loss over ``(x, y)`` at ``params`` (no weight decay: add ``2γ`` to
     its eigenvalues for the loss with ``γ‖θ‖²``), as a :class:`Hessian` with ``hvp``, ``trace``
-    and ``top_eigenvalues``. The data and weights are checked and copied once."""
-    m = _model(model)
-    return Hessian(m, _core.Hessian(m._inner, _params(m, params), _arr(x, "x"), _arr(y, "y")))
+    and ``top_eigenvalues``. The data and weights are checked and copied once. ``loss`` overrides
+    the model's loss (``"mse"`` or ``"cross-entropy"``: the exact Hessian, output Hessian
+    ``diag(p) − ppᵀ`` included)."""
+    m = _with_loss(_model(model), loss)
+    return Hessian(m, _core.Hessian(m._inner, _params(m, params), _arr(x, "x"), _targets(m, y)))
 
 
 class RunResult:

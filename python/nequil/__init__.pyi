@@ -22,9 +22,9 @@ class Model:
     Parameters are state dicts with PyTorch\'s names and shapes (``layers.0.weight`` is
     ``[out, in]`` for ``kind = "mlp"``, ``0.weight`` for the first layer of a sequential stack).
     '''
-    def __init__(self, spec: Mapping[str, Any] | str | os.PathLike[str]) -> None: ...
+    def __init__(self, spec: Mapping[str, Any] | str | os.PathLike[str], loss: str | None = None) -> None: ...
     @classmethod
-    def from_torch(cls, module: Any, input_shape: Sequence[int] | None = None) -> Model:
+    def from_torch(cls, module: Any, input_shape: Sequence[int] | None = None, loss: str | None = None) -> Model:
         """The model of a PyTorch ``nn.Sequential`` or ``nn.ModuleList`` stack.
 
         Supported layers: ``Linear``, ``Conv2d`` (zero padding, no groups or dilation),
@@ -45,6 +45,15 @@ class Model:
     @property
     def d_in(self) -> int:
         """Values per input sample (the product of the input shape)."""
+    def with_loss(self, loss: str) -> Model:
+        """The same model scored by ``loss`` (``"mse"`` or ``"cross-entropy"``)."""
+    @property
+    def loss(self) -> str:
+        """The per-sample loss: ``"mse"`` or ``"cross-entropy"``."""
+    @property
+    def d_y(self) -> int:
+        """Target values per sample (``d_out`` for mse; one class label per position for
+        cross-entropy)."""
     @property
     def d_out(self) -> int:
         """Values per output sample (and per target)."""
@@ -166,7 +175,7 @@ class Hessian:
     def eigenvalues(self) -> np.ndarray:
         """Every eigenvalue, ascending, from the dense matrix (P products; P ≤ 2048)."""
 
-def noise_stats(model: Any, params: Any, x: ArrayLike, y: ArrayLike) -> NoiseStats:
+def noise_stats(model: Any, params: Any, x: ArrayLike, y: ArrayLike, loss: str | None = None) -> NoiseStats:
     """Per-sample gradient statistics at ``params`` on the samples ``(x, y)``.
 
     ``model`` is a :class:`Model` (or a ``[model]`` dict, or a supported PyTorch module),
@@ -176,7 +185,7 @@ def noise_stats(model: Any, params: Any, x: ArrayLike, y: ArrayLike) -> NoiseSta
     split into ``Tr[A₊Σ]`` and ``Tr[A₋Σ]`` (:class:`NoiseStats`); the same numbers as
     ``nequil equilibrium --stats`` and its rows.
     """
-def equilibrium(model: Any, params: Any, x: ArrayLike, y: ArrayLike, lr: float, batch_size: int, weight_decay: float = 0.0, discrete: bool = False) -> Equilibrium:
+def equilibrium(model: Any, params: Any, x: ArrayLike, y: ArrayLike, lr: float, batch_size: int, weight_decay: float = 0.0, discrete: bool = False, loss: str | None = None) -> Equilibrium:
     """The noise equilibrium of every catalog symmetry of ``model`` at ``params`` for SGD with
     learning rate ``lr``, batch size ``batch_size`` and weight decay ``weight_decay`` (the loss
     carrying ``γ‖θ‖²``), on the samples ``(x, y)``: ``nequil equilibrium`` as a function.
@@ -185,7 +194,7 @@ def equilibrium(model: Any, params: Any, x: ArrayLike, y: ArrayLike, lr: float, 
     per-step ``E[ΔC] = 0``. Returns an :class:`Equilibrium`: the command's table (``str``), its
     JSON report, the rows, and the rebalanced weights (same function and loss, balanced noise).
     """
-def hessian(model: Any, params: Any, x: ArrayLike, y: ArrayLike) -> Hessian:
+def hessian(model: Any, params: Any, x: ArrayLike, y: ArrayLike, loss: str | None = None) -> Hessian:
     """The Hessian of the mean loss over ``(x, y)`` at ``params`` (no weight decay: add ``2γ`` to
     its eigenvalues for the loss with ``γ‖θ‖²``), as a :class:`Hessian` with ``hvp``, ``trace``
     and ``top_eigenvalues``. The data and weights are checked and copied once."""

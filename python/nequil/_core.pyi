@@ -29,6 +29,14 @@ class Model:
     @property
     def d_out(self) -> int:
         """Values per output sample."""
+    @property
+    def d_y(self) -> int:
+        """Target values per sample."""
+    @property
+    def loss(self) -> str:
+        """``"mse"`` or ``"cross-entropy"``."""
+    def with_loss(self, name: str) -> Model:
+        """The same model scored by the loss ``name``."""
     def spec_json(self) -> str:
         """The ``[model]`` table with its defaults, as JSON text."""
     def layout(self) -> List[Tuple[str, List[int]]]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import Model, _as_float64, _core
+from . import Model, _as_float64, _core, _targets
 
 __all__ = ["spec_from_torch", "SelfAttention", "Residual", "MeanPool", "Monitor"]
 
@@ -257,8 +257,11 @@ class Monitor:
     them as ``nequil run`` writes ``metrics.csv``. ``model`` is the nequil model of the module
     (default :meth:`nequil.Model.from_torch` of it), for modules that are not stacks (e.g. an MLP
     with its activations in ``forward``: ``nequil.Model({"kind": "mlp", ...})`` with matching
-    parameter names). The loss convention is nequil's: ``‖f(x) − y‖²`` per sample (no ½), and
-    ``weight_decay`` is γ of ``γ‖θ‖²`` (PyTorch's SGD ``weight_decay`` is 2γ).
+    parameter names). The loss convention is nequil's: ``‖f(x) − y‖²`` per sample (no ½;
+    ``nn.MSELoss()`` divides by the outputs too), or with ``loss="cross-entropy"``
+    ``−log softmax(f)_y`` over logits and integer class labels ``y_probe`` of shape ``[n]``
+    (``nn.CrossEntropyLoss()``'s per-sample term); ``weight_decay`` is γ of ``γ‖θ‖²`` (PyTorch's
+    SGD ``weight_decay`` is 2γ).
     """
 
     def __init__(
@@ -275,6 +278,7 @@ class Monitor:
         time: str = "continuous",
         model: Optional[Model] = None,
         input_shape: Optional[Sequence[int]] = None,
+        loss: Optional[str] = None,
     ) -> None:
         if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
             raise ValueError(f"every: an integer ≥ 1, got {every!r}")
@@ -282,14 +286,16 @@ class Monitor:
             raise ValueError(f"batch_size: an integer ≥ 1, got {batch_size!r}")
         self.module = module
         self.model = model if model is not None else Model.from_torch(module, input_shape)
+        if loss is not None:
+            self.model = self.model.with_loss(loss)
         self.every = int(every)
         self.lr = float(lr)
         self._names = list(self.model.layout.keys())
         charges = {"symmetries": [symmetries] if isinstance(symmetries, str) else list(symmetries), "time": time}
         x = _as_float64(x_probe, "x_probe")
-        y = _as_float64(y_probe, "y_probe")
+        y = _targets(self.model, y_probe, "y_probe")
         self._rec = _core.ChargeRecorder(
-            self.model._inner, json.dumps(charges), (x.tobytes(), list(x.shape)), (y.tobytes(), list(y.shape)),
+            self.model._inner, json.dumps(charges), (x.tobytes(), list(x.shape)), y,
             self.lr, int(batch_size), float(weight_decay),
         )
         self.columns: List[str] = ["step", "t"] + list(self._rec.columns)

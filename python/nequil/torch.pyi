@@ -65,7 +65,7 @@ class Monitor:
     lr: Incomplete
     columns: list[str]
     seconds: float
-    def __init__(self, module: nn.Module, x_probe: Any, y_probe: Any, *, lr: float, batch_size: int, weight_decay: float = 0.0, every: int = 1, symmetries: str | Sequence[str] = 'all', time: str = 'continuous', model: Model | None = None, input_shape: Sequence[int] | None = None) -> None: ...
+    def __init__(self, module: nn.Module, x_probe: Any, y_probe: Any, *, lr: float, batch_size: int, weight_decay: float = 0.0, every: int = 1, symmetries: str | Sequence[str] = 'all', time: str = 'continuous', model: Model | None = None, input_shape: Sequence[int] | None = None, loss: str | None = None) -> None: ...
     def step(self, step: int) -> dict[str, float] | None:
         """Records a row if ``step`` is on the schedule (``step % every == 0``); returns it as a
         dict (column → value), or ``None`` off the schedule. ``step`` is the number of optimizer

@@ -28,7 +28,8 @@ use nequil::lab::io::{NdArray, Tensors};
 use nequil::lab::runner::{run_spec, run_summary, write_run_dir};
 use nequil::lab::spec::instruments::TimeChoice;
 use nequil::lab::spec::{
-    charges_spec_from_json, load_model, load_model_spec, model_spec_from_json, model_spec_from_toml, ModelSpec, Spec,
+    charges_spec_from_json, load_model, load_model_spec, model_spec_from_json, model_spec_from_toml, LossName,
+    ModelSpec, Spec,
 };
 use nequil::train::{Probe, ProbeCtx};
 use nequil::{invalid, Error};
@@ -155,10 +156,34 @@ impl PyModel {
         self.model.d_in()
     }
 
-    /// Values per output (and target).
+    /// Values per output.
     #[getter]
     fn d_out(&self) -> usize {
         self.model.d_out()
+    }
+
+    /// Target values per sample: `d_out` for `mse`, one class label per position for
+    /// `cross-entropy`.
+    #[getter]
+    fn d_y(&self) -> usize {
+        self.model.d_y()
+    }
+
+    /// The per-sample loss: `"mse"` or `"cross-entropy"`.
+    #[getter]
+    fn loss(&self) -> &'static str {
+        self.model.loss_kind().name()
+    }
+
+    /// The same model scored by the loss `name` (`"mse"`, `"cross-entropy"`); errors name `loss`.
+    fn with_loss(&self, py: Python<'_>, name: &str) -> PyResult<Self> {
+        let mut spec = self.spec.clone();
+        let model = compute(py, "Model", || {
+            let l = LossName::parse(name, "loss")?;
+            spec.loss = Some(l);
+            self.model.clone().with_loss(l.loss(), "loss")
+        })?;
+        Ok(PyModel { spec, model })
     }
 
     /// The `[model]` table with every default filled in, as JSON text.
@@ -254,9 +279,10 @@ impl PyModel {
         let model = &self.model;
         let out = compute(py, "Model.forward", || {
             check_theta(model, &theta)?;
+            // Targets are not used; zeros are valid for both losses (class 0 for cross-entropy).
             let dummy_y = NdArray {
-                shape: vec![x.shape.first().copied().unwrap_or(0), model.d_out()],
-                data: vec![0.0; x.shape.first().copied().unwrap_or(0) * model.d_out()],
+                shape: vec![x.shape.first().copied().unwrap_or(0), model.d_y()],
+                data: vec![0.0; x.shape.first().copied().unwrap_or(0) * model.d_y()],
             };
             let ds = data_for(model, &x, "x", &dummy_y, "y")?;
             let mut ws = model.workspace(ds.n.clamp(1, 256));
@@ -617,7 +643,7 @@ impl PyChargeRecorder {
         let columns = probes.iter().flat_map(|p| p.columns()).collect();
         let source = nequil::Source::Fixed {
             data: compute(py, "torch.Monitor", || {
-                nequil::Dataset::new(n, m.d_in(), m.d_out(), x.clone(), y.clone())
+                nequil::Dataset::new(n, m.d_in(), m.d_y(), x.clone(), y.clone())
             })?,
             replacement: true,
             dist: None,

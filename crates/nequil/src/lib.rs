@@ -9,7 +9,8 @@
 //! per-sample gradient statistics and curvature, the equilibrium solver, and a fast training
 //! engine with instruments.
 //!
-//! Conventions (everywhere): per-sample loss `ℓ = ‖f(x) − y‖²` (no ½), batch loss = mean over the
+//! Conventions (everywhere): per-sample loss `ℓ = ‖f(x) − y‖²` (no ½; or cross-entropy over logits
+//! and integer labels, [`Loss`]), batch loss = mean over the
 //! batch, weight decay `γ‖θ‖²` added to the loss (so an SGD step is `θ ← (1 − 2ηγ)θ − η ĝ`),
 //! `Σ` the per-sample gradient covariance, continuous time `t = η × steps`, and the corrected
 //! constants of the theory (`Ċ = −4γC + (η/S) Tr[AΣ]`; the book's theory chapter says where and
@@ -89,6 +90,7 @@ pub use error::{Error, Result};
 
 pub use crate::core::data::{Cov, Dataset, Gaussian, Source, Target};
 pub use crate::core::equilibrium::{rebalance, rebalance_with, RebalanceReport};
+pub use crate::core::loss::Loss;
 pub use crate::core::models::{Activation, Init, Model, ScaleKind};
 pub use crate::core::rng::Rng;
 pub use crate::core::stats::{grad_stats, GradStats};

@@ -300,6 +300,7 @@ pub fn base_spec(seed: u64, kind: ModelKind, widths: &[usize], steps: u64) -> Sp
             init: InitName::Kaiming,
             init_std: None,
             init_from: None,
+            loss: None,
         },
         data: DataSpec {
             source: DataSource::Gaussian,

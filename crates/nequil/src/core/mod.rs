@@ -7,6 +7,7 @@
 //! * [`data`]: Gaussian data sources with exact second moments, teachers, fixed datasets.
 //! * [`layers`]: the layer kinds, one per file, and the trait they implement.
 //! * [`models`]: models as stacks of layers.
+//! * [`loss`]: the per-sample losses (mean-squared error, cross-entropy) and their derivatives.
 //! * [`graph`]: the interface of operations with several inputs and of parameter blocks shared
 //!   between nodes (the next engine's; one operation, `add`, implemented).
 //! * [`scalar`]: the scalar type parameter (`f32`, `f64`) of generic kernels.
@@ -28,6 +29,7 @@ pub mod footprint;
 pub mod graph;
 pub mod layers;
 pub mod linalg;
+pub mod loss;
 pub mod math;
 pub mod models;
 pub mod parallel;

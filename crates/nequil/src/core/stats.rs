@@ -60,11 +60,11 @@ pub fn sample_grad(model: &Model, theta: &[f64], x: &[f64], y: &[f64], g: &mut [
 }
 
 /// Mean loss, mean gradient and per-parameter second moment over `n` samples (`x`: `n × d_in`,
-/// `y`: `n × d_out`), in chunks of `ws.batch`. Each layer adds its block of the second moment
+/// `y`: `n × d_y`, [`Model::d_y`]), in chunks of `ws.batch`. Each layer adds its block of the second moment
 /// ([`Layer::grad_sq`](crate::core::layers::Layer::grad_sq)) from its inputs and output gradients.
 pub fn grad_stats(model: &Model, theta: &[f64], x: &[f64], y: &[f64], n: usize, ws: &mut Workspace) -> GradStats {
     let p = model.n_params();
-    let (dx, dy) = (model.d_in(), model.d_out());
+    let (dx, dy) = (model.d_in(), model.d_y());
     let mut mean = vec![0.0; p];
     let mut sm = vec![0.0; p];
     let mut g = vec![0.0; p];
@@ -126,7 +126,7 @@ pub fn quad_forms(
 ) {
     let p = model.n_params();
     assert_eq!(diag.len(), p, "quad_forms: diagonal has the wrong length");
-    let (dx, dy) = (model.d_in(), model.d_out());
+    let (dx, dy) = (model.d_in(), model.d_y());
     let mut g = vec![0.0; p];
     for_chunks(n, ws.batch, |i0, b| {
         let xb = &x[i0 * dx..(i0 + b) * dx];
@@ -142,7 +142,7 @@ pub fn quad_forms(
 /// The full matrix of per-sample gradients, `n × P` (row i is `g_i`). Use only when `n·P` is small.
 pub fn per_sample_grads(model: &Model, theta: &[f64], x: &[f64], y: &[f64], n: usize) -> Dense {
     let p = model.n_params();
-    let (dx, dy) = (model.d_in(), model.d_out());
+    let (dx, dy) = (model.d_in(), model.d_y());
     let mut out = Dense::zeros(n, p);
     let mut ws1 = model.workspace(1);
     for i in 0..n {
@@ -202,7 +202,7 @@ pub fn neuron_imbalances(
     let widths = chain.widths().to_vec();
     let depth = chain.depth();
     let p = model.n_params();
-    let (dx, dy) = (model.d_in(), model.d_out());
+    let (dx, dy) = (model.d_in(), model.d_y());
     // Per linear layer l: Σ_i δ_{ik}² (‖a_i‖² + bias) over its outputs k, and Σ_i a_{ik}² ‖δ_i‖²
     // over its inputs k.
     let mut inc: Vec<Vec<f64>> = (0..depth).map(|l| vec![0.0; widths[l + 1]]).collect();

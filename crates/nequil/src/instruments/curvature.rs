@@ -14,7 +14,7 @@ use crate::core::curvature::{linear_hessian_trace, paper_sharpness};
 use crate::core::curvature::{EmpiricalHessian, HvpOptions, HvpWorkspace};
 use crate::core::data::{Source, Target};
 use crate::core::footprint::{Footprint, BOOKKEEPING, F64};
-use crate::core::models::Model;
+use crate::core::models::{Loss, Model};
 use crate::core::rng::Rng;
 use crate::train::{Probe, ProbeCtx, Schedule};
 use crate::{invalid, Result};
@@ -46,8 +46,9 @@ struct Common {
     ws: Option<HvpWorkspace>,
 }
 
+/// A deep linear chain scored by the mean-squared error: its Hessian and trace have closed forms.
 fn is_linear(model: &Model) -> bool {
-    model.as_linear_chain().is_some()
+    model.loss_kind() == Loss::Mse && model.as_linear_chain().is_some()
 }
 
 fn linear_teacher_online(ctx: &ProbeCtx<'_>) -> bool {
@@ -146,7 +147,7 @@ impl Common {
 /// `Σ_x` and `E[yxᵀ]` (`3 w_0² + 2 w_D w_0`) and a copy of θ (`P`), in `f64` values (× 8 bytes).
 pub fn curvature_footprint(model: &Model, data: CurvatureData, hvp: &HvpOptions, n: usize) -> Footprint {
     let eval = HvpWorkspace::footprint(model, hvp, n);
-    match model.as_linear_chain() {
+    match model.as_linear_chain().filter(|_| model.loss_kind() == Loss::Mse) {
         Some(c) if data != CurvatureData::Eval => {
             let w = c.widths();
             let (d0, dd) = (w[0] as u128, w[w.len() - 1] as u128);
@@ -288,7 +289,7 @@ impl Probe for HessianTraceProbe {
     /// Hessian operator and two vectors of `P` values (exact: `e_j` and `He_j`; Hutchinson: `z`
     /// and `Hz`).
     fn footprint(&self, model: &Model, eval_n: usize) -> Footprint {
-        match model.as_linear_chain() {
+        match model.as_linear_chain().filter(|_| model.loss_kind() == Loss::Mse) {
             Some(c) => linear_trace_footprint(c.widths()),
             None => self
                 .common

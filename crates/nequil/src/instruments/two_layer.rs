@@ -39,6 +39,9 @@ pub fn has_exact_two_layer_moments(source: &Source) -> bool {
 
 /// The model as a two-layer linear net without biases, or an error naming what it is.
 pub fn as_two_layer_linear(model: &Model) -> Result<DenseChain> {
+    model
+        .loss_kind()
+        .mse_only("the two-layer linear net's closed forms (Theorem 5.2, the paper's sharpness)")?;
     match model.as_linear_chain() {
         Some(m) if m.depth() == 2 => Ok(m),
         _ => Err(invalid!(

@@ -112,12 +112,14 @@ pub fn check_array(a: &NdArray, label: &str, what: &str, width: usize, n: Option
 }
 
 /// The dataset of inputs `x` and targets `y` for `model`, both checked by [`check_array`]
-/// (`x_label`, `y_label` begin the messages).
+/// (`x_label`, `y_label` begin the messages); with cross-entropy the targets are `[n]` (or
+/// `[n, T]`) integer class labels ([`Model::check_targets`]).
 pub fn data_for(model: &Model, x: &NdArray, x_label: &str, y: &NdArray, y_label: &str) -> Result<Dataset> {
-    let (dx, dy) = (model.d_in(), model.d_out());
+    let (dx, dy) = (model.d_in(), model.d_y());
     check_array(x, x_label, "inputs", dx, None, model)?;
     let n = x.shape[0];
     check_array(y, y_label, "targets", dy, Some(n), model)?;
+    model.check_targets(&y.data, n, y_label)?;
     dataset_from_arrays(x, y, dx, dy).map_err(|e| match e {
         Error::Invalid(m) => invalid!("{x_label}: {m}"),
         e => e,

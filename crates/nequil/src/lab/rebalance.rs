@@ -36,7 +36,7 @@ pub struct SpecRebalance {
     pub lr: f64,
     /// Inputs of the samples the statistics were taken on (`n × d_in`).
     pub x: Vec<f64>,
-    /// Their targets (`n × d_out`).
+    /// Their targets (`n × d_y`, [`crate::core::models::Model::d_y`]).
     pub y: Vec<f64>,
 }
 

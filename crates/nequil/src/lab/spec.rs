@@ -81,6 +81,35 @@ choice!(
 );
 
 choice!(
+    /// `model.loss`.
+    LossName {
+        /// `‖f(x) − y‖²`, summed over the outputs (no ½): the paper's.
+        Mse = "mse",
+        /// `−log softmax(f)_y` over logits and integer class labels (the mean over positions for a
+        /// sequence model's `[T, K]` logits).
+        CrossEntropy = "cross-entropy",
+    }
+);
+
+impl LossName {
+    /// The name `name` (`"mse"`, `"cross-entropy"`), or an error naming `key` (a flag, say) and
+    /// the allowed values.
+    pub fn parse(name: &str, key: &str) -> Result<LossName> {
+        Ok(match crate::core::loss::Loss::parse(name, key)? {
+            crate::core::loss::Loss::Mse => LossName::Mse,
+            crate::core::loss::Loss::CrossEntropy => LossName::CrossEntropy,
+        })
+    }
+    /// The loss of [`crate::core::loss`].
+    pub fn loss(self) -> crate::core::loss::Loss {
+        match self {
+            LossName::Mse => crate::core::loss::Loss::Mse,
+            LossName::CrossEntropy => crate::core::loss::Loss::CrossEntropy,
+        }
+    }
+}
+
+choice!(
     /// `model.init`.
     InitName {
         /// `N(0, 1/fan_in)`.
@@ -244,6 +273,12 @@ pub struct ModelSpec {
     /// of the `init` draw: e.g. `nequil rebalance`'s output or a run's `final.safetensors`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
+    /// The per-sample loss: `"mse"` (default: `‖f(x) − y‖²`, summed over outputs, no ½) or
+    /// `"cross-entropy"` (the output's last axis holds logits over K ≥ 2 classes, the targets are
+    /// integer labels, one per sample or one per position of a sequence; book
+    /// `theory/conventions.md#losses`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<LossName>,
 }
 
 fn default_init() -> InitName {
@@ -258,13 +293,17 @@ impl ModelSpec {
     /// Builds and validates the model alone (kind, widths, activation, biases), with errors naming
     /// the `model.*` key. The initialization keys are checked by [`ModelSpec::init_scheme`].
     pub fn build_model(&self) -> Result<Model> {
-        self.build_model_inner().map_err(|e| match e {
+        let model = self.build_model_inner().map_err(|e| match e {
             // The stack's own errors ("model: …") name the widths they came from.
             Error::Invalid(m) if m.starts_with("model:") => {
                 invalid!("{}: {}", self.shape_key(), m.trim_start_matches("model:").trim())
             }
             e => e,
-        })
+        })?;
+        match self.loss {
+            None | Some(LossName::Mse) => Ok(model),
+            Some(l) => model.with_loss(l.loss(), "model.loss"),
+        }
     }
 
     /// Builds the model ([`ModelSpec::build_model`]) for an analysis at given weights (the
@@ -1044,9 +1083,19 @@ impl Spec {
 
 impl DataSpec {
     fn build(&self, model: &Model, init: &Init, seed: u64, base: &Path) -> Result<Source> {
-        let (d_x, d_y) = (model.d_in(), model.d_out());
         if self.source == DataSource::Npy {
-            return self.build_npy(d_x, d_y, base);
+            return self.build_npy(model, base);
+        }
+        // The Gaussian source draws the teacher's real-valued outputs (d_out per sample); with
+        // cross-entropy a fixed dataset's labels are their argmax per position.
+        let (d_x, d_y) = (model.d_in(), model.d_out());
+        let classify = model.loss_kind() == crate::core::loss::Loss::CrossEntropy;
+        if classify && self.mode != DataMode::Fixed {
+            return Err(invalid!(
+                "data.mode: with loss = \"cross-entropy\" the Gaussian source gives a fixed dataset \
+                 (mode = \"fixed\"), labelled by the argmax of the teacher's outputs; got mode = \"{}\"",
+                self.mode
+            ));
         }
         for (k, present) in [
             ("x_path", self.x_path.is_some()),
@@ -1119,6 +1168,14 @@ impl DataSpec {
                     return Err(invalid!("data.n: must be ≥ 1"));
                 }
                 let data = g.dataset(&mut Rng::derive(seed, "dataset"), n);
+                if classify {
+                    // The labels' distribution is not the Gaussian's: no exact moments.
+                    return Ok(Source::Fixed {
+                        data: argmax_labels(&data, model.classes())?,
+                        replacement: self.replacement,
+                        dist: None,
+                    });
+                }
                 Ok(Source::Fixed {
                     data,
                     replacement: self.replacement,
@@ -1128,12 +1185,17 @@ impl DataSpec {
         }
     }
 
-    fn build_npy(&self, d_x: usize, d_y: usize, base: &Path) -> Result<Source> {
+    fn build_npy(&self, model: &Model, base: &Path) -> Result<Source> {
+        let (d_x, d_y) = (model.d_in(), model.d_y());
         if self.mode != DataMode::Fixed {
             return Err(invalid!(
                 "data.mode: arrays from files are a fixed dataset (set mode = \"fixed\")"
             ));
         }
+        let y_key = match (&self.npz_path, &self.y_path) {
+            (Some(_), _) => "data.npz_path",
+            _ => "data.y_path",
+        };
         let (x, y) = match (&self.npz_path, &self.x_path, &self.y_path) {
             (Some(p), None, None) => {
                 let arrays = read_npz(&base.join(p)).map_err(|e| in_key("data.npz_path", e))?;
@@ -1160,6 +1222,18 @@ impl DataSpec {
             }
         };
         let data = dataset_from_arrays(&x, &y, d_x, d_y)?;
+        let what = match &self.npz_path {
+            Some(p) => format!(
+                "{y_key} ({}, array `{}`)",
+                p.display(),
+                self.y_key.as_deref().unwrap_or("y")
+            ),
+            None => format!(
+                "{y_key} ({})",
+                self.y_path.as_deref().unwrap_or(Path::new("")).display()
+            ),
+        };
+        model.check_targets(&data.y, data.n, &what)?;
         if let Some(n) = self.n {
             if n != data.n {
                 return Err(invalid!("data.n: {n} given, the arrays hold {} samples", data.n));
@@ -1171,6 +1245,26 @@ impl DataSpec {
             dist: None,
         })
     }
+}
+
+/// A dataset with real-valued targets (`d_y = T·K` per sample) relabelled for cross-entropy: per
+/// position t, the class `argmax_k y_{t,k}` (the first one on ties), so `d_y = T`.
+fn argmax_labels(data: &Dataset, k: usize) -> Result<Dataset> {
+    let t = data.d_y / k;
+    let labels = data
+        .y
+        .chunks_exact(k)
+        .map(|row| {
+            let mut best = 0;
+            for (j, v) in row.iter().enumerate() {
+                if *v > row[best] {
+                    best = j;
+                }
+            }
+            best as f64
+        })
+        .collect();
+    Dataset::new(data.n, data.d_x, t, data.x.clone(), labels)
 }
 
 /// An error of reading the file a key names, with the key in front (`data.x_path: cannot read …`).

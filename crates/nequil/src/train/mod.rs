@@ -172,11 +172,11 @@ impl Stepper {
                 ))
             }
         };
-        if model.d_in() != source.d_x() || model.d_out() != source.d_y() {
+        if model.d_in() != source.d_x() || model.d_y() != source.d_y() {
             return Err(invalid!(
                 "model.widths: the model maps {} → {}, the data are {} → {}",
                 model.d_in(),
-                model.d_out(),
+                model.d_y(),
                 source.d_x(),
                 source.d_y()
             ));
@@ -193,7 +193,7 @@ impl Stepper {
             ws: model.workspace(b),
             grad: vec![0.0; model.n_params()],
             xb: if full { Vec::new() } else { vec![0.0; b * model.d_in()] },
-            yb: if full { Vec::new() } else { vec![0.0; b * model.d_out()] },
+            yb: if full { Vec::new() } else { vec![0.0; b * model.d_y()] },
             batcher,
             rng,
             batching,

@@ -34,7 +34,7 @@ pub struct ProbeCtx<'a> {
     pub theta: &'a [f64],
     /// Evaluation inputs, `eval_n × d_in`.
     pub eval_x: &'a [f64],
-    /// Evaluation targets, `eval_n × d_out`.
+    /// Evaluation targets, `eval_n × d_y` ([`Model::d_y`](crate::core::models::Model::d_y)).
     pub eval_y: &'a [f64],
     /// Number of evaluation samples.
     pub eval_n: usize,

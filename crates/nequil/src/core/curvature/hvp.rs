@@ -1,10 +1,13 @@
 //! Exact Hessian-vector products of the mean loss on a set of samples, by Pearlmutter's
 //! R-operator through the stack of layers.
 //!
-//! For the loss `L(θ) = (1/n) Σ_i ‖f(x_i) − y_i‖²` and a direction `v`, the forward pass gives every
+//! For the loss `L(θ) = (1/n) Σ_i ℓ_i` (`ℓ_i = ‖f(x_i) − y_i‖²`, or cross-entropy: the model's
+//! [`crate::core::loss::Loss`]) and a direction `v`, the forward pass gives every
 //! layer's input, output and saved values, the backward pass its output gradient `δ` (starting from
-//! `δ_out = 2(f − y)`). The R-forward pass then propagates `R{y} = d/dε y(θ + εv)` layer by layer
-//! ([`Layer::rforward`]), the loss gives `R{δ_out} = 2 R{f}`, and the R-backward pass propagates
+//! `δ_out = ∂ℓ/∂f`, `2(f − y)` for the mean-squared error). The R-forward pass then propagates
+//! `R{y} = d/dε y(θ + εv)` layer by layer ([`Layer::rforward`]), the loss gives
+//! `R{δ_out} = H_out R{f}` (`2 R{f}`; for cross-entropy `(diag(p) − ppᵀ) R{f}/T` per position with
+//! `p = softmax(f)`), and the R-backward pass propagates
 //! `R{δ}` down while each layer adds its block of `Hv = (1/n) Σ_i R{g_i}` ([`Layer::rbackward`]).
 //! A chunk of samples is processed at a time (row-major `chunk × width` blocks, GEMMs in the
 //! dense layers).
@@ -17,6 +20,7 @@
 use super::HessianOp;
 use crate::core::footprint::{Footprint, BOOKKEEPING, F64};
 use crate::core::layers::{Fwd, RFwd};
+use crate::core::loss::{cross_entropy_hess_row, Loss};
 use crate::core::models::{Model, Workspace};
 use crate::{invalid, Result};
 use std::ops::Range;
@@ -151,8 +155,9 @@ impl HvpWorkspace {
     }
 }
 
-/// The exact Hessian `H = ∇²L(θ)` of the mean loss `L(θ) = (1/n) Σ_i ‖f(x_i) − y_i‖²` (no ½, no
-/// weight decay) over `n` given samples, as an operator `v ↦ Hv`.
+/// The exact Hessian `H = ∇²L(θ)` of the mean loss `L(θ) = (1/n) Σ_i ℓ_i` (the model's loss:
+/// `‖f(x_i) − y_i‖²` with no ½, or cross-entropy; no weight decay) over `n` given samples, as an
+/// operator `v ↦ Hv`.
 ///
 /// Building it validates the shapes and, if it fits, caches the forward pass at θ; each
 /// [`HessianOp::apply`] then costs about 2.5 forward-backward passes over the samples and
@@ -171,7 +176,7 @@ pub struct EmpiricalHessian<'a> {
 
 impl<'a> EmpiricalHessian<'a> {
     /// The Hessian of the mean loss over the `n` samples `x` (`n × d_in`, row-major) and `y`
-    /// (`n × d_out`) at θ. Errors if a shape does not match, `n = 0`, or `ws` was built for a
+    /// (`n × d_y`, [`Model::d_y`]) at θ. Errors if a shape does not match, `n = 0`, or `ws` was built for a
     /// different model.
     pub fn new(
         model: &'a Model,
@@ -191,14 +196,14 @@ impl<'a> EmpiricalHessian<'a> {
         if n == 0 {
             return Err(invalid!("hessian: need at least one sample"));
         }
-        if x.len() < n * model.d_in() || y.len() < n * model.d_out() {
+        if x.len() < n * model.d_in() || y.len() < n * model.d_y() {
             return Err(invalid!(
                 "hessian: {} samples need {}×{} inputs and {}×{} targets, got {} and {} values",
                 n,
                 n,
                 model.d_in(),
                 n,
-                model.d_out(),
+                model.d_y(),
                 x.len(),
                 y.len()
             ));
@@ -261,7 +266,7 @@ impl<'a> EmpiricalHessian<'a> {
         let ranges = std::mem::take(&mut self.ranges);
         let (theta, x, y) = (self.theta, self.x, self.y);
         let chunk = self.ws.opts.chunk;
-        let (dx, dy) = (m.d_in(), m.d_out());
+        let (dx, dy) = (m.d_in(), m.d_y());
         // Split every cached layer into the threads' row ranges.
         let widths: [Vec<usize>; 3] = [
             nodes.iter().map(|nd| nd.layer().out_dim()).collect(),
@@ -414,11 +419,28 @@ fn rop_chunk<F: FwdView + ?Sized>(
         nd.layer()
             .rforward(&theta[r.clone()], &v[r], fwd(k), rx, &mut hi[0], b, scratch);
     }
-    // The loss: R{δ_out} = 2 R{f}.
+    // The loss: R{δ_out} = H_out R{f}, with the output Hessian `2I` of the mean-squared error
+    // and `(diag(p_t) − p_t p_tᵀ)/T` per position of cross-entropy (the labels drop out).
     {
         let dout = m.d_out();
-        for (d, r) in rd[last][..b * dout].iter_mut().zip(&ry[last][..b * dout]) {
-            *d = 2.0 * r;
+        match m.loss_kind() {
+            Loss::Mse => {
+                for (d, r) in rd[last][..b * dout].iter_mut().zip(&ry[last][..b * dout]) {
+                    *d = 2.0 * r;
+                }
+            }
+            Loss::CrossEntropy => {
+                let k = m.classes();
+                let scale = 1.0 / m.d_y() as f64;
+                let logits = f.out(last);
+                for ((o, r), z) in rd[last][..b * dout]
+                    .chunks_exact_mut(k)
+                    .zip(ry[last][..b * dout].chunks_exact(k))
+                    .zip(logits[..b * dout].chunks_exact(k))
+                {
+                    cross_entropy_hess_row(z, r, o, scale);
+                }
+            }
         }
     }
     // R-backward.
@@ -468,7 +490,7 @@ impl HessianOp for EmpiricalHessian<'_> {
         let ranges = &self.ranges;
         let cached = self.cached;
         let cache = &self.ws.cache;
-        let (dx, dy) = (m.d_in(), m.d_out());
+        let (dx, dy) = (m.d_in(), m.d_y());
         let work = |lane: &mut Lane, r: Range<usize>, _: ()| {
             lane.acc.fill(0.0);
             let mut i = r.start;

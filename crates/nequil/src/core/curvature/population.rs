@@ -48,6 +48,7 @@ pub struct PopulationHessian {
 }
 
 fn check_linear(model: &Model) -> Result<DenseChain> {
+    model.loss_kind().mse_only("population Hessian")?;
     match model.as_linear_chain() {
         Some(m) => Ok(m),
         None => Err(invalid!(

@@ -22,6 +22,9 @@ use crate::{invalid, Result};
 pub const PAPER_SHARPNESS_FACTOR: f64 = 0.5;
 
 fn linear_widths(model: &Model, theta: &[f64], x_moment: &Dense) -> Result<crate::core::models::DenseChain> {
+    model
+        .loss_kind()
+        .mse_only("sharpness (the closed-form Hessian trace of a linear network)")?;
     let m = match model.as_linear_chain() {
         Some(m) => m,
         None => {

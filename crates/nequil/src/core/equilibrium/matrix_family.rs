@@ -123,7 +123,7 @@ pub fn families_moments(
                 theta.len()
             ));
         }
-        if n == 0 || x.len() < n * model.d_in() || y.len() < n * model.d_out() {
+        if n == 0 || x.len() < n * model.d_in() || y.len() < n * model.d_y() {
             return Err(invalid!("{}: need n ≥ 1 samples of the model's shapes", fam.name));
         }
     }
@@ -163,7 +163,7 @@ pub fn families_moments(
         .collect();
     let mut ws = model.workspace(1);
     let mut g = vec![0.0; p];
-    let (dx, dy) = (model.d_in(), model.d_out());
+    let (dx, dy) = (model.d_in(), model.d_y());
     for s in 0..n {
         model.loss_grad(
             theta,

@@ -177,6 +177,7 @@ impl TwoLayerGammas {
 
 /// `(U, W)` = (`layers.1.weight`, `layers.0.weight`) of a two-layer linear net without biases.
 pub fn two_layer_factors(mlp: &DenseChain, theta: &[f64]) -> Result<(Dense, Dense)> {
+    mlp.loss().mse_only("the two-layer linear equilibrium (Theorem 5.2)")?;
     if mlp.depth() != 2 || mlp.activation() != Activation::Identity || mlp.has_bias() {
         return Err(invalid!(
             "two-layer equilibrium: needs a two-layer linear net without biases, got {}",

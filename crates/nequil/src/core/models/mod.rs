@@ -24,6 +24,8 @@
 use crate::core::footprint::{human_bytes, Footprint};
 pub use crate::core::layers::{Activation, LayerConfig, ScaleKind, ScaleNet, MAX_VALUES};
 use crate::core::layers::{ActivationLayer, BlockInit, Fwd, Layer, Linear, Structure};
+pub use crate::core::loss::Loss;
+use crate::core::loss::{cross_entropy_row, cross_entropy_value};
 use crate::core::params::Layout;
 use crate::core::rng::Rng;
 use crate::{invalid, Result};
@@ -100,6 +102,7 @@ pub struct Model {
     nodes: Vec<Node>,
     layout: Layout,
     desc: String,
+    loss: Loss,
 }
 
 /// Bytes of `n` values of `f64`, or an error when that overflows.
@@ -190,6 +193,7 @@ impl Model {
             nodes: out,
             layout,
             desc: desc.into(),
+            loss: Loss::Mse,
         })
     }
 
@@ -293,6 +297,51 @@ impl Model {
         self.desc.clone()
     }
 
+    /// The model scored by `loss` ([`crate::core::loss`]; models are built with [`Loss::Mse`]).
+    /// Cross-entropy reads the output's last axis as logits over `K ≥ 2` classes; an output with
+    /// fewer is an error naming `key`.
+    pub fn with_loss(mut self, loss: Loss, key: &str) -> Result<Self> {
+        if loss == Loss::CrossEntropy {
+            let k = self.out_shape().last().copied().unwrap_or(0);
+            if k < 2 {
+                return Err(invalid!(
+                    "{key}: cross-entropy needs at least 2 logits on the output's last axis, the model's output has shape {:?}",
+                    self.out_shape()
+                ));
+            }
+        }
+        self.loss = loss;
+        Ok(self)
+    }
+    /// The per-sample loss the model is scored by.
+    pub fn loss_kind(&self) -> Loss {
+        self.loss
+    }
+    /// Number of classes K of cross-entropy: the size of the output's last axis.
+    pub fn classes(&self) -> usize {
+        self.out_shape().last().copied().unwrap_or(1)
+    }
+    /// Target values per sample: `d_out` for the mean-squared error; one label per position
+    /// (`d_out / K`: 1 for an output `[K]`, T for a sequence's `[T, K]`) for cross-entropy.
+    pub fn d_y(&self) -> usize {
+        match self.loss {
+            Loss::Mse => self.d_out(),
+            Loss::CrossEntropy => self.d_out() / self.classes(),
+        }
+    }
+    /// Checks `n` samples' targets `y` for this model's loss: for cross-entropy, integer labels
+    /// in `0..K` (errors name `what`, the sample and the value); nothing for the mean-squared
+    /// error.
+    pub fn check_targets(&self, y: &[f64], n: usize, what: &str) -> Result<()> {
+        match self.loss {
+            Loss::Mse => Ok(()),
+            Loss::CrossEntropy => {
+                let d = self.d_y();
+                crate::core::loss::check_labels(&y[..(n * d).min(y.len())], self.classes(), d, what)
+            }
+        }
+    }
+
     /// The model as a chain of dense layers with one activation between consecutive ones, if it
     /// is one (deep linear chains, MLPs).
     pub fn as_chain(&self) -> Option<DenseChain> {
@@ -360,6 +409,7 @@ impl Model {
             bias: bias?,
             w_off,
             b_off,
+            loss: self.loss,
         })
     }
 
@@ -569,26 +619,61 @@ impl Model {
             .fold(f64::INFINITY, f64::min)
     }
 
-    /// Mean loss `(1/b) Σ_i ‖f(x_i) − y_i‖²` of a batch.
+    /// Mean loss `(1/b) Σ_i ℓ_i` of a batch (`ℓ_i = ‖f(x_i) − y_i‖²` for the mean-squared error;
+    /// see [`crate::core::loss`]). `y` holds [`Model::d_y`] values per sample.
     pub fn loss(&self, theta: &[f64], x: &[f64], y: &[f64], b: usize, ws: &mut Workspace) -> f64 {
         self.forward(theta, x, b, ws);
         let f = ws.output();
-        let n = b * self.d_out();
-        f[..n].iter().zip(&y[..n]).map(|(a, c)| (a - c) * (a - c)).sum::<f64>() / b as f64
+        match self.loss {
+            Loss::Mse => {
+                let n = b * self.d_out();
+                f[..n].iter().zip(&y[..n]).map(|(a, c)| (a - c) * (a - c)).sum::<f64>() / b as f64
+            }
+            Loss::CrossEntropy => {
+                let (k, t) = (self.classes(), self.d_y());
+                let mut total = 0.0;
+                for i in 0..b {
+                    let mut li = 0.0;
+                    for p in 0..t {
+                        let r = (i * t + p) * k;
+                        li += cross_entropy_value(&f[r..r + k], y[i * t + p]);
+                    }
+                    total += li / t as f64;
+                }
+                total / b as f64
+            }
+        }
     }
 
-    /// Forward pass and the per-sample output gradients `δ = 2(f − y)` in the workspace; returns
-    /// the mean loss.
+    /// Forward pass and the per-sample output gradients `δ_i = ∂ℓ_i/∂f(x_i)` in the workspace
+    /// (`2(f − y)` for the mean-squared error, `(softmax(f_t) − e_{y_t})/T` per position for
+    /// cross-entropy); returns the mean loss.
     pub(crate) fn forward_residual(&self, theta: &[f64], x: &[f64], y: &[f64], b: usize, ws: &mut Workspace) -> f64 {
         self.forward(theta, x, b, ws);
         let last = self.nodes.len() - 1;
         let dout = self.d_out();
         let mut loss = 0.0;
         let (f, delta) = (&ws.out[last], &mut ws.delta[last]);
-        for ((dv, fv), yv) in delta[..b * dout].iter_mut().zip(&f[..b * dout]).zip(&y[..b * dout]) {
-            let r = fv - yv;
-            loss += r * r;
-            *dv = 2.0 * r;
+        match self.loss {
+            Loss::Mse => {
+                for ((dv, fv), yv) in delta[..b * dout].iter_mut().zip(&f[..b * dout]).zip(&y[..b * dout]) {
+                    let r = fv - yv;
+                    loss += r * r;
+                    *dv = 2.0 * r;
+                }
+            }
+            Loss::CrossEntropy => {
+                let (k, t) = (self.classes(), self.d_y());
+                let scale = 1.0 / t as f64;
+                for i in 0..b {
+                    let mut li = 0.0;
+                    for p in 0..t {
+                        let r = (i * t + p) * k..(i * t + p + 1) * k;
+                        li += cross_entropy_row(&f[r.clone()], y[i * t + p], &mut delta[r], scale);
+                    }
+                    loss += li * scale;
+                }
+            }
         }
         loss / b as f64
     }
@@ -612,7 +697,7 @@ impl Model {
 
     /// Loss over a large set in chunks of the workspace's batch size.
     pub fn loss_chunked(&self, theta: &[f64], x: &[f64], y: &[f64], n: usize, ws: &mut Workspace) -> f64 {
-        let (dx, dy) = (self.d_in(), self.d_out());
+        let (dx, dy) = (self.d_in(), self.d_y());
         let mut total = 0.0;
         for_chunks(n, ws.batch, |i, b| {
             total += b as f64 * self.loss(theta, &x[i * dx..(i + b) * dx], &y[i * dy..(i + b) * dy], b, ws);
@@ -708,9 +793,16 @@ pub struct DenseChain {
     bias: bool,
     w_off: Vec<usize>,
     b_off: Vec<Option<usize>>,
+    loss: Loss,
 }
 
 impl DenseChain {
+    /// The loss of the model the chain was read from. The closed forms of linear chains (the
+    /// equilibria of Theorems 5.2 and 5.4, the population Hessian, the sharpness) are claims about
+    /// the mean-squared error: [`Loss::mse_only`] refuses them for cross-entropy.
+    pub fn loss(&self) -> Loss {
+        self.loss
+    }
     /// The model's description.
     pub fn describe(&self) -> String {
         self.desc.clone()

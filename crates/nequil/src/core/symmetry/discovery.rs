@@ -111,7 +111,7 @@ pub fn discover_diagonal(
     rng: &mut Rng,
 ) -> Result<Discovery> {
     let p = model.n_params();
-    let (dx, dy) = (model.d_in(), model.d_out());
+    let (dx, dy) = (model.d_in(), model.d_y());
     if x.len() < n * dx || y.len() < n * dy {
         return Err(invalid!(
             "discover: {n} samples need {} inputs and {} targets",

@@ -421,7 +421,7 @@ pub fn verify(
             theta.len()
         ));
     }
-    let (dx, dy) = (model.d_in(), model.d_out());
+    let (dx, dy) = (model.d_in(), model.d_y());
     if x.len() < n * dx || y.len() < n * dy {
         return Err(invalid!(
             "verify: {n} samples need {} inputs and {} targets",

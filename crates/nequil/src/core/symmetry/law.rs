@@ -271,7 +271,7 @@ pub(crate) fn check_data(model: &Model, theta: &[f64], x: &[f64], y: &[f64], n: 
     if n == 0 {
         return Err(invalid!("data: no samples"));
     }
-    let (dx, dy) = (model.d_in(), model.d_out());
+    let (dx, dy) = (model.d_in(), model.d_y());
     if x.len() < n * dx || y.len() < n * dy {
         return Err(invalid!(
             "data: {n} samples need {}×{dx} inputs and {}×{dy} targets, got {} and {} values",

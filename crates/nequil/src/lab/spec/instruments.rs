@@ -268,6 +268,7 @@ fn is_deep_linear(model: &Model) -> bool {
 }
 
 fn two_layer(key: &str, what: &str, model: &Model) -> Result<()> {
+    model.loss_kind().mse_only(&format!("{key}: {what}"))?;
     as_two_layer_linear(model).map(|_| ()).map_err(|_| {
         invalid!(
             "{key}: {what} is defined for a two-layer linear net U W only (model.kind = \"linear\", \
@@ -446,6 +447,9 @@ fn plan(p: &ProbeSpec, model: &Model, source: Option<&Source>, seed: u64) -> Res
         }
         let data = curvature_data(h.data);
         if data == CurvatureData::Population {
+            model
+                .loss_kind()
+                .mse_only("probes.hessian.data: \"population\" (the exact population Hessian of a deep linear net)")?;
             if !is_deep_linear(model) {
                 return Err(invalid!(
                     "probes.hessian.data: \"population\" (the exact population Hessian) needs a deep linear net \
