@@ -218,7 +218,7 @@ pub fn figure(r: &Results) -> Result<Figure> {
             ),
             norm_series(r, "sgd", &format!("SGD, η = {ETA}"), Role::Sgd)?,
             norm_series(r, "gd", &format!("GD, η = {ETA}"), Role::Gd)?,
-            norm_series(r, "gd_quarter_eta", &format!("GD, η = {}", ETA / 4.0), Role::GdWd)?,
+            norm_series(r, "gd_quarter_eta", &format!("GD, η = {}", ETA / 4.0), Role::Gd)?,
         ],
         false,
         false,
