@@ -16,7 +16,8 @@
 //!   open square unless the series says otherwise); every x–y panel has a legend, placed in the
 //!   emptiest corner;
 //! * z-order: dashed lines at the back, then lines, then filled marks (the series with the most
-//!   points first, so that a sparse series lies on a dense one), then hollow marks;
+//!   points first, so that a sparse series lies on a dense one), then hollow marks, then the
+//!   theory's lines and dashes on top;
 //! * a run that diverged ([`Series::diverged`]) gets a cross (×) on the top edge of the plot at
 //!   its divergence step, and "diverged at step N (×)" in its legend entry;
 //! * non-finite points are skipped (lines break there); on a log axis non-positive values are
@@ -1857,9 +1858,11 @@ fn draw_xy<DB: DrawingBackend>(
         .axis_style(BLACK.mix(0.8))
         .draw()?;
 
-    // z-order: dashed lines, lines, filled marks (most points first), hollow marks; a series'
-    // divergence cross is drawn with its marks.
+    // z-order: dashed lines, lines, filled marks (most points first), hollow marks, then the
+    // theory's lines on top (a thin line crosses marks but a cloud of marks could cover it); a
+    // series' divergence cross is drawn with its marks.
     let layer = |k: usize| match series[k].style {
+        Style::Dashed | Style::Line if series[k].role == Role::Theory => 4,
         Style::Dashed => 0,
         Style::Line => 1,
         Style::Markers if marks[k].hollow() => 3,
@@ -2931,15 +2934,16 @@ mod tests {
         problems
     }
 
-    /// The share of an axis that the middle 90 % of a panel's points must spread over: below
-    /// 1/20 (about 15 px of a 300 px plot) the bulk of the data is a flat smear at one end and
-    /// the range was set by a few outlying points (a start far from the rest, which a log axis
-    /// or leaving them out would show).
-    const MIN_BULK_SHARE: f64 = 0.05;
+    /// How much of the data's span must remain when the outermost 1 % of a panel's points (at
+    /// least one) at each end are left out: below a quarter, a handful of points set the range
+    /// and everything else is squeezed into a quarter of the plot or less (a start far from the
+    /// rest, which hides the runs under each other at the bottom). Trends that converge, where
+    /// many points lie far out, keep their range.
+    const MIN_TRIMMED_SHARE: f64 = 0.25;
 
     /// Axis ranges that do not fit the data: a drawn point outside the range, padding beyond the
-    /// 5 % a side that [`Axis::fit`] adds, the bulk of the points squeezed into a sliver of the
-    /// axis ([`MIN_BULK_SHARE`]); heatmap colour scales that miss a value or are wider than the
+    /// 5 % a side that [`Axis::fit`] adds, a range set by a handful of outlying points
+    /// ([`MIN_TRIMMED_SHARE`]); heatmap colour scales that miss a value or are wider than the
     /// values (symmetric scales: exactly ± the largest magnitude).
     fn misfit_axes(name: &str, fig: &Figure) -> Vec<String> {
         let (_, _, layouts) = render_rgb(fig).unwrap();
@@ -2972,13 +2976,16 @@ mod tests {
                             axis.hi
                         ));
                     }
-                    let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
-                    let bulk = q(0.95) - q(0.05);
-                    if max > min && bulk < MIN_BULK_SHARE * span {
-                        problems.push(format!(
-                            "{name}, panel {}: the middle 90 % of the {label} values spans {bulk:.3e} of the axis' {span:.3e} (set by outliers: {min:.3e}..{max:.3e})",
-                            i - 1
-                        ));
+                    let k = (v.len() / 100).max(1);
+                    if v.len() > 2 * k + 1 {
+                        let trimmed = v[v.len() - 1 - k] - v[k];
+                        if max > min && trimmed < MIN_TRIMMED_SHARE * (max - min) {
+                            problems.push(format!(
+                                "{name}, panel {}: without its outermost {k} point(s) at each end the {label} data span {trimmed:.3e} of {:.3e}: a few points set the range {min:.3e}..{max:.3e}",
+                                i - 1,
+                                max - min
+                            ));
+                        }
                     }
                 }
             }
@@ -3037,12 +3044,20 @@ mod tests {
         );
         assert_eq!(hidden_series("fixed", &fixed), Vec::<String>::new());
         // A line covered by another drawn over it, point for point.
-        let mut line = on("theory", Role::Theory, &y);
+        let mut line = on("first", Role::Other(0), &y);
         line.style = Style::Line;
-        let mut over = on("SGD", Role::Sgd, &y);
+        let mut over = on("second", Role::Other(1), &y);
         over.style = Style::Line;
-        let p = hidden_series("line under line", &one_panel(vec![line, over], false, false));
-        assert!(p.len() == 1 && p[0].contains("\"theory\" shows"), "{p:?}");
+        let p = hidden_series(
+            "line under line",
+            &one_panel(vec![line.clone(), over.clone()], false, false),
+        );
+        assert!(p.len() == 1 && p[0].contains("\"first\" shows"), "{p:?}");
+        // The theory's line goes on top of what would cover it.
+        let mut theory = line;
+        theory.role = Role::Theory;
+        let p = hidden_series("theory on top", &one_panel(vec![theory, over], false, false));
+        assert!(p.len() == 1 && p[0].contains("\"second\" shows"), "{p:?}");
         // Two series one cannot tell apart: one colour, one style, one mark.
         let alike = one_panel(
             vec![
@@ -3097,7 +3112,7 @@ mod tests {
         loss[0] = 300.0;
         let linear = one_panel(vec![on("SGD", Role::Sgd, &loss)], false, false);
         let p = misfit_axes("linear", &linear);
-        assert!(p.len() == 1 && p[0].contains("middle 90 %"), "{p:?}");
+        assert!(p.len() == 1 && p[0].contains("a few points set the range"), "{p:?}");
         let log = one_panel(vec![on("SGD", Role::Sgd, &loss)], false, true);
         assert_eq!(misfit_axes("log", &log), Vec::<String>::new());
     }

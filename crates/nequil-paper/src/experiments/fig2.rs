@@ -13,7 +13,7 @@
 
 use super::common::{fmt, log_of, Check, Ctx};
 use super::plan::{base_spec, population_gd, Details, Plan, PlannedRun, Results, RunResult};
-use crate::files::{Figure, Mark, Panel, Role, Series, Style};
+use crate::files::{Figure, Panel, Role, Series, Style};
 use nequil::core::data::{Cov, Gaussian, Target};
 use nequil::core::equilibrium::{two_layer_equilibrium_gaussian, two_layer_theta, TwoLayerGammas};
 use nequil::core::linalg::Dense;
@@ -353,10 +353,19 @@ pub fn figure(r: &Results) -> Result<Figure> {
     let mut ent = vec![];
     for (j, (a, b)) in ENTRIES.iter().enumerate() {
         let (x, y) = probe_rows(s0, &format!("delta[{a},{b}]"), ETA)?;
-        ent.push(
-            Series::new(format!("SGD Δ[{a},{b}]"), Role::Sgd, Style::Markers, x, y)
-                .with_mark(Mark::ALL[j % Mark::ALL.len()]),
-        );
+        // Δ[0,0] beside GD's in SGD's blue; the other entries are parts of one model: a colour
+        // each (repeating after six, with another mark), the label naming the entry first.
+        ent.push(Series::new(
+            if j == 0 {
+                format!("SGD Δ[{a},{b}]")
+            } else {
+                format!("Δ[{a},{b}] (SGD)")
+            },
+            if j == 0 { Role::Sgd } else { Role::Other(j as u8) },
+            Style::Markers,
+            x,
+            y,
+        ));
     }
     let (x, y) = probe_rows(g0, "delta[0,0]", ETA_GD)?;
     ent.push(Series::new("GD Δ[0,0]", Role::Gd, Style::Markers, x, y));

@@ -361,6 +361,9 @@ pub fn figure(r: &Results) -> Result<Figure> {
         let run = r.run(&name(unequal, ETA_S))?;
         let (t, norms) = (run.column("t")?, layer_norms(run)?);
         let stride = (t.len() / 120).max(1);
+        // With unequal initial norms the records at t = 0 lie far from the equilibrium and
+        // would set the range; they start after it, and the axis label gives them.
+        let first = usize::from(unequal);
         let mut series = vec![];
         for (l, n) in norms.iter().enumerate() {
             let role = if l == 0 { Role::Sgd } else { Role::Other(l as u8) };
@@ -368,10 +371,19 @@ pub fn figure(r: &Results) -> Result<Figure> {
                 format!("‖W{}‖² (SGD)", l + 1),
                 role,
                 Style::Markers,
-                t.iter().step_by(stride).cloned().collect(),
-                n.iter().step_by(stride).cloned().collect(),
+                t.iter().skip(first).step_by(stride).cloned().collect(),
+                n.iter().skip(first).step_by(stride).cloned().collect(),
             ));
         }
+        let x_label = if unequal {
+            let at0: Vec<String> = norms.iter().map(|n| fmt(n[0])).collect();
+            format!(
+                "t = η · steps (from the first record after t = 0, where the norms are {})",
+                at0.join(", ")
+            )
+        } else {
+            "t = η · steps".to_string()
+        };
         let t_end = t[t.len() - 1];
         for (l, p) in pred.iter().enumerate() {
             series.push(Series::new(
@@ -388,7 +400,7 @@ pub fn figure(r: &Results) -> Result<Figure> {
         }
         panels.push(Panel::xy(
             &format!("depth 4, {title}, η = {ETA_S}"),
-            "t = η · steps",
+            &x_label,
             "squared Frobenius norm",
             series,
             false,

@@ -298,13 +298,18 @@ pub fn figure(r: &Results) -> Result<Figure> {
     )];
     for s in SUBJECTS {
         let mut loss = vec![];
+        // The loss panels start after step 0: there every run has the same loss (the
+        // rebalancing keeps the function), far above the rest, and would set the range; the
+        // axis label gives it.
+        let mut at_start = vec![];
         for (i, (_, label)) in SETTINGS.iter().enumerate() {
             let run = r.outcome(&name(s, label, 0))?;
             let (st, l) = (run.column("step")?, run.column("loss")?);
+            at_start.extend(st.iter().zip(&l).filter(|p| *p.0 == 0.0).map(|p| *p.1));
             let (x, y): (Vec<f64>, Vec<f64>) = st
                 .iter()
                 .zip(&l)
-                .filter(|p| p.1.is_finite() && *p.1 < 1e6)
+                .filter(|p| *p.0 > 0.0 && p.1.is_finite() && *p.1 < 1e6)
                 .map(|(a, b)| (*a, *b))
                 .unzip();
             let diverged = |s: Series| s.with_mark(marks[i]).diverged_at(run.diverged_at(), |s| s as f64);
@@ -340,13 +345,21 @@ pub fn figure(r: &Results) -> Result<Figure> {
                 );
             }
         }
+        let (lo, hi) = at_start
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+        let start = if hi - lo <= 1e-9 * hi.abs() {
+            fmt(lo)
+        } else {
+            format!("{} to {}", fmt(lo), fmt(hi))
+        };
         loss_panels.push(Panel::xy(
             &format!("loss, {} (seed 0)", s.title()),
-            "iteration",
-            "loss on the evaluation sample (log scale)",
+            &format!("iteration (from the first record after step 0, where every run's loss is {start})"),
+            "loss on the evaluation sample",
             loss,
             false,
-            true,
+            false,
         ));
     }
     sharp.push(Series::new(
