@@ -10,7 +10,10 @@
 //! * one colour per method, fixed per [`Role`] ([`role_color`]) and the same in every figure:
 //!   SGD blue, GD red, momentum cyan, Adam green, theory black; a method with weight decay keeps
 //!   the method's colour; `Other(i)` (layers, entries, reference quantities) comes from a
-//!   secondary palette that shares no colour with the methods;
+//!   secondary palette that shares no colour with the methods; a legend label that begins with a
+//!   method's name (`SGD …`, `GD …`, `momentum …`, `Adam …`, `theory …`) is drawn in that
+//!   method's colour, and a panel of one model's parts (layers, channels, matrix entries),
+//!   coloured by part, names the part first (`ρ_0, SGD`);
 //! * [`Style::Line`] is a solid line, [`Style::Dashed`] a dashed line, [`Style::Markers`] marks
 //!   of a [`Mark`] shape: series of one colour in a panel never share a shape (weight decay is an
 //!   open square unless the series says otherwise); every x–y panel has a legend, placed in the
@@ -435,8 +438,9 @@ struct PanelLayout {
     svg: Vec<String>,
     /// The series of an x–y panel, in the panel's order.
     series: Vec<SeriesLayout>,
-    /// The x and y axes of an x–y panel, and every drawn point in drawing coordinates.
-    axes: Option<(Axis, Axis, Vec<(f64, f64)>)>,
+    /// The x and y axes of an x–y panel, every drawn point and the abscissae of the divergence
+    /// crosses, in drawing coordinates.
+    axes: Option<(Axis, Axis, Vec<(f64, f64)>, Vec<f64>)>,
     /// A heatmap's colour scale (lo, hi) and the range of its finite values (min, max).
     scale: Option<((f64, f64), (f64, f64))>,
 }
@@ -1946,7 +1950,7 @@ fn draw_xy<DB: DrawingBackend>(
             diverged: crosses[k],
         })
         .collect();
-    layout.axes = Some((x.clone(), y.clone(), pts().copied().collect()));
+    layout.axes = Some((x.clone(), y.clone(), pts().copied().collect(), div_x().collect()));
     Ok(())
 }
 
@@ -2949,9 +2953,12 @@ mod tests {
         let (_, _, layouts) = render_rgb(fig).unwrap();
         let mut problems = Vec::new();
         for (i, l) in layouts.iter().enumerate().skip(1) {
-            if let Some((x, y, pts)) = &l.axes {
+            if let Some((x, y, pts, crosses)) = &l.axes {
                 for (axis, which) in [(x, 0), (y, 1)] {
                     let mut v: Vec<f64> = pts.iter().map(|p| if which == 0 { p.0 } else { p.1 }).collect();
+                    if which == 0 {
+                        v.extend(crosses);
+                    }
                     if v.is_empty() {
                         continue;
                     }
@@ -3078,7 +3085,7 @@ mod tests {
         assert_eq!(unmarked_divergences("drawn", &drawn), Vec::<String>::new());
         assert_eq!(hidden_series("drawn", &drawn), Vec::<String>::new());
         let (_, _, layouts) = render_rgb(&drawn).unwrap();
-        let (x, _, _) = layouts[1].axes.clone().unwrap();
+        let (x, _, _, _) = layouts[1].axes.clone().unwrap();
         assert!(x.hi >= 57.0, "the x axis reaches the divergence step: {x:?}");
         // A diverged run with no point left to draw still shows (its cross).
         let empty =
