@@ -438,11 +438,21 @@ struct PanelLayout {
     svg: Vec<String>,
     /// The series of an x–y panel, in the panel's order.
     series: Vec<SeriesLayout>,
-    /// The x and y axes of an x–y panel, every drawn point and the abscissae of the divergence
-    /// crosses, in drawing coordinates.
-    axes: Option<(Axis, Axis, Vec<(f64, f64)>, Vec<f64>)>,
+    /// The axes of an x–y panel and what they had to hold.
+    axes: Option<AxesLayout>,
     /// A heatmap's colour scale (lo, hi) and the range of its finite values (min, max).
     scale: Option<((f64, f64), (f64, f64))>,
+}
+
+/// The x and y axes of an x–y panel, every drawn point and the abscissae of the divergence
+/// crosses, in drawing coordinates (for the layout tests).
+#[derive(Clone, Debug)]
+#[cfg_attr(not(test), allow(dead_code))] // read by the layout tests
+struct AxesLayout {
+    x: Axis,
+    y: Axis,
+    points: Vec<(f64, f64)>,
+    crosses: Vec<f64>,
 }
 
 /// How one series of an x–y panel was drawn (for the layout tests).
@@ -1950,7 +1960,12 @@ fn draw_xy<DB: DrawingBackend>(
             diverged: crosses[k],
         })
         .collect();
-    layout.axes = Some((x.clone(), y.clone(), pts().copied().collect(), div_x().collect()));
+    layout.axes = Some(AxesLayout {
+        x: x.clone(),
+        y: y.clone(),
+        points: pts().copied().collect(),
+        crosses: div_x().collect(),
+    });
     Ok(())
 }
 
@@ -2953,7 +2968,13 @@ mod tests {
         let (_, _, layouts) = render_rgb(fig).unwrap();
         let mut problems = Vec::new();
         for (i, l) in layouts.iter().enumerate().skip(1) {
-            if let Some((x, y, pts, crosses)) = &l.axes {
+            if let Some(AxesLayout {
+                x,
+                y,
+                points: pts,
+                crosses,
+            }) = &l.axes
+            {
                 for (axis, which) in [(x, 0), (y, 1)] {
                     let mut v: Vec<f64> = pts.iter().map(|p| if which == 0 { p.0 } else { p.1 }).collect();
                     if which == 0 {
@@ -3085,7 +3106,7 @@ mod tests {
         assert_eq!(unmarked_divergences("drawn", &drawn), Vec::<String>::new());
         assert_eq!(hidden_series("drawn", &drawn), Vec::<String>::new());
         let (_, _, layouts) = render_rgb(&drawn).unwrap();
-        let (x, _, _, _) = layouts[1].axes.clone().unwrap();
+        let x = layouts[1].axes.clone().unwrap().x;
         assert!(x.hi >= 57.0, "the x axis reaches the divergence step: {x:?}");
         // A diverged run with no point left to draw still shows (its cross).
         let empty =
