@@ -173,21 +173,29 @@ impl ReportEntry {
 // ---------------------------------------------------------------------------------------------
 // Figures (`figure.json`).
 
-/// What a series represents; the renderer maps each role to one fixed colour.
+/// What a series represents; the renderer maps each role to one fixed colour, the same in every
+/// figure: one colour per method (SGD blue, GD red, momentum cyan, Adam green, theory black).
+/// A method's variants (weight decay, another learning rate or initialization) keep its colour
+/// and differ by their [`Mark`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Stochastic gradient descent.
     Sgd,
-    /// SGD with weight decay.
+    /// SGD with weight decay (SGD's colour; open square marks unless the series names its mark).
     SgdWd,
     /// (Full-batch) gradient descent, or gradient flow.
     Gd,
-    /// GD with weight decay.
+    /// GD with weight decay (GD's colour; open square marks unless the series names its mark).
     GdWd,
+    /// SGD with heavy-ball momentum.
+    Momentum,
+    /// Adam (or AdamW).
+    Adam,
     /// A theory prediction.
     Theory,
-    /// Anything else; the index picks a colour from a secondary palette.
+    /// Anything that is not a method (a layer, a matrix entry, a reference quantity); the index
+    /// picks a colour from a secondary palette that shares no colour with the methods.
     Other(u8),
 }
 
@@ -201,6 +209,64 @@ pub enum Style {
     Markers,
     /// A dashed line (references, e.g. a stability threshold).
     Dashed,
+}
+
+/// The shape of a series' markers. Filled marks are drawn first and hollow ones (larger, so
+/// that a filled mark under them still shows) on top.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mark {
+    /// A filled disc (radius 3 px).
+    Circle,
+    /// A filled square (6 px a side).
+    Square,
+    /// A filled upward triangle.
+    Triangle,
+    /// A filled diamond.
+    Diamond,
+    /// An open circle (radius 5 px).
+    Ring,
+    /// An open square (10 px a side).
+    OpenSquare,
+    /// An open upward triangle.
+    OpenTriangle,
+    /// An open diamond.
+    OpenDiamond,
+}
+
+impl Mark {
+    /// Every mark, in the order the renderer hands them out to series of one colour: filled
+    /// and hollow in turn, so that two series of one colour whose points coincide both show.
+    pub const ALL: [Mark; 8] = [
+        Mark::Circle,
+        Mark::OpenSquare,
+        Mark::Triangle,
+        Mark::Ring,
+        Mark::Diamond,
+        Mark::OpenTriangle,
+        Mark::Square,
+        Mark::OpenDiamond,
+    ];
+    /// Whether the mark is an outline (drawn above the filled marks).
+    pub fn hollow(self) -> bool {
+        matches!(
+            self,
+            Mark::Ring | Mark::OpenSquare | Mark::OpenTriangle | Mark::OpenDiamond
+        )
+    }
+}
+
+/// Where a run diverged: the renderer draws a cross (×) at `x` on the top edge of the plot and
+/// adds "diverged at step N" to the series' legend entry.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Divergence {
+    /// The update at which the run stopped (the `step` of [`nequil::Error::Diverged`]).
+    pub step: u64,
+    /// The abscissa of that update, in the unit of the panel's x label (the step itself when
+    /// the x axis counts iterations, η·step when it is the time t).
+    #[serde(with = "num")]
+    pub x: f64,
 }
 
 /// One named set of points.
@@ -219,6 +285,14 @@ pub struct Series {
     /// Ordinates (same length as `x`; non-finite points are skipped when drawing).
     #[serde(with = "nums")]
     pub y: Vec<f64>,
+    /// The markers' shape; absent: the role's own (an open square for weight decay, else a
+    /// disc), or
+    /// the next free one when a series of the same colour earlier in the panel has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<Mark>,
+    /// Where the run diverged, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged: Option<Divergence>,
 }
 
 impl Series {
@@ -230,7 +304,20 @@ impl Series {
             style,
             x,
             y,
+            mark: None,
+            diverged: None,
         }
+    }
+    /// The same series with markers of shape `mark`.
+    pub fn with_mark(mut self, mark: Mark) -> Self {
+        self.mark = Some(mark);
+        self
+    }
+    /// The same series, marked as a run that diverged at update `step` (abscissa `x`); `None`
+    /// leaves it as it is.
+    pub fn diverged_at(mut self, step: Option<u64>, x: impl Fn(u64) -> f64) -> Self {
+        self.diverged = step.map(|step| Divergence { step, x: x(step) });
+        self
     }
 }
 

@@ -7,10 +7,22 @@
 //!
 //! Conventions a reader can rely on in every figure:
 //!
-//! * colours are fixed per [`Role`] ([`role_color`]): SGD blue, SGD+WD cyan, GD red, GD+WD
-//!   orange, theory black, `Other(i)` from a secondary palette;
-//! * [`Style::Line`] is a solid line, [`Style::Dashed`] a dashed line, [`Style::Markers`] small
-//!   filled circles; every x–y panel has a legend, placed in the emptiest corner;
+//! * one colour per method, fixed per [`Role`] ([`role_color`]) and the same in every figure:
+//!   SGD blue, GD red, momentum cyan, Adam green, theory black; a method with weight decay keeps
+//!   the method's colour; `Other(i)` (layers, entries, reference quantities) comes from a
+//!   secondary palette that shares no colour with the methods; a legend label that begins with a
+//!   method's name (`SGD …`, `GD …`, `momentum …`, `Adam …`, `theory …`) is drawn in that
+//!   method's colour, and a panel of one model's parts (layers, channels, matrix entries),
+//!   coloured by part, names the part first (`ρ_0, SGD`);
+//! * [`Style::Line`] is a solid line, [`Style::Dashed`] a dashed line, [`Style::Markers`] marks
+//!   of a [`Mark`] shape: series of one colour in a panel never share a shape (weight decay is an
+//!   open square unless the series says otherwise); every x–y panel has a legend, placed in the
+//!   emptiest corner;
+//! * z-order: dashed lines at the back, then lines, then filled marks (the series with the most
+//!   points first, so that a sparse series lies on a dense one), then hollow marks, then the
+//!   theory's lines and dashes on top;
+//! * a run that diverged ([`Series::diverged`]) gets a cross (×) on the top edge of the plot at
+//!   its divergence step, and "diverged at step N (×)" in its legend entry;
 //! * non-finite points are skipped (lines break there); on a log axis non-positive values are
 //!   skipped too, and the legend says how many were omitted;
 //! * axis ranges cover the drawable data with 5 % padding (log axes: 5 % of the decades);
@@ -26,7 +38,7 @@ use std::io::BufWriter;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use crate::files::{Figure, Panel, PanelKind, Role, Series, Style};
+use crate::files::{Figure, Mark, Panel, PanelKind, Role, Series, Style};
 use nequil::{io_err, Result};
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::coord::{CoordTranslate, Shift};
@@ -101,6 +113,12 @@ type Rendered = (Vec<u8>, (u32, u32), Vec<PanelLayout>);
 
 /// The figure as an RGB buffer of its size, with its layout.
 fn render_rgb(fig: &Figure) -> Result<Rendered> {
+    render_rgb_with(fig, PNG_METRICS)
+}
+
+/// The figure as an RGB buffer, drawn with the metrics `m` (the PNG's, or with `m.ids` the
+/// identification colours of the layout tests).
+fn render_rgb_with(fig: &Figure, m: Metrics) -> Result<Rendered> {
     register_bundled_font()?;
     let plan = plan(fig);
     let (w, h) = planned_size(fig, &plan);
@@ -108,7 +126,7 @@ fn render_rgb(fig: &Figure) -> Result<Rendered> {
     let mut layouts = Vec::new();
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
-        draw_figure(&root, fig, PNG_METRICS, &plan, &mut layouts)
+        draw_figure(&root, fig, m, &plan, &mut layouts)
             .map_err(|e| io_err!("drawing figure '{}' as PNG: {e}", fig.title))?;
         root.present()
             .map_err(|e| io_err!("drawing figure '{}' as PNG: {e}", fig.title))?;
@@ -116,26 +134,150 @@ fn render_rgb(fig: &Figure) -> Result<Rendered> {
     Ok((rgb, (w, h), layouts))
 }
 
-/// The fixed colour of a role, identical in every figure.
+/// Secondary palette for `Role::Other(i)`: matplotlib's tab10 without the methods' colours.
+const OTHER: [RGBColor; 6] = [
+    RGBColor(0xff, 0x7f, 0x0e), // orange
+    RGBColor(0x94, 0x67, 0xbd), // purple
+    RGBColor(0x8c, 0x56, 0x4b), // brown
+    RGBColor(0xe3, 0x77, 0xc2), // pink
+    RGBColor(0x7f, 0x7f, 0x7f), // grey
+    RGBColor(0xbc, 0xbd, 0x22), // olive
+];
+
+/// The fixed colour of a role, identical in every figure: one colour per method (a method with
+/// weight decay has the method's colour), none of them in the secondary palette of `Other(i)`.
 pub fn role_color(role: Role) -> RGBColor {
-    /// Secondary palette for `Role::Other(i)` (matplotlib's tab10 minus the role colours).
-    const OTHER: [RGBColor; 6] = [
-        RGBColor(0x2c, 0xa0, 0x2c), // green
-        RGBColor(0x94, 0x67, 0xbd), // purple
-        RGBColor(0x8c, 0x56, 0x4b), // brown
-        RGBColor(0xe3, 0x77, 0xc2), // pink
-        RGBColor(0x7f, 0x7f, 0x7f), // grey
-        RGBColor(0xbc, 0xbd, 0x22), // olive
-    ];
     match role {
-        Role::Sgd => RGBColor(0x1f, 0x77, 0xb4),
-        Role::SgdWd => RGBColor(0x17, 0xbe, 0xcf),
-        Role::Gd => RGBColor(0xd6, 0x27, 0x28),
-        Role::GdWd => RGBColor(0xff, 0x7f, 0x0e),
+        Role::Sgd | Role::SgdWd => RGBColor(0x1f, 0x77, 0xb4), // blue
+        Role::Gd | Role::GdWd => RGBColor(0xd6, 0x27, 0x28),   // red
+        Role::Momentum => RGBColor(0x17, 0xbe, 0xcf),          // cyan
+        Role::Adam => RGBColor(0x2c, 0xa0, 0x2c),              // green
         Role::Theory => RGBColor(0, 0, 0),
         Role::Other(i) => OTHER[i as usize % OTHER.len()],
     }
 }
+
+/// The marks of a panel's series: a series' own [`Series::mark`], else its role's (an open
+/// square for weight decay, a disc otherwise), else the first shape that no other series of its colour in
+/// the panel has; so two series of one colour never share a shape while there are shapes left.
+fn assign_marks(series: &[Series]) -> Vec<Mark> {
+    let colour = |s: &Series| role_color(s.role);
+    let own = |s: &Series| {
+        if matches!(s.role, Role::SgdWd | Role::GdWd) {
+            Mark::OpenSquare
+        } else {
+            Mark::Circle
+        }
+    };
+    let markers = |s: &Series| s.style == Style::Markers;
+    // Explicit marks first, then weight decay's open square, then the rest in order.
+    let mut marks: Vec<Option<Mark>> = series.iter().map(|s| s.mark).collect();
+    let mut taken: Vec<(RGBColor, Mark)> = series
+        .iter()
+        .filter(|s| markers(s))
+        .filter_map(|s| s.mark.map(|m| (colour(s), m)))
+        .collect();
+    for wd_pass in [true, false] {
+        for (k, s) in series.iter().enumerate() {
+            let is_wd = own(s) == Mark::OpenSquare;
+            if marks[k].is_some() || (wd_pass && !is_wd) {
+                continue;
+            }
+            let c = colour(s);
+            let free = |m: &Mark| !taken.contains(&(c, *m));
+            let m = if free(&own(s)) {
+                own(s)
+            } else {
+                Mark::ALL.into_iter().find(free).unwrap_or(own(s))
+            };
+            if markers(s) {
+                taken.push((c, m));
+            }
+            marks[k] = Some(m);
+        }
+    }
+    marks.into_iter().map(|m| m.unwrap_or(Mark::Circle)).collect()
+}
+
+/// The dash pattern (dash, gap in pixels) of each series that is a line: `None` solid. A
+/// [`Style::Dashed`] series has (8, 5); a [`Style::Line`] series is solid unless a line of its
+/// colour came before it in the panel, then it takes the next of dotted (2, 4), long dashes
+/// (14, 4) and dash-dot-like (4, 8), so that two lines of one method stay apart.
+fn assign_dashes(series: &[Series]) -> Vec<Option<(u32, u32)>> {
+    const VARIANTS: [(u32, u32); 3] = [(2, 4), (14, 4), (4, 8)];
+    let mut seen: Vec<(RGBColor, usize)> = Vec::new();
+    series
+        .iter()
+        .map(|s| match s.style {
+            Style::Markers => None,
+            Style::Dashed => Some((8, 5)),
+            Style::Line => {
+                let c = role_color(s.role);
+                let n = match seen.iter_mut().find(|(sc, _)| *sc == c) {
+                    Some((_, n)) => {
+                        *n += 1;
+                        *n - 1
+                    }
+                    None => {
+                        seen.push((c, 1));
+                        0
+                    }
+                };
+                n.checked_sub(1).map(|v| VARIANTS[v % VARIANTS.len()])
+            }
+        })
+        .collect()
+}
+
+/// Draws a mark centred at `at` (pixels of `area`).
+fn draw_mark<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    (x, y): (i32, i32),
+    mark: Mark,
+    colour: RGBColor,
+) -> DrawResult<DB> {
+    let fill = colour.filled();
+    let line = colour.stroke_width(2);
+    let path = |pts: &[(i32, i32)]| {
+        let mut v: Vec<(i32, i32)> = pts.iter().map(|(dx, dy)| (x + dx, y + dy)).collect();
+        v.push(v[0]);
+        v
+    };
+    match mark {
+        Mark::Circle => area.draw(&Circle::new((x, y), 3, fill)),
+        Mark::Square => area.draw(&Rectangle::new([(x - 3, y - 3), (x + 3, y + 3)], fill)),
+        Mark::Triangle => area.draw(&Polygon::new(path(&[(0, -4), (4, 3), (-4, 3)]), fill)),
+        Mark::Diamond => area.draw(&Polygon::new(path(&[(0, -4), (4, 0), (0, 4), (-4, 0)]), fill)),
+        Mark::Ring => area.draw(&Circle::new((x, y), 5, line)),
+        Mark::OpenSquare => area.draw(&Rectangle::new([(x - 5, y - 5), (x + 5, y + 5)], line)),
+        Mark::OpenTriangle => area.draw(&PathElement::new(path(&[(0, -6), (6, 4), (-6, 4)]), line)),
+        Mark::OpenDiamond => area.draw(&PathElement::new(path(&[(0, -6), (6, 0), (0, 6), (-6, 0)]), line)),
+    }
+}
+
+/// The reach of a mark around its centre, in pixels (for keeping legends off it).
+fn mark_reach(mark: Mark) -> f64 {
+    if mark.hollow() {
+        7.0
+    } else {
+        4.0
+    }
+}
+
+/// Draws the cross (×) of a divergence centred at `at` (pixels of `area`).
+fn draw_divergence<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    (x, y): (i32, i32),
+    colour: RGBColor,
+) -> DrawResult<DB> {
+    let r = DIVERGENCE_ARM;
+    let style = colour.stroke_width(3);
+    area.draw(&PathElement::new(vec![(x - r, y - r), (x + r, y + r)], style))?;
+    area.draw(&PathElement::new(vec![(x - r, y + r), (x + r, y - r)], style))
+}
+
+/// Half the width of a divergence cross, in pixels.
+const DIVERGENCE_ARM: i32 = 6;
 
 fn register_bundled_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
@@ -294,6 +436,41 @@ struct PanelLayout {
     texts: Vec<(String, Rect)>,
     /// SVG only: the `<text>` elements of those labels, added to the document after drawing.
     svg: Vec<String>,
+    /// The series of an x–y panel, in the panel's order.
+    series: Vec<SeriesLayout>,
+    /// The axes of an x–y panel and what they had to hold.
+    axes: Option<AxesLayout>,
+    /// A heatmap's colour scale (lo, hi) and the range of its finite values (min, max).
+    scale: Option<((f64, f64), (f64, f64))>,
+}
+
+/// The x and y axes of an x–y panel, every drawn point and the abscissae of the divergence
+/// crosses, in drawing coordinates (for the layout tests).
+#[derive(Clone, Debug)]
+#[cfg_attr(not(test), allow(dead_code))] // read by the layout tests
+struct AxesLayout {
+    x: Axis,
+    y: Axis,
+    points: Vec<(f64, f64)>,
+    crosses: Vec<f64>,
+}
+
+/// How one series of an x–y panel was drawn (for the layout tests).
+#[derive(Clone, Debug)]
+#[cfg_attr(not(test), allow(dead_code))] // read by the layout tests
+struct SeriesLayout {
+    /// The legend entry's text.
+    legend: String,
+    /// The series' colour.
+    colour: RGBColor,
+    style: Style,
+    mark: Mark,
+    /// The dash pattern of a line (`None`: solid, or markers).
+    dash: Option<(u32, u32)>,
+    /// Points drawn.
+    drawn: usize,
+    /// The divergence step and where its cross was drawn (backend pixels).
+    diverged: Option<(u64, (f64, f64))>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,6 +497,9 @@ struct Metrics {
     em: f64,
     advance: f64,
     raster: bool,
+    /// For the layout tests: paint the k-th series of every x–y panel in [`id_colour`]`(k)`, so
+    /// that the pixels each series keeps after everything is drawn can be counted.
+    ids: bool,
 }
 
 /// PNG labels are rasterised here with ab_glyph at a pixel height of `size` (DejaVu Sans:
@@ -330,6 +510,7 @@ const PNG_METRICS: Metrics = Metrics {
     em: 2048.0 / 2384.0,
     advance: 1.0,
     raster: true,
+    ids: false,
 };
 
 /// plotters writes SVG text with `font-size = size / 1.24`; labels are measured (to fit them) as
@@ -338,7 +519,15 @@ const SVG_METRICS: Metrics = Metrics {
     em: 1.0 / 1.24,
     advance: (1.0 / 1.24) / (2048.0 / 2384.0),
     raster: false,
+    ids: false,
 };
+
+/// The identification colour of a panel's k-th series (k < 256): no grey (grid lines, text),
+/// and blends with white never reach another one (their green and blue channels differ).
+#[cfg_attr(not(test), allow(dead_code))]
+fn id_colour(k: usize) -> RGBColor {
+    RGBColor(k as u8, 0x3c, 0xa5)
+}
 
 /// Size of sub- and superscripts relative to the text.
 const SCRIPT_SCALE: f64 = 0.72;
@@ -1344,8 +1533,13 @@ impl Prepared<'_> {
         } else {
             self.series.label.clone()
         };
+        if let Some(d) = self.series.diverged {
+            label.push_str(&format!(" — diverged at step {} (×)", d.step));
+        }
         if self.drawn == 0 {
-            label.push_str(" (no data)");
+            if self.series.diverged.is_none() {
+                label.push_str(" (no data)");
+            }
         } else if self.non_positive > 0 && (log_x || log_y) {
             label.push_str(&format!(" ({} pts ≤ 0 omitted)", self.non_positive));
         }
@@ -1353,8 +1547,8 @@ impl Prepared<'_> {
     }
 }
 
-fn line_style(role: Role) -> ShapeStyle {
-    role_color(role).stroke_width(2)
+fn line_style(colour: RGBColor) -> ShapeStyle {
+    colour.stroke_width(2)
 }
 
 /// Pixels of the gap between the plotting area and its tick labels, and of the tick labels'
@@ -1367,9 +1561,27 @@ const LEGEND_GAP: f64 = 6.0;
 /// Free space kept between a legend inside the plot and any data point or line.
 const LEGEND_CLEARANCE: f64 = 8.0;
 
-/// Points in backend pixels along everything a panel draws: every point, and every 2 px along
-/// its lines.
-fn data_pixels<CT>(chart: &ChartContext<'_, impl DrawingBackend, CT>, prepared: &[Prepared]) -> Vec<(f64, f64)>
+/// Where the cross of a divergence at drawing abscissa `x` goes: on the top edge of the plot, in
+/// backend pixels.
+fn divergence_px<CT>(chart: &ChartContext<'_, impl DrawingBackend, CT>, x: f64, y_top: f64) -> (f64, f64)
+where
+    CT: CoordTranslate<From = (f64, f64)>,
+{
+    let (px, _) = chart.as_coord_spec().translate(&(x, y_top));
+    let plot = Rect::of(chart.plotting_area());
+    (f64::from(px), plot.y0 + f64::from(DIVERGENCE_ARM) + 3.0)
+}
+
+/// Points in backend pixels along everything a panel draws: every point and the reach of its
+/// mark, every 2 px along its lines, and the corners of the divergence crosses (at the top of
+/// the y range `y_top`).
+fn data_pixels<CT>(
+    chart: &ChartContext<'_, impl DrawingBackend, CT>,
+    prepared: &[Prepared],
+    marks: &[Mark],
+    log_x: bool,
+    y_top: f64,
+) -> Vec<(f64, f64)>
 where
     CT: CoordTranslate<From = (f64, f64)>,
 {
@@ -1377,15 +1589,24 @@ where
         let (x, y) = chart.as_coord_spec().translate(p);
         (f64::from(x), f64::from(y))
     };
+    let around = |out: &mut Vec<(f64, f64)>, (x, y): (f64, f64), r: f64| {
+        out.extend([(x, y), (x - r, y), (x + r, y), (x, y - r), (x, y + r)]);
+    };
     let mut out = Vec::new();
-    for p in prepared {
+    for (p, &mark) in prepared.iter().zip(marks) {
+        if let Some(d) = p.series.diverged.filter(|d| Axis::drawable(d.x, log_x)) {
+            let at = divergence_px(chart, Axis::to_draw(d.x, log_x), y_top);
+            around(&mut out, at, f64::from(DIVERGENCE_ARM) + 1.0);
+        }
         for seg in p.segments() {
             let pts: Vec<(f64, f64)> = seg.iter().map(px).collect();
-            out.push(pts[0]);
             if p.series.style == Style::Markers {
-                out.extend(pts.iter().skip(1));
+                for q in pts {
+                    around(&mut out, q, mark_reach(mark));
+                }
                 continue;
             }
+            out.push(pts[0]);
             for w in pts.windows(2) {
                 let (a, b) = (w[0], w[1]);
                 let n = ((b.0 - a.0).hypot(b.1 - a.1) / 2.0).ceil().clamp(1.0, 10_000.0) as usize;
@@ -1471,10 +1692,14 @@ fn free_spot(plot: &Rect, (w, h): (f64, f64), data: &[(f64, f64)]) -> Option<Rec
 }
 
 /// Draws the legend box with its top-left corner at `at` (backend pixels).
+#[allow(clippy::too_many_arguments)]
 fn draw_legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     legend: &Legend,
     prepared: &[Prepared],
+    marks: &[Mark],
+    dashes: &[Option<(u32, u32)>],
+    colours: &[RGBColor],
     at: (f64, f64),
     m: Metrics,
     layout: &mut PanelLayout,
@@ -1502,28 +1727,25 @@ fn draw_legend<DB: DrawingBackend>(
     for (k, ex, ey) in place {
         let (p, label) = (&prepared[k], &legend.labels[k]);
         let cy = ey + 0.5 * legend.row_h;
-        let role = p.series.role;
+        let colour = colours[k];
         let (sx0, sx1) = (ex + 2.0, ex + LEGEND_SAMPLE - 2.0);
-        match p.series.style {
-            Style::Line => area.draw(&PathElement::new(
+        match (p.series.style, dashes[k]) {
+            (Style::Markers, _) => draw_mark(area, corner(0.5 * (sx0 + sx1), cy), marks[k], colour)?,
+            (_, None) => area.draw(&PathElement::new(
                 vec![corner(sx0, cy), corner(sx1, cy)],
-                line_style(role),
+                line_style(colour),
             ))?,
-            Style::Dashed => {
-                area.draw(&PathElement::new(
-                    vec![corner(sx0, cy), corner(sx0 + 8.0, cy)],
-                    line_style(role),
-                ))?;
-                area.draw(&PathElement::new(
-                    vec![corner(sx0 + 13.0, cy), corner(sx1, cy)],
-                    line_style(role),
-                ))?;
+            (_, Some((dash, gap))) => {
+                let mut x = sx0;
+                while x < sx1 {
+                    let end = (x + f64::from(dash)).min(sx1);
+                    area.draw(&PathElement::new(
+                        vec![corner(x, cy), corner(end, cy)],
+                        line_style(colour),
+                    ))?;
+                    x = end + f64::from(gap);
+                }
             }
-            Style::Markers => area.draw(&Circle::new(
-                corner(0.5 * (sx0 + sx1), cy),
-                4,
-                role_color(role).filled(),
-            ))?,
         }
         let start = (ex + LEGEND_SAMPLE + LEGEND_GAP, cy);
         draw_fitted(area, label, start, false, false, m, layout)?;
@@ -1543,10 +1765,29 @@ fn draw_xy<DB: DrawingBackend>(
     layout: &mut PanelLayout,
 ) -> DrawResult<DB> {
     let prepared: Vec<Prepared> = series.iter().map(|s| prepare(s, log_x, log_y)).collect();
+    let marks = assign_marks(series);
+    let dashes = assign_dashes(series);
+    let colours: Vec<RGBColor> = (0..series.len())
+        .map(|k| {
+            if m.ids {
+                id_colour(k)
+            } else {
+                role_color(series[k].role)
+            }
+        })
+        .collect();
     let pts = || prepared.iter().flat_map(|p| p.points.iter().flatten());
-    let x = Axis::fit(pts().map(|p| p.0), log_x);
+    // The divergence steps are part of the x range (their crosses sit on the top edge).
+    let div_x = || {
+        series
+            .iter()
+            .filter_map(|s| s.diverged)
+            .filter(|d| Axis::drawable(d.x, log_x))
+            .map(|d| Axis::to_draw(d.x, log_x))
+    };
+    let x = Axis::fit(pts().map(|p| p.0).chain(div_x()), log_x);
     let y = Axis::fit(pts().map(|p| p.1), log_y);
-    let any_drawn = prepared.iter().any(|p| p.drawn > 0);
+    let any_drawn = prepared.iter().any(|p| p.drawn > 0) || div_x().next().is_some();
 
     let (aw, ah) = area.dim_in_pixel();
     let (aw, ah) = (f64::from(aw), f64::from(ah));
@@ -1591,7 +1832,7 @@ fn draw_xy<DB: DrawingBackend>(
     let (mut x_area, mut y_area, mut x_desc, mut y_desc) = label_areas(ah);
     let mut chart = build(area, x_area, y_area)?;
     let mut plot = Rect::of(chart.plotting_area());
-    let mut data = data_pixels(&chart, &prepared);
+    let mut data = data_pixels(&chart, &prepared, &marks, log_x, y.hi);
     let mut legend = Legend::new(&labels, plot.x1 - plot.x0 - 12.0, m);
     let mut legend_at = None;
     let mut below = None;
@@ -1610,7 +1851,7 @@ fn draw_xy<DB: DrawingBackend>(
             (x_area, y_area, x_desc, y_desc) = label_areas(ah - band);
             chart = build(&top, x_area, y_area)?;
             plot = Rect::of(chart.plotting_area());
-            data = data_pixels(&chart, &prepared);
+            data = data_pixels(&chart, &prepared, &marks, log_x, y.hi);
             let b = Rect::of(&bottom);
             let w = legend.size().0;
             legend_at = Some(((b.x0 + b.x1 - w) / 2.0, b.y0 + 4.0));
@@ -1631,25 +1872,56 @@ fn draw_xy<DB: DrawingBackend>(
         .axis_style(BLACK.mix(0.8))
         .draw()?;
 
-    for p in &prepared {
-        let role = p.series.role;
-        let color = role_color(role);
+    // z-order: dashed lines, lines, filled marks (most points first), hollow marks, then the
+    // theory's lines on top (a thin line crosses marks but a cloud of marks could cover it); a
+    // series' divergence cross is drawn with its marks.
+    let layer = |k: usize| match series[k].style {
+        Style::Dashed | Style::Line if series[k].role == Role::Theory => 4,
+        Style::Dashed => 0,
+        Style::Line => 1,
+        Style::Markers if marks[k].hollow() => 3,
+        Style::Markers => 2,
+    };
+    let mut order: Vec<usize> = (0..series.len()).collect();
+    order.sort_by_key(|&k| {
+        let dense_first = if series[k].style == Style::Markers {
+            usize::MAX - prepared[k].drawn
+        } else {
+            0
+        };
+        (layer(k), dense_first)
+    });
+    let plot_area = chart.plotting_area().strip_coord_spec();
+    let (bx0, by0) = plot_area.get_base_pixel();
+    let local = |(px, py): (f64, f64)| ((px.round() as i32) - bx0, (py.round() as i32) - by0);
+    let mut crosses = vec![None; series.len()];
+    for &k in &order {
+        let p = &prepared[k];
+        let color = colours[k];
         match p.series.style {
             Style::Markers => {
-                chart.draw_series(p.points.iter().flatten().map(|&q| Circle::new(q, 3, color.filled())))?;
+                for q in p.points.iter().flatten() {
+                    let (px, py) = chart.as_coord_spec().translate(q);
+                    draw_mark(&plot_area, local((f64::from(px), f64::from(py))), marks[k], color)?;
+                }
             }
             Style::Line | Style::Dashed => {
                 for seg in p.segments() {
                     if seg.len() == 1 {
                         // An isolated point of a line would otherwise be invisible.
                         chart.draw_series(std::iter::once(Circle::new(seg[0], 2, color.filled())))?;
-                    } else if p.series.style == Style::Line {
-                        chart.draw_series(LineSeries::new(seg, line_style(role)))?;
+                    } else if let Some((dash, gap)) = dashes[k] {
+                        chart.draw_series(DashedLineSeries::new(seg, dash, gap, line_style(color)))?;
                     } else {
-                        chart.draw_series(DashedLineSeries::new(seg, 8, 5, line_style(role)))?;
+                        chart.draw_series(LineSeries::new(seg, line_style(color)))?;
                     }
                 }
             }
+        }
+        if let Some(d) = p.series.diverged.filter(|d| Axis::drawable(d.x, log_x)) {
+            let at = divergence_px(&chart, Axis::to_draw(d.x, log_x), y.hi);
+            draw_divergence(&plot_area, local(at), color)?;
+            crosses[k] = Some((d.step, at));
         }
     }
     if !any_drawn {
@@ -1672,11 +1944,28 @@ fn draw_xy<DB: DrawingBackend>(
     draw_fitted(area, &y_desc, y_centre, true, true, m, layout)?;
 
     if let Some(at) = legend_at {
-        draw_legend(area, &legend, &prepared, at, m, layout)?;
+        draw_legend(area, &legend, &prepared, &marks, &dashes, &colours, at, m, layout)?;
         layout.legend_inside = layout.legend.is_some_and(|l| plot.holds(&l, 0.0));
     }
     layout.plot = Some(plot);
     layout.data = data;
+    layout.series = (0..series.len())
+        .map(|k| SeriesLayout {
+            legend: labels[k].clone(),
+            colour: role_color(series[k].role),
+            style: series[k].style,
+            mark: marks[k],
+            dash: dashes[k],
+            drawn: prepared[k].drawn,
+            diverged: crosses[k],
+        })
+        .collect();
+    layout.axes = Some(AxesLayout {
+        x: x.clone(),
+        y: y.clone(),
+        points: pts().copied().collect(),
+        crosses: div_x().collect(),
+    });
     Ok(())
 }
 
@@ -1831,6 +2120,9 @@ fn draw_heatmap<DB: DrawingBackend>(
     let Some(scale) = ColorScale::fit(&values, symmetric) else {
         return draw_no_data(area);
     };
+    let finite = values.iter().copied().filter(|v| v.is_finite());
+    let extent = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    layout.scale = Some(((scale.lo, scale.hi), extent));
     let (w, _) = area.dim_in_pixel();
     let (main, bar) = area.split_horizontally(w.saturating_sub(92));
 
@@ -2097,7 +2389,8 @@ mod tests {
         render(&fig, &svg_path, &png_path).unwrap();
         let png = fs::read(&png_path).unwrap();
         let (w, h) = png_size(&png);
-        assert_eq!((w, h), (3 * PANEL_W, TITLE_H + 3 * PANEL_H));
+        assert_eq!((w, h), figure_size(&fig));
+        assert!(w == 3 * PANEL_W && h >= TITLE_H + 3 * PANEL_H, "{w} × {h}");
         assert!((1300..1500).contains(&w));
         let svg = fs::read_to_string(&svg_path).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
@@ -2122,8 +2415,8 @@ mod tests {
         ] {
             assert!(svg.contains(text), "SVG lacks {text:?}");
         }
-        // Fixed role colours appear in the SVG.
-        for colour in ["#1F77B4", "#17BECF", "#D62728", "#FF7F0E"] {
+        // Fixed role colours appear in the SVG: SGD, GD, Other(0) and Other(1).
+        for colour in ["#1F77B4", "#D62728", "#FF7F0E", "#9467BD"] {
             assert!(svg.to_uppercase().contains(colour), "SVG lacks colour {colour}");
         }
         // The PNG is not blank: it has plenty of non-white pixels of the SGD colour.
@@ -2470,6 +2763,28 @@ mod tests {
     /// the quick reproduction's output).
     #[test]
     fn legends_never_cover_data_and_labels_are_not_clipped() {
+        let figures = figures_under_test();
+        let mut problems = Vec::new();
+        let mut inside = 0;
+        let mut legends = 0;
+        for (name, fig) in &figures {
+            problems.extend(layout_problems(name, fig));
+            let (_, _, layouts) = render_rgb(fig).unwrap();
+            legends += layouts.iter().filter(|l| l.legend.is_some()).count();
+            inside += layouts.iter().filter(|l| l.legend_inside).count();
+        }
+        assert!(
+            problems.is_empty(),
+            "{} layout problem(s):\n{}",
+            problems.len(),
+            problems.join("\n")
+        );
+        assert!(legends >= 2 && inside >= 1, "{legends} legends, {inside} inside a plot");
+    }
+
+    /// The demo and crowded figures, and every `figure.json` under `$NEQUIL_FIGURES_DIR` when it
+    /// is set (CI points it at the quick reproduction's output).
+    fn figures_under_test() -> Vec<(String, Figure)> {
         let mut figures = vec![
             ("demo".to_string(), demo_figure()),
             ("crowded".to_string(), crowded_figure()),
@@ -2487,22 +2802,384 @@ mod tests {
             }
             assert!(found > 0, "no */figure.json under {}", dir.display());
         }
-        let mut problems = Vec::new();
-        let mut inside = 0;
-        let mut legends = 0;
-        for (name, fig) in &figures {
-            problems.extend(layout_problems(name, fig));
-            let (_, _, layouts) = render_rgb(fig).unwrap();
-            legends += layouts.iter().filter(|l| l.legend.is_some()).count();
-            inside += layouts.iter().filter(|l| l.legend_inside).count();
-        }
+        figures.sort_by(|a, b| a.0.cmp(&b.0));
+        figures
+    }
+
+    fn assert_none(what: &str, problems: Vec<String>) {
         assert!(
             problems.is_empty(),
-            "{} layout problem(s):\n{}",
+            "{} {what}:\n{}",
             problems.len(),
             problems.join("\n")
         );
-        assert!(legends >= 2 && inside >= 1, "{legends} legends, {inside} inside a plot");
+    }
+
+    /// The x–y panels of a figure beside their layouts (`layouts[0]` is the title's).
+    fn xy_panels<'a>(fig: &'a Figure, layouts: &'a [PanelLayout]) -> Vec<(usize, &'a [Series], &'a PanelLayout)> {
+        fig.panels
+            .iter()
+            .zip(layouts.iter().skip(1))
+            .enumerate()
+            .filter_map(|(i, (p, l))| match &p.kind {
+                PanelKind::Xy { series, .. } => Some((i, series.as_slice(), l)),
+                PanelKind::Heatmap { .. } => None,
+            })
+            .collect()
+    }
+
+    /// The fewest pixels of its own that a series must keep in its plot after every other
+    /// series and the legend are drawn: a third of the smallest mark (a filled disc of radius 3
+    /// covers 29 px, the lone point of a line, radius 2, 13 px; a line 2 px wide shows 8 px
+    /// along 4 px of its length). A series below this is hidden, whatever its colour.
+    const MIN_VISIBLE_PX: usize = 8;
+
+    /// Series that are (all but) entirely covered by others: each series is painted in its own
+    /// identification colour and its pixels in the final plot, outside the legend, counted.
+    /// Also series that a reader cannot tell apart: one colour and one style (and, for markers,
+    /// one mark) in one panel.
+    fn hidden_series(name: &str, fig: &Figure) -> Vec<String> {
+        let ids = Metrics {
+            ids: true,
+            ..PNG_METRICS
+        };
+        let (rgb, (w, _), layouts) = render_rgb_with(fig, ids).unwrap();
+        let mut problems = Vec::new();
+        for (i, series, l) in xy_panels(fig, &layouts) {
+            let Some(plot) = l.plot else { continue };
+            let mut own = vec![0usize; series.len()];
+            for py in plot.y0.max(0.0) as usize..plot.y1 as usize {
+                for px in plot.x0.max(0.0) as usize..plot.x1 as usize {
+                    if l.legend.is_some_and(|g| g.contains((px as f64, py as f64))) {
+                        continue;
+                    }
+                    let at = (py * w as usize + px) * 3;
+                    let c = RGBColor(rgb[at], rgb[at + 1], rgb[at + 2]);
+                    if let Some(k) = (0..series.len()).find(|&k| id_colour(k) == c) {
+                        own[k] += 1;
+                    }
+                }
+            }
+            for (k, s) in l.series.iter().enumerate() {
+                if (s.drawn > 0 || s.diverged.is_some()) && own[k] < MIN_VISIBLE_PX {
+                    problems.push(format!(
+                        "{name}, panel {i}: series {:?} shows {} px of its own (covered by the others)",
+                        series[k].label, own[k]
+                    ));
+                }
+                for (j, t) in l.series.iter().enumerate().take(k) {
+                    let same_mark = s.style != Style::Markers || s.mark == t.mark;
+                    if s.colour == t.colour && s.style == t.style && same_mark && s.dash == t.dash {
+                        problems.push(format!(
+                            "{name}, panel {i}: series {:?} and {:?} look alike ({:?}, {:?}, {:?})",
+                            series[j].label, series[k].label, s.colour, s.style, s.mark
+                        ));
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    /// Diverged runs without their cross on the top edge of the plot at their divergence step,
+    /// or without "diverged at step N" in their legend entry.
+    fn unmarked_divergences(name: &str, fig: &Figure) -> Vec<String> {
+        let (_, _, layouts) = render_rgb(fig).unwrap();
+        let mut problems = Vec::new();
+        for (i, series, l) in xy_panels(fig, &layouts) {
+            for (s, drawn) in series.iter().zip(&l.series) {
+                let Some(d) = s.diverged else { continue };
+                let said = format!("diverged at step {}", d.step);
+                if !drawn.legend.contains(&said) {
+                    problems.push(format!(
+                        "{name}, panel {i}: the legend entry {:?} does not say {said:?}",
+                        drawn.legend
+                    ));
+                }
+                match (drawn.diverged, l.plot) {
+                    (Some((step, at)), Some(plot)) if step == d.step && plot.contains(at) => {}
+                    other => problems.push(format!(
+                        "{name}, panel {i}: {:?} diverged at step {} (x = {}) but has no cross in the plot ({other:?})",
+                        s.label, d.step, d.x
+                    )),
+                }
+            }
+        }
+        problems
+    }
+
+    /// The method a legend label names by its first word (`SGD η = 0.01`, `GD + WD`,
+    /// `momentum β = 0.9`, `Adam`, `theory …`), as the role whose colour it must have.
+    fn method_of(label: &str) -> Option<Role> {
+        let word: String = label
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '-')
+            .collect();
+        match word.as_str() {
+            "SGD" => Some(Role::Sgd),
+            "GD" | "GF" => Some(Role::Gd),
+            "momentum" | "Momentum" => Some(Role::Momentum),
+            "Adam" | "AdamW" => Some(Role::Adam),
+            "theory" | "Theory" => Some(Role::Theory),
+            _ => None,
+        }
+    }
+
+    /// Series whose label names a method but whose colour is not that method's (so one method
+    /// would have two colours across the report).
+    fn miscoloured_methods(figures: &[(String, Figure)]) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, fig) in figures {
+            for (i, panel) in fig.panels.iter().enumerate() {
+                let PanelKind::Xy { series, .. } = &panel.kind else {
+                    continue;
+                };
+                for s in series {
+                    if let Some(method) = method_of(&s.label) {
+                        if role_color(s.role) != role_color(method) {
+                            problems.push(format!(
+                                "{name}, panel {i}: {:?} is a {method:?} series drawn as {:?} ({:?}, not {:?})",
+                                s.label,
+                                s.role,
+                                role_color(s.role),
+                                role_color(method)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    /// How much of the data's span must remain when the outermost 1 % of a panel's points (at
+    /// least one) at each end are left out: below a quarter, a handful of points set the range
+    /// and everything else is squeezed into a quarter of the plot or less (a start far from the
+    /// rest, which hides the runs under each other at the bottom). Trends that converge, where
+    /// many points lie far out, keep their range.
+    const MIN_TRIMMED_SHARE: f64 = 0.25;
+
+    /// Axis ranges that do not fit the data: a drawn point outside the range, padding beyond the
+    /// 5 % a side that [`Axis::fit`] adds, a range set by a handful of outlying points
+    /// ([`MIN_TRIMMED_SHARE`]); heatmap colour scales that miss a value or are wider than the
+    /// values (symmetric scales: exactly ± the largest magnitude).
+    fn misfit_axes(name: &str, fig: &Figure) -> Vec<String> {
+        let (_, _, layouts) = render_rgb(fig).unwrap();
+        let mut problems = Vec::new();
+        for (i, l) in layouts.iter().enumerate().skip(1) {
+            if let Some(AxesLayout {
+                x,
+                y,
+                points: pts,
+                crosses,
+            }) = &l.axes
+            {
+                for (axis, which) in [(x, 0), (y, 1)] {
+                    let mut v: Vec<f64> = pts.iter().map(|p| if which == 0 { p.0 } else { p.1 }).collect();
+                    if which == 0 {
+                        v.extend(crosses);
+                    }
+                    if v.is_empty() {
+                        continue;
+                    }
+                    v.sort_by(f64::total_cmp);
+                    let span = axis.hi - axis.lo;
+                    let slack = 1e-9 * span;
+                    let (min, max) = (v[0], v[v.len() - 1]);
+                    let label = ["x", "y"][which];
+                    if min < axis.lo - slack || max > axis.hi + slack {
+                        problems.push(format!(
+                            "{name}, panel {}: {label} data [{min}, {max}] outside the axis [{}, {}]",
+                            i - 1,
+                            axis.lo,
+                            axis.hi
+                        ));
+                    }
+                    if max - min > 1e-9 * span.abs() && (max - min) < span / 1.1 - slack {
+                        problems.push(format!(
+                            "{name}, panel {}: {label} data [{min}, {max}] fill less of the axis [{}, {}] than its padding allows",
+                            i - 1,
+                            axis.lo,
+                            axis.hi
+                        ));
+                    }
+                    let k = (v.len() / 100).max(1);
+                    if v.len() > 2 * k + 1 {
+                        let trimmed = v[v.len() - 1 - k] - v[k];
+                        if max > min && trimmed < MIN_TRIMMED_SHARE * (max - min) {
+                            problems.push(format!(
+                                "{name}, panel {}: without its outermost {k} point(s) at each end the {label} data span {trimmed:.3e} of {:.3e}: a few points set the range {min:.3e}..{max:.3e}",
+                                i - 1,
+                                max - min
+                            ));
+                        }
+                    }
+                }
+            }
+            if let Some(((lo, hi), (min, max))) = l.scale {
+                let symmetric = matches!(fig.panels[i - 1].kind, PanelKind::Heatmap { symmetric: true, .. });
+                let fits = if symmetric {
+                    let m = min.abs().max(max.abs());
+                    m == 0.0 || (lo == -m && hi == m)
+                } else {
+                    max - min <= 1e-12 * min.abs().max(max.abs()) || (lo == min && hi == max)
+                };
+                if !fits || lo > min || hi < max {
+                    problems.push(format!(
+                        "{name}, panel {}: colour scale [{lo}, {hi}] does not fit the values [{min}, {max}]",
+                        i - 1
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
+    fn one_panel(series: Vec<Series>, log_x: bool, log_y: bool) -> Figure {
+        Figure {
+            title: "one panel".into(),
+            columns: 1,
+            panels: vec![Panel::xy("panel", "step", "value", series, log_x, log_y)],
+        }
+    }
+
+    /// Each layout check fails on a figure that hides what it checks, and passes once the
+    /// figure is drawn as the report draws it.
+    #[test]
+    fn layout_checks_fail_on_figures_that_hide_something() {
+        let t: Vec<f64> = (0..40).map(f64::from).collect();
+        let y: Vec<f64> = t.iter().map(|t| 1.0 + (-0.1 * t).exp()).collect();
+        let y2: Vec<f64> = y.iter().map(|v| v + 0.3).collect();
+        let on = |label: &str, role: Role, y: &[f64]| Series::new(label, role, Style::Markers, t.clone(), y.to_vec());
+
+        // fig3's old fault: two methods' markers on the same points, one drawn over the other.
+        let covered = one_panel(
+            vec![
+                on("SGD η = 0.01", Role::Sgd, &y).with_mark(Mark::Circle),
+                on("SGD + WD", Role::SgdWd, &y).with_mark(Mark::Circle),
+            ],
+            false,
+            false,
+        );
+        let p = hidden_series("covered", &covered);
+        assert!(p.iter().any(|p| p.contains("\"SGD η = 0.01\" shows 0 px")), "{p:?}");
+        // The renderer's own marks (a disc under an open square) keep both in sight.
+        let fixed = one_panel(
+            vec![on("SGD η = 0.01", Role::Sgd, &y), on("SGD + WD", Role::SgdWd, &y)],
+            false,
+            false,
+        );
+        assert_eq!(hidden_series("fixed", &fixed), Vec::<String>::new());
+        // A line covered by another drawn over it, point for point.
+        let mut line = on("first", Role::Other(0), &y);
+        line.style = Style::Line;
+        let mut over = on("second", Role::Other(1), &y);
+        over.style = Style::Line;
+        let p = hidden_series(
+            "line under line",
+            &one_panel(vec![line.clone(), over.clone()], false, false),
+        );
+        assert!(p.len() == 1 && p[0].contains("\"first\" shows"), "{p:?}");
+        // The theory's line goes on top of what would cover it.
+        let mut theory = line;
+        theory.role = Role::Theory;
+        let p = hidden_series("theory on top", &one_panel(vec![theory, over], false, false));
+        assert!(p.len() == 1 && p[0].contains("\"second\" shows"), "{p:?}");
+        // Two series one cannot tell apart: one colour, one style, one mark.
+        let alike = one_panel(
+            vec![
+                on("SGD, Kaiming", Role::Sgd, &y).with_mark(Mark::Circle),
+                on("SGD, Xavier", Role::Sgd, &y2).with_mark(Mark::Circle),
+            ],
+            false,
+            false,
+        );
+        let p = hidden_series("alike", &alike);
+        assert!(p.len() == 1 && p[0].contains("look alike"), "{p:?}");
+
+        // A divergence where no cross can go (step 0 on a log axis), and one that is drawn.
+        let gone = |step: u64| on("SGD, η = 0.1", Role::Sgd, &y).diverged_at(Some(step), |s| s as f64);
+        let p = unmarked_divergences("log", &one_panel(vec![gone(0)], true, false));
+        assert!(p.len() == 1 && p[0].contains("no cross"), "{p:?}");
+        let drawn = one_panel(vec![gone(57), on("GD", Role::Gd, &y2)], false, false);
+        assert_eq!(unmarked_divergences("drawn", &drawn), Vec::<String>::new());
+        assert_eq!(hidden_series("drawn", &drawn), Vec::<String>::new());
+        let (_, _, layouts) = render_rgb(&drawn).unwrap();
+        let x = layouts[1].axes.clone().unwrap().x;
+        assert!(x.hi >= 57.0, "the x axis reaches the divergence step: {x:?}");
+        // A diverged run with no point left to draw still shows (its cross).
+        let empty =
+            Series::new("SGD, Kaiming", Role::Sgd, Style::Markers, vec![], vec![]).diverged_at(Some(3), |s| s as f64);
+        let only_cross = one_panel(vec![empty, on("GD", Role::Gd, &y2)], false, false);
+        assert_eq!(hidden_series("only cross", &only_cross), Vec::<String>::new());
+        assert_eq!(unmarked_divergences("only cross", &only_cross), Vec::<String>::new());
+
+        // A method in another method's colour, or in a colour of the secondary palette.
+        let wrong = vec![(
+            "wrong".to_string(),
+            one_panel(
+                vec![
+                    on("SGD η = 0.01", Role::Other(4), &y),
+                    on("GD + WD 0.1", Role::GdWd, &y2),
+                    on("momentum β = 0.9", Role::SgdWd, &y2),
+                ],
+                false,
+                false,
+            ),
+        )];
+        let p = miscoloured_methods(&wrong);
+        assert!(
+            p.len() == 2 && p[0].contains("SGD η = 0.01") && p[1].contains("momentum"),
+            "{p:?}"
+        );
+
+        // A loss that starts 100× above the rest on a linear axis: the rest is a flat smear at
+        // the bottom; on a log axis it spreads over its decades.
+        let mut loss: Vec<f64> = t.iter().map(|t| 3.0 * 10f64.powf(-t / 20.0)).collect();
+        loss[0] = 300.0;
+        let linear = one_panel(vec![on("SGD", Role::Sgd, &loss)], false, false);
+        let p = misfit_axes("linear", &linear);
+        assert!(p.len() == 1 && p[0].contains("a few points set the range"), "{p:?}");
+        let log = one_panel(vec![on("SGD", Role::Sgd, &loss)], false, true);
+        assert_eq!(misfit_axes("log", &log), Vec::<String>::new());
+    }
+
+    /// No series is hidden under others, nor looks like another, in the demo, the crowded
+    /// figure and every reproduced figure (`$NEQUIL_FIGURES_DIR`).
+    #[test]
+    fn layout_no_series_is_hidden() {
+        let problems = figures_under_test()
+            .iter()
+            .flat_map(|(n, f)| hidden_series(n, f))
+            .collect();
+        assert_none("hidden or look-alike series", problems);
+    }
+
+    /// Every diverged run has its cross and its legend text.
+    #[test]
+    fn layout_diverged_runs_are_marked() {
+        let problems = figures_under_test()
+            .iter()
+            .flat_map(|(n, f)| unmarked_divergences(n, f))
+            .collect();
+        assert_none("unmarked divergence(s)", problems);
+    }
+
+    /// Every series that names a method has the method's colour, in every figure.
+    #[test]
+    fn layout_methods_keep_their_colour() {
+        assert_none("miscoloured series", miscoloured_methods(&figures_under_test()));
+    }
+
+    /// Every x–y axis (linear and log) and every heatmap colour scale fits its data.
+    #[test]
+    fn layout_axis_ranges_fit_the_data() {
+        let problems = figures_under_test()
+            .iter()
+            .flat_map(|(n, f)| misfit_axes(n, f))
+            .collect();
+        assert_none("misfit axes", problems);
     }
 
     /// Renders again every `figure.json` under `$NEQUIL_FIGURES_DIR` into its `figure.svg` and
@@ -2527,6 +3204,18 @@ mod tests {
     fn role_colours_are_fixed() {
         assert_eq!(role_color(Role::Sgd), RGBColor(0x1f, 0x77, 0xb4));
         assert_eq!(role_color(Role::Gd), RGBColor(0xd6, 0x27, 0x28));
+        // One colour per method: weight decay keeps the method's colour.
+        assert_eq!(role_color(Role::SgdWd), role_color(Role::Sgd));
+        assert_eq!(role_color(Role::GdWd), role_color(Role::Gd));
+        // The methods' colours are distinct and none is in the secondary palette.
+        let methods = [Role::Sgd, Role::Gd, Role::Momentum, Role::Adam, Role::Theory].map(role_color);
+        for (i, a) in methods.iter().enumerate() {
+            assert!(methods[..i].iter().all(|b| b != a), "{a:?} twice");
+            assert!(
+                (0..12).all(|k| role_color(Role::Other(k)) != *a),
+                "{a:?} in the secondary palette"
+            );
+        }
         assert_eq!(role_color(Role::Theory), RGBColor(0, 0, 0));
         assert_eq!(role_color(Role::Other(0)), role_color(Role::Other(6)));
         assert_ne!(role_color(Role::Other(0)), role_color(Role::Other(1)));

@@ -337,7 +337,8 @@ fn windows(x: &[f64], y: &[f64], w: usize) -> (Vec<f64>, Vec<f64>) {
 pub fn figure(r: &Results) -> Result<Figure> {
     let (sgd, gd) = (r.run(&name(false, 0))?, r.run(&name(true, 0))?);
     let (ts, tg) = (sgd.column("t")?, gd.column("t")?);
-    // One colour per channel; SGD as markers, GD as lines.
+    // A panel of one model's parts: one colour per channel, and the method told by the style
+    // (SGD markers, GD lines); labels name the part first.
     let role = |k: usize, _gd: bool| Role::Other(k as u8);
     let mut imb = vec![];
     let mut charges = vec![];
@@ -345,28 +346,28 @@ pub fn figure(r: &Results) -> Result<Figure> {
         let rho = sgd.column(&format!("{}/rho", channel(k)))?;
         let (x, y) = windows(&ts[1..], &rho[1..], 10);
         imb.push(Series::new(
-            format!("SGD ρ_{k} (means of 10 records)"),
+            format!("ρ_{k}, SGD (means of 10 records)"),
             role(k, false),
             Style::Markers,
             x,
             y,
         ));
         imb.push(Series::new(
-            format!("GD ρ_{k}"),
+            format!("ρ_{k}, GD"),
             role(k, true),
             Style::Line,
             tg[1..].to_vec(),
             gd.column(&format!("{}/rho", channel(k)))?[1..].to_vec(),
         ));
         charges.push(Series::new(
-            format!("SGD C_{k}"),
+            format!("C_{k}, SGD"),
             role(k, false),
             Style::Markers,
             ts[1..].to_vec(),
             sgd.column(&format!("{}/C", channel(k)))?[1..].to_vec(),
         ));
         charges.push(Series::new(
-            format!("GD C_{k}"),
+            format!("C_{k}, GD"),
             role(k, true),
             Style::Line,
             tg[1..].to_vec(),

@@ -76,8 +76,8 @@ impl Subject {
 
 const OPTS: [(OptimizerName, &str, Role); 3] = [
     (OptimizerName::Sgd, "SGD", Role::Sgd),
-    (OptimizerName::Momentum, "momentum β = 0.9", Role::SgdWd),
-    (OptimizerName::Adam, "Adam", Role::Other(2)),
+    (OptimizerName::Momentum, "momentum β = 0.9", Role::Momentum),
+    (OptimizerName::Adam, "Adam", Role::Adam),
 ];
 
 fn name(s: Subject, opt: OptimizerName, wd: bool, seed: u64) -> String {

@@ -169,18 +169,25 @@ fn plane_series(r: &Results, setting: &str, label: &str, role: Role) -> Result<S
     ))
 }
 
-fn norm_series(r: &Results, setting: &str, label: &str, role: Role) -> Result<Series> {
+/// ‖θ‖² over time: every record, or with `every = Some((k, phase))` every k-th from `phase`
+/// (the two GD runs keep their norm on one line; drawn at alternating records they both show).
+fn norm_series(r: &Results, setting: &str, label: &str, role: Role, every: Option<(usize, usize)>) -> Result<Series> {
     let run = r.run(&name(setting, 0))?;
     let w = run.column("norm2.layers.0.weight")?;
     let u = run.column("norm2.layers.1.weight")?;
+    let (k, phase) = every.unwrap_or((1, 0));
+    let t = run.column("t")?;
     Ok(Series::new(
         label,
         role,
         Style::Markers,
-        run.column("t")?,
-        w.iter().zip(&u).map(|(a, b)| a + b).collect(),
+        t.iter().skip(phase).step_by(k).cloned().collect(),
+        w.iter().zip(&u).map(|(a, b)| a + b).skip(phase).step_by(k).collect(),
     ))
 }
+
+/// The stride of the GD runs' records in the norm panel.
+const GD_EVERY: usize = 20;
 
 /// The figure.
 pub fn figure(r: &Results) -> Result<Figure> {
@@ -216,9 +223,21 @@ pub fn figure(r: &Results) -> Result<Figure> {
                 vec![0.0, t_end(r.full)],
                 vec![NORM0, NORM0],
             ),
-            norm_series(r, "sgd", &format!("SGD, η = {ETA}"), Role::Sgd)?,
-            norm_series(r, "gd", &format!("GD, η = {ETA}"), Role::Gd)?,
-            norm_series(r, "gd_quarter_eta", &format!("GD, η = {}", ETA / 4.0), Role::GdWd)?,
+            norm_series(r, "sgd", &format!("SGD, η = {ETA}"), Role::Sgd, None)?,
+            norm_series(
+                r,
+                "gd",
+                &format!("GD, η = {ETA} (every {GD_EVERY}th record)"),
+                Role::Gd,
+                Some((GD_EVERY, 0)),
+            )?,
+            norm_series(
+                r,
+                "gd_quarter_eta",
+                &format!("GD, η = {} (every {GD_EVERY}th record, in between)", ETA / 4.0),
+                Role::Gd,
+                Some((GD_EVERY, GD_EVERY / 2)),
+            )?,
         ],
         false,
         false,

@@ -353,8 +353,14 @@ pub fn figure(r: &Results) -> Result<Figure> {
     let mut ent = vec![];
     for (j, (a, b)) in ENTRIES.iter().enumerate() {
         let (x, y) = probe_rows(s0, &format!("delta[{a},{b}]"), ETA)?;
+        // Δ[0,0] beside GD's in SGD's blue; the other entries are parts of one model: a colour
+        // each (repeating after six, with another mark), the label naming the entry first.
         ent.push(Series::new(
-            format!("SGD Δ[{a},{b}]"),
+            if j == 0 {
+                format!("SGD Δ[{a},{b}]")
+            } else {
+                format!("Δ[{a},{b}] (SGD)")
+            },
             if j == 0 { Role::Sgd } else { Role::Other(j as u8) },
             Style::Markers,
             x,

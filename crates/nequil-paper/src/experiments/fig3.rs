@@ -18,7 +18,7 @@
 
 use super::common::{fmt, log_of, tail_mean, Check, Ctx};
 use super::plan::{base_spec, population_gd, Details, Plan, PlannedRun, Results, RunResult};
-use crate::files::{Figure, Panel, Role, Series, Style};
+use crate::files::{Figure, Mark, Panel, Role, Series, Style};
 use nequil::core::data::{Cov, Gaussian, Target};
 use nequil::core::equilibrium::{two_layer_equilibrium_gaussian, two_layer_theta};
 use nequil::core::linalg::Dense;
@@ -416,17 +416,19 @@ pub fn figure(r: &Results) -> Result<Figure> {
     let fine: Vec<f64> = (0..=90).map(|i| 0.1 + 1.8 * i as f64 / 90.0).collect();
     let th_fine: Vec<(f64, f64)> = fine.iter().map(|&p| theory(&sc, p)).collect::<Result<_>>()?;
     let col = |k: usize, f: fn(&Tail) -> f64| t.iter().map(|ti| f(&ti[k])).collect::<Vec<_>>();
+    // One colour per method: the three SGD step sizes differ by their marks, weight decay is
+    // an open square (SGD's blue, GD's red).
     let labels = [
-        (format!("SGD η = {}", sc.eta_b), Role::Sgd),
-        (format!("SGD η = {}", sc.eta_s), Role::Other(4)),
-        (format!("SGD + WD {WD_SGD}"), Role::SgdWd),
-        (format!("GD + WD {WD_GD}"), Role::GdWd),
-        (format!("SGD η = {}", sc.eta_m), Role::Other(5)),
+        (format!("SGD η = {}", sc.eta_b), Role::Sgd, Mark::Circle),
+        (format!("SGD η = {}", sc.eta_s), Role::Sgd, Mark::Triangle),
+        (format!("SGD + WD {WD_SGD}"), Role::SgdWd, Mark::OpenSquare),
+        (format!("GD + WD {WD_GD}"), Role::GdWd, Mark::OpenSquare),
+        (format!("SGD η = {}", sc.eta_m), Role::Sgd, Mark::Ring),
     ];
     let panel = |title: &str, x: &str, y: &str, theory_label: &str, th: Vec<f64>, f: fn(&Tail) -> f64| {
         let mut series = vec![Series::new(theory_label, Role::Theory, Style::Line, fine.clone(), th)];
-        for (k, (l, role)) in labels.iter().enumerate() {
-            series.push(Series::new(l.clone(), *role, Style::Markers, phis.clone(), col(k, f)));
+        for (k, (l, role, mark)) in labels.iter().enumerate() {
+            series.push(Series::new(l.clone(), *role, Style::Markers, phis.clone(), col(k, f)).with_mark(*mark));
         }
         Panel::xy(title, x, y, series, false, false)
     };

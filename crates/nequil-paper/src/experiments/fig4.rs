@@ -12,7 +12,7 @@
 
 use super::common::{fmt, log_of, mean_se, Check, Ctx};
 use super::plan::{base_spec, full_batch, Details, Plan, PlannedRun, Results, RunResult};
-use crate::files::{Figure, Panel, Role, Series, Style};
+use crate::files::{Figure, Mark, Panel, Role, Series, Style};
 use nequil::core::curvature::{lanczos, EmpiricalHessian, HvpOptions, HvpWorkspace, LanczosOptions};
 use nequil::core::data::{Cov, Gaussian, Target};
 use nequil::core::rng::Rng;
@@ -45,30 +45,35 @@ enum Setting {
     GdWarmup,
 }
 
-const SETTINGS: [(Setting, &str, &str, Role); 4] = [
+/// The settings: name, legend, and the colour (one per method) and mark of their series.
+const SETTINGS: [(Setting, &str, &str, Role, Mark); 4] = [
     (
         Setting::KaimingConstant,
         "kaiming_constant",
         "SGD, Kaiming, η = 0.008",
-        Role::Other(2),
+        Role::Sgd,
+        Mark::Triangle,
     ),
     (
         Setting::KaimingWarmup,
         "kaiming_warmup",
         "SGD, Kaiming, warmup",
         Role::Sgd,
+        Mark::Circle,
     ),
     (
         Setting::XavierConstant,
         "xavier_constant",
         "SGD, Xavier, η = 0.008",
-        Role::SgdWd,
+        Role::Sgd,
+        Mark::Ring,
     ),
     (
         Setting::GdWarmup,
         "gd_warmup",
         "GD (N = 1000), Kaiming, warmup",
         Role::Gd,
+        Mark::Circle,
     ),
 ];
 
@@ -123,7 +128,7 @@ fn spec(s: Setting, seed: u64, n: u64) -> Spec {
 pub fn plan(ctx: &Ctx) -> Result<Plan> {
     let n = steps(ctx.full);
     let mut p = Plan::new();
-    for (s, label, _, _) in SETTINGS {
+    for (s, label, _, _, _) in SETTINGS {
         for seed in 0..seeds_of(s) {
             let cost = if s == Setting::GdWarmup { 1000 } else { 10 };
             p.add(PlannedRun::new(name(label, seed), spec(s, seed, n)).cost(cost))?;
@@ -267,16 +272,21 @@ fn lambda_at(run: &RunResult, step: u64) -> Result<f64> {
 pub fn figure(r: &Results) -> Result<Figure> {
     let n = steps(r.full);
     let mut series = vec![];
-    for (_, label, legend, role) in SETTINGS {
+    for (_, label, legend, role, mark) in SETTINGS {
         let run = r.outcome(&name(label, 0))?;
-        // A diverging run is drawn until its sharpness passes 10¹² (then it is off the chart).
+        // A diverging run is drawn until its sharpness passes 10¹² (then it is off the chart),
+        // and marked at the step where it stopped.
         let (x, y): (Vec<f64>, Vec<f64>) = run
             .column("step")?
             .into_iter()
             .zip(run.column("paper_sharpness")?)
             .take_while(|p| p.1.is_finite() && p.1 < 1e12)
             .unzip();
-        series.push(Series::new(legend, role, Style::Markers, x, y));
+        series.push(
+            Series::new(legend, role, Style::Markers, x, y)
+                .with_mark(mark)
+                .diverged_at(run.diverged_at(), |s| s as f64),
+        );
     }
     series.push(Series::new(
         "noise equilibrium S* = 200 (Thm 5.2, η → 0)",
@@ -295,7 +305,7 @@ pub fn figure(r: &Results) -> Result<Figure> {
         "η·λ_max (population Hessian; log scale)",
         vec![
             Series::new(
-                "GD stability threshold 2",
+                "stability threshold 2 (of GD)",
                 Role::Theory,
                 Style::Dashed,
                 vec![0.0, n as f64],
@@ -339,7 +349,7 @@ pub fn figure(r: &Results) -> Result<Figure> {
 /// Settings, notes and logs.
 pub fn details(r: &Results) -> Result<Details> {
     let mut logs = vec![];
-    for (i, (_, label, _, _)) in SETTINGS.iter().enumerate() {
+    for (i, (_, label, _, _, _)) in SETTINGS.iter().enumerate() {
         let run = r.outcome(&name(label, 0))?;
         let (st, s) = (run.column("step")?, run.column("paper_sharpness")?);
         logs.push((

@@ -361,6 +361,15 @@ pub fn figure(r: &Results) -> Result<Figure> {
         let run = r.run(&name(unequal, ETA_S))?;
         let (t, norms) = (run.column("t")?, layer_norms(run)?);
         let stride = (t.len() / 120).max(1);
+        // With unequal initial norms the first records (the first 1 % of the time) lie far
+        // from the equilibrium and would set the range; the panel starts after them, and the
+        // axis label gives the norms at t = 0.
+        let t_end = t[t.len() - 1];
+        let first = if unequal {
+            t.iter().position(|x| *x >= t_end / 100.0).unwrap_or(0)
+        } else {
+            0
+        };
         let mut series = vec![];
         for (l, n) in norms.iter().enumerate() {
             let role = if l == 0 { Role::Sgd } else { Role::Other(l as u8) };
@@ -368,11 +377,20 @@ pub fn figure(r: &Results) -> Result<Figure> {
                 format!("‖W{}‖² (SGD)", l + 1),
                 role,
                 Style::Markers,
-                t.iter().step_by(stride).cloned().collect(),
-                n.iter().step_by(stride).cloned().collect(),
+                t.iter().skip(first).step_by(stride).cloned().collect(),
+                n.iter().skip(first).step_by(stride).cloned().collect(),
             ));
         }
-        let t_end = t[t.len() - 1];
+        let x_label = if unequal {
+            let at0: Vec<String> = norms.iter().map(|n| fmt(n[0])).collect();
+            format!(
+                "t = η · steps (from t = {}; at t = 0 the norms are {})",
+                fmt(t[first]),
+                at0.join(", ")
+            )
+        } else {
+            "t = η · steps".to_string()
+        };
         for (l, p) in pred.iter().enumerate() {
             series.push(Series::new(
                 if l == 0 {
@@ -388,7 +406,7 @@ pub fn figure(r: &Results) -> Result<Figure> {
         }
         panels.push(Panel::xy(
             &format!("depth 4, {title}, η = {ETA_S}"),
-            "t = η · steps",
+            &x_label,
             "squared Frobenius norm",
             series,
             false,

@@ -9,7 +9,7 @@
 
 use super::common::{fmt, log_of, mean_se, ones_on, Check, Ctx};
 use super::plan::{base_spec, full_batch, Details, Plan, PlannedRun, Results};
-use crate::files::{Figure, Panel, Role, Series, Style};
+use crate::files::{Figure, Mark, Panel, Role, Series, Style};
 use nequil::instruments::StepChargeProbe;
 use nequil::lab::spec::{CovSpec, ModelKind, TargetKind};
 use nequil::Result;
@@ -186,11 +186,12 @@ pub fn figure(r: &Results) -> Result<Figure> {
                 ),
                 Series::new(
                     "SGD ‖U‖² (2nd layer)",
-                    Role::Other(1),
+                    Role::Sgd,
                     Style::Markers,
                     sgd.column("t")?,
                     sgd.column("norm2.layers.1.weight")?,
-                ),
+                )
+                .with_mark(Mark::OpenSquare),
                 Series::new(
                     "GD ‖W‖²",
                     Role::Gd,
@@ -200,11 +201,12 @@ pub fn figure(r: &Results) -> Result<Figure> {
                 ),
                 Series::new(
                     "GD ‖U‖²",
-                    Role::GdWd,
+                    Role::Gd,
                     Style::Markers,
                     gd.column("t")?,
                     gd.column("norm2.layers.1.weight")?,
-                ),
+                )
+                .with_mark(Mark::OpenSquare),
             ],
             false,
             false,

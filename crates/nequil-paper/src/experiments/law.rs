@@ -222,17 +222,16 @@ fn label(st: &Setting) -> String {
 /// The figure.
 pub fn figure(r: &Results) -> Result<Figure> {
     let mut series = vec![];
-    for (i, st) in settings(r.full).iter().enumerate() {
+    for st in settings(r.full).iter() {
         let run = r.run(&name(st))?;
         let (t, c) = (run.column("t")?, run.column("C")?);
-        let role = if i == 0 {
-            Role::Sgd
-        } else if st.gd {
+        // One colour per method; the settings of SGD differ by their marks.
+        let role = if st.gd {
             Role::Gd
         } else if st.gamma > 0.0 {
             Role::SgdWd
         } else {
-            Role::Other(i as u8)
+            Role::Sgd
         };
         series.push(Series::new(
             label(st),

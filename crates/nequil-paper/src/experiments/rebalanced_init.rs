@@ -19,7 +19,7 @@
 
 use super::common::{fmt, log_of, mean_se, Check, Ctx};
 use super::plan::{base_spec, Details, Plan, PlannedRun, Results, RunResult};
-use crate::files::{Figure, Panel, Role, Series, Style};
+use crate::files::{Figure, Mark, Panel, Role, Series, Style};
 use nequil::core::equilibrium::{sharpness_paper, two_layer_equilibrium_empirical, two_layer_factors};
 use nequil::core::linalg::Dense;
 use nequil::lab::rebalance::{rebalance_spec, RebalanceOptions, SpecRebalance};
@@ -279,7 +279,9 @@ pub fn checks(r: &Results) -> Result<Vec<Check>> {
 /// The figure (seed 0).
 pub fn figure(r: &Results) -> Result<Figure> {
     let n = steps(r.full) as f64;
-    let roles = [Role::Other(2), Role::Sgd, Role::SgdWd];
+    // Every run is SGD (one colour), told apart by its mark; Kaiming at the large step and with
+    // warmup have fig4-warmup's marks.
+    let marks = [Mark::Triangle, Mark::Circle, Mark::OpenSquare];
     let legends = [
         "Kaiming, large η (no warmup)",
         "Kaiming, warmup",
@@ -288,7 +290,7 @@ pub fn figure(r: &Results) -> Result<Figure> {
     let mut sharp = vec![];
     let mut loss_panels = vec![];
     let mut margin = vec![Series::new(
-        "GD stability threshold 2",
+        "stability threshold 2 (of GD)",
         Role::Theory,
         Style::Dashed,
         vec![0.0, n],
@@ -296,16 +298,22 @@ pub fn figure(r: &Results) -> Result<Figure> {
     )];
     for s in SUBJECTS {
         let mut loss = vec![];
+        // The loss panels start after step 0: there every run has the same loss (the
+        // rebalancing keeps the function), far above the rest, and would set the range; the
+        // axis label gives it.
+        let mut at_start = vec![];
         for (i, (_, label)) in SETTINGS.iter().enumerate() {
             let run = r.outcome(&name(s, label, 0))?;
             let (st, l) = (run.column("step")?, run.column("loss")?);
+            at_start.extend(st.iter().zip(&l).filter(|p| *p.0 == 0.0).map(|p| *p.1));
             let (x, y): (Vec<f64>, Vec<f64>) = st
                 .iter()
                 .zip(&l)
-                .filter(|p| p.1.is_finite() && *p.1 < 1e6)
+                .filter(|p| *p.0 > 0.0 && p.1.is_finite() && *p.1 < 1e6)
                 .map(|(a, b)| (*a, *b))
                 .unzip();
-            loss.push(Series::new(legends[i], roles[i], Style::Markers, x, y));
+            let diverged = |s: Series| s.with_mark(marks[i]).diverged_at(run.diverged_at(), |s| s as f64);
+            loss.push(diverged(Series::new(legends[i], Role::Sgd, Style::Markers, x, y)));
             if s == Subject::Rank1 {
                 let sh = run.column("paper_sharpness")?;
                 let (x, y): (Vec<f64>, Vec<f64>) = st
@@ -314,7 +322,7 @@ pub fn figure(r: &Results) -> Result<Figure> {
                     .take_while(|p| p.1.is_finite() && *p.1 < 1e12)
                     .map(|(a, b)| (*a, *b))
                     .unzip();
-                sharp.push(Series::new(legends[i], roles[i], Style::Markers, x, y));
+                sharp.push(diverged(Series::new(legends[i], Role::Sgd, Style::Markers, x, y)));
             }
             if *label != "kaiming_constant" {
                 let (lam, lr) = (run.column("lambda_max")?, run.column("lr")?);
@@ -324,22 +332,30 @@ pub fn figure(r: &Results) -> Result<Figure> {
                     .filter(|(_, (l, _))| l.is_finite())
                     .map(|(a, (l, e))| (*a, l * e))
                     .unzip();
-                margin.push(Series::new(
-                    format!("{}: {}", s.label(), legends[i]),
-                    if s == Subject::Rank1 {
-                        roles[i]
-                    } else {
-                        Role::Other(3 + i as u8)
-                    },
-                    Style::Markers,
-                    x,
-                    y,
-                ));
+                // The second subject in the secondary palette, with the same marks.
+                margin.push(
+                    Series::new(
+                        format!("{}: {}", s.label(), legends[i]),
+                        if s == Subject::Rank1 { Role::Sgd } else { Role::Other(3) },
+                        Style::Markers,
+                        x,
+                        y,
+                    )
+                    .with_mark(marks[i]),
+                );
             }
         }
+        let (lo, hi) = at_start
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+        let start = if hi - lo <= 1e-9 * hi.abs() {
+            fmt(lo)
+        } else {
+            format!("{} to {}", fmt(lo), fmt(hi))
+        };
         loss_panels.push(Panel::xy(
             &format!("loss, {} (seed 0)", s.title()),
-            "iteration",
+            &format!("iteration (from the first record after step 0, where every run's loss is {start})"),
             "loss on the evaluation sample",
             loss,
             false,
