@@ -419,28 +419,28 @@ pub fn figure(r: &Results) -> Result<Figure> {
         x.extend(xl);
         y.extend(yl);
         res.push(Series::new(
-            format!("SGD {f} (records up to t = {}, then means of 10)", fmt(ts[early - 1])),
+            format!("{f}, SGD (records up to t = {}, then means of 10)", fmt(ts[early - 1])),
             role_s,
             Style::Markers,
             x,
             y,
         ));
         res.push(Series::new(
-            format!("GD {f}"),
+            format!("{f}, GD"),
             role_g,
             Style::Line,
             tg[1..].to_vec(),
             gd.column(&format!("{f}/rho"))?[1..].to_vec(),
         ));
         charges.push(Series::new(
-            format!("SGD {f}"),
+            format!("{f}, SGD"),
             role_s,
             Style::Markers,
             ts[1..].to_vec(),
             sgd.column(&format!("{f}/charge"))?[1..].to_vec(),
         ));
         charges.push(Series::new(
-            format!("GD {f}"),
+            format!("{f}, GD"),
             role_g,
             Style::Line,
             tg[1..].to_vec(),
@@ -502,7 +502,7 @@ pub fn figure(r: &Results) -> Result<Figure> {
                             fmt((1.0 - TAIL) * t_end),
                             fmt(t_end)
                         ),
-                        Role::Other(5),
+                        Role::Sgd,
                         Style::Markers,
                         idx,
                         pick(|p| p.0),
