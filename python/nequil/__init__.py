@@ -153,7 +153,8 @@ class Model:
         """The model of a PyTorch ``nn.Sequential`` or ``nn.ModuleList`` stack.
 
         Supported layers: ``Linear``, ``Conv2d`` (zero padding, no groups or dilation),
-        ``MaxPool2d``, ``AvgPool2d``, ``Flatten``, ``LayerNorm`` (last axis), ``ReLU``,
+        ``MaxPool2d``, ``AvgPool2d``, ``Flatten``, ``LayerNorm`` and ``RMSNorm`` (last axis), ``GroupNorm``, ``BatchNorm1d``/``2d``/``3d``
+        (eval mode, running statistics copied into the spec), ``ReLU``,
         ``LeakyReLU``, ``Tanh``, ``SiLU``, ``Identity``, ``Dropout(p=0)``, and
         :class:`nequil.torch.SelfAttention`, :class:`nequil.torch.Residual`,
         :class:`nequil.torch.MeanPool`. Any other module is a ``ValueError`` naming it and its

@@ -60,7 +60,7 @@ class MeanPool(nn.Module):
 
 
 _SUPPORTED = (
-    "Linear, Conv2d, MaxPool2d, AvgPool2d, Flatten, LayerNorm, ReLU, LeakyReLU, Tanh, SiLU, Sigmoid, GELU, "
+    "Linear, Conv2d, MaxPool2d, AvgPool2d, Flatten, LayerNorm, RMSNorm, GroupNorm, BatchNorm1d/2d/3d (eval mode), ReLU, LeakyReLU, Tanh, SiLU, Sigmoid, GELU, "
     "Softplus, Hardswish, Identity, "
     "Dropout(p=0), nequil.torch.SelfAttention, nequil.torch.Residual, nequil.torch.MeanPool"
 )
@@ -76,6 +76,9 @@ _TORCH_KINDS = {
     "avg-pool2d": "nn.AvgPool2d",
     "flatten": "nn.Flatten",
     "layer-norm": "nn.LayerNorm",
+    "rms-norm": "nn.RMSNorm",
+    "group-norm": "nn.GroupNorm",
+    "batch-norm": "nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d (eval mode)",
     "self-attention": "nequil.torch.SelfAttention",
     "mean-pool": "nequil.torch.MeanPool",
     "residual": "nequil.torch.Residual",
@@ -177,6 +180,32 @@ def _layer(m: nn.Module, path: str) -> Dict[str, Any]:
         if affine and getattr(m, "bias", True) is None:
             raise _unsupported(path, m, "an affine LayerNorm without bias")
         return {"type": "layer-norm", "eps": float(m.eps), "affine": affine}
+    if getattr(nn, "RMSNorm", None) is not None and t is nn.RMSNorm:
+        if len(m.normalized_shape) != 1:
+            raise _unsupported(path, m, "normalization over the last axis only")
+        rms: Dict[str, Any] = {"type": "rms-norm", "affine": bool(m.elementwise_affine)}
+        if m.eps is not None:
+            rms["eps"] = float(m.eps)
+        return rms
+    if t is nn.GroupNorm:
+        return {"type": "group-norm", "num_groups": int(m.num_groups), "eps": float(m.eps), "affine": bool(m.affine)}
+    if t in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+        if m.training:
+            raise _unsupported(
+                path, m,
+                "in training mode it normalizes by each batch's statistics; call module.eval() to use its "
+                "running statistics (training mode is future work)",
+            )
+        if not m.track_running_stats or m.running_mean is None:
+            raise _unsupported(path, m, "without running statistics it normalizes by each batch's, even in eval mode")
+        affine = bool(m.affine)
+        return {
+            "type": "batch-norm",
+            "eps": float(m.eps),
+            "affine": affine,
+            "running_mean": [float(v) for v in m.running_mean.detach().double().cpu().reshape(-1)],
+            "running_var": [float(v) for v in m.running_var.detach().double().cpu().reshape(-1)],
+        }
     if isinstance(m, SelfAttention):
         if m.dropout != 0 or m.bias_k is not None or m.add_zero_attn or not m._qkv_same_embed_dim:
             raise _unsupported(path, m, "no dropout, no bias_kv, no zero attention, kdim = vdim = embed_dim")

@@ -3,15 +3,16 @@
 //! per-sample statistics against a naive per-sample loop.
 //!
 //! The zoo covers every layer kind (dense with and without bias, each activation, sigmoid, GELU
-//! (both forms), softplus, hardswish, Net-A, Net-B) in the paper's families and in mixed stacks
+//! (both forms), softplus, hardswish, batch-norm, rms-norm,
+//! group-norm, Net-A, Net-B) in the paper's families and in mixed stacks
 //! that no family describes.
 
 use nequil::core::curvature::{EmpiricalHessian, HessianOp, HvpOptions, HvpWorkspace};
 use nequil::core::layers::{
-    Activation, ActivationLayer, AvgPool2dConfig, Conv2dConfig, FlattenConfig, GeluApproximate, GeluConfig,
-    HardswishConfig, KernelSpec, LayerConfig as L, LayerNormConfig, LeakyReluConfig, Linear, LinearConfig,
-    MaxPool2dConfig, MeanPoolConfig, ReluConfig, ResidualConfig, SelfAttentionConfig, SigmoidConfig, SoftplusConfig,
-    TanhConfig,
+    Activation, ActivationLayer, AvgPool2dConfig, BatchNormConfig, Conv2dConfig, FlattenConfig, GeluApproximate,
+    GeluConfig, GroupNormConfig, HardswishConfig, KernelSpec, LayerConfig as L, LayerNormConfig, LeakyReluConfig,
+    Linear, LinearConfig, MaxPool2dConfig, MeanPoolConfig, ReluConfig, ResidualConfig, RmsNormConfig,
+    SelfAttentionConfig, SigmoidConfig, SoftplusConfig, TanhConfig,
 };
 use nequil::core::models::{Init, Model, NodeSpec, ScaleKind};
 use nequil::core::rng::Rng;
@@ -246,6 +247,145 @@ fn zoo() -> Vec<(&'static str, Model, usize)> {
         // 2 dims of qk and of vo; MLP: 6 neurons.
         ("transformer", transformer(0.0, true), 4 + 8 + 4 + 6),
         ("transformer-eps", transformer(1e-5, false), 4 + 8 + 4 + 6),
+        // Batch-norm with running means ≠ 0 blocks the conv's channels; its own 3 channels reach
+        // the head through ReLU, avg-pool and flatten.
+        (
+            "batch-norm",
+            Model::sequential(
+                &[2, 4, 4],
+                &[
+                    L::Conv2d(Conv2dConfig {
+                        out_channels: 3,
+                        kernel: KernelSpec::Square(3),
+                        stride: 1,
+                        padding: 1,
+                        bias: true,
+                    }),
+                    L::BatchNorm(BatchNormConfig {
+                        running_mean: Some(vec![0.5, -0.3, 0.2]),
+                        running_var: Some(vec![1.5, 0.5, 2.0]),
+                        ..Default::default()
+                    }),
+                    relu(),
+                    L::AvgPool2d(AvgPool2dConfig {
+                        kernel: 2,
+                        stride: None,
+                    }),
+                    L::Flatten(FlattenConfig {}),
+                    L::Linear(LinearConfig {
+                        out_features: 2,
+                        bias: true,
+                    }),
+                ],
+            )
+            .unwrap(),
+            3,
+        ),
+        // PyTorch's fresh buffers (μ = 0): the linear layer's 4 neurons are taken in by γ, and the
+        // batch-norm's 4 features reach the head through ReLU.
+        (
+            "batch-norm-fresh",
+            Model::sequential(
+                &[3],
+                &[
+                    L::Linear(LinearConfig {
+                        out_features: 4,
+                        bias: true,
+                    }),
+                    L::BatchNorm(BatchNormConfig::default()),
+                    relu(),
+                    L::Linear(LinearConfig {
+                        out_features: 2,
+                        bias: true,
+                    }),
+                ],
+            )
+            .unwrap(),
+            8,
+        ),
+        // As layer-norm: the linear layer feeding an RMS normalization without ε is scale
+        // invariant; the 4 affine features reach the head through ReLU.
+        (
+            "rms-norm",
+            Model::sequential(
+                &[5],
+                &[
+                    L::Linear(LinearConfig {
+                        out_features: 4,
+                        bias: true,
+                    }),
+                    L::RmsNorm(RmsNormConfig {
+                        eps: Some(0.0),
+                        affine: true,
+                    }),
+                    relu(),
+                    L::Linear(LinearConfig {
+                        out_features: 2,
+                        bias: true,
+                    }),
+                ],
+            )
+            .unwrap(),
+            5,
+        ),
+        // With ε > 0 the scale invariance is only approximate and is not claimed (ε = 1e-3, as
+        // layer-norm-eps, so that the breaking is far above the discovery's tolerance).
+        (
+            "rms-norm-eps",
+            Model::sequential(
+                &[5],
+                &[
+                    L::Linear(LinearConfig {
+                        out_features: 4,
+                        bias: true,
+                    }),
+                    L::RmsNorm(RmsNormConfig {
+                        eps: Some(1e-3),
+                        affine: false,
+                    }),
+                    L::Linear(LinearConfig {
+                        out_features: 2,
+                        bias: false,
+                    }),
+                ],
+            )
+            .unwrap(),
+            0,
+        ),
+        // Group-norm (2 groups of 2 channels, ε > 0): the conv's channels are blocked, the 4
+        // affine channels reach the head through ReLU, avg-pool and flatten.
+        (
+            "group-norm",
+            Model::sequential(
+                &[1, 4, 4],
+                &[
+                    L::Conv2d(Conv2dConfig {
+                        out_channels: 4,
+                        kernel: KernelSpec::Square(3),
+                        stride: 1,
+                        padding: 1,
+                        bias: true,
+                    }),
+                    L::GroupNorm(GroupNormConfig {
+                        num_groups: 2,
+                        eps: 1e-3,
+                        affine: true,
+                    }),
+                    relu(),
+                    L::AvgPool2d(AvgPool2dConfig {
+                        kernel: 2,
+                        stride: None,
+                    }),
+                    L::Flatten(FlattenConfig {}),
+                    L::Linear(LinearConfig {
+                        out_features: 2,
+                        bias: true,
+                    }),
+                ],
+            )
+            .unwrap(),
+            4,
+        ),
         // ReLU passes the first layer's 4 neurons to the next map; sigmoid blocks the second's.
         (
             "sigmoid",
