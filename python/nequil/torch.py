@@ -60,7 +60,7 @@ class MeanPool(nn.Module):
 
 
 _SUPPORTED = (
-    "Linear, Conv2d, MaxPool2d, AvgPool2d, Flatten, LayerNorm, RMSNorm, GroupNorm, BatchNorm1d/2d/3d (eval mode), ReLU, LeakyReLU, Tanh, SiLU, Sigmoid, GELU, "
+    "Linear, Conv2d, Conv1d, MaxPool2d, AvgPool2d, Flatten, LayerNorm, RMSNorm, GroupNorm, BatchNorm1d/2d/3d (eval mode), ReLU, LeakyReLU, Tanh, SiLU, Sigmoid, GELU, "
     "Softplus, Hardswish, Identity, "
     "Dropout(p=0), nequil.torch.SelfAttention, nequil.torch.Residual, nequil.torch.MeanPool"
 )
@@ -72,6 +72,7 @@ _SUPPORTED = (
 _TORCH_KINDS = {
     "linear": "nn.Linear",
     "conv2d": "nn.Conv2d",
+    "conv1d": "nn.Conv1d",
     "max-pool2d": "nn.MaxPool2d",
     "avg-pool2d": "nn.AvgPool2d",
     "flatten": "nn.Flatten",
@@ -138,19 +139,37 @@ def _layer(m: nn.Module, path: str) -> Dict[str, Any]:
     if t is nn.Conv2d:
         kh, kw = _pair(m.kernel_size)
         sh, sw = _pair(m.stride)
-        ph, pw = _pair(m.padding) if not isinstance(m.padding, str) else (None, None)
-        if m.groups != 1 or _pair(m.dilation) != (1, 1):
-            raise _unsupported(path, m, "groups and dilation must be 1")
-        if m.padding_mode != "zeros" or ph is None or ph != pw:
-            raise _unsupported(path, m, "padding must be the same number of zeros on every side")
+        dh, dw = _pair(m.dilation)
+        if m.padding_mode != "zeros":
+            raise _unsupported(path, m, f"padding_mode {m.padding_mode!r}: zero padding only")
         if sh != sw:
             raise _unsupported(path, m, "the stride must be the same along both axes")
+        if isinstance(m.padding, str):
+            padding: Any = m.padding
+        else:
+            ph, pw = _pair(m.padding)
+            padding = ph if ph == pw else [ph, pw]
         return {
             "type": "conv2d",
             "out_channels": m.out_channels,
             "kernel": kh if kh == kw else [kh, kw],
             "stride": sh,
-            "padding": ph,
+            "padding": padding,
+            "dilation": dh if dh == dw else [dh, dw],
+            "groups": m.groups,
+            "bias": m.bias is not None,
+        }
+    if t is nn.Conv1d:
+        if m.padding_mode != "zeros":
+            raise _unsupported(path, m, f"padding_mode {m.padding_mode!r}: zero padding only")
+        return {
+            "type": "conv1d",
+            "out_channels": m.out_channels,
+            "kernel": m.kernel_size[0],
+            "stride": m.stride[0],
+            "padding": m.padding if isinstance(m.padding, str) else m.padding[0],
+            "dilation": m.dilation[0],
+            "groups": m.groups,
             "bias": m.bias is not None,
         }
     if t in (nn.MaxPool2d, nn.AvgPool2d):

@@ -95,6 +95,12 @@ def test_from_torch_gives_the_examples_model_tables():
         nn.Linear(5, 4), nn.BatchNorm1d(4, eps=1e-3), nn.ReLU(), nn.Linear(4, 2))), (5,)),
     (lambda: with_running_stats(nn.Sequential(
         nn.BatchNorm1d(3, affine=False), nn.Flatten(), nn.Linear(21, 2))), (3, 7)),
+    (lambda: nn.Sequential(
+        nn.Conv2d(4, 6, 3, padding="same", dilation=2, groups=2), nn.ReLU(),
+        nn.Conv2d(6, 6, (3, 2), padding=(2, 1), groups=6), nn.Flatten(), nn.Linear(6 * 7 * 6, 2)), (4, 5, 5)),
+    (lambda: with_running_stats(nn.Sequential(
+        nn.Conv1d(3, 6, 3, padding="same", dilation=2), nn.BatchNorm1d(6), nn.GELU(),
+        nn.Conv1d(6, 6, 4, stride=2, padding=1, groups=6), nn.Flatten(), nn.Linear(6 * 6, 2))), (3, 12)),
     (lambda: nn.Sequential(nn.Linear(5, 6), nn.RMSNorm(6), nn.ReLU(), nn.Linear(6, 2)), (5,)),
     (lambda: nn.Sequential(nn.Linear(5, 6), nn.RMSNorm(6, eps=1e-3, elementwise_affine=False), nn.Linear(6, 2)), (5,)),
     (lambda: nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.ReLU(), nn.Flatten(),
@@ -146,8 +152,8 @@ def test_unsupported_modules_are_named():
         nequil.Model.from_torch(nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4, track_running_stats=False).eval()))
     with pytest.raises(ValueError, match=r"dropout with p = 0.5"):
         nequil.Model.from_torch(nn.Sequential(nn.Linear(2, 4), nn.Dropout(0.5)))
-    with pytest.raises(ValueError, match=r"groups and dilation"):
-        nequil.Model.from_torch(nn.Sequential(nn.Conv2d(2, 2, 3, groups=2)), input_shape=[2, 5, 5])
+    with pytest.raises(ValueError, match=r"padding_mode 'reflect'"):
+        nequil.Model.from_torch(nn.Sequential(nn.Conv2d(2, 2, 3, padding_mode="reflect")), input_shape=[2, 5, 5])
 
     class Net(nn.Module):
         def __init__(self):

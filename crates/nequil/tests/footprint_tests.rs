@@ -159,6 +159,16 @@ fn layer_zoo(medium: bool) -> Vec<(&'static str, Model)> {
             ),
         ),
     ));
+    out.push((
+        "conv1d",
+        sequential(
+            &format!("[{c}, {}]", hw * hw),
+            &format!(
+                "{{ type = \"conv1d\", out_channels = {}, kernel = 3, padding = \"same\", dilation = 2, groups = {c} }}",
+                2 * c
+            ),
+        ),
+    ));
     out.push(("max-pool2d", sequential(&img, "{ type = \"max-pool2d\", kernel = 2 }")));
     out.push(("avg-pool2d", sequential(&img, "{ type = \"avg-pool2d\", kernel = 2 }")));
     out.push(("flatten", sequential(&img, "{ type = \"flatten\" }")));

@@ -9,10 +9,10 @@
 
 use nequil::core::curvature::{EmpiricalHessian, HessianOp, HvpOptions, HvpWorkspace};
 use nequil::core::layers::{
-    Activation, ActivationLayer, AvgPool2dConfig, BatchNormConfig, Conv2dConfig, FlattenConfig, GeluApproximate,
-    GeluConfig, GroupNormConfig, HardswishConfig, KernelSpec, LayerConfig as L, LayerNormConfig, LeakyReluConfig,
-    Linear, LinearConfig, MaxPool2dConfig, MeanPoolConfig, ReluConfig, ResidualConfig, RmsNormConfig,
-    SelfAttentionConfig, SigmoidConfig, SoftplusConfig, TanhConfig,
+    Activation, ActivationLayer, AvgPool2dConfig, BatchNormConfig, Conv1dConfig, Conv2dConfig, FlattenConfig,
+    GeluApproximate, GeluConfig, GroupNormConfig, HardswishConfig, KernelSpec, LayerConfig as L, LayerNormConfig,
+    LeakyReluConfig, Linear, LinearConfig, MaxPool2dConfig, MeanPoolConfig, Padding, PaddingMode, ReluConfig,
+    ResidualConfig, RmsNormConfig, SelfAttentionConfig, SigmoidConfig, SoftplusConfig, TanhConfig,
 };
 use nequil::core::models::{Init, Model, NodeSpec, ScaleKind};
 use nequil::core::rng::Rng;
@@ -49,7 +49,9 @@ fn cnn() -> Model {
                 out_channels: 3,
                 kernel: KernelSpec::Square(3),
                 stride: 1,
-                padding: 1,
+                padding: 1.into(),
+                dilation: KernelSpec::Square(1),
+                groups: 1,
                 bias: true,
             }),
             relu(),
@@ -61,7 +63,9 @@ fn cnn() -> Model {
                 out_channels: 4,
                 kernel: KernelSpec::Square(2),
                 stride: 1,
-                padding: 0,
+                padding: 0.into(),
+                dilation: KernelSpec::Square(1),
+                groups: 1,
                 bias: false,
             }),
             relu(),
@@ -88,7 +92,9 @@ fn cnn_strided() -> Model {
                 out_channels: 2,
                 kernel: KernelSpec::Rect([3, 2]),
                 stride: 2,
-                padding: 1,
+                padding: 1.into(),
+                dilation: KernelSpec::Square(1),
+                groups: 1,
                 bias: true,
             }),
             L::LeakyRelu(LeakyReluConfig { slope: 0.1 }),
@@ -258,7 +264,9 @@ fn zoo() -> Vec<(&'static str, Model, usize)> {
                         out_channels: 3,
                         kernel: KernelSpec::Square(3),
                         stride: 1,
-                        padding: 1,
+                        padding: 1.into(),
+                        dilation: KernelSpec::Square(1),
+                        groups: 1,
                         bias: true,
                     }),
                     L::BatchNorm(BatchNormConfig {
@@ -363,7 +371,9 @@ fn zoo() -> Vec<(&'static str, Model, usize)> {
                         out_channels: 4,
                         kernel: KernelSpec::Square(3),
                         stride: 1,
-                        padding: 1,
+                        padding: 1.into(),
+                        dilation: KernelSpec::Square(1),
+                        groups: 1,
                         bias: true,
                     }),
                     L::GroupNorm(GroupNormConfig {
@@ -385,6 +395,79 @@ fn zoo() -> Vec<(&'static str, Model, usize)> {
             )
             .unwrap(),
             4,
+        ),
+        // A 1-D CNN: the grouped, dilated conv1d's 4 channels through ReLU to the depthwise
+        // conv1d (each absorbed by its own filter), whose 4 channels reach the head.
+        (
+            "conv1d",
+            Model::sequential(
+                &[2, 8],
+                &[
+                    L::Conv1d(Conv1dConfig {
+                        out_channels: 4,
+                        kernel: 3,
+                        stride: 1,
+                        padding: Padding::Mode(PaddingMode::Same),
+                        dilation: 2,
+                        groups: 2,
+                        bias: true,
+                    }),
+                    relu(),
+                    L::Conv1d(Conv1dConfig {
+                        out_channels: 4,
+                        kernel: 2,
+                        stride: 2,
+                        padding: 1.into(),
+                        dilation: 1,
+                        groups: 4,
+                        bias: true,
+                    }),
+                    relu(),
+                    L::Flatten(FlattenConfig {}),
+                    L::Linear(LinearConfig {
+                        out_features: 2,
+                        bias: true,
+                    }),
+                ],
+            )
+            .unwrap(),
+            8,
+        ),
+        // Grouped 2-D convolutions (even kernel, "same" padding, dilation): 4 + 4 channels.
+        (
+            "cnn-grouped",
+            Model::sequential(
+                &[2, 5, 5],
+                &[
+                    L::Conv2d(Conv2dConfig {
+                        out_channels: 4,
+                        kernel: KernelSpec::Square(3),
+                        stride: 1,
+                        padding: 1.into(),
+                        dilation: KernelSpec::Square(1),
+                        groups: 2,
+                        bias: true,
+                    }),
+                    relu(),
+                    L::Conv2d(Conv2dConfig {
+                        out_channels: 4,
+                        kernel: KernelSpec::Rect([2, 3]),
+                        stride: 1,
+                        padding: Padding::Mode(PaddingMode::Same),
+                        dilation: KernelSpec::Rect([2, 1]),
+                        groups: 2,
+                        bias: false,
+                    }),
+                    relu(),
+                    L::Flatten(FlattenConfig {}),
+                    L::Linear(LinearConfig {
+                        out_features: 2,
+                        bias: true,
+                    }),
+                ],
+            )
+            .unwrap(),
+            8,
         ),
         // ReLU passes the first layer's 4 neurons to the next map; sigmoid blocks the second's.
         (
@@ -783,10 +866,15 @@ mod random_shapes {
 
         #[test]
         fn cnns(c in 1usize..3, h in 4usize..8, w in 3usize..7, o in 1usize..4, k in 1usize..4,
-                stride in 1usize..3, pad in 0usize..2, pool in 0usize..3, bias in any::<bool>(), seed in 0u64..1000) {
-            prop_assume!(h + 2 * pad >= k && w + 2 * pad >= k);
+                stride in 1usize..3, pad in 0usize..2, pool in 0usize..3, bias in any::<bool>(), seed in 0u64..1000,
+                dil in 1usize..3) {
+            let kw = k.max(2).min(w + 2 * pad);
+            prop_assume!(h + 2 * pad > dil * (k - 1) && w + 2 * pad > dil * (kw - 1));
+            // Two groups where both channel counts are even.
+            let groups = if c == 2 && o == 2 { 2 } else { 1 };
             let mut layers = vec![
-                L::Conv2d(Conv2dConfig { out_channels: o, kernel: KernelSpec::Rect([k, k.max(2).min(w + 2 * pad)]), stride, padding: pad, bias }),
+                L::Conv2d(Conv2dConfig { out_channels: o, kernel: KernelSpec::Rect([k, kw]), stride, padding: pad.into(),
+                                         dilation: KernelSpec::Rect([dil, 1]), groups, bias }),
                 L::LeakyRelu(LeakyReluConfig { slope: 0.2 }),
             ];
             match pool {

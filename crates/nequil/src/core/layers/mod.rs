@@ -53,7 +53,7 @@
 //!
 //! The kinds: [`Linear`] (`linear`), [`ActivationLayer`] (`identity`, `tanh`, `relu`,
 //! `leaky-relu`, `swish`), [`Sigmoid`] (`sigmoid`), [`Gelu`] (`gelu`), [`Softplus`] (`softplus`),
-//! [`Hardswish`] (`hardswish`), [`Conv2d`] (`conv2d`), [`MaxPool2d`] (`max-pool2d`), [`AvgPool2d`]
+//! [`Hardswish`] (`hardswish`), [`Conv2d`] (`conv2d`, and `conv1d`), [`MaxPool2d`] (`max-pool2d`), [`AvgPool2d`]
 //! (`avg-pool2d`), [`Flatten`] (`flatten`), [`LayerNorm`] (`layer-norm`), [`BatchNorm`] (`batch-norm`), [`RmsNorm`] (`rms-norm`), [`GroupNorm`] (`group-norm`), [`SelfAttention`]
 //! (`self-attention`), [`Residual`] (`residual`), [`MeanPool`] (`mean-pool`); and [`ScaleNet`] (the paper's Fig. 7 nets, `model.kind = "net-a"`/`"net-b"`,
 //! which are whole models rather than layers of a stack, so not registered).
@@ -95,7 +95,7 @@ pub use activation::{
 pub use attention::{SelfAttention, SelfAttentionConfig};
 pub use avg_pool2d::{AvgPool2d, AvgPool2dConfig};
 pub use batch_norm::{BatchNorm, BatchNormConfig};
-pub use conv2d::{Conv2d, Conv2dConfig, KernelSpec};
+pub use conv2d::{Conv1dConfig, Conv2d, Conv2dConfig, ConvGeometry, KernelSpec, Padding, PaddingMode};
 pub use flatten::{Flatten, FlattenConfig};
 pub use gelu::{Gelu, GeluApproximate, GeluConfig};
 pub use group_norm::{GroupNorm, GroupNormConfig};
@@ -157,6 +157,8 @@ registry! {
     Linear(LinearConfig) = "linear",
     /// `nn.Conv2d` on `[C, H, W]`.
     Conv2d(Conv2dConfig) = "conv2d",
+    /// `nn.Conv1d` on `[C, L]`.
+    Conv1d(Conv1dConfig) = "conv1d",
     /// `nn.MaxPool2d` on `[C, H, W]`.
     MaxPool2d(MaxPool2dConfig) = "max-pool2d",
     /// `nn.AvgPool2d` on `[C, H, W]`.
