@@ -153,6 +153,7 @@ class Model:
         """The model of a PyTorch ``nn.Sequential`` or ``nn.ModuleList`` stack.
 
         Supported layers: ``Linear``, ``Conv2d`` and ``Conv1d`` (zero padding, groups, dilation),
+        ``AdaptiveAvgPool2d``, ``AdaptiveAvgPool1d``,
         ``MaxPool2d``, ``AvgPool2d``, ``Flatten``, ``LayerNorm`` and ``RMSNorm`` (last axis), ``GroupNorm``, ``BatchNorm1d``/``2d``/``3d``
         (eval mode, running statistics copied into the spec), ``ReLU``,
         ``LeakyReLU``, ``Tanh``, ``SiLU``, ``Identity``, ``Dropout(p=0)``, and

@@ -60,7 +60,7 @@ class MeanPool(nn.Module):
 
 
 _SUPPORTED = (
-    "Linear, Conv2d, Conv1d, MaxPool2d, AvgPool2d, Flatten, LayerNorm, RMSNorm, GroupNorm, BatchNorm1d/2d/3d (eval mode), ReLU, LeakyReLU, Tanh, SiLU, Sigmoid, GELU, "
+    "Linear, Conv2d, Conv1d, AdaptiveAvgPool2d, AdaptiveAvgPool1d, MaxPool2d, AvgPool2d, Flatten, LayerNorm, RMSNorm, GroupNorm, BatchNorm1d/2d/3d (eval mode), ReLU, LeakyReLU, Tanh, SiLU, Sigmoid, GELU, "
     "Softplus, Hardswish, Identity, "
     "Dropout(p=0), nequil.torch.SelfAttention, nequil.torch.Residual, nequil.torch.MeanPool"
 )
@@ -75,6 +75,8 @@ _TORCH_KINDS = {
     "conv1d": "nn.Conv1d",
     "max-pool2d": "nn.MaxPool2d",
     "avg-pool2d": "nn.AvgPool2d",
+    "adaptive-avg-pool2d": "nn.AdaptiveAvgPool2d",
+    "adaptive-avg-pool1d": "nn.AdaptiveAvgPool1d",
     "flatten": "nn.Flatten",
     "layer-norm": "nn.LayerNorm",
     "rms-norm": "nn.RMSNorm",
@@ -172,6 +174,14 @@ def _layer(m: nn.Module, path: str) -> Dict[str, Any]:
             "groups": m.groups,
             "bias": m.bias is not None,
         }
+    if t is nn.AdaptiveAvgPool2d:
+        oh, ow = _pair(m.output_size)
+        if oh is None or ow is None:
+            raise _unsupported(path, m, "give both output sizes (None, the input's size, is not mapped)")
+        return {"type": "adaptive-avg-pool2d", "output_size": int(oh) if oh == ow else [int(oh), int(ow)]}
+    if t is nn.AdaptiveAvgPool1d:
+        (ol,) = m.output_size if isinstance(m.output_size, (tuple, list)) else (m.output_size,)
+        return {"type": "adaptive-avg-pool1d", "output_size": int(ol)}
     if t in (nn.MaxPool2d, nn.AvgPool2d):
         k = _pair(m.kernel_size)
         s = _pair(m.stride if m.stride is not None else m.kernel_size)

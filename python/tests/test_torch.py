@@ -100,7 +100,11 @@ def test_from_torch_gives_the_examples_model_tables():
         nn.Conv2d(6, 6, (3, 2), padding=(2, 1), groups=6), nn.Flatten(), nn.Linear(6 * 7 * 6, 2)), (4, 5, 5)),
     (lambda: with_running_stats(nn.Sequential(
         nn.Conv1d(3, 6, 3, padding="same", dilation=2), nn.BatchNorm1d(6), nn.GELU(),
-        nn.Conv1d(6, 6, 4, stride=2, padding=1, groups=6), nn.Flatten(), nn.Linear(6 * 6, 2))), (3, 12)),
+        nn.Conv1d(6, 6, 4, stride=2, padding=1, groups=6), nn.AdaptiveAvgPool1d(4), nn.Flatten(),
+        nn.Linear(6 * 4, 2))), (3, 12)),
+    (lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.AdaptiveAvgPool2d((2, 3)), nn.Flatten(),
+                           nn.Linear(3 * 2 * 3, 2)), (2, 7, 6)),
+    (lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)), (2, 5, 5)),
     (lambda: nn.Sequential(nn.Linear(5, 6), nn.RMSNorm(6), nn.ReLU(), nn.Linear(6, 2)), (5,)),
     (lambda: nn.Sequential(nn.Linear(5, 6), nn.RMSNorm(6, eps=1e-3, elementwise_affine=False), nn.Linear(6, 2)), (5,)),
     (lambda: nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.ReLU(), nn.Flatten(),

@@ -169,6 +169,17 @@ fn layer_zoo(medium: bool) -> Vec<(&'static str, Model)> {
             ),
         ),
     ));
+    out.push((
+        "adaptive-avg-pool2d",
+        sequential(&img, "{ type = \"adaptive-avg-pool2d\", output_size = [3, 2] }"),
+    ));
+    out.push((
+        "adaptive-avg-pool1d",
+        sequential(
+            &format!("[{c}, {}]", hw * hw),
+            "{ type = \"adaptive-avg-pool1d\", output_size = 5 }",
+        ),
+    ));
     out.push(("max-pool2d", sequential(&img, "{ type = \"max-pool2d\", kernel = 2 }")));
     out.push(("avg-pool2d", sequential(&img, "{ type = \"avg-pool2d\", kernel = 2 }")));
     out.push(("flatten", sequential(&img, "{ type = \"flatten\" }")));

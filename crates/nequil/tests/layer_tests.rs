@@ -9,10 +9,11 @@
 
 use nequil::core::curvature::{EmpiricalHessian, HessianOp, HvpOptions, HvpWorkspace};
 use nequil::core::layers::{
-    Activation, ActivationLayer, AvgPool2dConfig, BatchNormConfig, Conv1dConfig, Conv2dConfig, FlattenConfig,
-    GeluApproximate, GeluConfig, GroupNormConfig, HardswishConfig, KernelSpec, LayerConfig as L, LayerNormConfig,
-    LeakyReluConfig, Linear, LinearConfig, MaxPool2dConfig, MeanPoolConfig, Padding, PaddingMode, ReluConfig,
-    ResidualConfig, RmsNormConfig, SelfAttentionConfig, SigmoidConfig, SoftplusConfig, TanhConfig,
+    Activation, ActivationLayer, AdaptiveAvgPool1dConfig, AdaptiveAvgPool2dConfig, AvgPool2dConfig, BatchNormConfig,
+    Conv1dConfig, Conv2dConfig, FlattenConfig, GeluApproximate, GeluConfig, GroupNormConfig, HardswishConfig,
+    KernelSpec, LayerConfig as L, LayerNormConfig, LeakyReluConfig, Linear, LinearConfig, MaxPool2dConfig,
+    MeanPoolConfig, Padding, PaddingMode, ReluConfig, ResidualConfig, RmsNormConfig, SelfAttentionConfig,
+    SigmoidConfig, SoftplusConfig, TanhConfig,
 };
 use nequil::core::models::{Init, Model, NodeSpec, ScaleKind};
 use nequil::core::rng::Rng;
@@ -397,7 +398,8 @@ fn zoo() -> Vec<(&'static str, Model, usize)> {
             4,
         ),
         // A 1-D CNN: the grouped, dilated conv1d's 4 channels through ReLU to the depthwise
-        // conv1d (each absorbed by its own filter), whose 4 channels reach the head.
+        // conv1d (each absorbed by its own filter), whose 4 channels reach the head through ReLU
+        // and adaptive average pooling (overlapping windows: 5 → 3).
         (
             "conv1d",
             Model::sequential(
@@ -423,6 +425,7 @@ fn zoo() -> Vec<(&'static str, Model, usize)> {
                         bias: true,
                     }),
                     relu(),
+                    L::AdaptiveAvgPool1d(AdaptiveAvgPool1dConfig { output_size: 3 }),
                     L::Flatten(FlattenConfig {}),
                     L::Linear(LinearConfig {
                         out_features: 2,
@@ -433,7 +436,8 @@ fn zoo() -> Vec<(&'static str, Model, usize)> {
             .unwrap(),
             8,
         ),
-        // Grouped 2-D convolutions (even kernel, "same" padding, dilation): 4 + 4 channels.
+        // Grouped 2-D convolutions (even kernel, "same" padding, dilation) and adaptive average
+        // pooling (5×5 → 2×3): 4 + 4 channels.
         (
             "cnn-grouped",
             Model::sequential(
@@ -459,6 +463,9 @@ fn zoo() -> Vec<(&'static str, Model, usize)> {
                         bias: false,
                     }),
                     relu(),
+                    L::AdaptiveAvgPool2d(AdaptiveAvgPool2dConfig {
+                        output_size: KernelSpec::Rect([2, 3]),
+                    }),
                     L::Flatten(FlattenConfig {}),
                     L::Linear(LinearConfig {
                         out_features: 2,

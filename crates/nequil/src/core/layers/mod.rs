@@ -52,10 +52,13 @@
 //! catalog see only the trait.
 //!
 //! The kinds: [`Linear`] (`linear`), [`ActivationLayer`] (`identity`, `tanh`, `relu`,
-//! `leaky-relu`, `swish`), [`Sigmoid`] (`sigmoid`), [`Gelu`] (`gelu`), [`Softplus`] (`softplus`),
-//! [`Hardswish`] (`hardswish`), [`Conv2d`] (`conv2d`, and `conv1d`), [`MaxPool2d`] (`max-pool2d`), [`AvgPool2d`]
-//! (`avg-pool2d`), [`Flatten`] (`flatten`), [`LayerNorm`] (`layer-norm`), [`BatchNorm`] (`batch-norm`), [`RmsNorm`] (`rms-norm`), [`GroupNorm`] (`group-norm`), [`SelfAttention`]
-//! (`self-attention`), [`Residual`] (`residual`), [`MeanPool`] (`mean-pool`); and [`ScaleNet`] (the paper's Fig. 7 nets, `model.kind = "net-a"`/`"net-b"`,
+//! `leaky-relu`, `swish`, also spelled `silu`), [`Sigmoid`] (`sigmoid`), [`Gelu`] (`gelu`),
+//! [`Softplus`] (`softplus`), [`Hardswish`] (`hardswish`), [`Conv2d`] (`conv2d` and `conv1d`),
+//! [`MaxPool2d`] (`max-pool2d`), [`AvgPool2d`] (`avg-pool2d`), [`AdaptiveAvgPool`]
+//! (`adaptive-avg-pool2d`, `adaptive-avg-pool1d`), [`Flatten`] (`flatten`), [`LayerNorm`]
+//! (`layer-norm`), [`BatchNorm`] (`batch-norm`), [`RmsNorm`] (`rms-norm`), [`GroupNorm`]
+//! (`group-norm`), [`SelfAttention`] (`self-attention`), [`Residual`] (`residual`), [`MeanPool`]
+//! (`mean-pool`); and [`ScaleNet`] (the paper's Fig. 7 nets, `model.kind = "net-a"`/`"net-b"`,
 //! which are whole models rather than layers of a stack, so not registered).
 //!
 //! # What comes next
@@ -65,6 +68,7 @@
 //! parameter (f32 beside f64) in [`crate::core::scalar`], used by [`Linear`]'s generic kernels.
 
 mod activation;
+mod adaptive_avg_pool;
 mod attention;
 mod avg_pool2d;
 mod batch_norm;
@@ -92,6 +96,7 @@ mod softplus;
 pub use activation::{
     Activation, ActivationLayer, IdentityConfig, LeakyReluConfig, ReluConfig, SwishConfig, TanhConfig,
 };
+pub use adaptive_avg_pool::{AdaptiveAvgPool, AdaptiveAvgPool1dConfig, AdaptiveAvgPool2dConfig};
 pub use attention::{SelfAttention, SelfAttentionConfig};
 pub use avg_pool2d::{AvgPool2d, AvgPool2dConfig};
 pub use batch_norm::{BatchNorm, BatchNormConfig};
@@ -163,6 +168,10 @@ registry! {
     MaxPool2d(MaxPool2dConfig) = "max-pool2d",
     /// `nn.AvgPool2d` on `[C, H, W]`.
     AvgPool2d(AvgPool2dConfig) = "avg-pool2d",
+    /// `nn.AdaptiveAvgPool2d` on `[C, H, W]`.
+    AdaptiveAvgPool2d(AdaptiveAvgPool2dConfig) = "adaptive-avg-pool2d",
+    /// `nn.AdaptiveAvgPool1d` on `[C, L]`.
+    AdaptiveAvgPool1d(AdaptiveAvgPool1dConfig) = "adaptive-avg-pool1d",
     /// `nn.Flatten()`.
     Flatten(FlattenConfig) = "flatten",
     /// `nn.LayerNorm` over the last axis.
