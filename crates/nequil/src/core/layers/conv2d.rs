@@ -158,7 +158,7 @@ fn geometry(
             return Err(invalid!("{key}.{field}: must be ≥ 1"));
         }
     }
-    if c % groups != 0 || out_channels % groups != 0 {
+    if !c.is_multiple_of(groups) || !out_channels.is_multiple_of(groups) {
         return Err(invalid!(
             "{key}.groups: {groups} must divide the input channels ({c}) and out_channels ({out_channels})"
         ));

@@ -54,7 +54,7 @@ impl BuildLayer for GroupNormConfig {
             return Err(invalid!("{key}: group-norm needs per-sample inputs [C, …], got []"));
         };
         let g = self.num_groups;
-        if g == 0 || c % g != 0 {
+        if g == 0 || !c.is_multiple_of(g) {
             return Err(invalid!(
                 "{key}.num_groups: {g} must be ≥ 1 and divide the {c} channels (the input's first size)"
             ));
