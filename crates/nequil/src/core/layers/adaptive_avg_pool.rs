@@ -61,8 +61,10 @@ impl BuildLayer for AdaptiveAvgPool1dConfig {
 }
 
 /// PyTorch's window `[⌊i n / m⌋, ⌈(i + 1) n / m⌉)` of output index `i` (of `m`) over `n` inputs.
+/// In 128 bits: `i · n` may exceed 64 bits for sizes below [`super::MAX_VALUES`].
 fn window(i: usize, n: usize, m: usize) -> (usize, usize) {
-    ((i * n) / m, ((i + 1) * n).div_ceil(m))
+    let (i, n, m) = (i as u128, n as u128, m as u128);
+    (((i * n) / m) as usize, ((i + 1) * n).div_ceil(m) as usize)
 }
 
 /// Adaptive average pooling (see the module docs); a 1-D one runs on `[C, 1, L]`.
@@ -227,6 +229,8 @@ mod tests {
 
     #[test]
     fn windows_are_pytorchs_start_and_end_indices() {
+        // Sizes whose products exceed 64 bits.
+        assert_eq!(window((1 << 40) - 1, 1 << 40, 1 << 40), ((1 << 40) - 1, 1 << 40));
         // 5 → 3: [0, 2), [1, 4), [3, 5) (overlapping); 6 → 3: [0, 2), [2, 4), [4, 6); 2 → 3:
         // [0, 1), [0, 2), [1, 2) (larger output than input).
         assert_eq!(
