@@ -177,9 +177,12 @@ class Model:
     def from_torch(cls, module: Any, input_shape: Optional[Sequence[int]] = None, loss: Optional[str] = None) -> "Model":
         """The model of a PyTorch ``nn.Sequential`` or ``nn.ModuleList`` stack.
 
-        Supported layers: ``Linear``, ``Conv2d`` (zero padding, no groups or dilation),
-        ``MaxPool2d``, ``AvgPool2d``, ``Flatten``, ``LayerNorm`` (last axis), ``ReLU``,
-        ``LeakyReLU``, ``Tanh``, ``SiLU``, ``Identity``, ``Dropout(p=0)``, and
+        Supported layers: ``Linear``, ``Conv2d`` and ``Conv1d`` (zero padding, groups, dilation),
+        ``AdaptiveAvgPool2d``, ``AdaptiveAvgPool1d``, ``MaxPool2d``, ``AvgPool2d``, ``Flatten``,
+        ``LayerNorm`` and ``RMSNorm`` (last axis), ``GroupNorm``, ``BatchNorm1d``/``2d``/``3d``
+        (eval mode, running statistics copied into the spec), ``ReLU``, ``LeakyReLU``, ``Tanh``,
+        ``SiLU``, ``Sigmoid``, ``GELU``, ``Softplus``, ``Hardswish``, ``Identity``,
+        ``Dropout(p=0)``, and
         :class:`nequil.torch.SelfAttention`, :class:`nequil.torch.Residual`,
         :class:`nequil.torch.MeanPool`. Any other module is a ``ValueError`` naming it and its
         position. ``input_shape`` is the per-sample input shape (``[d]``, ``[C, H, W]``,

@@ -60,7 +60,7 @@ class MeanPool(nn.Module):
 
 
 _SUPPORTED = (
-    "Linear, Conv2d, MaxPool2d, AvgPool2d, Flatten, LayerNorm, ReLU, LeakyReLU, Tanh, SiLU, Sigmoid, GELU, "
+    "Linear, Conv2d, Conv1d, AdaptiveAvgPool2d, AdaptiveAvgPool1d, MaxPool2d, AvgPool2d, Flatten, LayerNorm, RMSNorm, GroupNorm, BatchNorm1d/2d/3d (eval mode), ReLU, LeakyReLU, Tanh, SiLU, Sigmoid, GELU, "
     "Softplus, Hardswish, Identity, "
     "Dropout(p=0), nequil.torch.SelfAttention, nequil.torch.Residual, nequil.torch.MeanPool"
 )
@@ -72,10 +72,16 @@ _SUPPORTED = (
 _TORCH_KINDS = {
     "linear": "nn.Linear",
     "conv2d": "nn.Conv2d",
+    "conv1d": "nn.Conv1d",
     "max-pool2d": "nn.MaxPool2d",
     "avg-pool2d": "nn.AvgPool2d",
+    "adaptive-avg-pool2d": "nn.AdaptiveAvgPool2d",
+    "adaptive-avg-pool1d": "nn.AdaptiveAvgPool1d",
     "flatten": "nn.Flatten",
     "layer-norm": "nn.LayerNorm",
+    "rms-norm": "nn.RMSNorm",
+    "group-norm": "nn.GroupNorm",
+    "batch-norm": "nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d (eval mode)",
     "self-attention": "nequil.torch.SelfAttention",
     "mean-pool": "nequil.torch.MeanPool",
     "residual": "nequil.torch.Residual",
@@ -135,21 +141,47 @@ def _layer(m: nn.Module, path: str) -> Dict[str, Any]:
     if t is nn.Conv2d:
         kh, kw = _pair(m.kernel_size)
         sh, sw = _pair(m.stride)
-        ph, pw = _pair(m.padding) if not isinstance(m.padding, str) else (None, None)
-        if m.groups != 1 or _pair(m.dilation) != (1, 1):
-            raise _unsupported(path, m, "groups and dilation must be 1")
-        if m.padding_mode != "zeros" or ph is None or ph != pw:
-            raise _unsupported(path, m, "padding must be the same number of zeros on every side")
+        dh, dw = _pair(m.dilation)
+        if m.padding_mode != "zeros":
+            raise _unsupported(path, m, f"padding_mode {m.padding_mode!r}: zero padding only")
         if sh != sw:
             raise _unsupported(path, m, "the stride must be the same along both axes")
+        if isinstance(m.padding, str):
+            padding: Any = m.padding
+        else:
+            ph, pw = _pair(m.padding)
+            padding = ph if ph == pw else [ph, pw]
         return {
             "type": "conv2d",
             "out_channels": m.out_channels,
             "kernel": kh if kh == kw else [kh, kw],
             "stride": sh,
-            "padding": ph,
+            "padding": padding,
+            "dilation": dh if dh == dw else [dh, dw],
+            "groups": m.groups,
             "bias": m.bias is not None,
         }
+    if t is nn.Conv1d:
+        if m.padding_mode != "zeros":
+            raise _unsupported(path, m, f"padding_mode {m.padding_mode!r}: zero padding only")
+        return {
+            "type": "conv1d",
+            "out_channels": m.out_channels,
+            "kernel": m.kernel_size[0],
+            "stride": m.stride[0],
+            "padding": m.padding if isinstance(m.padding, str) else m.padding[0],
+            "dilation": m.dilation[0],
+            "groups": m.groups,
+            "bias": m.bias is not None,
+        }
+    if t is nn.AdaptiveAvgPool2d:
+        oh, ow = _pair(m.output_size)
+        if oh is None or ow is None:
+            raise _unsupported(path, m, "give both output sizes (None, the input's size, is not mapped)")
+        return {"type": "adaptive-avg-pool2d", "output_size": int(oh) if oh == ow else [int(oh), int(ow)]}
+    if t is nn.AdaptiveAvgPool1d:
+        (ol,) = m.output_size if isinstance(m.output_size, (tuple, list)) else (m.output_size,)
+        return {"type": "adaptive-avg-pool1d", "output_size": int(ol)}
     if t in (nn.MaxPool2d, nn.AvgPool2d):
         k = _pair(m.kernel_size)
         s = _pair(m.stride if m.stride is not None else m.kernel_size)
@@ -177,6 +209,32 @@ def _layer(m: nn.Module, path: str) -> Dict[str, Any]:
         if affine and getattr(m, "bias", True) is None:
             raise _unsupported(path, m, "an affine LayerNorm without bias")
         return {"type": "layer-norm", "eps": float(m.eps), "affine": affine}
+    if getattr(nn, "RMSNorm", None) is not None and t is nn.RMSNorm:
+        if len(m.normalized_shape) != 1:
+            raise _unsupported(path, m, "normalization over the last axis only")
+        rms: Dict[str, Any] = {"type": "rms-norm", "affine": bool(m.elementwise_affine)}
+        if m.eps is not None:
+            rms["eps"] = float(m.eps)
+        return rms
+    if t is nn.GroupNorm:
+        return {"type": "group-norm", "num_groups": int(m.num_groups), "eps": float(m.eps), "affine": bool(m.affine)}
+    if t in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+        if m.training:
+            raise _unsupported(
+                path, m,
+                "in training mode it normalizes by each batch's statistics; call module.eval() to use its "
+                "running statistics (training mode is future work)",
+            )
+        if not m.track_running_stats or m.running_mean is None:
+            raise _unsupported(path, m, "without running statistics it normalizes by each batch's, even in eval mode")
+        affine = bool(m.affine)
+        return {
+            "type": "batch-norm",
+            "eps": float(m.eps),
+            "affine": affine,
+            "running_mean": [float(v) for v in m.running_mean.detach().double().cpu().reshape(-1)],
+            "running_var": [float(v) for v in m.running_var.detach().double().cpu().reshape(-1)],
+        }
     if isinstance(m, SelfAttention):
         if m.dropout != 0 or m.bias_k is not None or m.add_zero_attn or not m._qkv_same_embed_dim:
             raise _unsupported(path, m, "no dropout, no bias_kv, no zero attention, kdim = vdim = embed_dim")

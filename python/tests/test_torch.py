@@ -43,6 +43,22 @@ def transformer():
     )
 
 
+def with_running_stats(net):
+    """``net`` in eval mode, its batch norms given running statistics and affine maps away from
+    PyTorch's initial values (so that a wrong formula shows)."""
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                c = m.num_features
+                m.running_mean.copy_(torch.rand(c, generator=g) * 2 - 1)
+                m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
+                if m.affine:
+                    m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                    m.bias.copy_(torch.rand(c, generator=g) - 0.5)
+    return net.eval()
+
+
 def test_from_torch_gives_the_examples_model_tables():
     """The stacks of examples/torch_layers.py map to the [model] tables written there by hand."""
     m = nequil.Model.from_torch(cnn(), input_shape=[1, 8, 8])
@@ -73,12 +89,34 @@ def test_from_torch_gives_the_examples_model_tables():
     (lambda: nn.Sequential(nn.Linear(5, 6), nn.Hardswish(), nn.Linear(6, 2)), (5,)),
     (cnn, (1, 8, 8)),
     (transformer, (6, 8)),
+    (lambda: with_running_stats(nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 5 * 5, 2))), (2, 5, 5)),
+    (lambda: with_running_stats(nn.Sequential(
+        nn.Linear(5, 4), nn.BatchNorm1d(4, eps=1e-3), nn.ReLU(), nn.Linear(4, 2))), (5,)),
+    (lambda: with_running_stats(nn.Sequential(
+        nn.BatchNorm1d(3, affine=False), nn.Flatten(), nn.Linear(21, 2))), (3, 7)),
+    (lambda: nn.Sequential(
+        nn.Conv2d(4, 6, 3, padding="same", dilation=2, groups=2), nn.ReLU(),
+        nn.Conv2d(6, 6, (3, 2), padding=(2, 1), groups=6), nn.Flatten(), nn.Linear(6 * 7 * 6, 2)), (4, 5, 5)),
+    (lambda: with_running_stats(nn.Sequential(
+        nn.Conv1d(3, 6, 3, padding="same", dilation=2), nn.BatchNorm1d(6), nn.GELU(),
+        nn.Conv1d(6, 6, 4, stride=2, padding=1, groups=6), nn.AdaptiveAvgPool1d(4), nn.Flatten(),
+        nn.Linear(6 * 4, 2))), (3, 12)),
+    (lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.AdaptiveAvgPool2d((2, 3)), nn.Flatten(),
+                           nn.Linear(3 * 2 * 3, 2)), (2, 7, 6)),
+    (lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)), (2, 5, 5)),
+    (lambda: nn.Sequential(nn.Linear(5, 6), nn.RMSNorm(6), nn.ReLU(), nn.Linear(6, 2)), (5,)),
+    (lambda: nn.Sequential(nn.Linear(5, 6), nn.RMSNorm(6, eps=1e-3, elementwise_affine=False), nn.Linear(6, 2)), (5,)),
+    (lambda: nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.ReLU(), nn.Flatten(),
+                           nn.Linear(4 * 5 * 5, 2)), (2, 5, 5)),
+    (lambda: nn.Sequential(nn.Conv2d(2, 4, 3), nn.GroupNorm(4, 4, eps=1e-3, affine=False), nn.Flatten(),
+                           nn.Linear(4 * 3 * 3, 2)), (2, 5, 5)),
 ])
 def test_same_outputs_and_names_as_the_module(make, shape):
     net = make()
     model = nequil.Model.from_torch(net, input_shape=list(shape))
-    params = state(net)
-    assert model.layout == {k: tuple(v.shape) for k, v in params.items()}
+    params = state(net)  # with a batch norm's buffers: checked against the spec, not read into θ
+    assert model.layout == {k: tuple(v.shape) for k, v in net.named_parameters()}
     x = torch.randn(20, *shape)
     with torch.no_grad():
         if isinstance(net, nn.ModuleList):
@@ -112,10 +150,14 @@ def test_unsupported_modules_are_named():
         nequil.Model.from_torch(nn.Sequential(nn.MultiheadAttention(4, 2)), input_shape=[3, 4])
     with pytest.raises(ValueError, match=r"unsupported module `1.0`: .*BatchNorm1d"):
         nequil.Model.from_torch(nn.Sequential(nn.Linear(2, 4), nt.Residual(nn.BatchNorm1d(4))))
+    with pytest.raises(ValueError, match=r"unsupported module `1`: .*BatchNorm2d \(in training mode.*module.eval\(\)"):
+        nequil.Model.from_torch(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)), input_shape=[1, 5, 5])
+    with pytest.raises(ValueError, match=r"without running statistics"):
+        nequil.Model.from_torch(nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4, track_running_stats=False).eval()))
     with pytest.raises(ValueError, match=r"dropout with p = 0.5"):
         nequil.Model.from_torch(nn.Sequential(nn.Linear(2, 4), nn.Dropout(0.5)))
-    with pytest.raises(ValueError, match=r"groups and dilation"):
-        nequil.Model.from_torch(nn.Sequential(nn.Conv2d(2, 2, 3, groups=2)), input_shape=[2, 5, 5])
+    with pytest.raises(ValueError, match=r"padding_mode 'reflect'"):
+        nequil.Model.from_torch(nn.Sequential(nn.Conv2d(2, 2, 3, padding_mode="reflect")), input_shape=[2, 5, 5])
 
     class Net(nn.Module):
         def __init__(self):

@@ -159,11 +159,38 @@ fn layer_zoo(medium: bool) -> Vec<(&'static str, Model)> {
             ),
         ),
     ));
+    out.push((
+        "conv1d",
+        sequential(
+            &format!("[{c}, {}]", hw * hw),
+            &format!(
+                "{{ type = \"conv1d\", out_channels = {}, kernel = 3, padding = \"same\", dilation = 2, groups = {c} }}",
+                2 * c
+            ),
+        ),
+    ));
+    out.push((
+        "adaptive-avg-pool2d",
+        sequential(&img, "{ type = \"adaptive-avg-pool2d\", output_size = [3, 2] }"),
+    ));
+    out.push((
+        "adaptive-avg-pool1d",
+        sequential(
+            &format!("[{c}, {}]", hw * hw),
+            "{ type = \"adaptive-avg-pool1d\", output_size = 5 }",
+        ),
+    ));
     out.push(("max-pool2d", sequential(&img, "{ type = \"max-pool2d\", kernel = 2 }")));
     out.push(("avg-pool2d", sequential(&img, "{ type = \"avg-pool2d\", kernel = 2 }")));
     out.push(("flatten", sequential(&img, "{ type = \"flatten\" }")));
+    out.push(("batch-norm", sequential(&img, "{ type = \"batch-norm\" }")));
+    out.push((
+        "group-norm",
+        sequential(&img, "{ type = \"group-norm\", num_groups = 2 }"),
+    ));
     let seq = format!("[{}, {}]", hw, 4 * c);
     out.push(("layer-norm", sequential(&seq, "{ type = \"layer-norm\" }")));
+    out.push(("rms-norm", sequential(&seq, "{ type = \"rms-norm\" }")));
     out.push((
         "self-attention",
         sequential(&seq, "{ type = \"self-attention\", heads = 2, causal = true }"),

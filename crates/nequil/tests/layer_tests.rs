@@ -3,15 +3,17 @@
 //! per-sample statistics against a naive per-sample loop.
 //!
 //! The zoo covers every layer kind (dense with and without bias, each activation, sigmoid, GELU
-//! (both forms), softplus, hardswish, Net-A, Net-B) in the paper's families and in mixed stacks
+//! (both forms), softplus, hardswish, batch-norm, rms-norm,
+//! group-norm, Net-A, Net-B) in the paper's families and in mixed stacks
 //! that no family describes.
 
 use nequil::core::curvature::{EmpiricalHessian, HessianOp, HvpOptions, HvpWorkspace};
 use nequil::core::layers::{
-    Activation, ActivationLayer, AvgPool2dConfig, Conv2dConfig, FlattenConfig, GeluApproximate, GeluConfig,
-    HardswishConfig, KernelSpec, LayerConfig as L, LayerNormConfig, LeakyReluConfig, Linear, LinearConfig,
-    MaxPool2dConfig, MeanPoolConfig, ReluConfig, ResidualConfig, SelfAttentionConfig, SigmoidConfig, SoftplusConfig,
-    TanhConfig,
+    Activation, ActivationLayer, AdaptiveAvgPool1dConfig, AdaptiveAvgPool2dConfig, AvgPool2dConfig, BatchNormConfig,
+    Conv1dConfig, Conv2dConfig, FlattenConfig, GeluApproximate, GeluConfig, GroupNormConfig, HardswishConfig,
+    KernelSpec, LayerConfig as L, LayerNormConfig, LeakyReluConfig, Linear, LinearConfig, MaxPool2dConfig,
+    MeanPoolConfig, Padding, PaddingMode, ReluConfig, ResidualConfig, RmsNormConfig, SelfAttentionConfig,
+    SigmoidConfig, SoftplusConfig, TanhConfig,
 };
 use nequil::core::models::{Init, Model, NodeSpec, ScaleKind};
 use nequil::core::rng::Rng;
@@ -48,7 +50,9 @@ fn cnn() -> Model {
                 out_channels: 3,
                 kernel: KernelSpec::Square(3),
                 stride: 1,
-                padding: 1,
+                padding: 1.into(),
+                dilation: KernelSpec::Square(1),
+                groups: 1,
                 bias: true,
             }),
             relu(),
@@ -60,7 +64,9 @@ fn cnn() -> Model {
                 out_channels: 4,
                 kernel: KernelSpec::Square(2),
                 stride: 1,
-                padding: 0,
+                padding: 0.into(),
+                dilation: KernelSpec::Square(1),
+                groups: 1,
                 bias: false,
             }),
             relu(),
@@ -87,7 +93,9 @@ fn cnn_strided() -> Model {
                 out_channels: 2,
                 kernel: KernelSpec::Rect([3, 2]),
                 stride: 2,
-                padding: 1,
+                padding: 1.into(),
+                dilation: KernelSpec::Square(1),
+                groups: 1,
                 bias: true,
             }),
             L::LeakyRelu(LeakyReluConfig { slope: 0.1 }),
@@ -246,6 +254,228 @@ fn zoo() -> Vec<(&'static str, Model, usize)> {
         // 2 dims of qk and of vo; MLP: 6 neurons.
         ("transformer", transformer(0.0, true), 4 + 8 + 4 + 6),
         ("transformer-eps", transformer(1e-5, false), 4 + 8 + 4 + 6),
+        // Batch-norm with running means ≠ 0 blocks the conv's channels; its own 3 channels reach
+        // the head through ReLU, avg-pool and flatten.
+        (
+            "batch-norm",
+            Model::sequential(
+                &[2, 4, 4],
+                &[
+                    L::Conv2d(Conv2dConfig {
+                        out_channels: 3,
+                        kernel: KernelSpec::Square(3),
+                        stride: 1,
+                        padding: 1.into(),
+                        dilation: KernelSpec::Square(1),
+                        groups: 1,
+                        bias: true,
+                    }),
+                    L::BatchNorm(BatchNormConfig {
+                        running_mean: Some(vec![0.5, -0.3, 0.2]),
+                        running_var: Some(vec![1.5, 0.5, 2.0]),
+                        ..Default::default()
+                    }),
+                    relu(),
+                    L::AvgPool2d(AvgPool2dConfig {
+                        kernel: 2,
+                        stride: None,
+                    }),
+                    L::Flatten(FlattenConfig {}),
+                    L::Linear(LinearConfig {
+                        out_features: 2,
+                        bias: true,
+                    }),
+                ],
+            )
+            .unwrap(),
+            3,
+        ),
+        // PyTorch's fresh buffers (μ = 0): the linear layer's 4 neurons are taken in by γ, and the
+        // batch-norm's 4 features reach the head through ReLU.
+        (
+            "batch-norm-fresh",
+            Model::sequential(
+                &[3],
+                &[
+                    L::Linear(LinearConfig {
+                        out_features: 4,
+                        bias: true,
+                    }),
+                    L::BatchNorm(BatchNormConfig::default()),
+                    relu(),
+                    L::Linear(LinearConfig {
+                        out_features: 2,
+                        bias: true,
+                    }),
+                ],
+            )
+            .unwrap(),
+            8,
+        ),
+        // As layer-norm: the linear layer feeding an RMS normalization without ε is scale
+        // invariant; the 4 affine features reach the head through ReLU.
+        (
+            "rms-norm",
+            Model::sequential(
+                &[5],
+                &[
+                    L::Linear(LinearConfig {
+                        out_features: 4,
+                        bias: true,
+                    }),
+                    L::RmsNorm(RmsNormConfig {
+                        eps: Some(0.0),
+                        affine: true,
+                    }),
+                    relu(),
+                    L::Linear(LinearConfig {
+                        out_features: 2,
+                        bias: true,
+                    }),
+                ],
+            )
+            .unwrap(),
+            5,
+        ),
+        // With ε > 0 the scale invariance is only approximate and is not claimed (ε = 1e-3, as
+        // layer-norm-eps, so that the breaking is far above the discovery's tolerance).
+        (
+            "rms-norm-eps",
+            Model::sequential(
+                &[5],
+                &[
+                    L::Linear(LinearConfig {
+                        out_features: 4,
+                        bias: true,
+                    }),
+                    L::RmsNorm(RmsNormConfig {
+                        eps: Some(1e-3),
+                        affine: false,
+                    }),
+                    L::Linear(LinearConfig {
+                        out_features: 2,
+                        bias: false,
+                    }),
+                ],
+            )
+            .unwrap(),
+            0,
+        ),
+        // Group-norm (2 groups of 2 channels, ε > 0): the conv's channels are blocked, the 4
+        // affine channels reach the head through ReLU, avg-pool and flatten.
+        (
+            "group-norm",
+            Model::sequential(
+                &[1, 4, 4],
+                &[
+                    L::Conv2d(Conv2dConfig {
+                        out_channels: 4,
+                        kernel: KernelSpec::Square(3),
+                        stride: 1,
+                        padding: 1.into(),
+                        dilation: KernelSpec::Square(1),
+                        groups: 1,
+                        bias: true,
+                    }),
+                    L::GroupNorm(GroupNormConfig {
+                        num_groups: 2,
+                        eps: 1e-3,
+                        affine: true,
+                    }),
+                    relu(),
+                    L::AvgPool2d(AvgPool2dConfig {
+                        kernel: 2,
+                        stride: None,
+                    }),
+                    L::Flatten(FlattenConfig {}),
+                    L::Linear(LinearConfig {
+                        out_features: 2,
+                        bias: true,
+                    }),
+                ],
+            )
+            .unwrap(),
+            4,
+        ),
+        // A 1-D CNN: the grouped, dilated conv1d's 4 channels through ReLU to the depthwise
+        // conv1d (each absorbed by its own filter), whose 4 channels reach the head through ReLU
+        // and adaptive average pooling (overlapping windows: 5 → 3).
+        (
+            "conv1d",
+            Model::sequential(
+                &[2, 8],
+                &[
+                    L::Conv1d(Conv1dConfig {
+                        out_channels: 4,
+                        kernel: 3,
+                        stride: 1,
+                        padding: Padding::Mode(PaddingMode::Same),
+                        dilation: 2,
+                        groups: 2,
+                        bias: true,
+                    }),
+                    relu(),
+                    L::Conv1d(Conv1dConfig {
+                        out_channels: 4,
+                        kernel: 2,
+                        stride: 2,
+                        padding: 1.into(),
+                        dilation: 1,
+                        groups: 4,
+                        bias: true,
+                    }),
+                    relu(),
+                    L::AdaptiveAvgPool1d(AdaptiveAvgPool1dConfig { output_size: 3 }),
+                    L::Flatten(FlattenConfig {}),
+                    L::Linear(LinearConfig {
+                        out_features: 2,
+                        bias: true,
+                    }),
+                ],
+            )
+            .unwrap(),
+            8,
+        ),
+        // Grouped 2-D convolutions (even kernel, "same" padding, dilation) and adaptive average
+        // pooling (5×5 → 2×3): 4 + 4 channels.
+        (
+            "cnn-grouped",
+            Model::sequential(
+                &[2, 5, 5],
+                &[
+                    L::Conv2d(Conv2dConfig {
+                        out_channels: 4,
+                        kernel: KernelSpec::Square(3),
+                        stride: 1,
+                        padding: 1.into(),
+                        dilation: KernelSpec::Square(1),
+                        groups: 2,
+                        bias: true,
+                    }),
+                    relu(),
+                    L::Conv2d(Conv2dConfig {
+                        out_channels: 4,
+                        kernel: KernelSpec::Rect([2, 3]),
+                        stride: 1,
+                        padding: Padding::Mode(PaddingMode::Same),
+                        dilation: KernelSpec::Rect([2, 1]),
+                        groups: 2,
+                        bias: false,
+                    }),
+                    relu(),
+                    L::AdaptiveAvgPool2d(AdaptiveAvgPool2dConfig {
+                        output_size: KernelSpec::Rect([2, 3]),
+                    }),
+                    L::Flatten(FlattenConfig {}),
+                    L::Linear(LinearConfig {
+                        out_features: 2,
+                        bias: true,
+                    }),
+                ],
+            )
+            .unwrap(),
+            8,
+        ),
         // ReLU passes the first layer's 4 neurons to the next map; sigmoid blocks the second's.
         (
             "sigmoid",
@@ -643,10 +873,15 @@ mod random_shapes {
 
         #[test]
         fn cnns(c in 1usize..3, h in 4usize..8, w in 3usize..7, o in 1usize..4, k in 1usize..4,
-                stride in 1usize..3, pad in 0usize..2, pool in 0usize..3, bias in any::<bool>(), seed in 0u64..1000) {
-            prop_assume!(h + 2 * pad >= k && w + 2 * pad >= k);
+                stride in 1usize..3, pad in 0usize..2, pool in 0usize..3, bias in any::<bool>(), seed in 0u64..1000,
+                dil in 1usize..3) {
+            let kw = k.max(2).min(w + 2 * pad);
+            prop_assume!(h + 2 * pad > dil * (k - 1) && w + 2 * pad > dil * (kw - 1));
+            // Two groups where both channel counts are even.
+            let groups = if c == 2 && o == 2 { 2 } else { 1 };
             let mut layers = vec![
-                L::Conv2d(Conv2dConfig { out_channels: o, kernel: KernelSpec::Rect([k, k.max(2).min(w + 2 * pad)]), stride, padding: pad, bias }),
+                L::Conv2d(Conv2dConfig { out_channels: o, kernel: KernelSpec::Rect([k, kw]), stride, padding: pad.into(),
+                                         dilation: KernelSpec::Rect([dil, 1]), groups, bias }),
                 L::LeakyRelu(LeakyReluConfig { slope: 0.2 }),
             ];
             match pool {

@@ -335,3 +335,28 @@ impl Layer for ActivationLayer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::layers::LayerConfig;
+
+    /// `silu`, PyTorch's name of the function, is read as `swish` and written back as `swish`.
+    #[test]
+    fn silu_is_a_spelling_of_swish() {
+        let c: LayerConfig = toml::from_str("type = \"silu\"").unwrap();
+        assert_eq!(c, LayerConfig::Swish(SwishConfig {}));
+        assert_eq!(c.kind(), "swish");
+        assert!(toml::to_string(&c).unwrap().contains("\"swish\""));
+        let l = c.build(&[2], "model.layers[0]").unwrap();
+        let mut y = [0.0; 2];
+        l.forward(&[], &[1.5, -2.0], &mut y, &mut [], 1, &mut []);
+        // x · σ(x), to rounding.
+        for (a, x) in y.iter().zip([1.5f64, -2.0]) {
+            let e = x / (1.0 + (-x).exp());
+            assert!((a - e).abs() <= 1e-15, "{a} vs {e}");
+        }
+        let e = toml::from_str::<LayerConfig>("type = \"silu\"\ninplace = true").unwrap_err();
+        assert!(e.to_string().contains("unknown field `inplace`"), "{e}");
+    }
+}

@@ -52,10 +52,13 @@
 //! catalog see only the trait.
 //!
 //! The kinds: [`Linear`] (`linear`), [`ActivationLayer`] (`identity`, `tanh`, `relu`,
-//! `leaky-relu`, `swish`), [`Sigmoid`] (`sigmoid`), [`Gelu`] (`gelu`), [`Softplus`] (`softplus`),
-//! [`Hardswish`] (`hardswish`), [`Conv2d`] (`conv2d`), [`MaxPool2d`] (`max-pool2d`), [`AvgPool2d`]
-//! (`avg-pool2d`), [`Flatten`] (`flatten`), [`LayerNorm`] (`layer-norm`), [`SelfAttention`]
-//! (`self-attention`), [`Residual`] (`residual`), [`MeanPool`] (`mean-pool`); and [`ScaleNet`] (the paper's Fig. 7 nets, `model.kind = "net-a"`/`"net-b"`,
+//! `leaky-relu`, `swish`, also spelled `silu`), [`Sigmoid`] (`sigmoid`), [`Gelu`] (`gelu`),
+//! [`Softplus`] (`softplus`), [`Hardswish`] (`hardswish`), [`Conv2d`] (`conv2d` and `conv1d`),
+//! [`MaxPool2d`] (`max-pool2d`), [`AvgPool2d`] (`avg-pool2d`), [`AdaptiveAvgPool`]
+//! (`adaptive-avg-pool2d`, `adaptive-avg-pool1d`), [`Flatten`] (`flatten`), [`LayerNorm`]
+//! (`layer-norm`), [`BatchNorm`] (`batch-norm`), [`RmsNorm`] (`rms-norm`), [`GroupNorm`]
+//! (`group-norm`), [`SelfAttention`] (`self-attention`), [`Residual`] (`residual`), [`MeanPool`]
+//! (`mean-pool`); and [`ScaleNet`] (the paper's Fig. 7 nets, `model.kind = "net-a"`/`"net-b"`,
 //! which are whole models rather than layers of a stack, so not registered).
 //!
 //! # What comes next
@@ -65,14 +68,19 @@
 //! parameter (f32 beside f64) in [`crate::core::scalar`], used by [`Linear`]'s generic kernels.
 
 mod activation;
+mod adaptive_avg_pool;
 mod attention;
 mod avg_pool2d;
+mod batch_norm;
 mod conv2d;
 pub(crate) mod dual;
 #[cfg(test)]
 mod elementwise_check;
+#[cfg(test)]
+mod fd_check;
 mod flatten;
 mod gelu;
+mod group_norm;
 mod hardswish;
 mod layer_norm;
 mod linear;
@@ -80,6 +88,7 @@ mod max_pool2d;
 mod mean_pool;
 mod pointwise;
 mod residual;
+mod rms_norm;
 mod scale_net;
 mod sigmoid;
 mod softplus;
@@ -87,11 +96,14 @@ mod softplus;
 pub use activation::{
     Activation, ActivationLayer, IdentityConfig, LeakyReluConfig, ReluConfig, SwishConfig, TanhConfig,
 };
+pub use adaptive_avg_pool::{AdaptiveAvgPool, AdaptiveAvgPool1dConfig, AdaptiveAvgPool2dConfig};
 pub use attention::{SelfAttention, SelfAttentionConfig};
 pub use avg_pool2d::{AvgPool2d, AvgPool2dConfig};
-pub use conv2d::{Conv2d, Conv2dConfig, KernelSpec};
+pub use batch_norm::{BatchNorm, BatchNormConfig};
+pub use conv2d::{Conv1dConfig, Conv2d, Conv2dConfig, ConvGeometry, KernelSpec, Padding, PaddingMode};
 pub use flatten::{Flatten, FlattenConfig};
 pub use gelu::{Gelu, GeluApproximate, GeluConfig};
+pub use group_norm::{GroupNorm, GroupNormConfig};
 pub use hardswish::{Hardswish, HardswishConfig};
 pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use linear::{Linear, LinearConfig};
@@ -99,6 +111,7 @@ pub use max_pool2d::{MaxPool2d, MaxPool2dConfig};
 pub use mean_pool::{MeanPool, MeanPoolConfig};
 pub use pointwise::{PointwiseFn, PointwiseLayer};
 pub use residual::{Residual, ResidualConfig};
+pub use rms_norm::{RmsNorm, RmsNormConfig};
 pub use scale_net::{ScaleKind, ScaleNet};
 pub use sigmoid::{Sigmoid, SigmoidConfig};
 pub use softplus::{Softplus, SoftplusConfig};
@@ -149,14 +162,26 @@ registry! {
     Linear(LinearConfig) = "linear",
     /// `nn.Conv2d` on `[C, H, W]`.
     Conv2d(Conv2dConfig) = "conv2d",
+    /// `nn.Conv1d` on `[C, L]`.
+    Conv1d(Conv1dConfig) = "conv1d",
     /// `nn.MaxPool2d` on `[C, H, W]`.
     MaxPool2d(MaxPool2dConfig) = "max-pool2d",
     /// `nn.AvgPool2d` on `[C, H, W]`.
     AvgPool2d(AvgPool2dConfig) = "avg-pool2d",
+    /// `nn.AdaptiveAvgPool2d` on `[C, H, W]`.
+    AdaptiveAvgPool2d(AdaptiveAvgPool2dConfig) = "adaptive-avg-pool2d",
+    /// `nn.AdaptiveAvgPool1d` on `[C, L]`.
+    AdaptiveAvgPool1d(AdaptiveAvgPool1dConfig) = "adaptive-avg-pool1d",
     /// `nn.Flatten()`.
     Flatten(FlattenConfig) = "flatten",
     /// `nn.LayerNorm` over the last axis.
     LayerNorm(LayerNormConfig) = "layer-norm",
+    /// `nn.BatchNorm1d`/`2d`/`3d` in evaluation mode on `[C, …]`.
+    BatchNorm(BatchNormConfig) = "batch-norm",
+    /// `nn.RMSNorm` over the last axis.
+    RmsNorm(RmsNormConfig) = "rms-norm",
+    /// `nn.GroupNorm` on `[C, …]`.
+    GroupNorm(GroupNormConfig) = "group-norm",
     /// Self-attention on `[T, E]`.
     SelfAttention(SelfAttentionConfig) = "self-attention",
     /// The mean over a sequence, `[T, d] → [d]`.
@@ -171,7 +196,8 @@ registry! {
     Relu(ReluConfig) = "relu",
     /// Leaky ReLU.
     LeakyRelu(LeakyReluConfig) = "leaky-relu",
-    /// Swish (SiLU).
+    /// Swish (`nn.SiLU`; the spec also accepts the spelling `silu`).
+    #[serde(alias = "silu")]
     Swish(SwishConfig) = "swish",
     /// The logistic sigmoid (`nn.Sigmoid`).
     Sigmoid(SigmoidConfig) = "sigmoid",
@@ -486,6 +512,23 @@ pub trait Layer: Debug + Send + Sync {
     /// points (allocates; not for hot loops).
     fn kink_distance(&self, _p: &[f64], _x: &[f64], _b: usize) -> f64 {
         f64::INFINITY
+    }
+    /// The layer's fixed buffers by local name, as PyTorch's `state_dict()` holds them beside the
+    /// parameters (`running_mean`, `running_var` of a batch-norm): not part of θ, never trained;
+    /// their values come from the spec. `None` for a buffer whose value nequil does not use
+    /// (`num_batches_tracked`). A weights file may hold them: a value is checked against the
+    /// spec's (see [`crate::lab::io::theta_from_tensors`]). By default a block layer's children's,
+    /// prefixed by their module names.
+    fn buffers(&self) -> Vec<(String, Option<Vec<f64>>)> {
+        self.children()
+            .iter()
+            .flat_map(|c| {
+                c.layer
+                    .buffers()
+                    .into_iter()
+                    .map(move |(n, v)| (format!("{}.{n}", c.module), v))
+            })
+            .collect()
     }
     /// Parameters that do not affect the output at all (attention's key bias: softmax ignores a
     /// shift shared by all keys), as local indices; their gradient is identically zero.

@@ -722,8 +722,16 @@ impl Model {
     /// let model = Model::sequential(
     ///     &[1, 6, 6],
     ///     &[
-    ///         Conv2dConfig { out_channels: 3, kernel: KernelSpec::Square(3), stride: 1, padding: 1, bias: true }
-    ///             .into(),
+    ///         Conv2dConfig {
+    ///             out_channels: 3,
+    ///             kernel: KernelSpec::Square(3),
+    ///             stride: 1,
+    ///             padding: 1.into(),
+    ///             dilation: KernelSpec::Square(1),
+    ///             groups: 1,
+    ///             bias: true,
+    ///         }
+    ///         .into(),
     ///         ReluConfig {}.into(),
     ///         FlattenConfig {}.into(),
     ///         LinearConfig { out_features: 2, bias: true }.into(),
