@@ -754,19 +754,18 @@ pub fn figure(r: &Results) -> Result<Figure> {
                 vec![0.0, (all.len() - 1) as f64],
                 vec![1.0, 1.0],
             ),
+            // The band's upper and lower edges as one dashed series, broken by a NaN point
+            // (a line is not drawn across a non-finite point).
             Series::new(
                 format!("1 ± the check's tolerance ({RATE_K} standard errors + truncation)"),
                 Role::Theory,
                 Style::Dashed,
-                idx.clone(),
-                upper,
-            ),
-            Series::new(
-                "1 − the check's tolerance".to_string(),
-                Role::Theory,
-                Style::Dashed,
-                idx.clone(),
-                lower,
+                idx.iter()
+                    .copied()
+                    .chain([f64::NAN])
+                    .chain(idx.iter().copied())
+                    .collect(),
+                upper.into_iter().chain([f64::NAN]).chain(lower).collect(),
             ),
             Series::new(
                 if one_seed {
@@ -781,7 +780,7 @@ pub fn figure(r: &Results) -> Result<Figure> {
             ),
             Series::new(
                 "SGD over the rate linearized at the minimum, k = 4ηd/S",
-                Role::Other(1),
+                Role::Sgd,
                 Style::Markers,
                 idx,
                 to_lin,
