@@ -17,7 +17,7 @@
 
 use super::dual::Num;
 use super::norm_common::{self, RowNorm};
-use super::{BlockSpec, BuildLayer, Fwd, Layer, Pass, RFwd, Units};
+use super::{BlockSpec, BuildLayer, Layer, Pass, Units};
 use crate::{invalid, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -224,9 +224,6 @@ impl Layer for GroupNorm {
     fn saved_per_sample(&self) -> usize {
         norm_common::saved_per_sample(self)
     }
-    fn scratch_len(&self, b: usize) -> usize {
-        norm_common::scratch_len(self, b)
-    }
     fn normalizes_input(&self) -> bool {
         self.eps == 0.0
     }
@@ -242,51 +239,7 @@ impl Layer for GroupNorm {
         Pass::Block
     }
 
-    fn forward(&self, p: &[f64], x: &[f64], y: &mut [f64], saved: &mut [f64], b: usize, _scratch: &mut [f64]) {
-        norm_common::forward(self, p, x, y, saved, b);
-    }
-
-    fn backward(
-        &self,
-        p: &[f64],
-        f: Fwd<'_>,
-        dy: &[f64],
-        dx: Option<&mut [f64]>,
-        grad: Option<&mut [f64]>,
-        alpha: f64,
-        b: usize,
-        scratch: &mut [f64],
-    ) {
-        norm_common::backward(self, p, f, dy, dx, grad, alpha, b, scratch);
-    }
-
-    fn rforward(
-        &self,
-        p: &[f64],
-        v: &[f64],
-        f: Fwd<'_>,
-        rx: Option<&[f64]>,
-        ry: &mut [f64],
-        b: usize,
-        scratch: &mut [f64],
-    ) {
-        norm_common::rforward(self, p, v, f, rx, ry, b, scratch);
-    }
-
-    fn rbackward(
-        &self,
-        p: &[f64],
-        v: &[f64],
-        r: RFwd<'_>,
-        rdy: &[f64],
-        rdx: Option<&mut [f64]>,
-        hv: &mut [f64],
-        alpha: f64,
-        b: usize,
-        scratch: &mut [f64],
-    ) {
-        norm_common::rbackward(self, p, v, r, rdy, rdx, hv, alpha, b, scratch);
-    }
+    norm_common::row_norm_passes!();
 }
 
 #[cfg(test)]

@@ -227,3 +227,61 @@ pub(crate) fn rbackward<N: RowNorm>(
         }
     }
 }
+
+/// The four passes of [`Layer`] (`forward`, `backward`, `rforward`, `rbackward`) and
+/// `scratch_len` for a [`RowNorm`], written inside its `impl Layer` block: each calls the function
+/// of the same name above.
+macro_rules! row_norm_passes {
+    () => {
+        fn scratch_len(&self, b: usize) -> usize {
+            $crate::core::layers::norm_common::scratch_len(self, b)
+        }
+
+        fn forward(&self, p: &[f64], x: &[f64], y: &mut [f64], saved: &mut [f64], b: usize, _scratch: &mut [f64]) {
+            $crate::core::layers::norm_common::forward(self, p, x, y, saved, b);
+        }
+
+        fn backward(
+            &self,
+            p: &[f64],
+            f: $crate::core::layers::Fwd<'_>,
+            dy: &[f64],
+            dx: Option<&mut [f64]>,
+            grad: Option<&mut [f64]>,
+            alpha: f64,
+            b: usize,
+            scratch: &mut [f64],
+        ) {
+            $crate::core::layers::norm_common::backward(self, p, f, dy, dx, grad, alpha, b, scratch);
+        }
+
+        fn rforward(
+            &self,
+            p: &[f64],
+            v: &[f64],
+            f: $crate::core::layers::Fwd<'_>,
+            rx: Option<&[f64]>,
+            ry: &mut [f64],
+            b: usize,
+            scratch: &mut [f64],
+        ) {
+            $crate::core::layers::norm_common::rforward(self, p, v, f, rx, ry, b, scratch);
+        }
+
+        fn rbackward(
+            &self,
+            p: &[f64],
+            v: &[f64],
+            r: $crate::core::layers::RFwd<'_>,
+            rdy: &[f64],
+            rdx: Option<&mut [f64]>,
+            hv: &mut [f64],
+            alpha: f64,
+            b: usize,
+            scratch: &mut [f64],
+        ) {
+            $crate::core::layers::norm_common::rbackward(self, p, v, r, rdy, rdx, hv, alpha, b, scratch);
+        }
+    };
+}
+pub(crate) use row_norm_passes;
