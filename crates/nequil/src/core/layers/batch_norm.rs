@@ -23,7 +23,7 @@
 //! unchanged when the layer is not affine; with `μ_c ≠ 0` the shift `γ_c r_c μ_c` would have to
 //! change too, which no scaling of parameters does, so the rescaling is blocked.
 
-use super::{BlockInit, BlockSpec, BuildLayer, Fwd, Layer, Pass, RFwd, Units};
+use super::{BlockSpec, BuildLayer, Fwd, Layer, Pass, RFwd, Units};
 use crate::{invalid, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -183,22 +183,7 @@ impl Layer for BatchNorm {
         &self.shape
     }
     fn blocks(&self) -> Vec<BlockSpec> {
-        if !self.affine {
-            return vec![];
-        }
-        let c = self.shape[0];
-        vec![
-            BlockSpec {
-                name: "weight".into(),
-                shape: vec![c],
-                init: BlockInit::Ones,
-            },
-            BlockSpec {
-                name: "bias".into(),
-                shape: vec![c],
-                init: BlockInit::Zeros,
-            },
-        ]
+        super::norm_common::affine_blocks(self.affine, self.shape[0], true)
     }
     fn n_params(&self) -> usize {
         if self.affine {

@@ -15,8 +15,9 @@
 //! default 1e-5) that holds only approximately and is not claimed. The affine channels are units:
 //! scaling `γ_c, β_c` by `c` scales output channel `c`.
 
-use super::dual::{as_duals, Dual, Num};
-use super::{BlockInit, BlockSpec, BuildLayer, Fwd, Layer, Pass, RFwd, Units};
+use super::dual::Num;
+use super::norm_common::{self, RowNorm};
+use super::{BlockSpec, BuildLayer, Layer, Pass, Units};
 use crate::{invalid, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -90,10 +91,6 @@ impl GroupNorm {
             affine,
         }
     }
-    /// `(groups, values per group)`: rows of the per-sample tensor, normalized one by one.
-    fn dims(&self) -> (usize, usize) {
-        (self.groups, self.shape.iter().product::<usize>() / self.groups)
-    }
     /// `(C, positions per channel)`.
     fn channels(&self) -> (usize, usize) {
         (self.shape[0], self.shape[1..].iter().product())
@@ -103,6 +100,13 @@ impl GroupNorm {
     fn channel(&self, r: usize, j: usize) -> usize {
         let (g, pos) = (self.groups, self.channels().1);
         (r % g) * (self.shape[0] / g) + j / pos
+    }
+}
+
+impl RowNorm for GroupNorm {
+    /// `(groups, values per group)`: rows of the per-sample tensor, normalized one by one.
+    fn dims(&self) -> (usize, usize) {
+        (self.groups, self.shape.iter().product::<usize>() / self.groups)
     }
 
     /// Forward on `rows` rows of `d` values: `y`, `x̂`, `1/√(σ² + ε)` per row.
@@ -185,46 +189,6 @@ impl GroupNorm {
             }
         }
     }
-
-    fn dual_len(&self, b: usize) -> usize {
-        let (t, d) = self.dims();
-        2 * (2 * self.n_params() + b * t * (5 * d + 1))
-    }
-
-    /// The dual buffers (θ, x, x̂, rstd, y, dy, dx, grad) with the forward pass at `(p + εv, x + ε rx)`.
-    #[allow(clippy::type_complexity)]
-    fn dual_forward<'s>(
-        &self,
-        p: &[f64],
-        v: &[f64],
-        x: &[f64],
-        rx: Option<&[f64]>,
-        b: usize,
-        scratch: &'s mut [f64],
-    ) -> [&'s mut [Dual]; 8] {
-        let (t, d) = self.dims();
-        let (np, n) = (self.n_params(), b * t * d);
-        let s = as_duals(&mut scratch[..self.dual_len(b)]);
-        let (th, s) = s.split_at_mut(np);
-        let (xd, s) = s.split_at_mut(n);
-        let (xh, s) = s.split_at_mut(n);
-        let (rs, s) = s.split_at_mut(b * t);
-        let (yd, s) = s.split_at_mut(n);
-        let (dyd, s) = s.split_at_mut(n);
-        let (dxd, s) = s.split_at_mut(n);
-        let gd = &mut s[..np];
-        for ((a, pv), vv) in th.iter_mut().zip(p).zip(v) {
-            *a = Dual { v: *pv, d: *vv };
-        }
-        for (k, a) in xd.iter_mut().enumerate() {
-            *a = Dual {
-                v: x[k],
-                d: rx.map_or(0.0, |r| r[k]),
-            };
-        }
-        self.forward_num(th, xd, yd, xh, rs, b * t);
-        [th, xd, xh, rs, yd, dyd, dxd, gd]
-    }
 }
 
 impl Layer for GroupNorm {
@@ -247,22 +211,7 @@ impl Layer for GroupNorm {
         &self.shape
     }
     fn blocks(&self) -> Vec<BlockSpec> {
-        let c = self.shape[0];
-        if !self.affine {
-            return vec![];
-        }
-        vec![
-            BlockSpec {
-                name: "weight".into(),
-                shape: vec![c],
-                init: BlockInit::Ones,
-            },
-            BlockSpec {
-                name: "bias".into(),
-                shape: vec![c],
-                init: BlockInit::Zeros,
-            },
-        ]
+        norm_common::affine_blocks(self.affine, self.shape[0], true)
     }
     fn n_params(&self) -> usize {
         if self.affine {
@@ -273,11 +222,7 @@ impl Layer for GroupNorm {
     }
     /// `[x̂ (G·m) | 1/√(σ² + ε) (G)]` per sample (`m` values per group).
     fn saved_per_sample(&self) -> usize {
-        let (t, d) = self.dims();
-        t * (d + 1)
-    }
-    fn scratch_len(&self, b: usize) -> usize {
-        self.dual_len(b).max(self.n_params())
+        norm_common::saved_per_sample(self)
     }
     fn normalizes_input(&self) -> bool {
         self.eps == 0.0
@@ -294,112 +239,7 @@ impl Layer for GroupNorm {
         Pass::Block
     }
 
-    fn forward(&self, p: &[f64], x: &[f64], y: &mut [f64], saved: &mut [f64], b: usize, _scratch: &mut [f64]) {
-        let (t, d) = self.dims();
-        let per = t * (d + 1);
-        for i in 0..b {
-            let (xh, rs) = saved[i * per..(i + 1) * per].split_at_mut(t * d);
-            self.forward_num(
-                p,
-                &x[i * t * d..(i + 1) * t * d],
-                &mut y[i * t * d..(i + 1) * t * d],
-                xh,
-                rs,
-                t,
-            );
-        }
-    }
-
-    fn backward(
-        &self,
-        p: &[f64],
-        f: Fwd<'_>,
-        dy: &[f64],
-        dx: Option<&mut [f64]>,
-        grad: Option<&mut [f64]>,
-        alpha: f64,
-        b: usize,
-        scratch: &mut [f64],
-    ) {
-        let (t, d) = self.dims();
-        let per = t * (d + 1);
-        let np = self.n_params();
-        let mut dx = dx;
-        let mut grad = grad;
-        if let Some(g) = grad.as_deref_mut() {
-            g.fill(0.0);
-        }
-        let gs = &mut scratch[..np];
-        for i in 0..b {
-            let (xh, rs) = f.saved[i * per..(i + 1) * per].split_at(t * d);
-            let dyi = &dy[i * t * d..(i + 1) * t * d];
-            let dxi = dx.as_deref_mut().map(|v| &mut v[i * t * d..(i + 1) * t * d]);
-            let want = grad.is_some() && np > 0;
-            self.backward_num(p, xh, rs, dyi, dxi, want.then_some(&mut *gs), alpha, t);
-            if let (Some(g), true) = (grad.as_deref_mut(), want) {
-                for (a, v) in g.iter_mut().zip(gs.iter()) {
-                    *a += v;
-                }
-            }
-        }
-    }
-
-    fn rforward(
-        &self,
-        p: &[f64],
-        v: &[f64],
-        f: Fwd<'_>,
-        rx: Option<&[f64]>,
-        ry: &mut [f64],
-        b: usize,
-        scratch: &mut [f64],
-    ) {
-        let [_, _, _, _, yd, ..] = self.dual_forward(p, v, f.x, rx, b, scratch);
-        for (r, a) in ry.iter_mut().zip(yd.iter()) {
-            *r = a.d;
-        }
-    }
-
-    fn rbackward(
-        &self,
-        p: &[f64],
-        v: &[f64],
-        r: RFwd<'_>,
-        rdy: &[f64],
-        rdx: Option<&mut [f64]>,
-        hv: &mut [f64],
-        alpha: f64,
-        b: usize,
-        scratch: &mut [f64],
-    ) {
-        let (t, _) = self.dims();
-        let [th, _xd, xh, rs, _yd, dyd, dxd, gd] = self.dual_forward(p, v, r.f.x, r.rx, b, scratch);
-        for (k, a) in dyd.iter_mut().enumerate() {
-            *a = Dual { v: r.dy[k], d: rdy[k] };
-        }
-        let want_dx = rdx.is_some();
-        let np = self.n_params();
-        self.backward_num(
-            th,
-            xh,
-            rs,
-            dyd,
-            want_dx.then_some(&mut *dxd),
-            (np > 0).then_some(&mut *gd),
-            alpha,
-            b * t,
-        );
-        if np > 0 {
-            for (h, g) in hv.iter_mut().zip(gd.iter()) {
-                *h += g.d;
-            }
-        }
-        if let Some(rdx) = rdx {
-            for (o, a) in rdx.iter_mut().zip(dxd.iter()) {
-                *o = a.d;
-            }
-        }
-    }
+    norm_common::row_norm_passes!();
 }
 
 #[cfg(test)]

@@ -86,6 +86,7 @@ mod layer_norm;
 mod linear;
 mod max_pool2d;
 mod mean_pool;
+mod norm_common;
 mod pointwise;
 mod residual;
 mod rms_norm;
