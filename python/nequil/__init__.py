@@ -314,6 +314,12 @@ class Model:
             raise TypeError(f"params: expected a state dict (name → array), got {type(params).__name__}")
         out = []
         for name, value in params.items():
+            if str(name).rsplit(".", 1)[-1] == "num_batches_tracked":
+                # A batch norm's step counter (an int64 buffer of state_dict()): unused, and
+                # exact in float64 (a count below 2**53).
+                if hasattr(value, "detach") and hasattr(value, "cpu"):
+                    value = value.detach().cpu().numpy()
+                value = np.asarray(value, dtype=np.float64)
             arr = _as_float64(value, f"params[{name!r}]")
             out.append((str(name), list(arr.shape), arr.tobytes()))
         return out
